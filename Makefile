@@ -1,0 +1,27 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: run test lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+## run: one node on the embedded defaults (SQLite file chatd.sqlite3, no Redis), tcp:6000
+run: $(STAMP)
+	$(BIN)/twistd --nodaemon --pidfile= chatd
+
+## test: the whole trial suite, with the throwaway MariaDB/Redis/nginx it starts itself
+test: $(STAMP)
+	tests/run-suite
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) _trial_temp* build *.egg-info

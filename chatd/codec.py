@@ -1,0 +1,18 @@
+"""JSON frames on the wire: compact UTF-8 objects, one per LF-terminated line."""
+
+from typing import Any
+
+import ujson
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """One server frame, terminator included."""
+    return ujson.dumps(frame, ensure_ascii=False, escape_forward_slashes=False).encode() + b"\n"
+
+
+def encode_text(value: Any) -> str:
+    """Compact JSON text, for the original dialect's lists of JSON-encoded strings."""
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+decode = ujson.loads

@@ -1,0 +1,107 @@
+"""Message ids and error codes of the wire protocol (docs/protocol.md is the contract)."""
+
+from enum import IntEnum
+from typing import Any
+
+
+class MsgId(IntEnum):
+    """msgid numbers: 1-10 as in the original C++ server, 11-18 added by chatd."""
+
+    LOGIN = 1
+    LOGIN_ACK = 2
+    LOGOUT = 3
+    REG = 4
+    REG_ACK = 5
+    ONE_CHAT = 6
+    ADD_FRIEND = 7
+    CREATE_GROUP = 8
+    ADD_GROUP = 9
+    GROUP_CHAT = 10
+    ERROR = 11
+    ADD_FRIEND_ACK = 12
+    CREATE_GROUP_ACK = 13
+    ADD_GROUP_ACK = 14
+    LOGOUT_ACK = 15
+    SEND_ACK = 16
+    RECV_ACK = 17
+    HEARTBEAT = 18
+
+
+class Errno(IntEnum):
+    """Published error codes; a code never changes meaning once released."""
+
+    OK = 0
+    BAD_LOGIN = 1
+    ALREADY_ONLINE = 2
+    NAME_TAKEN = 3
+    BAD_UTF8 = 100
+    BAD_JSON = 101
+    NOT_OBJECT = 102
+    NO_MSGID = 103
+    UNKNOWN_MSGID = 104
+    MISSING_FIELD = 105
+    WRONG_TYPE = 106
+    OUT_OF_RANGE = 107
+    FRAME_TOO_LARGE = 108
+    RATE_LIMITED = 109
+    NOT_LOGGED_IN = 110
+    ID_MISMATCH = 111
+    ALREADY_LOGGED_IN = 112
+    NO_SUCH_USER = 120
+    SELF_FRIEND = 121
+    NO_SUCH_GROUP = 122
+    GROUP_NAME_TAKEN = 123
+    NOT_A_MEMBER = 124
+    UNAVAILABLE = 130
+    INTERNAL = 131
+
+
+ERRMSG: dict[Errno, str] = {
+    Errno.BAD_LOGIN: "id or password is invalid",
+    Errno.ALREADY_ONLINE: "this account is using, input another!",
+    Errno.NAME_TAKEN: "name is already taken",
+    Errno.BAD_UTF8: "frame is not valid UTF-8",
+    Errno.BAD_JSON: "frame is not valid JSON",
+    Errno.NOT_OBJECT: "frame is not a JSON object",
+    Errno.NO_MSGID: "missing msgid",
+    Errno.UNKNOWN_MSGID: "unknown msgid",
+    Errno.MISSING_FIELD: "missing field",
+    Errno.WRONG_TYPE: "field has the wrong type",
+    Errno.OUT_OF_RANGE: "field is out of range",
+    Errno.FRAME_TOO_LARGE: "frame too large",
+    Errno.RATE_LIMITED: "too many requests",
+    Errno.NOT_LOGGED_IN: "not logged in",
+    Errno.ID_MISMATCH: "id does not match the logged-in user",
+    Errno.ALREADY_LOGGED_IN: "already logged in",
+    Errno.NO_SUCH_USER: "no such user",
+    Errno.SELF_FRIEND: "cannot add yourself",
+    Errno.NO_SUCH_GROUP: "no such group",
+    Errno.GROUP_NAME_TAKEN: "group name is already taken",
+    Errno.NOT_A_MEMBER: "not a member of this group",
+    Errno.UNAVAILABLE: "service temporarily unavailable, try again",
+    Errno.INTERNAL: "internal error",
+}
+
+
+class ChatError(Exception):
+    """A request refused with a published errno; `detail` names the field when there is one."""
+
+    def __init__(self, errno: Errno, detail: str = "") -> None:
+        super().__init__(errno, detail)
+        self.errno = errno
+        self.detail = detail
+
+    @property
+    def errmsg(self) -> str:
+        text = ERRMSG[self.errno]
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+def error_frame(err: ChatError, ref: int | None = None, cid: Any = None) -> dict[str, Any]:
+    """ERROR_MSG for a refused frame; `ref` and `cid` say which request it answers."""
+    frame: dict[str, Any] = {"msgid": MsgId.ERROR, "errno": int(err.errno), "errmsg": err.errmsg}
+    if ref is not None:
+        frame["ref"] = ref
+    if cid is not None:
+        frame["cid"] = cid
+    return frame

@@ -1,0 +1,250 @@
+"""Bytes to requests and replies to bytes: framing, limits, JSON, validation, dispatch.
+
+No business rules live here: a valid request goes to the ChatService handler of its msgid.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd.codec import decode, encode
+from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.requests import validate
+from chatd.router import Inbox
+from chatd.service import ChatService, Handled
+from chatd.store import StoreUnavailable
+
+log = Logger()
+
+DEFAULT_MAX_FRAME = 65536
+DEFAULT_IDLE_TIMEOUT = 90.0
+PRELOGIN_TIMEOUT = 300.0
+RATE = 2000.0
+BURST = 4000.0
+
+PRELOGIN = frozenset({MsgId.REG, MsgId.LOGIN, MsgId.HEARTBEAT})
+
+# Requests with a reply of their own carry their errors in it (what the original client reads).
+OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
+    MsgId.REG: (MsgId.REG_ACK, {"id": 0}),
+    MsgId.LOGIN: (MsgId.LOGIN_ACK, {}),
+    MsgId.LOGOUT: (MsgId.LOGOUT_ACK, {}),
+    MsgId.ADD_FRIEND: (MsgId.ADD_FRIEND_ACK, {}),
+    MsgId.CREATE_GROUP: (MsgId.CREATE_GROUP_ACK, {"groupid": 0}),
+    MsgId.ADD_GROUP: (MsgId.ADD_GROUP_ACK, {}),
+}
+
+Handler = Callable[[Any, dict[str, Any]], Handled]
+
+
+def handlers(service: ChatService) -> dict[int, Handler]:
+    """The dispatch table: msgid to the service method that answers it."""
+    return {
+        MsgId.LOGIN: service.login,
+        MsgId.LOGOUT: service.logout,
+        MsgId.REG: service.register,
+        MsgId.ONE_CHAT: service.one_chat,
+        MsgId.ADD_FRIEND: service.add_friend,
+        MsgId.CREATE_GROUP: service.create_group,
+        MsgId.ADD_GROUP: service.add_group,
+        MsgId.GROUP_CHAT: service.group_chat,
+        MsgId.RECV_ACK: service.recv_ack,
+        MsgId.HEARTBEAT: service.heartbeat,
+    }
+
+
+def _classify(line: bytes) -> Errno:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return Errno.BAD_UTF8
+    return Errno.BAD_JSON
+
+
+class ChatProtocol(Protocol):
+    """One client connection; also the Session the service talks to."""
+
+    user_id: int | None = None
+    name = ""
+    proto = 1
+    inbox: Inbox | None = None
+
+    def __init__(self, factory: "ChatFactory") -> None:
+        self.factory = factory
+        self._dispatch = factory.dispatch
+        self._max_frame = factory.max_frame
+        self._buffer = b""
+        self._tokens = BURST
+        self.last_seen = factory.clock.seconds()
+
+    # Session
+
+    def login(self, user_id: int, name: str, proto: int) -> None:
+        self.user_id, self.name, self.proto = user_id, name, proto
+
+    def logout(self) -> None:
+        self.user_id, self.name, self.proto = None, "", 1
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        if self.connected:
+            self.transport.write(encode(frame))
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+
+    # Twisted
+
+    def connectionMade(self) -> None:
+        for option in ("setTcpNoDelay", "setTcpKeepAlive"):
+            setter = getattr(self.transport, option, None)
+            if setter is not None:
+                setter(True)
+        self.factory.sessions.add(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.factory.sessions.discard(self)
+        self.factory.service.end(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        now = self.factory.clock.seconds()
+        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        self.last_seen = now
+        if b"\0" in data:
+            data = data.replace(b"\0", b"\n")
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            if self.transport.disconnecting:
+                return
+            if len(line) > self._max_frame:
+                return self._too_large()
+            if line and not line.isspace():
+                self.frameReceived(line)
+        if len(self._buffer) > self._max_frame:
+            self._too_large()
+
+    # frames
+
+    def frameReceived(self, line: bytes) -> None:
+        self._tokens -= 1
+        if self._tokens < 0:
+            return self.send(error_frame(ChatError(Errno.RATE_LIMITED)))
+        try:
+            frame = decode(line)
+        except ValueError:
+            return self.send(error_frame(ChatError(_classify(line))))
+        if type(frame) is not dict:
+            return self.send(error_frame(ChatError(Errno.NOT_OBJECT)))
+        msgid = frame.get("msgid")
+        handler = self._dispatch.get(msgid) if type(msgid) is int else None
+        if handler is None:
+            return self._bad_msgid(msgid)
+        try:
+            self._admit(msgid, frame)
+            result = handler(self, frame)
+        except ChatError as e:
+            return self.refuse(msgid, frame, e)
+        except Exception:
+            log.failure("msgid {msgid} from user {uid}", msgid=msgid, uid=self.user_id)
+            return self.refuse(msgid, frame, ChatError(Errno.INTERNAL))
+        if result is not None:
+            Deferred.fromCoroutine(result).addErrback(self._failed, msgid, frame)
+
+    def _admit(self, msgid: int, frame: dict[str, Any]) -> None:
+        """Login gate, field validation and identity: who may send what."""
+        if self.user_id is None and msgid not in PRELOGIN:
+            raise ChatError(Errno.NOT_LOGGED_IN)
+        validate(msgid, frame)
+        if self.user_id is not None and msgid != MsgId.LOGIN:
+            claimed = frame.get("id")
+            if claimed is not None and claimed != self.user_id:
+                raise ChatError(Errno.ID_MISMATCH)
+
+    def _bad_msgid(self, msgid: Any) -> None:
+        if msgid is None:
+            err = ChatError(Errno.NO_MSGID)
+        elif type(msgid) is not int:
+            err = ChatError(Errno.WRONG_TYPE, "msgid")
+        else:
+            err = ChatError(Errno.UNKNOWN_MSGID, str(msgid))
+        self.send(error_frame(err))
+
+    def refuse(self, msgid: int, frame: dict[str, Any], err: ChatError) -> None:
+        """Business errors of a request with its own reply go in that reply (the original
+        client waits for it); all else is ERROR_MSG naming the request."""
+        own = OWN_REPLY.get(msgid)
+        if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
+            ack, defaults = own
+            return self.send({"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg,
+                              **defaults})
+        cid = frame.get("cid") if type(frame.get("cid")) is str else None
+        self.send(error_frame(err, msgid, cid))
+
+    def _failed(self, failure: Failure, msgid: int, frame: dict[str, Any]) -> None:
+        if failure.check(ChatError):
+            err = failure.value
+        elif failure.check(StoreUnavailable):
+            log.warn("msgid {msgid} from user {uid}: {error}", msgid=msgid, uid=self.user_id,
+                     error=failure.value)
+            err = ChatError(Errno.UNAVAILABLE)
+        else:
+            log.failure("msgid {msgid} from user {uid}", failure, msgid=msgid, uid=self.user_id)
+            err = ChatError(Errno.INTERNAL)
+        self.refuse(msgid, frame, err)
+
+    def _too_large(self) -> None:
+        log.info("closing connection of user {uid}: frame over {limit} bytes",
+                 uid=self.user_id, limit=self._max_frame)
+        self._buffer = b""
+        self.send(error_frame(ChatError(Errno.FRAME_TOO_LARGE)))
+        self.transport.loseConnection()
+
+
+class ChatFactory(Factory):
+    """Builds sessions and closes the ones that went silent."""
+
+    def __init__(self, service: ChatService, clock: IReactorTime,
+                 max_frame: int = DEFAULT_MAX_FRAME,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+        self.service = service
+        self.clock = clock
+        self.max_frame = max_frame
+        self.idle_timeout = idle_timeout
+        self.dispatch = handlers(service)
+        self.sessions: set[ChatProtocol] = set()
+        self._reaper = LoopingCall(self.close_idle)
+        self._reaper.clock = clock
+
+    def buildProtocol(self, addr: Any) -> ChatProtocol:
+        return ChatProtocol(self)
+
+    def startFactory(self) -> None:
+        self._reaper.start(min(5.0, self.idle_timeout / 3), now=False)
+
+    def stopFactory(self) -> None:
+        if self._reaper.running:
+            self._reaper.stop()
+
+    def close_idle(self) -> None:
+        """Proto-2 sessions silent past the idle timeout and silent unauthenticated
+        connections are closed, so a vanished client does not stay online."""
+        now = self.clock.seconds()
+        for session in list(self.sessions):
+            if session.user_id is None:
+                limit = PRELOGIN_TIMEOUT
+            elif session.proto == 2:
+                limit = self.idle_timeout
+            else:
+                continue
+            if now - session.last_seen > limit:
+                log.info("closing idle connection of user {uid}", uid=session.user_id)
+                session.transport.abortConnection()

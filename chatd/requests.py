@@ -1,0 +1,92 @@
+"""Validation of decoded client frames against the limits of docs/protocol.md."""
+
+import unicodedata
+from typing import Any
+
+from chatd.messages import ChatError, Errno, MsgId
+
+MAX_INT = (1 << 63) - 1
+MAX_ACK_MIDS = 1000
+
+
+class Field:
+    """One field of a request: its type, bounds and whether it must be present."""
+
+    __slots__ = ("name", "kind", "low", "high", "required")
+
+    def __init__(self, name: str, kind: type, low: int, high: int, required: bool = True):
+        self.name, self.kind, self.low, self.high, self.required = name, kind, low, high, required
+
+    def check(self, value: Any) -> None:
+        if self.kind is int:
+            if type(value) is not int:
+                raise ChatError(Errno.WRONG_TYPE, self.name)
+            if not self.low <= value <= self.high:
+                raise ChatError(Errno.OUT_OF_RANGE, self.name)
+        elif self.kind is str:
+            if type(value) is not str:
+                raise ChatError(Errno.WRONG_TYPE, self.name)
+            if not self.low <= len(value) <= self.high:
+                raise ChatError(Errno.OUT_OF_RANGE, self.name)
+        elif type(value) is not list or not all(type(v) is int for v in value):
+            raise ChatError(Errno.WRONG_TYPE, self.name)
+        elif not self.low <= len(value) <= self.high:
+            raise ChatError(Errno.OUT_OF_RANGE, self.name)
+
+
+def _int(name: str, required: bool = True, low: int = 1, high: int = MAX_INT) -> Field:
+    return Field(name, int, low, high, required)
+
+
+def _str(name: str, low: int, high: int, required: bool = True) -> Field:
+    return Field(name, str, low, high, required)
+
+
+USER_ID = _int("id", required=False)
+PASSWORD = _str("password", 1, 128)
+MSG = _str("msg", 1, 32768)
+TIME = _str("time", 0, 64, required=False)
+CID = _str("cid", 1, 64, required=False)
+NAME_FIELDS = frozenset({"name", "groupname"})
+
+SCHEMA: dict[int, tuple[Field, ...]] = {
+    MsgId.LOGIN: (_int("id"), PASSWORD, _int("proto", required=False, high=2)),
+    MsgId.LOGOUT: (USER_ID,),
+    MsgId.REG: (_str("name", 1, 50), PASSWORD),
+    MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID),
+    MsgId.ADD_FRIEND: (USER_ID, _int("friendid")),
+    MsgId.CREATE_GROUP: (USER_ID, _str("groupname", 1, 50),
+                         _str("groupdesc", 0, 200, required=False)),
+    MsgId.ADD_GROUP: (USER_ID, _int("groupid")),
+    MsgId.GROUP_CHAT: (USER_ID, _int("groupid"), MSG, TIME, CID),
+    MsgId.RECV_ACK: (_int("mid", required=False),
+                     Field("mids", list, 1, MAX_ACK_MIDS, required=False)),
+    MsgId.HEARTBEAT: (),
+}
+
+
+def _check_name(field: str, value: str) -> None:
+    """Names are shown to other users: no control characters, not blank."""
+    if value.isspace() or any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ChatError(Errno.OUT_OF_RANGE, field)
+
+
+def validate(msgid: int, frame: dict[str, Any]) -> None:
+    """Raise ChatError for the first field that breaks the contract; normalise `toid` to `to`."""
+    if msgid == MsgId.ONE_CHAT and "to" not in frame and "toid" in frame:
+        frame["to"] = frame["toid"]
+    for field in SCHEMA[msgid]:
+        value = frame.get(field.name)
+        if value is None:
+            if field.required:
+                raise ChatError(Errno.MISSING_FIELD, field.name)
+            continue
+        field.check(value)
+        if field.name in NAME_FIELDS:
+            _check_name(field.name, value)
+    if msgid == MsgId.RECV_ACK:
+        mids = frame.get("mids")
+        if mids is None and frame.get("mid") is None:
+            raise ChatError(Errno.MISSING_FIELD, "mid")
+        if mids is not None and not all(1 <= m <= MAX_INT for m in mids):
+            raise ChatError(Errno.OUT_OF_RANGE, "mids")

@@ -1,0 +1,312 @@
+"""The business rules of chat: accounts, friends, groups, one-to-one and group messages.
+
+Transport-agnostic: it sees a Session, never a socket. Handlers take the session and a
+validated request; they either finish at once (returning None) or return a coroutine that
+the protocol runs. A refusal is a ChatError; the protocol turns it into the right reply.
+"""
+
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from chatd.codec import decode, encode, encode_text
+from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.mids import MidGenerator
+from chatd.passwords import PasswordHasher
+from chatd.router import Router
+from chatd.session import Session
+from chatd.store import GroupRecord, NameTaken, Store
+
+log = Logger()
+
+Handled = Coroutine[Any, Any, None] | None
+
+OFFLINE_IN_REPLY = 100
+OFFLINE_PER_LOGIN = 10_000
+RECENT_CIDS = 100_000
+RECENT_SECONDS = 600.0
+
+
+def _state(online: bool) -> str:
+    return "online" if online else "offline"
+
+
+class ChatService:
+    """One per node; holds no per-connection state except the cache of group members."""
+
+    def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
+                 mids: MidGenerator, clock: IReactorTime) -> None:
+        self.store = store
+        self.router = router
+        self.hasher = hasher
+        self.mids = mids
+        self._clock = clock
+        self._members: dict[int, set[int]] = {}
+        self._recent: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
+
+    # accounts
+
+    async def register(self, session: Session, req: dict[str, Any]) -> None:
+        password_hash = await self.hasher.hash(req["password"])
+        try:
+            user_id = await self.store.create_user(req["name"], password_hash)
+        except NameTaken:
+            raise ChatError(Errno.NAME_TAKEN) from None
+        log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
+        session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
+
+    async def login(self, session: Session, req: dict[str, Any]) -> None:
+        if session.user_id is not None:
+            raise ChatError(Errno.ALREADY_LOGGED_IN)
+        user_id = req["id"]
+        if self.router.inbox(user_id) is not None:
+            raise ChatError(Errno.ALREADY_ONLINE)
+        user = await self.store.user(user_id)
+        if not await self.hasher.check(req["password"], user.password if user else None):
+            log.info("login of user {uid} refused: bad id or password", uid=user_id)
+            raise ChatError(Errno.BAD_LOGIN)
+        if not session.connected:
+            return
+        session.login(user_id, user.name, req.get("proto") or 1)
+        inbox = await self.router.attach(session)
+        if inbox is None:
+            session.logout()
+            raise ChatError(Errno.ALREADY_ONLINE)
+        session.inbox = inbox
+        if not session.connected:
+            self.end(session)
+            return
+        try:
+            await self._welcome(session, user_id)
+        except BaseException:
+            self.end(session)
+            raise
+
+    async def _welcome(self, session: Session, user_id: int) -> None:
+        """Send the login reply with friends, groups and offline messages, then open the inbox."""
+        friends, groups, offline = await gatherResults([
+            Deferred.fromCoroutine(self.store.friends(user_id)),
+            Deferred.fromCoroutine(self.store.user_groups(user_id)),
+            Deferred.fromCoroutine(self.store.offline(user_id, OFFLINE_PER_LOGIN)),
+        ])
+        for group in groups:
+            self._members[group.id] = {m.id for m in group.members}
+        ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
+        online = await self.router.online(list(set(ids)))
+        if not session.connected:
+            self.end(session)
+            return
+        inbox = session.inbox
+        reply = self._login_reply(session, friends, groups, offline[:OFFLINE_IN_REPLY], online)
+        session.send(reply)
+        inbox.open()
+        for mid, frame in offline[OFFLINE_IN_REPLY:]:
+            inbox.push(mid, frame.encode() + b"\n", None)
+        mids = [mid for mid, _ in offline]
+        if inbox.needs_ack:
+            inbox.offline_mids.update(mids)
+        elif mids:
+            self._forget_offline(user_id, mids)
+        log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
+                 uid=user_id, proto=session.proto, n=len(offline))
+
+    def _login_reply(self, session: Session, friends: list[tuple[int, str]],
+                     groups: list[GroupRecord], offline: list[tuple[int, str]],
+                     online: set[int]) -> dict[str, Any]:
+        """Proto 2 gets plain objects; the original dialect JSON strings and no empty keys."""
+        friend_list = [{"id": fid, "name": name, "state": _state(fid in online)}
+                       for fid, name in friends]
+        group_list = [self._group_view(g, online) for g in groups]
+        reply: dict[str, Any] = {"msgid": MsgId.LOGIN_ACK, "errno": 0,
+                                 "id": session.user_id, "name": session.name}
+        if session.proto == 2:
+            reply["offlinemsg"] = [decode(text) for _, text in offline]
+            reply["friends"] = friend_list
+            reply["groups"] = group_list
+            return reply
+        for group in group_list:
+            group["id"] = group["groupid"]
+            group["users"] = [encode_text(u) for u in group["users"]]
+        for key, items in (("offlinemsg", [text for _, text in offline]),
+                           ("friends", [encode_text(f) for f in friend_list]),
+                           ("groups", [encode_text(g) for g in group_list])):
+            if items:
+                reply[key] = items
+        return reply
+
+    @staticmethod
+    def _group_view(group: GroupRecord, online: set[int]) -> dict[str, Any]:
+        return {"groupid": group.id, "groupname": group.name, "groupdesc": group.desc,
+                "users": [{"id": m.id, "name": m.name, "state": _state(m.id in online),
+                           "role": m.role} for m in group.members]}
+
+    def logout(self, session: Session, req: dict[str, Any]) -> Handled:
+        user_id = session.user_id
+        self.end(session)
+        log.info("user {uid} logged out", uid=user_id)
+        session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
+        return None
+
+    def end(self, session: Session) -> None:
+        """The session stops being its user's (logout or disconnect); nothing in flight is lost."""
+        inbox = session.inbox
+        session.inbox = None
+        session.logout()
+        if inbox is not None:
+            self.router.detach(inbox)
+
+    # friends and groups
+
+    async def add_friend(self, session: Session, req: dict[str, Any]) -> None:
+        friend_id = req["friendid"]
+        if friend_id == session.user_id:
+            raise ChatError(Errno.SELF_FRIEND)
+        friend = await self.store.user(friend_id)
+        if friend is None:
+            raise ChatError(Errno.NO_SUCH_USER)
+        await self.store.add_friend(session.user_id, friend_id)
+        online = await self.router.online([friend_id])
+        session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
+                      "friend": {"id": friend_id, "name": friend.name,
+                                 "state": _state(friend_id in online)}})
+
+    async def create_group(self, session: Session, req: dict[str, Any]) -> None:
+        try:
+            group_id = await self.store.create_group(
+                req["groupname"], req.get("groupdesc") or "", session.user_id)
+        except NameTaken:
+            raise ChatError(Errno.GROUP_NAME_TAKEN) from None
+        self._members[group_id] = {session.user_id}
+        log.info("user {uid} created group {gid}", uid=session.user_id, gid=group_id)
+        session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
+
+    async def add_group(self, session: Session, req: dict[str, Any]) -> None:
+        group = await self.store.join_group(req["groupid"], session.user_id)
+        if group is None:
+            raise ChatError(Errno.NO_SUCH_GROUP)
+        self._members[group.id] = {m.id for m in group.members}
+        online = await self.router.online([m.id for m in group.members])
+        session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
+                      "group": self._group_view(group, online)})
+
+    # messages
+
+    def one_chat(self, session: Session, req: dict[str, Any]) -> Handled:
+        to = req["to"]
+        frame = {"msgid": MsgId.ONE_CHAT, "id": session.user_id, "name": session.name,
+                 "to": to, "toid": to}
+        self._send_chat(session, req, frame, [to])
+        return None
+
+    def group_chat(self, session: Session, req: dict[str, Any]) -> Handled:
+        members = self._members.get(req["groupid"])
+        if members is None:
+            return self._group_chat_after_load(session, req)
+        self._group_chat(session, req, members)
+        return None
+
+    async def _group_chat_after_load(self, session: Session, req: dict[str, Any]) -> None:
+        group_id = req["groupid"]
+        members = await self.store.member_ids(group_id)
+        if not members:
+            raise ChatError(Errno.NO_SUCH_GROUP)
+        self._members[group_id] = members
+        self._group_chat(session, req, members)
+
+    def _group_chat(self, session: Session, req: dict[str, Any], members: set[int]) -> None:
+        sender = session.user_id
+        if sender not in members:
+            raise ChatError(Errno.NOT_A_MEMBER)
+        frame = {"msgid": MsgId.GROUP_CHAT, "id": sender, "name": session.name,
+                 "groupid": req["groupid"]}
+        self._send_chat(session, req, frame, [m for m in members if m != sender])
+
+    def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
+                   recipients: list[int]) -> None:
+        """Stamp and deliver one chat message; a repeated (sender, cid) is not delivered again."""
+        sender = session.user_id
+        cid = req.get("cid")
+        if cid is not None and self._repeat(session, cid):
+            return
+        mid = self.mids.next()
+        frame["msg"] = req["msg"]
+        frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
+        frame["mid"] = mid
+        if cid is not None:
+            frame["cid"] = cid
+            self._remember(sender, cid, mid)
+        d = self.router.deliver(recipients, mid, encode(frame))
+        d.addCallbacks(self._delivered, self._not_delivered,
+                       callbackArgs=(sender, cid, mid, frame["msgid"]),
+                       errbackArgs=(sender, cid, frame["msgid"]))
+
+    def _repeat(self, session: Session, cid: str) -> bool:
+        entry = self._recent.get((session.user_id, cid))
+        if entry is None:
+            return False
+        mid, safe = entry[0], entry[2]
+        if safe and session.proto == 2:
+            session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
+        return True
+
+    def _remember(self, sender: int, cid: str, mid: int) -> None:
+        now = self._clock.seconds()
+        recent = self._recent
+        recent[(sender, cid)] = [mid, now, False]
+        while recent and (len(recent) > RECENT_CIDS
+                          or next(iter(recent.values()))[1] < now - RECENT_SECONDS):
+            recent.popitem(last=False)
+
+    def _current_session(self, user_id: int) -> Session | None:
+        inbox = self.router.inbox(user_id)
+        return inbox.session if inbox is not None else None
+
+    def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
+                   ref: int) -> None:
+        session = self._current_session(sender)
+        if missing:
+            if cid is not None:
+                self._recent.pop((sender, cid), None)
+            if session is not None:
+                session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
+            return
+        if cid is None:
+            return
+        entry = self._recent.get((sender, cid))
+        if entry is not None:
+            entry[2] = True
+        if session is not None and session.proto == 2:
+            session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
+
+    def _not_delivered(self, failure: Any, sender: int, cid: str | None, ref: int) -> None:
+        log.failure("delivery from user {uid} failed", failure, uid=sender)
+        if cid is not None:
+            self._recent.pop((sender, cid), None)
+        session = self._current_session(sender)
+        if session is not None:
+            session.send(error_frame(ChatError(Errno.UNAVAILABLE), ref, cid))
+
+    def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
+        mids = req.get("mids") or [req["mid"]]
+        inbox = session.inbox
+        stored = [m for m in inbox.ack(mids) if m in inbox.offline_mids]
+        if stored:
+            inbox.offline_mids.difference_update(stored)
+            self._forget_offline(session.user_id, stored)
+        return None
+
+    def _forget_offline(self, user_id: int, mids: list[int]) -> None:
+        d = Deferred.fromCoroutine(self.store.delete_offline(user_id, mids))
+        d.addErrback(lambda f: log.warn(
+            "user {uid}: could not delete {n} delivered offline messages ({error}); "
+            "they will be sent again", uid=user_id, n=len(mids), error=f.value))
+
+    def heartbeat(self, session: Session, req: dict[str, Any]) -> Handled:
+        session.send({"msgid": MsgId.HEARTBEAT, "time": int(self._clock.seconds() * 1000)})
+        return None
+

@@ -1,0 +1,31 @@
+"""What the service and router need from a connection, whatever carries it (TCP, WebSocket)."""
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatd.router import Inbox
+
+
+class Session(Protocol):
+    """One client connection. `user_id` is None until a login succeeds."""
+
+    user_id: int | None
+    name: str
+    proto: int
+    connected: bool
+    inbox: "Inbox | None"
+
+    def login(self, user_id: int, name: str, proto: int) -> None:
+        """The connection now speaks for this user, in this dialect."""
+
+    def logout(self) -> None:
+        """The connection speaks for nobody again (it stays open)."""
+
+    def write(self, data: bytes) -> None:
+        """Write one already-encoded frame, terminator included."""
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Encode and write one frame."""
+
+    def close(self) -> None:
+        """End the connection (what it had in flight is handled by connection loss)."""

@@ -1,0 +1,113 @@
+"""`twistd chatd`: command-line options and the service tree of one node."""
+
+import os
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.python import usage
+
+from chatd.bus import LocalBus
+from chatd.mids import MAX_NODE, MidGenerator
+from chatd.passwords import DEFAULT_COST, PasswordHasher
+from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
+from chatd.router import DEFAULT_ACK_TIMEOUT, Router
+from chatd.service import ChatService
+from chatd.store import Store, StoreUnavailable, open_store
+
+DEFAULT_DB = "sqlite:chatd.sqlite3"
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run one chatd node: a WeChat-like chat server speaking JSON frames over TCP "
+        "(docs/protocol.md). With no options it listens on tcp:6000 and keeps its data in the "
+        "SQLite file chatd.sqlite3. Several nodes sharing one MySQL database and one Redis "
+        "form a cluster.")
+    optParameters = [
+        ["listen", "l", "tcp:6000",
+         "Twisted server endpoint to listen on, e.g. tcp:6000, "
+         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock."],
+        ["db", None, None,
+         "Database URL: sqlite:PATH or mysql://user:password@host:port/database "
+         f"[env CHATD_DB; default {DEFAULT_DB}]. Missing tables are created at start."],
+        ["redis", None, None,
+         "Redis URL joining a cluster, e.g. redis://127.0.0.1:6379/0; empty runs the node "
+         "alone [env CHATD_REDIS]. Cluster mode is not available in this release."],
+        ["node-id", None, 0, f"This node's number in the cluster, 0-{MAX_NODE}.", int],
+        ["max-frame", None, DEFAULT_MAX_FRAME,
+         "Largest accepted frame in bytes (1024-16777216); a longer one closes the connection.",
+         int],
+        ["password-cost", None, DEFAULT_COST,
+         "scrypt work factor as log2(n), 1-20; each step doubles the time and memory of a "
+         "login. Lower it only for tests and benchmarks.", int],
+        ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
+         "Seconds of silence after which a proto-2 session is closed (5-3600).", float],
+        ["ack-timeout", None, DEFAULT_ACK_TIMEOUT,
+         "Seconds a proto-2 client has to acknowledge a message before it is stored "
+         "offline (1-600).", float],
+    ]
+
+    def postOptions(self) -> None:
+        self["db"] = self["db"] or os.environ.get("CHATD_DB") or DEFAULT_DB
+        self["redis"] = self["redis"] or os.environ.get("CHATD_REDIS") or ""
+        if self["redis"]:
+            raise usage.UsageError("--redis: cluster mode is not available in this release")
+        _check_range("node-id", self["node-id"], 0, MAX_NODE)
+        _check_range("max-frame", self["max-frame"], 1024, 16 * 1024 * 1024)
+        _check_range("password-cost", self["password-cost"], 1, 20)
+        _check_range("idle-timeout", self["idle-timeout"], 5, 3600)
+        _check_range("ack-timeout", self["ack-timeout"], 1, 600)
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise usage.UsageError(f"--{name} must be between {low} and {high}, not {value}")
+
+
+class ChatNode(MultiService):
+    """Starts the worker pools before listening and, on stop, ends every session (storing
+    what was in flight) before the database pool closes."""
+
+    def __init__(self, store: Store, hasher: PasswordHasher, router: Router,
+                 factory: ChatFactory) -> None:
+        super().__init__()
+        self.store, self.hasher, self.router, self.factory = store, hasher, router, factory
+
+    def startService(self) -> None:
+        self.hasher.start()
+        self.router.start()
+        super().startService()
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        for session in list(self.factory.sessions):
+            self.factory.service.end(session)
+            session.transport.loseConnection()
+        await self.router.flush()
+        self.router.stop()
+        self.hasher.stop()
+        self.store.close()
+
+    def stopService(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop())
+
+
+def makeService(options: Options) -> IService:
+    """Build the node; exits with one clear line when the database cannot be used."""
+    from twisted.internet import reactor
+
+    try:
+        store = open_store(options["db"])
+    except (StoreUnavailable, ValueError) as e:
+        raise SystemExit(f"chatd: {e}") from None
+    hasher = PasswordHasher(reactor, options["password-cost"])
+    router = Router(LocalBus(), store, reactor, options["ack-timeout"])
+    service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor)
+    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
+    node = ChatNode(store, hasher, router, factory)
+    listener = strports.service(options["listen"], factory)
+    listener._raiseSynchronously = True
+    listener.setServiceParent(node)
+    return node
