@@ -111,6 +111,7 @@ class ChatProtocol(Protocol):
         self.factory.sessions.add(self)
 
     def connectionLost(self, reason: Failure) -> None:
+        self.connected = False  # Twisted leaves it set; a login still in flight checks it
         self.factory.sessions.discard(self)
         self.factory.service.end(self)
 

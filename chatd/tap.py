@@ -1,6 +1,7 @@
 """`twistd chatd`: command-line options and the service tree of one node."""
 
 import os
+from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
@@ -94,20 +95,25 @@ class ChatNode(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
 
-def makeService(options: Options) -> IService:
-    """Build the node; exits with one clear line when the database cannot be used."""
-    from twisted.internet import reactor
-
-    try:
-        store = open_store(options["db"])
-    except (StoreUnavailable, ValueError) as e:
-        raise SystemExit(f"chatd: {e}") from None
+def build_node(options: Options, reactor: Any) -> ChatNode:
+    """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
+    store = open_store(options["db"])
     hasher = PasswordHasher(reactor, options["password-cost"])
     router = Router(LocalBus(), store, reactor, options["ack-timeout"])
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor)
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
-    node = ChatNode(store, hasher, router, factory)
-    listener = strports.service(options["listen"], factory)
+    return ChatNode(store, hasher, router, factory)
+
+
+def makeService(options: Options) -> IService:
+    """Build the node and its listener; exits with one clear line when --db is unusable."""
+    from twisted.internet import reactor
+
+    try:
+        node = build_node(options, reactor)
+    except (StoreUnavailable, ValueError) as e:
+        raise SystemExit(f"chatd: {e}") from None
+    listener = strports.service(options["listen"], node.factory)
     listener._raiseSynchronously = True
     listener.setServiceParent(node)
     return node

@@ -1,0 +1,153 @@
+"""Integration harness: a real chatd node in this process on a loopback port, and a wire client
+that speaks to it over real TCP."""
+
+from typing import Any
+
+import ujson
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater as _later
+from twisted.trial.unittest import TestCase
+
+from chatd.tap import ChatNode, Options, build_node
+
+WAIT = 5.0
+
+
+class Node:
+    """A started node; `port` is where clients connect."""
+
+    def __init__(self, node: ChatNode, listener: Any) -> None:
+        self.node = node
+        self.listener = listener
+        self.port: int = listener.getHost().port
+
+    @property
+    def service(self) -> Any:
+        return self.node.factory.service
+
+    async def stop(self) -> None:
+        await self.listener.stopListening()
+        await self.node.stopService()
+
+
+async def start_node(case: TestCase, db: str | None = None, *args: str) -> Node:
+    """Start a node on SQLite in the test's temp dir (or on `db`), stopped at cleanup."""
+    options = Options()
+    options.parseOptions(["--db", db or f"sqlite:{case.mktemp()}.sqlite3",
+                          "--password-cost", "1", *args])
+    chat = build_node(options, reactor)
+    chat.startService()
+    listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(chat.factory)
+    node = Node(chat, listener)
+    case.addCleanup(node.stop)
+    return node
+
+
+class Client(Protocol):
+    """A test client: sends frames, and waits for the frames a user would see."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.raw = b""
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self._waiting: list[tuple[Any, defer.Deferred[dict[str, Any]]]] = []
+        self.user_id: int | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.raw += data
+        *lines, self.raw = self.raw.split(b"\n")
+        for line in lines:
+            self.frames.append(ujson.loads(line))
+        self._match()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.closed.callback(None)
+        for _, d in self._waiting:
+            d.errback(AssertionError(f"connection closed; frames so far: {self.frames}"))
+        self._waiting = []
+
+    def _match(self) -> None:
+        for want, d in list(self._waiting):
+            for i, frame in enumerate(self.frames):
+                if want(frame):
+                    del self.frames[i]
+                    self._waiting.remove((want, d))
+                    d.callback(frame)
+                    break
+
+    def send(self, frame: dict[str, Any] | bytes, end: bytes = b"\n") -> None:
+        data = frame if isinstance(frame, bytes) else ujson.dumps(frame).encode() + end
+        self.transport.write(data)
+
+    def recv(self, msgid: int | None = None, timeout: float = WAIT,
+             **fields: Any) -> defer.Deferred[dict[str, Any]]:
+        """The next frame with this msgid (and these field values); fails after `timeout`."""
+        def want(frame: dict[str, Any]) -> bool:
+            return ((msgid is None or frame.get("msgid") == msgid)
+                    and all(frame.get(k) == v for k, v in fields.items()))
+        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        self._waiting.append((want, d))
+        self._match()
+        if not d.called:
+            d.addTimeout(timeout, reactor, onTimeoutCancel=lambda *_: self._timed_out(
+                want, msgid, fields, timeout))
+        return d
+
+    def _timed_out(self, want: Any, msgid: Any, fields: Any, timeout: float) -> None:
+        self._waiting = [(w, d) for w, d in self._waiting if w is not want]
+        raise AssertionError(f"no frame msgid={msgid} {fields} within {timeout}s; "
+                             f"got {self.frames}")
+
+    async def request(self, frame: dict[str, Any], reply: int, **fields: Any) -> dict[str, Any]:
+        self.send(frame)
+        return await self.recv(reply, **fields)
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Everything that arrived within `seconds` and was not claimed."""
+        await deferLater(seconds)
+        frames, self.frames = self.frames, []
+        return frames
+
+
+def deferLater(seconds: float) -> defer.Deferred[None]:
+    return _later(reactor, seconds, lambda: None)
+
+
+async def connect(case: TestCase, node: Node) -> Client:
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port), Client())
+    case.addCleanup(_disconnect, client)
+    return client
+
+
+async def _disconnect(client: Client) -> None:
+    if client.transport.connected:
+        client.transport.loseConnection()
+        await client.closed
+
+
+async def register(client: Client, name: str, password: str = "secret") -> int:
+    ack = await client.request({"msgid": 4, "name": name, "password": password}, 5)
+    assert ack["errno"] == 0, ack
+    return ack["id"]
+
+
+async def login(client: Client, user_id: int, password: str = "secret",
+                proto: int | None = 2) -> dict[str, Any]:
+    frame: dict[str, Any] = {"msgid": 1, "id": user_id, "password": password}
+    if proto is not None:
+        frame["proto"] = proto
+    ack = await client.request(frame, 2)
+    if ack["errno"] == 0:
+        client.user_id = user_id
+    return ack
+
+
+async def user(case: TestCase, node: Node, name: str, proto: int | None = 2) -> Client:
+    """A connected, registered, logged-in client."""
+    client = await connect(case, node)
+    user_id = await register(client, name)
+    ack = await login(client, user_id, proto=proto)
+    assert ack["errno"] == 0, ack
+    return client

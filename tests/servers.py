@@ -1,0 +1,154 @@
+"""Throwaway servers for integration tests: private MariaDB instances in temporary directories.
+
+Each is started once per test process on a free loopback port and stopped at exit, or found
+through CHATD_TEST_MYSQL_URL. Under CI=true a server that cannot be started fails the test;
+elsewhere the test is skipped with the reason.
+"""
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pymysql
+from twisted.trial.unittest import FailTest, SkipTest
+
+START_TIMEOUT = 60.0
+
+
+def unavailable(reason: str) -> Exception:
+    """Fail under CI (a missing server is a broken machine there), skip elsewhere."""
+    return FailTest(reason) if os.environ.get("CI") == "true" else SkipTest(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not accept connections on {port} in {timeout:.0f}s")
+
+
+def _binary(*names: str) -> str | None:
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+        if path:
+            return path
+    return None
+
+
+class MariaDB:
+    """A private mariadbd: own datadir, socket and port, no grant tables, nothing durable."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(self.dir, "mariadbd.log")
+
+    def start(self) -> None:
+        server = _binary("mariadbd", "mysqld")
+        install = _binary("mariadb-install-db", "mysql_install_db")
+        if not server or not install:
+            raise RuntimeError("mariadbd is not installed (apt-get install mariadb-server)")
+        datadir = os.path.join(self.dir, "data")
+        if not os.path.isdir(datadir):
+            subprocess.run(
+                [install, "--no-defaults", f"--datadir={datadir}", "--user=root",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
+        self.proc = subprocess.Popen(
+            [server, "--no-defaults", f"--datadir={datadir}", f"--port={self.port}",
+             f"--socket={self.dir}/sock", "--bind-address=127.0.0.1", "--user=root",
+             "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
+             "--innodb-flush-log-at-trx-commit=2", "--max-connections=1000",
+             f"--log-error={self.log_path}", f"--pid-file={self.dir}/pid"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, "mariadbd")
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}; log: {self.log_tail()}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()[-2000:]
+        except OSError:
+            return "(no log)"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/mysql"
+
+
+_shared: dict[str, object] = {}
+
+
+def _server_url() -> str:
+    """URL of the shared MariaDB: CHATD_TEST_MYSQL_URL, or a private one started on demand."""
+    given = os.environ.get("CHATD_TEST_MYSQL_URL")
+    if given:
+        return given
+    if "error" in _shared:
+        raise unavailable(str(_shared["error"]))
+    if "server" not in _shared:
+        server = MariaDB()
+        try:
+            server.start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            server.destroy()
+            _shared["error"] = f"cannot start a private MariaDB: {e}"
+            raise unavailable(str(_shared["error"])) from None
+        atexit.register(server.destroy)
+        _shared["server"] = server
+    return _shared["server"].url  # type: ignore[attr-defined]
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def mysql_database() -> str:
+    """A new, empty database on the shared MariaDB; returns its mysql:// URL."""
+    url = _server_url()
+    parts = urlsplit(url)
+    database = f"chatd_test_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                           user=parts.username or "root", password=parts.password or "")
+    try:
+        with conn.cursor() as c:
+            c.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    return _with_database(url, database)

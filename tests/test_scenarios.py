@@ -1,0 +1,416 @@
+"""The protocol's rules as a user sees them, over real TCP against a real node, once on SQLite
+and once on a private MariaDB."""
+
+import ujson
+from twisted.trial.unittest import TestCase
+
+from tests.harness import connect, login, register, start_node, user
+from tests.servers import mysql_database
+
+ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK, RECV_ACK = 6, 10, 11, 16, 17
+
+
+class Scenarios:
+    """Mixed into a TestCase with a `database()` method; every test starts its own node."""
+
+    node_args: tuple[str, ...] = ()
+
+    def database(self) -> str | None:
+        return None
+
+    async def node(self, *args: str):
+        return await start_node(self, self.database(), *self.node_args, *args)
+
+    # accounts
+
+    async def test_register_gives_increasing_ids_and_refuses_taken_names(self):
+        node = await self.node()
+        c = await connect(self, node)
+        first = await register(c, "alice")
+        second = await register(c, "bob")
+        self.assertGreater(second, first)
+        ack = await c.request({"msgid": 4, "name": "alice", "password": "x"}, 5)
+        self.assertEqual((ack["errno"], ack["id"]), (3, 0))
+
+    async def test_register_limits(self):
+        node = await self.node()
+        c = await connect(self, node)
+        for bad in ({"name": "n" * 51, "password": "pw"}, {"name": "", "password": "pw"},
+                    {"name": "ok", "password": "p" * 129}, {"name": "a\x07b", "password": "p"},
+                    {"name": "   ", "password": "p"}):
+            err = await c.request({"msgid": 4, **bad}, ERROR)
+            self.assertEqual((err["errno"], err["ref"]), (107, 4), bad)
+        self.assertGreater(await register(c, "n" * 50), 0)
+        self.assertGreater(await register(c, "中文名字"), 0)
+
+    async def test_login_refuses_wrong_password_unknown_id_and_second_login(self):
+        node = await self.node()
+        a = await connect(self, node)
+        uid = await register(a, "alice")
+        self.assertEqual((await login(a, uid, "wrong"))["errno"], 1)
+        self.assertEqual((await login(a, uid + 1000))["errno"], 1)
+        self.assertEqual((await login(a, uid))["errno"], 0)
+        other = await connect(self, node)
+        ack = await login(other, uid)
+        self.assertEqual(ack["errno"], 2)
+        self.assertIn("errmsg", ack)
+        err = await a.request({"msgid": 1, "id": uid, "password": "secret"}, ERROR)
+        self.assertEqual(err["errno"], 112)
+
+    async def test_requests_before_login_are_refused(self):
+        node = await self.node()
+        c = await connect(self, node)
+        for msgid in (3, 6, 7, 8, 9, 10, 17):
+            err = await c.request({"msgid": msgid, "to": 1, "msg": "x", "friendid": 1,
+                                   "groupid": 1, "groupname": "g", "mid": 1}, ERROR)
+            self.assertEqual((err["errno"], err["ref"]), (110, msgid))
+        beat = await c.request({"msgid": 18}, 18)
+        self.assertIsInstance(beat["time"], int)
+
+    async def test_logout_ends_the_session_but_not_the_connection(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        ack = await b.request({"msgid": 3, "id": b.user_id}, 15)
+        self.assertEqual(ack["errno"], 0)
+        err = await b.request({"msgid": 6, "to": a.user_id, "msg": "x"}, ERROR)
+        self.assertEqual(err["errno"], 110)
+        friend = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        self.assertEqual(friend["friend"]["state"], "offline")
+        self.assertEqual((await login(b, b.user_id))["errno"], 0)
+
+    async def test_disconnect_ends_the_session(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        b.transport.loseConnection()
+        await b.closed
+        friend = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        self.assertEqual(friend["friend"]["state"], "offline")
+        again = await connect(self, node)
+        self.assertEqual((await login(again, b.user_id))["errno"], 0)
+
+    async def test_disconnect_during_login_leaves_the_account_free(self):
+        node = await self.node()
+        c = await connect(self, node)
+        uid = await register(c, "alice")
+        c.send({"msgid": 1, "id": uid, "password": "secret", "proto": 2})
+        c.transport.loseConnection()
+        await c.closed
+        for _ in range(20):
+            again = await connect(self, node)
+            ack = await login(again, uid)
+            if ack["errno"] == 0:
+                return
+            again.transport.loseConnection()
+            await again.closed
+        self.fail(f"account stayed online after its connection dropped mid-login: {ack}")
+
+    # login reply
+
+    async def test_login_reply_carries_friends_groups_and_offline_messages(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        c = await connect(self, node)
+        carol = await register(c, "carol")
+        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        await a.request({"msgid": 7, "friendid": carol}, 12)
+        gid = (await a.request({"msgid": 8, "groupname": "team", "groupdesc": "d"}, 13))["groupid"]
+        await b.request({"msgid": 9, "groupid": gid}, 14)
+        for text in ("one", "two"):
+            a.send({"msgid": 6, "to": carol, "msg": text, "cid": text})
+            await a.recv(SEND_ACK, cid=text)
+        ack = await login(c, carol)
+        self.assertEqual(ack["name"], "carol")
+        self.assertEqual(ack["friends"], [{"id": a.user_id, "name": "alice", "state": "online"}])
+        self.assertEqual([m["msg"] for m in ack["offlinemsg"]], ["one", "two"])
+        self.assertEqual(ack["groups"], [])
+        a_ack = await login(await connect(self, node), a.user_id)
+        self.assertEqual(a_ack["errno"], 2)
+        b.transport.loseConnection()
+        await b.closed
+        again = await login(await connect(self, node), b.user_id)
+        self.assertEqual(again["friends"], [{"id": a.user_id, "name": "alice", "state": "online"}])
+        self.assertEqual(again["groups"], [{
+            "groupid": gid, "groupname": "team", "groupdesc": "d", "users": [
+                {"id": a.user_id, "name": "alice", "state": "online", "role": "creator"},
+                {"id": b.user_id, "name": "bob", "state": "online", "role": "normal"}]}])
+
+    async def test_original_dialect_login_reply(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        empty = await login(c, bob, proto=None)
+        self.assertEqual(set(empty), {"msgid", "errno", "id", "name"})
+        await c.request({"msgid": 3}, 15)
+        await a.request({"msgid": 7, "friendid": bob}, 12)
+        gid = (await a.request({"msgid": 8, "groupname": "g", "groupdesc": "d"}, 13))["groupid"]
+        a.send({"msgid": 6, "to": bob, "msg": "hi", "cid": "1"})
+        await a.recv(SEND_ACK)
+        full = await login(c, bob, proto=None)
+        friend = ujson.loads(full["friends"][0])
+        self.assertEqual(friend, {"id": a.user_id, "name": "alice", "state": "online"})
+        self.assertEqual(ujson.loads(full["offlinemsg"][0])["msg"], "hi")
+        self.assertNotIn("groups", full)
+        await c.request({"msgid": 9, "groupid": gid}, 14)
+        await c.request({"msgid": 3}, 15)
+        full = await login(c, bob, proto=None)
+        group = ujson.loads(full["groups"][0])
+        self.assertEqual((group["id"], group["groupid"], group["groupname"]), (gid, gid, "g"))
+        self.assertEqual([ujson.loads(u)["role"] for u in group["users"]], ["creator", "normal"])
+        self.assertNotIn("offlinemsg", full, "the original dialect deletes what it wrote")
+
+    # friends and groups
+
+    async def test_add_friend_rules(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        self.assertEqual((await a.request({"msgid": 7, "friendid": 99999}, 12))["errno"], 120)
+        self.assertEqual((await a.request({"msgid": 7, "friendid": a.user_id}, 12))["errno"], 121)
+        for _ in range(2):
+            ack = await a.request({"msgid": 7, "id": a.user_id, "friendid": b.user_id}, 12)
+            self.assertEqual(ack["friend"], {"id": b.user_id, "name": "bob", "state": "online"})
+        await b.request({"msgid": 3}, 15)
+        ack = await login(b, b.user_id)
+        self.assertEqual(ack["friends"], [{"id": a.user_id, "name": "alice", "state": "online"}])
+
+    async def test_group_rules(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        ack = await a.request({"msgid": 8, "groupname": "team"}, 13)
+        gid = ack["groupid"]
+        self.assertGreater(gid, 0)
+        taken = await b.request({"msgid": 8, "groupname": "team", "groupdesc": ""}, 13)
+        self.assertEqual((taken["errno"], taken["groupid"]), (123, 0))
+        self.assertEqual((await b.request({"msgid": 9, "groupid": gid + 99}, 14))["errno"], 122)
+        for _ in range(2):
+            joined = await b.request({"msgid": 9, "groupid": gid}, 14)
+            self.assertEqual([(u["id"], u["role"]) for u in joined["group"]["users"]],
+                             [(a.user_id, "creator"), (b.user_id, "normal")])
+
+    # one-to-one chat
+
+    async def test_chat_to_online_user_and_send_ack_after_recv_ack(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        a.send({"msgid": 6, "id": a.user_id, "name": "mallory", "toid": b.user_id, "msg": "hi",
+                "time": "t1", "cid": "c1"})
+        got = await b.recv(ONE_CHAT)
+        self.assertEqual((got["id"], got["name"], got["msg"], got["time"], got["cid"]),
+                         (a.user_id, "alice", "hi", "t1", "c1"))
+        self.assertEqual(await a.quiet(), [], "no SEND_ACK before the recipient acknowledges")
+        b.send({"msgid": RECV_ACK, "mid": got["mid"]})
+        ack = await a.recv(SEND_ACK)
+        self.assertEqual((ack["cid"], ack["mid"], ack["errno"]), ("c1", got["mid"], 0))
+
+    async def test_chat_to_original_dialect_user_is_acked_when_written(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob", proto=None)
+        a.send({"msgid": 6, "to": b.user_id, "msg": "hi", "cid": "c1"})
+        got = await b.recv(ONE_CHAT)
+        ack = await a.recv(SEND_ACK, cid="c1")
+        self.assertEqual(ack["mid"], got["mid"])
+        b.send({"msgid": 6, "id": b.user_id, "toid": a.user_id, "msg": "back", "time": "t"},
+               end=b"\0")
+        self.assertEqual((await a.recv(ONE_CHAT))["msg"], "back")
+        self.assertEqual(await b.quiet(), [], "no SEND_ACK for the original dialect")
+
+    async def test_chat_to_offline_user_is_stored_until_acknowledged(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        for i in range(3):
+            a.send({"msgid": 6, "to": bob, "msg": f"m{i}", "cid": f"c{i}"})
+        for i in range(3):
+            await a.recv(SEND_ACK, cid=f"c{i}")
+        first = await login(c, bob)
+        self.assertEqual([m["msg"] for m in first["offlinemsg"]], ["m0", "m1", "m2"])
+        await c.request({"msgid": 3}, 15)
+        second = await login(c, bob)
+        self.assertEqual(second["offlinemsg"], first["offlinemsg"], "unacknowledged: sent again")
+        c.send({"msgid": RECV_ACK, "mids": [m["mid"] for m in second["offlinemsg"]]})
+        await c.request({"msgid": 3}, 15)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [])
+
+    async def test_chat_refusals(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        err = await a.request({"msgid": 6, "to": 99999, "msg": "x", "cid": "c9"}, ERROR)
+        self.assertEqual((err["errno"], err["ref"], err["cid"]), (120, 6, "c9"))
+        err = await a.request({"msgid": 6, "id": b.user_id, "to": b.user_id, "msg": "x"}, ERROR)
+        self.assertEqual(err["errno"], 111)
+        err = await a.request({"msgid": 6, "to": b.user_id}, ERROR)
+        self.assertEqual((err["errno"], err["errmsg"]), (105, "missing field: msg"))
+        err = await a.request({"msgid": 6, "to": str(b.user_id), "msg": "x"}, ERROR)
+        self.assertEqual(err["errno"], 106)
+        err = await a.request({"msgid": 6, "to": b.user_id, "msg": "x" * 32769}, ERROR)
+        self.assertEqual(err["errno"], 107)
+        self.assertEqual(await b.quiet(), [], "refused messages reach nobody")
+
+    async def test_repeated_cid_is_delivered_once(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        a.send({"msgid": 6, "to": b.user_id, "msg": "once", "cid": "same"})
+        got = await b.recv(ONE_CHAT)
+        b.send({"msgid": RECV_ACK, "mid": got["mid"]})
+        first = await a.recv(SEND_ACK)
+        a.send({"msgid": 6, "to": b.user_id, "msg": "once", "cid": "same"})
+        second = await a.recv(SEND_ACK)
+        self.assertEqual(first["mid"], second["mid"])
+        self.assertEqual(await b.quiet(), [])
+
+    async def test_one_senders_messages_keep_their_order(self):
+        node = await self.node()
+        a = await user(self, node, "alice", proto=None)
+        b = await user(self, node, "bob", proto=None)
+        for i in range(200):
+            a.send({"msgid": 6, "to": b.user_id, "msg": str(i)}, end=b"\0")
+        got = [(await b.recv(ONE_CHAT))["msg"] for _ in range(200)]
+        self.assertEqual(got, [str(i) for i in range(200)])
+
+    async def test_unacknowledged_messages_are_stored_when_the_recipient_leaves(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        a.send({"msgid": 6, "to": b.user_id, "msg": "keep me", "cid": "k"})
+        got = await b.recv(ONE_CHAT)
+        b.transport.loseConnection()
+        await b.closed
+        await a.recv(SEND_ACK, cid="k")
+        again = await login(await connect(self, node), b.user_id)
+        self.assertEqual([m["mid"] for m in again["offlinemsg"]], [got["mid"]])
+
+    async def test_unacknowledged_messages_are_stored_after_the_ack_timeout(self):
+        node = await self.node("--ack-timeout", "1")
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        a.send({"msgid": 6, "to": b.user_id, "msg": "slow", "cid": "s"})
+        got = await b.recv(ONE_CHAT)
+        await a.recv(SEND_ACK, cid="s", timeout=4)
+        b.transport.loseConnection()
+        await b.closed
+        again = await login(await connect(self, node), b.user_id)
+        self.assertEqual([m["mid"] for m in again["offlinemsg"]], [got["mid"]])
+
+    async def test_dropping_the_login_reply_loses_no_offline_message(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        a.send({"msgid": 6, "to": bob, "msg": "precious", "cid": "p"})
+        await a.recv(SEND_ACK)
+        c.send({"msgid": 1, "id": bob, "password": "secret", "proto": 2})
+        c.transport.loseConnection()
+        await c.closed
+        again = await login(await connect(self, node), bob)
+        self.assertEqual([m["msg"] for m in again["offlinemsg"]], ["precious"])
+
+    # group chat
+
+    async def test_group_chat_reaches_members_online_and_offline(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob", proto=None)
+        c = await user(self, node, "carol")
+        outsider = await user(self, node, "dave")
+        gid = (await a.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        await b.request({"msgid": 9, "groupid": gid}, 14)
+        await c.request({"msgid": 9, "groupid": gid}, 14)
+        await c.request({"msgid": 3}, 15)
+        a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "hello all", "cid": "g1"})
+        got = await b.recv(GROUP_CHAT)
+        self.assertEqual((got["id"], got["name"], got["groupid"], got["msg"]),
+                         (a.user_id, "alice", gid, "hello all"))
+        ack = await a.recv(SEND_ACK, cid="g1")
+        self.assertEqual(ack["mid"], got["mid"])
+        self.assertEqual([f for f in await a.quiet() if f["msgid"] == GROUP_CHAT], [])
+        carol = await login(c, c.user_id)
+        self.assertEqual([m["msg"] for m in carol["offlinemsg"]], ["hello all"])
+        err = await outsider.request({"msgid": GROUP_CHAT, "groupid": gid, "msg": "x"}, ERROR)
+        self.assertEqual(err["errno"], 124)
+        err = await a.request({"msgid": GROUP_CHAT, "groupid": gid + 50, "msg": "x"}, ERROR)
+        self.assertEqual(err["errno"], 122)
+
+    async def test_group_send_ack_waits_for_every_member(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        c = await user(self, node, "carol")
+        gid = (await a.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        await b.request({"msgid": 9, "groupid": gid}, 14)
+        await c.request({"msgid": 9, "groupid": gid}, 14)
+        a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "m", "cid": "x"})
+        got_b, got_c = await b.recv(GROUP_CHAT), await c.recv(GROUP_CHAT)
+        b.send({"msgid": RECV_ACK, "mid": got_b["mid"]})
+        self.assertEqual(await a.quiet(), [], "carol has not acknowledged yet")
+        c.send({"msgid": RECV_ACK, "mids": [got_c["mid"]]})
+        await a.recv(SEND_ACK, cid="x")
+
+    # bad input
+
+    async def test_bad_frames_get_errors_and_the_connection_stays(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        cases = [(b"not json\n", 101), (b"\xff\xfe\xfd\n", 100), (b"[1,2]\n", 102),
+                 (b'{"a":1}\r\n', 103), (b'{"msgid":"6"}\0', 106), (b'{"msgid":77}\n', 104),
+                 (b'{"msgid":2}\n', 104), (b'{"msgid":17}\n', 105),
+                 (b'{"msgid":17,"mids":[1,"x"]}\n', 106), (b'{"msgid":9,"groupid":0}\n', 107),
+                 (b'{"msgid":9,"groupid":1e3}\n', 106), (b'{"msgid":7,"friendid":true}\n', 106),
+                 (b'{"msgid":9,"groupid":99999999999999999999999}\n', 107)]
+        for data, errno in cases:
+            a.send(data)
+            err = await a.recv(ERROR)
+            self.assertEqual(err["errno"], errno, data)
+            self.assertIn("errmsg", err)
+        a.send(b"\n\r\n\0  \n")
+        self.assertEqual(await a.quiet(), [], "empty frames are ignored")
+        a.send({"msgid": 6, "to": b.user_id, "msg": "still here"})
+        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "still here")
+
+    async def test_oversized_frame_closes_only_that_connection(self):
+        node = await self.node("--max-frame", "2048")
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        a.send(b'{"msgid":6,"msg":"' + b"x" * 5000)
+        err = await a.recv(ERROR)
+        self.assertEqual(err["errno"], 108)
+        await a.closed
+        b.send({"msgid": 18})
+        await b.recv(18)
+
+    async def test_frames_split_across_packets_and_batched(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        data = ujson.dumps({"msgid": 6, "to": b.user_id, "msg": "split"}).encode() + b"\r\n"
+        for byte in data:
+            a.transport.write(bytes([byte]))
+        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "split")
+        batch = b"".join(ujson.dumps({"msgid": 6, "to": b.user_id, "msg": str(i)}).encode()
+                         + end for i, end in enumerate([b"\n", b"\0", b"\r\n"]))
+        a.send(batch)
+        self.assertEqual([(await b.recv(ONE_CHAT))["msg"] for _ in range(3)], ["0", "1", "2"])
+
+
+class SQLiteScenarios(Scenarios, TestCase):
+    """The embedded default store."""
+
+
+class MySQLScenarios(Scenarios, TestCase):
+    """A private MariaDB started by the harness (or CHATD_TEST_MYSQL_URL)."""
+
+    def database(self) -> str:
+        if not hasattr(self, "_db"):
+            self._db = mysql_database()
+        return self._db
