@@ -3,9 +3,11 @@
 import os
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from chatd.bus import LocalBus
@@ -95,6 +97,23 @@ class ChatNode(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
 
+class Listener(StreamServerEndpointService):
+    """The listening port; failing to listen is one clear line and exit status 1."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
+        super().__init__(serverFromString(reactor, description), factory)
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(f"chatd: cannot listen on {self.description}: {e.socketError}"
+                             ) from None
+
+
 def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
     store = open_store(options["db"])
@@ -113,7 +132,8 @@ def makeService(options: Options) -> IService:
         node = build_node(options, reactor)
     except (StoreUnavailable, ValueError) as e:
         raise SystemExit(f"chatd: {e}") from None
-    listener = strports.service(options["listen"], node.factory)
-    listener._raiseSynchronously = True
-    listener.setServiceParent(node)
+    try:
+        Listener(options["listen"], node.factory, reactor).setServiceParent(node)
+    except ValueError as e:
+        raise SystemExit(f"chatd: bad --listen {options['listen']!r}: {e}") from None
     return node
