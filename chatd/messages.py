@@ -83,6 +83,10 @@ ERRMSG: dict[Errno, str] = {
 }
 
 
+class ServiceUnavailable(Exception):
+    """A collaborator (database, Redis) cannot be reached; the request may be retried."""
+
+
 class ChatError(Exception):
     """A request refused with a published errno; `detail` names the field when there is one."""
 

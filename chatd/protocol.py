@@ -14,11 +14,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.codec import decode, encode
-from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
 from chatd.requests import validate
 from chatd.router import Inbox
 from chatd.service import ChatService, Handled
-from chatd.store import StoreUnavailable
 
 log = Logger()
 
@@ -193,7 +192,7 @@ class ChatProtocol(Protocol):
     def _failed(self, failure: Failure, msgid: int, frame: dict[str, Any]) -> None:
         if failure.check(ChatError):
             err = failure.value
-        elif failure.check(StoreUnavailable):
+        elif failure.check(ServiceUnavailable):
             log.warn("msgid {msgid} from user {uid}: {error}", msgid=msgid, uid=self.user_id,
                      error=failure.value)
             err = ChatError(Errno.UNAVAILABLE)

@@ -1,8 +1,19 @@
 """Where a frame for a user goes: the user's session here, another node through the bus, or
-offline storage; and which frames are still in flight to each local session."""
+offline storage; and which frames are still in flight, here and to other nodes.
+
+Between nodes a frame travels in an envelope whose first line says how to report back:
+    U <mid> <report-to> <token>\\n<frame>         on a user's channel (one recipient)
+    G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
+    A <token>                                     the report: the copies are safe
+    C <groupid>                                   on the control channel: membership changed
+The receiving node reports once its copies are acknowledged, written to an original-dialect
+session, or stored; the sending node stores them itself if no report comes in time.
+"""
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from itertools import count
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -10,8 +21,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd.bus import Bus
+from chatd.messages import ServiceUnavailable
 from chatd.session import Session
-from chatd.store import Store, StoreUnavailable
+from chatd.store import Store
 
 log = Logger()
 
@@ -99,14 +111,29 @@ class _Fanout:
         if copies == 0:
             self.deferred.callback(self.missing)
 
-    def one_done(self) -> None:
-        self._left -= 1
+    def done(self, copies: int = 1) -> None:
+        self._left -= copies
         if self._left == 0:
             self.deferred.callback(self.missing)
 
-    def failed(self, failure: object) -> None:
+    def failed(self, failure: Any) -> None:
         if not self.deferred.called:
             self.deferred.errback(failure)
+
+
+class _Remote:
+    """Copies handed to another node, waiting for its report."""
+
+    __slots__ = ("fan", "user_ids", "mid", "frame", "deadline")
+
+    def __init__(self, fan: _Fanout, user_ids: list[int], mid: int, frame: bytes,
+                 deadline: float) -> None:
+        self.fan, self.user_ids, self.mid, self.frame, self.deadline = (
+            fan, user_ids, mid, frame, deadline)
+
+
+def _header(line: bytes) -> list[bytes]:
+    return line.split(b" ")
 
 
 class Router:
@@ -117,18 +144,29 @@ class Router:
         self.bus = bus
         self.store = store
         self.ack_timeout = ack_timeout
+        self.report_timeout = 2 * ack_timeout + 2
+        self.on_group_changed: Callable[[int], None] = lambda group_id: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
+        self._pending: dict[int, _Remote] = {}
+        self._tokens = count(1)
         self._saving: set[Deferred[None]] = set()
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
+        bus.listener = self
 
     def start(self) -> None:
+        self.bus.start()
         self._sweeper.start(1.0, now=False)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Store what other nodes never confirmed, then leave the bus."""
         if self._sweeper.running:
             self._sweeper.stop()
+        for token in list(self._pending):
+            self._give_up(token)
+        await self.flush()
+        await self.bus.stop()
 
     async def flush(self) -> None:
         """Wait until the frames being stored offline are written (used at shutdown)."""
@@ -138,18 +176,18 @@ class Router:
     def inbox(self, user_id: int) -> Inbox | None:
         return self._inboxes.get(user_id)
 
-    def local_count(self) -> int:
-        return len(self._inboxes)
+    # sessions
 
     async def attach(self, session: Session) -> Inbox | None:
-        """Make `session` the user's one session; None when the user is online already."""
+        """Make `session` the user's one session in the cluster; None when the user is
+        online already. Frames arriving meanwhile wait in the new inbox."""
         user_id = session.user_id
         if user_id in self._inboxes:
             return None
         inbox = self._inboxes[user_id] = Inbox(session, self._clock)
         try:
             held = await self.bus.subscribe(user_id)
-        except Exception:
+        except BaseException:
             del self._inboxes[user_id]
             raise
         if not held:
@@ -165,42 +203,161 @@ class Router:
         self._keep(inbox.user_id, inbox.drain())
 
     async def online(self, user_ids: list[int]) -> set[int]:
-        """Live presence: held by this node or, through the bus, by another."""
+        """Live presence: held by this node or, through the bus, by another. While the bus
+        is down only this node's users are known to be online."""
         here = {u for u in user_ids if u in self._inboxes}
         elsewhere = [u for u in user_ids if u not in here]
         if elsewhere:
-            here |= await self.bus.online(elsewhere)
+            try:
+                here |= await self.bus.online(elsewhere)
+            except ServiceUnavailable:
+                pass
         return here
+
+    def group_changed(self, group_id: int) -> None:
+        """Tell every node (this one too) that a group's members changed."""
+        self.on_group_changed(group_id)
+        self.bus.publish_control(b"C %d" % group_id).addErrback(lambda f: None)
+
+    # sending
 
     def deliver(self, user_ids: list[int], mid: int, frame: bytes) -> Deferred[set[int]]:
         """Send one message to each user; fires, once every copy is safe, with the set of
         users that do not exist (only known for copies that had to be stored)."""
         fan = _Fanout(len(user_ids))
+        remote = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)
             if inbox is not None:
-                inbox.push(mid, frame, fan.one_done)
+                inbox.push(mid, frame, fan.done)
             else:
-                d = self.bus.publish(user_id, frame)
-                d.addCallback(self._published, user_id, mid, frame, fan)
-                d.addErrback(fan.failed)
+                remote.append(user_id)
+        if len(remote) == 1:
+            self._to_user(remote[0], mid, frame, fan)
+        elif remote:
+            self.bus.locate(remote).addCallbacks(
+                self._to_nodes, lambda f: self._store(remote, mid, frame, fan),
+                callbackArgs=(remote, mid, frame, fan))
         return fan.deferred
 
-    def _published(self, receivers: int, user_id: int, mid: int, frame: bytes,
-                   fan: _Fanout) -> Deferred[None] | None:
-        if receivers:
-            fan.one_done()
-            return None
-        d = Deferred.fromCoroutine(self.store.save_offline([(user_id, mid, frame[:-1].decode())]))
+    def _expect_report(self, fan: _Fanout, user_ids: list[int], mid: int, frame: bytes) -> int:
+        token = next(self._tokens)
+        deadline = self._clock.seconds() + self.report_timeout
+        self._pending[token] = _Remote(fan, user_ids, mid, frame, deadline)
+        return token
 
-        def stored(count: int) -> None:
-            if count == 0:
-                fan.missing.add(user_id)
-            fan.one_done()
-        return d.addCallback(stored)
+    def _to_user(self, user_id: int, mid: int, frame: bytes, fan: _Fanout) -> None:
+        token = self._expect_report(fan, [user_id], mid, frame)
+        payload = b"U %d %s %d\n" % (mid, self.bus.incarnation, token) + frame
+        d = self.bus.publish(user_id, payload)
+        d.addCallbacks(self._published, self._publish_failed, (token,), None, (token,))
+
+    def _to_nodes(self, where: dict[int, bytes], user_ids: list[int], mid: int, frame: bytes,
+                  fan: _Fanout) -> None:
+        by_node: dict[bytes, list[int]] = {}
+        nowhere = []
+        for user_id in user_ids:
+            node = where.get(user_id)
+            if node is None or node == self.bus.incarnation:
+                nowhere.append(user_id)
+            else:
+                by_node.setdefault(node, []).append(user_id)
+        if nowhere:
+            self._store(nowhere, mid, frame, fan)
+        for node, users in by_node.items():
+            token = self._expect_report(fan, users, mid, frame)
+            ids = b",".join(b"%d" % u for u in users)
+            payload = b"G %d %s %d %s\n" % (mid, self.bus.incarnation, token, ids) + frame
+            d = self.bus.publish_node(node, payload)
+            d.addCallbacks(self._published, self._publish_failed, (token,), None, (token,))
+
+    def _published(self, receivers: int, token: int) -> None:
+        if not receivers:
+            self._give_up(token)
+
+    def _publish_failed(self, failure: Any, token: int) -> None:
+        if not failure.check(ServiceUnavailable):
+            log.warn("publish failed: {error}", error=failure.value)
+        self._give_up(token)
+
+    def _give_up(self, token: int) -> None:
+        """No node took the copies (or none reported in time): store them here."""
+        remote = self._pending.pop(token, None)
+        if remote is not None:
+            self._store(remote.user_ids, remote.mid, remote.frame, remote.fan)
+
+    def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
+        text = frame[:-1].decode()
+        d = Deferred.fromCoroutine(self.store.save_offline([(u, mid, text) for u in user_ids]))
+
+        def stored(rows: int) -> None:
+            if rows == 0 and len(user_ids) == 1:
+                fan.missing.add(user_ids[0])
+            fan.done(len(user_ids))
+        d.addCallbacks(stored, fan.failed)
+
+    # receiving from other nodes
+
+    def from_user_channel(self, user_id: int, payload: bytes) -> None:
+        line, frame = payload.split(b"\n", 1)
+        _, mid, report_to, token = _header(line)
+        self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
+
+    def from_node_channel(self, payload: bytes) -> None:
+        line, frame = payload.split(b"\n", 1) if b"\n" in payload else (payload, b"")
+        fields = _header(line)
+        if fields[0] == b"A":
+            remote = self._pending.pop(int(fields[1]), None)
+            if remote is not None:
+                remote.fan.done(len(remote.user_ids))
+        elif fields[0] == b"G":
+            _, mid, report_to, token, ids = fields
+            user_ids = [int(u) for u in ids.split(b",")]
+            self._receive(user_ids, int(mid), frame, self._reporter(report_to, token))
+
+    def from_control(self, payload: bytes) -> None:
+        fields = _header(payload)
+        if fields[0] == b"C":
+            self.on_group_changed(int(fields[1]))
+
+    def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
+        def report() -> None:
+            self.bus.publish_node(report_to, b"A " + token).addErrback(lambda f: None)
+        return report
+
+    def _receive(self, user_ids: list[int], mid: int, frame: bytes,
+                 report: Callable[[], None]) -> None:
+        """Copies from another node: push to local sessions, store for users who left."""
+        fan = _Fanout(len(user_ids))
+        fan.deferred.addCallbacks(lambda _: report(), lambda f: None)
+        gone = []
+        for user_id in user_ids:
+            inbox = self._inboxes.get(user_id)
+            if inbox is not None:
+                inbox.push(mid, frame, fan.done)
+            else:
+                gone.append(user_id)
+        if gone:
+            self._store(gone, mid, frame, fan)
+
+    def bus_reconnected(self) -> None:
+        """Claim every local user again; a user another node took meanwhile is closed here."""
+        d = Deferred.fromCoroutine(self.bus.reclaim(list(self._inboxes)))
+
+        def close(lost: list[int]) -> None:
+            for user_id in lost:
+                inbox = self._inboxes.get(user_id)
+                if inbox is not None:
+                    log.warn("user {uid} logged in elsewhere while redis was away; closing "
+                             "this session", uid=user_id)
+                    inbox.session.close()
+        d.addCallbacks(close, lambda f: log.warn("reclaiming sessions failed: {e}", e=f.value))
+
+    # time-outs and storage
 
     def _sweep(self) -> None:
-        deadline = self._clock.seconds() - self.ack_timeout
+        now = self._clock.seconds()
+        deadline = now - self.ack_timeout
         for inbox in list(self._inboxes.values()):
             if inbox.unacked:
                 late = inbox.expired(deadline)
@@ -208,6 +365,8 @@ class Router:
                     log.info("user {uid}: {n} frames not acknowledged in time, stored offline",
                              uid=inbox.user_id, n=len(late))
                     self._keep(inbox.user_id, late)
+        for token in [t for t, r in self._pending.items() if r.deadline < now]:
+            self._give_up(token)
 
     def _keep(self, user_id: int, frames: list[tuple[int, bytes, Done]], attempt: int = 0
               ) -> None:
@@ -222,8 +381,8 @@ class Router:
                 if done is not None:
                     done()
 
-        def retry(failure):  # type: ignore[no-untyped-def]
-            failure.trap(StoreUnavailable)
+        def retry(failure: Any) -> None:
+            failure.trap(ServiceUnavailable)
             delay = STORE_RETRY_SECONDS[min(attempt, len(STORE_RETRY_SECONDS) - 1)]
             log.warn("user {uid}: cannot store {n} frames ({error}), retrying in {delay}s",
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
@@ -237,4 +396,3 @@ class Router:
     def _saved(self, result: object, d: Deferred[None]) -> object:
         self._saving.discard(d)
         return result
-

@@ -47,6 +47,7 @@ class ChatService:
         self.mids = mids
         self._clock = clock
         self._members: dict[int, set[int]] = {}
+        router.on_group_changed = self._forget_group
         self._recent: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
 
     # accounts
@@ -181,6 +182,7 @@ class ChatService:
                 req["groupname"], req.get("groupdesc") or "", session.user_id)
         except NameTaken:
             raise ChatError(Errno.GROUP_NAME_TAKEN) from None
+        self.router.group_changed(group_id)
         self._members[group_id] = {session.user_id}
         log.info("user {uid} created group {gid}", uid=session.user_id, gid=group_id)
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
@@ -189,10 +191,15 @@ class ChatService:
         group = await self.store.join_group(req["groupid"], session.user_id)
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
+        self.router.group_changed(group.id)
         self._members[group.id] = {m.id for m in group.members}
         online = await self.router.online([m.id for m in group.members])
         session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
                       "group": self._group_view(group, online)})
+
+    def _forget_group(self, group_id: int) -> None:
+        """Members changed (maybe on another node): reload them at the next group message."""
+        self._members.pop(group_id, None)
 
     # messages
 

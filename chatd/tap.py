@@ -10,7 +10,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
-from chatd.bus import LocalBus
+from chatd.bus import open_bus
+from chatd.bus.redis import parse_redis_url
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.passwords import DEFAULT_COST, PasswordHasher
 from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
@@ -36,8 +37,9 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/database "
          f"[env CHATD_DB; default {DEFAULT_DB}]. Missing tables are created at start."],
         ["redis", None, None,
-         "Redis URL joining a cluster, e.g. redis://127.0.0.1:6379/0; empty runs the node "
-         "alone [env CHATD_REDIS]. Cluster mode is not available in this release."],
+         "Redis URL joining a cluster, e.g. redis://127.0.0.1:6379/0 (redis://:password@host"
+         ":port/db with a password); empty runs the node alone [env CHATD_REDIS]. Every node "
+         "of a cluster needs the same --db and --redis and its own --node-id."],
         ["node-id", None, 0, f"This node's number in the cluster, 0-{MAX_NODE}.", int],
         ["max-frame", None, DEFAULT_MAX_FRAME,
          "Largest accepted frame in bytes (1024-16777216); a longer one closes the connection.",
@@ -56,7 +58,10 @@ class Options(usage.Options):
         self["db"] = self["db"] or os.environ.get("CHATD_DB") or DEFAULT_DB
         self["redis"] = self["redis"] or os.environ.get("CHATD_REDIS") or ""
         if self["redis"]:
-            raise usage.UsageError("--redis: cluster mode is not available in this release")
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from None
         _check_range("node-id", self["node-id"], 0, MAX_NODE)
         _check_range("max-frame", self["max-frame"], 1024, 16 * 1024 * 1024)
         _check_range("password-cost", self["password-cost"], 1, 20)
@@ -88,8 +93,7 @@ class ChatNode(MultiService):
         for session in list(self.factory.sessions):
             self.factory.service.end(session)
             session.transport.loseConnection()
-        await self.router.flush()
-        self.router.stop()
+        await self.router.stop()
         self.hasher.stop()
         self.store.close()
 
@@ -118,7 +122,8 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
     store = open_store(options["db"])
     hasher = PasswordHasher(reactor, options["password-cost"])
-    router = Router(LocalBus(), store, reactor, options["ack-timeout"])
+    bus = open_bus(options["redis"], options["node-id"], reactor)
+    router = Router(bus, store, reactor, options["ack-timeout"])
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor)
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
     return ChatNode(store, hasher, router, factory)

@@ -54,12 +54,16 @@ class Client(Protocol):
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._waiting: list[tuple[Any, defer.Deferred[dict[str, Any]]]] = []
         self.user_id: int | None = None
+        self.auto_ack = False
 
     def dataReceived(self, data: bytes) -> None:
         self.raw += data
         *lines, self.raw = self.raw.split(b"\n")
         for line in lines:
-            self.frames.append(ujson.loads(line))
+            frame = ujson.loads(line)
+            self.frames.append(frame)
+            if self.auto_ack and frame.get("msgid") in (6, 10):
+                self.send({"msgid": 17, "mid": frame["mid"]})
         self._match()
 
     def connectionLost(self, reason: Any) -> None:
@@ -115,7 +119,8 @@ def deferLater(seconds: float) -> defer.Deferred[None]:
     return _later(reactor, seconds, lambda: None)
 
 
-async def connect(case: TestCase, node: Node) -> Client:
+async def connect(case: TestCase, node: Any) -> Client:
+    """A client connected to anything with a `port` on loopback (node, nginx)."""
     client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port), Client())
     case.addCleanup(_disconnect, client)
     return client
@@ -144,7 +149,7 @@ async def login(client: Client, user_id: int, password: str = "secret",
     return ack
 
 
-async def user(case: TestCase, node: Node, name: str, proto: int | None = 2) -> Client:
+async def user(case: TestCase, node: Any, name: str, proto: int | None = 2) -> Client:
     """A connected, registered, logged-in client."""
     client = await connect(case, node)
     user_id = await register(client, name)

@@ -152,3 +152,89 @@ def mysql_database() -> str:
     finally:
         conn.close()
     return _with_database(url, database)
+
+
+class Redis:
+    """A private redis-server on a fixed free port; restartable on the same port."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = _binary("redis-server")
+        if not binary:
+            raise unavailable("redis-server is not installed (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile",
+             os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, "redis-server")
+        except RuntimeError as e:
+            raise unavailable(f"cannot start a private Redis: {e}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+DEPLOY_CONF = os.path.join(os.path.dirname(__file__), "..", "deploy", "nginx.conf")
+
+
+class Nginx:
+    """A private nginx running deploy/nginx.conf with its upstreams and port replaced."""
+
+    def __init__(self, node_ports: list[int]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
+        self.port = free_port()
+        self.node_ports = node_ports
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> str:
+        import re
+        with open(DEPLOY_CONF, encoding="utf-8") as f:
+            text = f.read()
+        servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"
+                          for p in self.node_ports)
+        text = re.sub(r"(?m)^\s*server 127\.0\.0\.1:\d+[^\n]*\n", "", text)
+        text = text.replace("least_conn;\n", "least_conn;\n" + servers, 1)
+        return re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
+
+    def start(self) -> None:
+        binary = _binary("nginx")
+        if not binary or not os.path.exists(NGINX_STREAM_MODULE):
+            raise unavailable("nginx with the stream module is not installed "
+                              "(apt-get install nginx libnginx-mod-stream)")
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(self.config())
+        self.proc = subprocess.Popen(
+            [binary, "-p", self.dir, "-c", conf, "-g",
+             f"daemon off; pid {self.dir}/nginx.pid; error_log {self.dir}/error.log;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, "nginx")
+        except RuntimeError as e:
+            with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
+                raise unavailable(f"cannot start a private nginx: {e}: {f.read()[-800:]}"
+                                  ) from None
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)

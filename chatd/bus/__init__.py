@@ -1,25 +1,53 @@
 """Delivery between nodes: publish a frame on a user's channel, hold the channels of local users."""
 
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
 from chatd.bus.local import LocalBus
 
-__all__ = ["Bus", "LocalBus"]
+__all__ = ["Bus", "LocalBus", "open_bus"]
 
 
 class Bus(Protocol):
     """What the router needs from the link between nodes."""
 
-    def publish(self, user_id: int, frame: bytes) -> Deferred[int]:
-        """Send `frame` to the node holding `user_id`; fires with the number of receivers."""
+    incarnation: bytes
+    listener: Any
 
-    def subscribe(self, user_id: int) -> Deferred[bool]:
-        """Hold the user's channel on this node; False when another node holds it."""
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
+        """Send to the node holding `user_id`; fires with the number of receivers."""
+
+    def publish_node(self, incarnation: bytes, payload: bytes) -> Deferred[int]:
+        """Send to one node (group fan-out, delivery reports)."""
+
+    def publish_control(self, payload: bytes) -> Deferred[int]:
+        """Send to every node."""
+
+    async def subscribe(self, user_id: int) -> bool:
+        """Hold the user's channel and session here; False when another node holds them."""
 
     def unsubscribe(self, user_id: int) -> None:
-        """Release the user's channel."""
+        """Release the user's channel and session."""
+
+    async def reclaim(self, user_ids: Iterable[int]) -> list[int]:
+        """Claim again after a reconnect; return the users another node took meanwhile."""
 
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
-        """Which of these users some other node holds (one round trip for all of them)."""
+        """Which of these users some node holds (one round trip for all of them)."""
+
+    def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
+        """The node incarnation holding each user; users held by none are left out."""
+
+
+def open_bus(redis_url: str, node_id: int, reactor: Any) -> Bus:
+    """RedisBus for a cluster, LocalBus for a node alone (empty URL)."""
+    if not redis_url:
+        return LocalBus()
+    from chatd.bus.redis import RedisBus
+    return RedisBus(redis_url, node_id, reactor)

@@ -7,13 +7,15 @@ from typing import Any, Protocol, TypeVar
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
+from chatd.messages import ServiceUnavailable
+
 T = TypeVar("T")
 Cursor = Any
 
 log = Logger()
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(ServiceUnavailable):
     """The database could not be reached (after one retry where a retry is safe)."""
 
 

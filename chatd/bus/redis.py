@@ -1,0 +1,319 @@
+"""The bus of a cluster: Redis publish/subscribe on txredisapi, one channel per user.
+
+Two connections, as Redis requires: a subscriber connection holding the channels of this
+node's users (plus the node's own channel and the control channel), and a command connection
+for PUBLISH, presence (PUBSUB NUMSUB), session claims and the node's liveness key. Both
+reconnect with back-off; after a reconnect every local channel is subscribed and claimed again.
+"""
+
+import os
+from collections.abc import Iterable
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import txredisapi
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from chatd.messages import ServiceUnavailable
+
+log = Logger()
+
+USER_PREFIX = b"chatd:user:"
+NODE_PREFIX = b"chatd:node:"
+CONTROL = b"chatd:control"
+SESSION_PREFIX = "chatd:session:"
+ALIVE_PREFIX = "chatd:alive:"
+ALIVE_MS = 3000
+PING_SECONDS = 30.0
+REPLY_TIMEOUT = 5
+
+# Take the user's session key unless another node that is alive holds it and is subscribed
+# to the user's channel (we are subscribed already, hence "more than one").
+CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+  local subs = redis.call('PUBSUB', 'NUMSUB', ARGV[2])
+  if tonumber(subs[2]) > 1 then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class BusListener(Protocol):
+    """Who gets what arrives on the bus (the router)."""
+
+    def from_user_channel(self, user_id: int, payload: bytes) -> None: ...
+
+    def from_node_channel(self, payload: bytes) -> None: ...
+
+    def from_control(self, payload: bytes) -> None: ...
+
+    def bus_reconnected(self) -> None: ...
+
+
+class BusDown(ServiceUnavailable):
+    """Redis cannot be reached right now."""
+
+
+def user_channel(user_id: int) -> bytes:
+    return USER_PREFIX + str(user_id).encode()
+
+
+def parse_redis_url(url: str) -> tuple[str, int, int, str | None]:
+    """`redis://[:password@]host[:port][/db]` to (host, port, db, password)."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise ValueError(f"not a redis://host:port/db URL: {url}")
+    db = int(parts.path.lstrip("/") or 0)
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname or "127.0.0.1", parts.port or 6379, db, password
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """Hands messages and subscription confirmations to the bus as they arrive.
+
+    txredisapi matches SUBSCRIBE confirmations to callers by queue position, which breaks
+    when several subscriptions are in flight; this protocol routes them by channel instead
+    and writes SUBSCRIBE/UNSUBSCRIBE without queueing a reply.
+    """
+
+    def replyReceived(self, reply: object) -> None:
+        if isinstance(reply, list) and len(reply) == 3:
+            kind = reply[0]
+            if kind == b"message":
+                self.factory.bus.received(reply[1], reply[2])
+                return
+            if kind == b"subscribe":
+                self.factory.bus.confirmed(reply[1])
+                return
+            if kind == b"unsubscribe":
+                return
+        super().replyReceived(reply)
+
+    def send_command(self, *args: bytes) -> None:
+        self.transport.write(self._build_command(*args))
+
+
+class _Factory(txredisapi.RedisFactory):
+    """Tells the bus when a connection becomes usable or goes away."""
+
+    def __init__(self, bus: "RedisBus", protocol: type, db: int | None,
+                 password: str | None) -> None:
+        super().__init__(None, db, 1, isLazy=True, charset=None, password=password,
+                         replyTimeout=REPLY_TIMEOUT, convertNumbers=False)
+        self.protocol = protocol
+        self.bus = bus
+
+    def addConnection(self, conn: txredisapi.BaseRedisProtocol) -> None:
+        super().addConnection(conn)
+        if conn in self.pool:
+            self.bus.connected(self, conn)
+
+    def delConnection(self, conn: txredisapi.BaseRedisProtocol) -> None:
+        super().delConnection(conn)
+        self.bus.disconnected(self)
+
+
+class RedisBus:
+    """Channels and claims of this node's users on Redis; see the module docstring."""
+
+    def __init__(self, url: str, node_id: int, reactor: IReactorTCP | IReactorTime) -> None:
+        self.host, self.port, db, password = parse_redis_url(url)
+        self.incarnation = f"{node_id}.{os.urandom(4).hex()}".encode()
+        self.node_channel = NODE_PREFIX + self.incarnation
+        self.listener: BusListener | None = None
+        self._reactor = reactor
+        self._subscriber_factory = _Factory(self, _Subscriber, None, password)
+        self._command_factory = _Factory(self, txredisapi.RedisProtocol, db, password)
+        self._sub: _Subscriber | None = None
+        self._cmd: txredisapi.BaseRedisProtocol | None = None
+        self._users: set[int] = set()
+        self._confirm: dict[bytes, list[Deferred[None]]] = {}
+        self._down_logged = False
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = reactor
+        self._pinger = LoopingCall(self._ping)
+        self._pinger.clock = reactor
+        self._started = False
+
+    # lifecycle
+
+    def start(self) -> None:
+        self._started = True
+        for factory in (self._subscriber_factory, self._command_factory):
+            factory.startConnecting(TCP4ClientEndpoint(self._reactor, self.host, self.port,
+                                                       timeout=5))
+        self._heartbeat.start(ALIVE_MS / 3000, now=False)
+        self._pinger.start(PING_SECONDS, now=False)
+
+    async def stop(self) -> None:
+        for loop in (self._heartbeat, self._pinger):
+            if loop.running:
+                loop.stop()
+        if self._cmd is not None:
+            self._release_all()
+        for factory in (self._subscriber_factory, self._command_factory):
+            await factory.disconnect()
+
+    @property
+    def up(self) -> bool:
+        return self._sub is not None and self._cmd is not None
+
+    def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
+        if factory is self._subscriber_factory:
+            self._sub = conn
+            channels = [self.node_channel, CONTROL] + [user_channel(u) for u in self._users]
+            conn.send_command(b"SUBSCRIBE", *channels)
+        else:
+            self._cmd = conn
+            self._beat()
+        if self.up:
+            log.info("redis {host}:{port}: connected as {inc}", host=self.host,
+                     port=self.port, inc=self.incarnation.decode())
+            self._down_logged = False
+            if self.listener is not None:
+                self.listener.bus_reconnected()
+
+    def disconnected(self, factory: _Factory) -> None:
+        if factory is self._subscriber_factory:
+            self._sub = None
+            for waiters in self._confirm.values():
+                for d in waiters:
+                    d.errback(BusDown("redis connection lost"))
+            self._confirm.clear()
+        else:
+            self._cmd = None
+        if not self._down_logged and self._started:
+            self._down_logged = True
+            log.warn("redis {host}:{port}: connection lost; serving local users only and "
+                     "storing messages for others until it returns", host=self.host,
+                     port=self.port)
+
+    # incoming
+
+    def received(self, channel: bytes, payload: bytes) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        if channel.startswith(USER_PREFIX):
+            listener.from_user_channel(int(channel[len(USER_PREFIX):]), payload)
+        elif channel == self.node_channel:
+            listener.from_node_channel(payload)
+        elif channel == CONTROL:
+            listener.from_control(payload)
+
+    def confirmed(self, channel: bytes) -> None:
+        for d in self._confirm.pop(channel, []):
+            d.callback(None)
+
+    # outgoing
+
+    def _command(self) -> txredisapi.BaseRedisProtocol:
+        if self._cmd is None:
+            raise BusDown("redis is not connected")
+        return self._cmd
+
+    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
+        """PUBLISH on the user's channel; fires with the number of nodes that got it."""
+        return self.publish_raw(user_channel(user_id), payload)
+
+    def publish_node(self, incarnation: bytes, payload: bytes) -> Deferred[int]:
+        return self.publish_raw(NODE_PREFIX + incarnation, payload)
+
+    def publish_control(self, payload: bytes) -> Deferred[int]:
+        return self.publish_raw(CONTROL, payload)
+
+    def publish_raw(self, channel: bytes, payload: bytes) -> Deferred[int]:
+        try:
+            return self._command().execute_command(b"PUBLISH", channel, payload)
+        except (BusDown, txredisapi.ConnectionError) as e:
+            return fail(BusDown(str(e)))
+
+    async def subscribe(self, user_id: int) -> bool:
+        """Subscribe to the user's channel, then claim the user's session for this node."""
+        sub, cmd = self._sub, self._command()
+        if sub is None:
+            raise BusDown("redis is not connected")
+        channel = user_channel(user_id)
+        confirmed: Deferred[None] = Deferred()
+        self._confirm.setdefault(channel, []).append(confirmed)
+        sub.send_command(b"SUBSCRIBE", channel)
+        await confirmed
+        won = await cmd.eval(CLAIM, [SESSION_PREFIX + str(user_id)],
+                             [self.incarnation, channel, ALIVE_PREFIX])
+        if won == 1:
+            self._users.add(user_id)
+            return True
+        self._unsubscribe_channel(channel)
+        return False
+
+    def unsubscribe(self, user_id: int) -> None:
+        self._users.discard(user_id)
+        self._unsubscribe_channel(user_channel(user_id))
+        if self._cmd is not None:
+            self._cmd.eval(RELEASE, [SESSION_PREFIX + str(user_id)],
+                           [self.incarnation]).addErrback(lambda f: None)
+
+    def _unsubscribe_channel(self, channel: bytes) -> None:
+        if self._sub is not None:
+            self._sub.send_command(b"UNSUBSCRIBE", channel)
+
+    async def reclaim(self, user_ids: Iterable[int]) -> list[int]:
+        """After a reconnect: claim the local users again; return the ones lost meanwhile."""
+        lost = []
+        cmd = self._command()
+        for user_id in user_ids:
+            won = await cmd.eval(CLAIM, [SESSION_PREFIX + str(user_id)],
+                                 [self.incarnation, user_channel(user_id), ALIVE_PREFIX])
+            if won != 1:
+                lost.append(user_id)
+                self._users.discard(user_id)
+                self._unsubscribe_channel(user_channel(user_id))
+        return lost
+
+    def online(self, user_ids: list[int]) -> Deferred[set[int]]:
+        """Users some node is subscribed for, in one PUBSUB NUMSUB round trip."""
+        if not user_ids:
+            return succeed(set())
+        try:
+            cmd = self._command()
+        except BusDown as e:
+            return fail(e)
+        d = cmd.execute_command(b"PUBSUB", b"NUMSUB", *[user_channel(u) for u in user_ids])
+        return d.addCallback(
+            lambda r: {int(r[i][len(USER_PREFIX):]) for i in range(0, len(r), 2) if r[i + 1]})
+
+    def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
+        """Which node incarnation holds each user (users held by none are left out)."""
+        try:
+            cmd = self._command()
+        except BusDown as e:
+            return fail(e)
+        d = cmd.execute_command(b"MGET", *[SESSION_PREFIX + str(u) for u in user_ids])
+        return d.addCallback(
+            lambda r: {u: inc for u, inc in zip(user_ids, r, strict=True) if inc is not None})
+
+    def _release_all(self) -> None:
+        for user_id in list(self._users):
+            self.unsubscribe(user_id)
+
+    def _beat(self) -> None:
+        if self._cmd is not None:
+            self._cmd.execute_command(
+                b"SET", ALIVE_PREFIX.encode() + self.incarnation, b"1", b"PX", ALIVE_MS
+            ).addErrback(lambda f: None)
+
+    def _ping(self) -> None:
+        """A PING on each link; a reply timeout aborts the connection, which reconnects."""
+        for conn in (self._sub, self._cmd):
+            if conn is not None:
+                conn.ping().addErrback(lambda f: None)

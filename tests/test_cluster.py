@@ -1,0 +1,188 @@
+"""A real cluster on loopback: private MariaDB and Redis, three `twistd chatd` processes, nginx
+in front. Clients connect through nginx and directly to each node."""
+
+import time
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from tests.harness import Client, connect, deferLater, login, register, user
+from tests.nodeproc import start_node
+from tests.servers import Nginx, Redis, mysql_database
+
+ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
+
+
+class Cluster:
+    """MariaDB database + Redis + N nodes + nginx, all torn down at the test's cleanup."""
+
+    def __init__(self, case: TestCase) -> None:
+        self.case = case
+        self.db = mysql_database()
+        self.redis = Redis()
+        self.nodes: list = []
+        self.nginx: Nginx | None = None
+
+    async def start(self, count: int = 3, *args: str) -> "Cluster":
+        self.redis.start()
+        self.case.addCleanup(self.redis.destroy)
+        self.nodes = await defer.gatherResults([
+            defer.Deferred.fromCoroutine(start_node(
+                self.case, "--db", self.db, "--redis", self.redis.url,
+                "--node-id", str(i + 1), "--ack-timeout", "2", *args))
+            for i in range(count)])
+        self.nginx = Nginx([n.port for n in self.nodes])
+        self.nginx.start()
+        self.case.addCleanup(self.nginx.destroy)
+        return self
+
+    async def user(self, where: object, name: str) -> Client:
+        client = await user(self.case, where, name)
+        client.auto_ack = True
+        return client
+
+
+async def eventually(check, timeout: float, what: str):
+    """Poll an async check until it returns a true value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {result!r})")
+        await deferLater(0.2)
+
+
+class ClusterTests(TestCase):
+    timeout = 120
+
+    async def test_every_pair_of_nodes_carries_chat_and_group_chat_both_ways(self):
+        cluster = await Cluster(self).start()
+        places = [*cluster.nodes, cluster.nginx]
+        users = [await cluster.user(p, f"user{i}") for i, p in enumerate(places)]
+        gid = (await users[0].request({"msgid": 8, "groupname": "all"}, 13))["groupid"]
+        for u in users[1:]:
+            await u.request({"msgid": 9, "groupid": gid}, 14)
+        for i, sender in enumerate(users):
+            for j, receiver in enumerate(users):
+                if i == j:
+                    continue
+                cid = f"{i}->{j}"
+                sender.send({"msgid": ONE_CHAT, "to": receiver.user_id, "msg": cid, "cid": cid})
+                got = await receiver.recv(ONE_CHAT, msg=cid)
+                self.assertEqual(got["id"], sender.user_id)
+                ack = await sender.recv(SEND_ACK, cid=cid)
+                self.assertEqual(ack["mid"], got["mid"])
+        for i, sender in enumerate(users):
+            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"g{i}", "cid": f"g{i}"})
+            for j, receiver in enumerate(users):
+                if i != j:
+                    got = await receiver.recv(GROUP_CHAT, msg=f"g{i}")
+                    self.assertEqual(got["name"], f"user{i}")
+            await sender.recv(SEND_ACK, cid=f"g{i}")
+        for u in users:
+            self.assertEqual([f for f in await u.quiet(0.2) if f["msgid"] in (6, 10)], [],
+                             "nobody gets a message twice or their own group message")
+
+    async def test_presence_and_one_login_per_account_across_nodes(self):
+        cluster = await Cluster(self).start()
+        n1, n2, n3 = cluster.nodes
+        alice = await cluster.user(n1, "alice")
+        bob = await cluster.user(n2, "bob")
+        friend = await alice.request({"msgid": 7, "friendid": bob.user_id}, 12)
+        self.assertEqual(friend["friend"]["state"], "online")
+        again = await login(await connect(self, n3), bob.user_id)
+        self.assertEqual(again["errno"], 2)
+        await bob.request({"msgid": 3}, 15)
+        friend = await alice.request({"msgid": 7, "friendid": bob.user_id}, 12)
+        self.assertEqual(friend["friend"]["state"], "offline")
+        on_n3 = await connect(self, n3)
+        reply = await login(on_n3, bob.user_id)
+        self.assertEqual(reply["friends"], [{"id": alice.user_id, "name": "alice",
+                                             "state": "online"}])
+
+    async def test_simultaneous_logins_on_two_nodes_exactly_one_wins(self):
+        cluster = await Cluster(self).start(2)
+        first = await connect(self, cluster.nodes[0])
+        uid = await register(first, "carol")
+        for _ in range(5):
+            clients = [await connect(self, n) for n in cluster.nodes]
+            for c in clients:
+                c.send({"msgid": 1, "id": uid, "password": "secret", "proto": 2})
+            replies = [await c.recv(2) for c in clients]
+            self.assertEqual(sorted(r["errno"] for r in replies), [0, 2], replies)
+            for c in clients:
+                c.transport.loseConnection()
+                await c.closed
+            await deferLater(0.3)
+
+    async def test_killed_node_users_go_offline_and_their_messages_wait(self):
+        cluster = await Cluster(self).start()
+        n1, n2, n3 = cluster.nodes
+        alice = await cluster.user(n1, "alice")
+        carol = await cluster.user(n3, "carol")
+        await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
+        alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
+        await carol.recv(ONE_CHAT, msg="before")
+        await alice.recv(SEND_ACK, cid="b")
+        await n3.stop("KILL")
+        killed = time.monotonic()
+
+        async def carol_offline():
+            reply = await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
+            return reply["friend"]["state"] == "offline"
+        await eventually(carol_offline, 5, "carol shown offline after her node died")
+        self.assertLess(time.monotonic() - killed, 5)
+        for i in range(5):
+            alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": f"m{i}", "cid": f"m{i}"})
+        for i in range(5):
+            await alice.recv(SEND_ACK, cid=f"m{i}")
+
+        async def carol_back():
+            c = await connect(self, n2)
+            reply = await login(c, carol.user_id)
+            return reply if reply["errno"] == 0 else None
+        reply = await eventually(carol_back, 5, "carol logs in through another node")
+        self.assertEqual([m["msg"] for m in reply["offlinemsg"]], [f"m{i}" for i in range(5)])
+
+    async def test_redis_restart_loses_nothing_that_was_acknowledged(self):
+        cluster = await Cluster(self).start(2)
+        n1, n2 = cluster.nodes
+        alice = await cluster.user(n1, "alice")
+        bob = await cluster.user(n2, "bob")
+        acked: set[str] = set()
+        sent = 0
+
+        async def burst(count: int) -> None:
+            nonlocal sent
+            for _ in range(count):
+                cid = f"c{sent}"
+                sent += 1
+                alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+                await deferLater(0.01)
+
+        await burst(30)
+        cluster.redis.stop()
+        await burst(30)
+        cluster.redis.start()
+
+        async def live_again():
+            cid = f"probe{time.monotonic()}"
+            alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+            try:
+                await bob.recv(ONE_CHAT, msg=cid, timeout=1)
+            except AssertionError:
+                return False
+            return True
+        await eventually(live_again, 20, "delivery between nodes resumes after redis returns")
+        await burst(30)
+        await deferLater(1)
+        acked = {f["cid"] for f in alice.frames if f["msgid"] == SEND_ACK}
+        live = {f["msg"] for f in bob.frames if f["msgid"] == ONE_CHAT}
+        await bob.request({"msgid": 3}, 15)
+        later = await login(bob, bob.user_id)
+        stored = {m["msg"] for m in later["offlinemsg"]}
+        wanted = {f"c{i}" for i in range(sent)}
+        self.assertEqual(wanted - acked, set(), "every message got SEND_ACK")
+        self.assertEqual(wanted - live - stored, set(), "every acknowledged message arrives")
