@@ -122,13 +122,11 @@ def _server_url() -> str:
     if "error" in _shared:
         raise unavailable(str(_shared["error"]))
     if "server" not in _shared:
-        server = MariaDB()
         try:
-            server.start()
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-            server.destroy()
-            _shared["error"] = f"cannot start a private MariaDB: {e}"
-            raise unavailable(str(_shared["error"])) from None
+            server = private_mariadb()
+        except (FailTest, SkipTest) as e:
+            _shared["error"] = str(e)
+            raise
         atexit.register(server.destroy)
         _shared["server"] = server
     return _shared["server"].url  # type: ignore[attr-defined]
@@ -139,9 +137,9 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def mysql_database() -> str:
-    """A new, empty database on the shared MariaDB; returns its mysql:// URL."""
-    url = _server_url()
+def mysql_database(server_url: str | None = None) -> str:
+    """A new, empty database on the shared MariaDB (or on `server_url`); its mysql:// URL."""
+    url = server_url or _server_url()
     parts = urlsplit(url)
     database = f"chatd_test_{uuid.uuid4().hex[:12]}"
     conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
@@ -152,6 +150,17 @@ def mysql_database() -> str:
     finally:
         conn.close()
     return _with_database(url, database)
+
+
+def private_mariadb() -> MariaDB:
+    """A MariaDB of the caller's own (to stop and restart); the caller destroys it."""
+    server = MariaDB()
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        server.destroy()
+        raise unavailable(f"cannot start a private MariaDB: {e}") from None
+    return server
 
 
 class Redis:

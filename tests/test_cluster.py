@@ -8,7 +8,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
-from tests.servers import Nginx, Redis, mysql_database
+from tests.servers import Nginx, Redis, mysql_database, private_mariadb
 
 ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
 
@@ -186,3 +186,25 @@ class ClusterTests(TestCase):
         wanted = {f"c{i}" for i in range(sent)}
         self.assertEqual(wanted - acked, set(), "every message got SEND_ACK")
         self.assertEqual(wanted - live - stored, set(), "every acknowledged message arrives")
+
+
+class DatabaseOutageTests(TestCase):
+    timeout = 120
+
+    async def test_mariadb_restart_gives_error_frames_then_service_again(self):
+        server = private_mariadb()
+        self.addCleanup(server.destroy)
+        node = await start_node(self, "--db", mysql_database(server.url))
+        alice = await user(self, node, "alice")
+        bob = await user(self, node, "bob")
+        server.stop()
+        refused = await (await connect(self, node)).request(
+            {"msgid": 4, "name": "carol", "password": "pw"}, 5)
+        self.assertEqual(refused["errno"], 130)
+        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "no database needed"})
+        self.assertEqual((await bob.recv(ONE_CHAT))["msg"], "no database needed")
+        server.start()
+        carol = await register(await connect(self, node), "carol")
+        self.assertGreater(carol, bob.user_id)
+        friend = await alice.request({"msgid": 7, "friendid": carol}, 12)
+        self.assertEqual(friend["errno"], 0)

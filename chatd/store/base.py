@@ -59,6 +59,10 @@ class Dialect(Protocol):
     def make_pool(self) -> adbapi.ConnectionPool:
         """A connection pool configured for this dialect."""
 
+    def revive(self, cursor: Cursor) -> None:
+        """Reconnect a pooled connection the server dropped, before work that must not be
+        retried (a retry could repeat a write that did commit)."""
+
     def create_schema(self) -> None:
         """Create missing tables; blocking, called once before the reactor runs."""
 
@@ -114,6 +118,7 @@ class Store:
     async def create_user(self, name: str, password_hash: str) -> int:
         """Insert a user and return the new id; NameTaken if the name exists."""
         def txn(c: Cursor) -> int:
+            self.dialect.revive(c)
             try:
                 c.execute(self._q_create_user, (name, password_hash))
             except self.dialect.integrity_error as e:
@@ -144,6 +149,7 @@ class Store:
     async def create_group(self, name: str, desc: str, creator: int) -> int:
         """Create a group with its creator as first member; NameTaken if the name exists."""
         def txn(c: Cursor) -> int:
+            self.dialect.revive(c)
             try:
                 c.execute(self._q_create_group, (name, desc))
             except self.dialect.integrity_error as e:

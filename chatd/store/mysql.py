@@ -1,5 +1,6 @@
 """The production store: MySQL or MariaDB through PyMySQL, utf8mb4, reconnecting pool."""
 
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
@@ -57,6 +58,9 @@ class MySQLDialect:
         return adbapi.ConnectionPool(
             "pymysql", cp_reconnect=True, cp_min=POOL_MIN, cp_max=POOL_MAX,
             **self.connect_args)
+
+    def revive(self, cursor: Any) -> None:
+        cursor.connection.ping(reconnect=True)
 
     def create_schema(self) -> None:
         try:

@@ -32,6 +32,9 @@ class SQLiteDialect:
             "sqlite3", self.path, check_same_thread=False,
             cp_min=1, cp_max=1, cp_openfun=_open)
 
+    def revive(self, cursor: object) -> None:
+        return None
+
     def create_schema(self) -> None:
         try:
             conn = sqlite3.connect(self.path)
