@@ -221,6 +221,14 @@ class Router:
 
     # sending
 
+    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
+        """Record the mid of (sender, cid) cluster-wide; fires with an earlier (mid, safe)."""
+        return self.bus.remember(sender, cid, mid)
+
+    def settle(self, sender: int, cid: str, mid: int) -> None:
+        """(sender, cid) is safe: a repeat only needs its SEND_ACK again."""
+        self.bus.settle(sender, cid, mid)
+
     def deliver(self, user_ids: list[int], mid: int, frame: bytes) -> Deferred[set[int]]:
         """Send one message to each user; fires, once every copy is safe, with the set of
         users that do not exist (only known for copies that had to be stored)."""

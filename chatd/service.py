@@ -6,7 +6,6 @@ the protocol runs. A refusal is a ChatError; the protocol turns it into the righ
 """
 
 import time
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -28,8 +27,6 @@ Handled = Coroutine[Any, Any, None] | None
 
 OFFLINE_IN_REPLY = 100
 OFFLINE_PER_LOGIN = 10_000
-RECENT_CIDS = 100_000
-RECENT_SECONDS = 600.0
 
 
 def _state(online: bool) -> str:
@@ -48,7 +45,6 @@ class ChatService:
         self._clock = clock
         self._members: dict[int, set[int]] = {}
         router.on_group_changed = self._forget_group
-        self._recent: OrderedDict[tuple[int, str], list[Any]] = OrderedDict()
 
     # accounts
 
@@ -235,39 +231,41 @@ class ChatService:
 
     def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
                    recipients: list[int]) -> None:
-        """Stamp and deliver one chat message; a repeated (sender, cid) is not delivered again."""
+        """Stamp and deliver one chat message.
+
+        A (sender, cid) seen before, on any node, keeps its first mid: when that message is
+        already safe the sender just gets its SEND_ACK again, otherwise it is delivered again
+        under the same mid, which recipients drop if they have it.
+        """
         sender = session.user_id
-        cid = req.get("cid")
-        if cid is not None and self._repeat(session, cid):
-            return
-        mid = self.mids.next()
         frame["msg"] = req["msg"]
         frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
+        mid = self.mids.next()
+        cid = req.get("cid")
+        if cid is None:
+            self._deliver(sender, None, frame, recipients, mid)
+            return
+        frame["cid"] = cid
+        d = self.router.remember(sender, cid, mid)
+        d.addErrback(lambda f: None)
+        d.addCallback(self._remembered, sender, cid, frame, recipients, mid)
+
+    def _remembered(self, prior: tuple[int, bool] | None, sender: int, cid: str,
+                    frame: dict[str, Any], recipients: list[int], mid: int) -> None:
+        if prior is not None:
+            mid, safe = prior
+            if safe:
+                self._acknowledge(sender, cid, mid)
+                return
+        self._deliver(sender, cid, frame, recipients, mid)
+
+    def _deliver(self, sender: int, cid: str | None, frame: dict[str, Any],
+                 recipients: list[int], mid: int) -> None:
         frame["mid"] = mid
-        if cid is not None:
-            frame["cid"] = cid
-            self._remember(sender, cid, mid)
         d = self.router.deliver(recipients, mid, encode(frame))
         d.addCallbacks(self._delivered, self._not_delivered,
                        callbackArgs=(sender, cid, mid, frame["msgid"]),
                        errbackArgs=(sender, cid, frame["msgid"]))
-
-    def _repeat(self, session: Session, cid: str) -> bool:
-        entry = self._recent.get((session.user_id, cid))
-        if entry is None:
-            return False
-        mid, safe = entry[0], entry[2]
-        if safe and session.proto == 2:
-            session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
-        return True
-
-    def _remember(self, sender: int, cid: str, mid: int) -> None:
-        now = self._clock.seconds()
-        recent = self._recent
-        recent[(sender, cid)] = [mid, now, False]
-        while recent and (len(recent) > RECENT_CIDS
-                          or next(iter(recent.values()))[1] < now - RECENT_SECONDS):
-            recent.popitem(last=False)
 
     def _current_session(self, user_id: int) -> Session | None:
         inbox = self.router.inbox(user_id)
@@ -275,25 +273,22 @@ class ChatService:
 
     def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
                    ref: int) -> None:
-        session = self._current_session(sender)
         if missing:
-            if cid is not None:
-                self._recent.pop((sender, cid), None)
+            session = self._current_session(sender)
             if session is not None:
                 session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
-            return
-        if cid is None:
-            return
-        entry = self._recent.get((sender, cid))
-        if entry is not None:
-            entry[2] = True
+        elif cid is not None:
+            self.router.settle(sender, cid, mid)
+            self._acknowledge(sender, cid, mid)
+
+    def _acknowledge(self, sender: int, cid: str, mid: int) -> None:
+        """SEND_ACK to the sender's current session, wherever the message came from."""
+        session = self._current_session(sender)
         if session is not None and session.proto == 2:
             session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
 
     def _not_delivered(self, failure: Any, sender: int, cid: str | None, ref: int) -> None:
         log.failure("delivery from user {uid} failed", failure, uid=sender)
-        if cid is not None:
-            self._recent.pop((sender, cid), None)
         session = self._current_session(sender)
         if session is not None:
             session.send(error_frame(ChatError(Errno.UNAVAILABLE), ref, cid))

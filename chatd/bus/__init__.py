@@ -41,6 +41,12 @@ class Bus(Protocol):
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
         """Which of these users some node holds (one round trip for all of them)."""
 
+    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
+        """Keep (sender, cid) -> mid for ten minutes; fire with an earlier (mid, safe) if any."""
+
+    def settle(self, sender: int, cid: str, mid: int) -> None:
+        """Mark (sender, cid) safe."""
+
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
         """The node incarnation holding each user; users held by none are left out."""
 
@@ -48,6 +54,6 @@ class Bus(Protocol):
 def open_bus(redis_url: str, node_id: int, reactor: Any) -> Bus:
     """RedisBus for a cluster, LocalBus for a node alone (empty URL)."""
     if not redis_url:
-        return LocalBus()
+        return LocalBus(reactor)
     from chatd.bus.redis import RedisBus
     return RedisBus(redis_url, node_id, reactor)

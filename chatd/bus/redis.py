@@ -27,6 +27,8 @@ NODE_PREFIX = b"chatd:node:"
 CONTROL = b"chatd:control"
 SESSION_PREFIX = "chatd:session:"
 ALIVE_PREFIX = "chatd:alive:"
+CID_PREFIX = "chatd:cid:"
+CID_MS = 600_000
 ALIVE_MS = 3000
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
@@ -292,6 +294,21 @@ class RedisBus:
         return d.addCallback(
             lambda r: {int(r[i][len(USER_PREFIX):]) for i in range(0, len(r), 2) if r[i + 1]})
 
+    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
+        """SET NX GET: one round trip both records our mid and returns an earlier one."""
+        try:
+            cmd = self._command()
+        except BusDown as e:
+            return fail(e)
+        d = cmd.execute_command(b"SET", f"{CID_PREFIX}{sender}:{cid}", b"%d" % mid, b"NX",
+                                b"PX", CID_MS, b"GET")
+        return d.addCallback(_parse_cid_entry)
+
+    def settle(self, sender: int, cid: str, mid: int) -> None:
+        if self._cmd is not None:
+            self._cmd.execute_command(b"SET", f"{CID_PREFIX}{sender}:{cid}", b"%d s" % mid,
+                                      b"XX", b"PX", CID_MS).addErrback(lambda f: None)
+
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
         """Which node incarnation holds each user (users held by none are left out)."""
         try:
@@ -317,3 +334,11 @@ class RedisBus:
         for conn in (self._sub, self._cmd):
             if conn is not None:
                 conn.ping().addErrback(lambda f: None)
+
+
+def _parse_cid_entry(value: bytes | None) -> tuple[int, bool] | None:
+    """b"<mid>" while in flight, b"<mid> s" once safe."""
+    if value is None:
+        return None
+    mid, _, state = value.partition(b" ")
+    return int(mid), state == b"s"

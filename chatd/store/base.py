@@ -103,17 +103,23 @@ class Store:
         self._pool.close()
 
     async def _run(self, name: str, fn: Callable[..., T], *args: Any, retry: bool = True) -> T:
-        """Run one interaction; retry once on a lost connection when `retry` says the work is
-        idempotent (with cp_reconnect the first query after a drop still fails)."""
-        attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            try:
-                return await self._pool.runInteraction(fn, *args)
-            except self.dialect.lost_connection as e:
-                log.warn("store {name}: lost connection ({error}), attempt {n}",
-                         name=name, error=e, n=attempt + 1)
-                last = e
-        raise StoreUnavailable(f"{name}: {last}")
+        """Run one interaction; when `retry` says the work is idempotent, run it once more on
+        a revived connection after a lost one (every pooled connection may be stale after a
+        database restart, and cp_reconnect only notices on the next failure)."""
+        try:
+            return await self._pool.runInteraction(fn, *args)
+        except self.dialect.lost_connection as e:
+            log.warn("store {name}: lost connection ({error})", name=name, error=e)
+            if not retry:
+                raise StoreUnavailable(f"{name}: {e}") from None
+        try:
+            return await self._pool.runInteraction(self._revived, fn, *args)
+        except self.dialect.lost_connection as e:
+            raise StoreUnavailable(f"{name}: {e}") from None
+
+    def _revived(self, cursor: Cursor, fn: Callable[..., T], *args: Any) -> T:
+        self.dialect.revive(cursor)
+        return fn(cursor, *args)
 
     async def create_user(self, name: str, password_hash: str) -> int:
         """Insert a user and return the new id; NameTaken if the name exists."""
