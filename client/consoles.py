@@ -1,0 +1,101 @@
+"""The two faces of the client: a prompt_toolkit terminal, and plain lines for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from prompt_toolkit import PromptSession
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+
+class PromptConsole:
+    """A terminal: prompts with line editing and history, passwords not echoed.
+
+    Run it inside prompt_toolkit's `patch_stdout()`: lines shown while the user is typing
+    then appear above the prompt and leave the half-typed line intact.
+    """
+
+    def __init__(self) -> None:
+        self._commands: PromptSession[str] = PromptSession()
+
+    def read_line(self, prompt: str, password: bool = False) -> Deferred[str | None]:
+        # A password gets a session of its own, so it never lands in the command history.
+        session: PromptSession[str] = PromptSession() if password else self._commands
+        return Deferred.fromFuture(asyncio.ensure_future(_prompt(session, prompt, password)))
+
+    def show(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line)
+
+    hint = show
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+
+async def _prompt(session: PromptSession[str], prompt: str, password: bool) -> str | None:
+    try:
+        return await session.prompt_async(prompt, is_password=password)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+@implementer(IHalfCloseableProtocol)
+class LineConsole(Protocol):
+    """Lines in from stdin or a script file, lines out on stdout, no prompts and no menu:
+    the output is exactly the documented line format."""
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque()
+        self._partial = b""
+        self._ended = False
+        self._reader: Deferred[str | None] | None = None
+        self._closed: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._lines.extend(line.decode("utf-8", "replace").rstrip("\r") for line in lines)
+        self._wake()
+
+    def readConnectionLost(self) -> None:
+        if self._partial:
+            self.dataReceived(b"\n")
+        self._ended = True
+        self._wake()
+
+    def writeConnectionLost(self) -> None:
+        """Nobody reads the output any more; keep going until the input ends."""
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._ended = True
+        self._wake()
+        self._closed.callback(None)
+
+    def read_line(self, prompt: str, password: bool = False) -> Deferred[str | None]:
+        self._reader = Deferred()
+        reader = self._reader
+        self._wake()
+        return reader
+
+    def _wake(self) -> None:
+        if self._reader is None or not (self._lines or self._ended):
+            return
+        reader, self._reader = self._reader, None
+        reader.callback(self._lines.popleft() if self._lines else None)
+
+    def show(self, lines: list[str]) -> None:
+        if lines and self.transport is not None:
+            self.transport.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
+
+    def hint(self, lines: list[str]) -> None:
+        """Menus are for people at a terminal, not for the line format."""
+
+    def close(self) -> Deferred[None]:
+        """Flush the output and close; fires when done."""
+        self.transport.loseConnection()
+        return self._closed

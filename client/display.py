@@ -1,0 +1,117 @@
+"""The lines the client shows: the original client's formats, one event per line, safe to print."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+from client.commands import USAGE
+from client.protocol import GROUP_CHAT_MSG, Frame
+
+WIDTH = 54
+
+_HELP: dict[str, str] = {
+    "help": "show this list / 显示所有支持的命令",
+    "chat": "one-to-one chat / 一对一聊天",
+    "addfriend": "add a friend / 添加好友",
+    "creategroup": "create a group / 创建群组",
+    "addgroup": "join a group / 加入群组",
+    "groupchat": "group chat / 群聊",
+    "loginout": "log out / 注销",
+    "friends": "show the friend list / 好友列表",
+    "groups": "show the groups and their members / 群组列表",
+    "quit": "leave the client / 退出",
+}
+
+
+def clean(value: object) -> str:
+    """Text from the network with control characters escaped, so one event stays one line
+    and a peer cannot send escape sequences to the user's terminal."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in str(value))
+
+
+def rule(title: str = "", fill: str = "=") -> str:
+    """The original's section lines, e.g. 22 `-`, `friend list`, 21 `-`."""
+    return (fill * ((WIDTH - len(title) + 1) // 2) + title).ljust(WIDTH, fill)
+
+
+def menu() -> list[str]:
+    return [rule(fill="="), "1. login", "2. register", "3. quit", rule(fill="=")]
+
+
+def help_lines() -> list[str]:
+    width = max(map(len, USAGE.values()))
+    return [f"{USAGE[name]:<{width}}  {text}" for name, text in _HELP.items()]
+
+
+def info(text: str) -> str:
+    return f"info: {text}"
+
+
+def error(text: str) -> str:
+    return f"error: {text}"
+
+
+def unconfirmed(text: str) -> str:
+    return error(f"{clean(text)} was not confirmed by the server; it may not have been delivered")
+
+
+def registered(user_id: object, name: str) -> str:
+    return (f"registered: [{clean(user_id)}]{clean(name)}; "
+            f"your user id is {clean(user_id)}, do not forget it!")
+
+
+def reply_error(reply: Frame, context: str) -> str:
+    """An error frame or a failed reply, with what the user was doing when it came."""
+    return error(f"{context}: {clean(reply.get('errmsg', 'unknown error'))} "
+                 f"(errno {clean(reply.get('errno'))})")
+
+
+def user(person: Frame) -> str:
+    return f"[{clean(person.get('id'))}]{clean(person.get('name', ''))}"
+
+
+def message(frame: Frame, received_at: str) -> str:
+    """`2026-11-26 10:00:01 [12]alice said: hello`, group messages prefixed `群消息[gid]:`."""
+    when = clean(frame.get("time") or received_at)
+    line = f"{when} {user(frame)} said: {clean(frame.get('msg'))}"
+    if frame.get("msgid") == GROUP_CHAT_MSG:
+        return f"群消息[{clean(frame.get('groupid'))}]:{line}"
+    return line
+
+
+def presence(person: Frame) -> str:
+    return f"{user(person)} {clean(person.get('state'))}"
+
+
+def group_title(group: Frame) -> str:
+    desc = group.get("groupdesc")
+    named = f"[{clean(group.get('groupid'))}]{clean(group.get('groupname'))}"
+    return f"{named} ({clean(desc)})" if desc else named
+
+
+def members(group: Frame) -> list[str]:
+    gid = clean(group.get("groupid"))
+    return [f"member: [{gid}] {presence(member)} {clean(member.get('role'))}"
+            for member in group.get("users", [])]
+
+
+def friend_list(friends: Iterable[Frame]) -> list[str]:
+    return [rule("friend list", "-"), *(f"friend: {presence(person)}" for person in friends)]
+
+
+def group_list(groups: Iterable[Frame]) -> list[str]:
+    lines = [rule("group list", "-")]
+    for group in groups:
+        lines += [f"group: {group_title(group)}", *members(group)]
+    return lines
+
+
+def login_summary(me: Frame, friends: Iterable[Frame], groups: Iterable[Frame]) -> list[str]:
+    """What the original client shows after login: who you are, friends, groups."""
+    return [rule("login user"),
+            f"current login user => id:{clean(me.get('id'))} name:{clean(me.get('name'))}",
+            *friend_list(friends), *group_list(groups), rule()]

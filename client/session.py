@@ -1,0 +1,366 @@
+"""The proto-2 session that outlives connections: login state, requests, reliable chat.
+
+Every chat carries a `cid` and stays in the outbox until SEND_ACK; after a reconnect the session
+logs in again by itself and re-sends the outbox. Every chat received is acknowledged with
+RECV_ACK and shown once, however often the server delivers it (dedupe by `mid` and by
+sender + `cid`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from client import display
+from client.protocol import (
+    ADD_FRIEND_MSG,
+    ADD_GROUP_MSG,
+    CREATE_GROUP_MSG,
+    ERROR_MSG,
+    GROUP_CHAT_MSG,
+    LOGIN_MSG,
+    LOGIN_MSG_ACK,
+    LOGINOUT_MSG,
+    ONE_CHAT_MSG,
+    RECV_ACK,
+    REG_MSG,
+    SEND_ACK,
+    ChatConnection,
+    Frame,
+)
+
+REPLY_TO = {LOGIN_MSG: 2, LOGINOUT_MSG: 15, REG_MSG: 5, ADD_FRIEND_MSG: 12,
+            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14}
+ACCOUNT_IN_USE = 2
+SERVICE_UNAVAILABLE = 130
+
+CONNECT_TIMEOUT = 10.0
+REPLY_TIMEOUT = 15.0
+MAX_MIDS_PER_ACK = 1000
+REMEMBERED_MESSAGES = 10_000
+
+Show = Callable[[list[str]], None]
+
+
+class RequestFailed(Exception):
+    """A request got no answer: not connected, connection lost, or no reply in time."""
+
+
+@dataclass
+class Outgoing:
+    """A chat the server has not yet taken responsibility for (no SEND_ACK)."""
+
+    frame: Frame
+    text: str
+
+
+class _Recent:
+    """The last N keys seen, to drop messages the server delivers again."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def add(self, keys: Iterable[Hashable]) -> bool:
+        """Remember the keys; True when none of them was seen before."""
+        keys = list(keys)
+        new = not any(key in self._keys for key in keys)
+        for key in keys:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+        while len(self._keys) > self._size:
+            self._keys.popitem(last=False)
+        return new
+
+
+class _Waiters:
+    """Deferreds waiting for a condition, each fired with True, or False after its timeout."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._waiting: list[Deferred[bool]] = []
+
+    def wait(self, timeout: float) -> Deferred[bool]:
+        waiter: Deferred[bool] = Deferred(self._waiting.remove)
+        self._waiting.append(waiter)
+        waiter.addTimeout(timeout, self._clock, onTimeoutCancel=lambda *_: False)
+        return waiter
+
+    def fire(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(True)
+
+
+@dataclass
+class _Request:
+    frame: Frame
+    reply: Deferred[Frame]
+
+    def answered_by(self, frame: Frame) -> bool:
+        msgid = self.frame["msgid"]
+        return frame.get("msgid") == REPLY_TO[msgid] or (
+            frame.get("msgid") == ERROR_MSG and frame.get("ref") == msgid)
+
+
+class Session:
+    """The user's session with chatd across any number of connections."""
+
+    def __init__(self, show: Show, clock: IReactorTime) -> None:
+        self._show = show
+        self._clock = clock
+        self._connection: ChatConnection | None = None
+        self._online = False
+        self._credentials: tuple[int, str] | None = None
+        self._request: _Request | None = None
+        self._outbox: dict[str, Outgoing] = {}
+        self._seen = _Recent(REMEMBERED_MESSAGES)
+        self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
+        self._until_online = _Waiters(clock)
+        self._until_sent = _Waiters(clock)
+        self.closing = False
+        self.me: Frame | None = None
+        self.friends: list[Frame] = []
+        self.groups: list[Frame] = []
+
+    @property
+    def logged_in(self) -> bool:
+        return self._credentials is not None
+
+    # Requests with a reply of their own.
+
+    async def register(self, name: str, password: str) -> Frame:
+        return await self.request({"msgid": REG_MSG, "name": name, "password": password})
+
+    async def login(self, user_id: int, password: str) -> Frame:
+        """Log in; on success the summary and offline messages are shown before this returns."""
+        return await self.request(
+            {"msgid": LOGIN_MSG, "id": user_id, "password": password, "proto": 2})
+
+    async def logout(self) -> Frame:
+        reply = await self.request({"msgid": LOGINOUT_MSG})
+        if not reply.get("errno"):
+            self._forget_user()
+        return reply
+
+    async def add_friend(self, friend_id: int) -> Frame:
+        reply = await self.request({"msgid": ADD_FRIEND_MSG, "friendid": friend_id})
+        if not reply.get("errno") and "friend" in reply:
+            self.friends = _replace(self.friends, "id", reply["friend"])
+        return reply
+
+    async def create_group(self, name: str, desc: str) -> Frame:
+        """The reply, on success with `group` filled in the way ADD_GROUP_MSG_ACK has it."""
+        reply = await self.request(
+            {"msgid": CREATE_GROUP_MSG, "groupname": name, "groupdesc": desc})
+        if not reply.get("errno"):
+            creator = {**(self.me or {}), "state": "online", "role": "creator"}
+            reply["group"] = {"groupid": reply.get("groupid"), "groupname": name,
+                              "groupdesc": desc, "users": [creator]}
+            self.groups = _replace(self.groups, "groupid", reply["group"])
+        return reply
+
+    async def add_group(self, group_id: int) -> Frame:
+        reply = await self.request({"msgid": ADD_GROUP_MSG, "groupid": group_id})
+        if not reply.get("errno") and "group" in reply:
+            self.groups = _replace(self.groups, "groupid", reply["group"])
+        return reply
+
+    async def request(self, frame: Frame, wait: bool = True) -> Frame:
+        """Send a request and return its reply or its ERROR_MSG; both carry `errno`."""
+        if wait and not self._online and not await self._until_online.wait(CONNECT_TIMEOUT):
+            raise RequestFailed("not connected to the server (still trying); try again")
+        if self._connection is None:
+            raise RequestFailed("not connected to the server")
+        if self._request is not None:
+            raise RequestFailed("another request is waiting for its reply")
+        reply: Deferred[Frame] = Deferred(lambda _: setattr(self, "_request", None))
+        reply.addTimeout(REPLY_TIMEOUT, self._clock, onTimeoutCancel=_no_reply)
+        self._request = _Request(frame, reply)
+        self._connection.send_frame(frame)
+        return await reply
+
+    # Chat: fire and forget for the caller; the outbox makes it reliable.
+
+    def chat(self, to: int, msg: str, text: str) -> None:
+        self._send_chat({"msgid": ONE_CHAT_MSG, "to": to, "msg": msg}, text)
+
+    def group_chat(self, group_id: int, msg: str, text: str) -> None:
+        self._send_chat({"msgid": GROUP_CHAT_MSG, "groupid": group_id, "msg": msg}, text)
+
+    def _send_chat(self, fields: Frame, text: str) -> None:
+        cid = next(self._cids)
+        frame = {**fields, "time": self._now(), "cid": cid}
+        self._outbox[cid] = Outgoing(frame, text)
+        if self._online and self._connection is not None:
+            self._connection.send_frame(frame)
+        else:
+            self._show([display.info(f"not connected; {text} will be sent after reconnecting")])
+
+    @property
+    def unconfirmed(self) -> list[Outgoing]:
+        """Chats sent or queued that have no SEND_ACK yet, oldest first."""
+        return list(self._outbox.values())
+
+    async def drain(self, timeout: float) -> list[Outgoing]:
+        """Wait until the server has taken every chat sent; return those it has not."""
+        if self._outbox:
+            await self._until_sent.wait(timeout)
+        return self.unconfirmed
+
+    # Events from the connection.
+
+    def connection_made(self, connection: ChatConnection) -> None:
+        self._connection = connection
+        self._show([display.info("connected")])
+        if self._credentials is None:
+            self._go_online()
+        else:
+            Deferred.fromCoroutine(self._login_again(*self._credentials))
+
+    def connection_lost(self, connection: ChatConnection, reason: Failure) -> None:
+        if connection is not self._connection:
+            return
+        self._connection = None
+        self._online = False
+        if self._request is not None:
+            request, self._request = self._request, None
+            request.reply.errback(RequestFailed("connection lost before the server answered"))
+        if not self.closing:
+            self._show([display.info(f"connection lost: {reason.getErrorMessage()}")])
+
+    def frame_received(self, frame: object) -> None:
+        if not isinstance(frame, dict):
+            self._show([display.error("the server sent a frame that is not a JSON object")])
+            return
+        msgid = frame.get("msgid")
+        if msgid in (ONE_CHAT_MSG, GROUP_CHAT_MSG):
+            self._chat_received(frame)
+        elif msgid == SEND_ACK:
+            self._send_acked(frame)
+        elif msgid == ERROR_MSG and frame.get("cid") in self._outbox:
+            out = self._outbox.pop(frame["cid"])
+            self._show([display.reply_error(frame, f"{out.text} not sent")])
+            self._check_sent()
+        elif self._request is not None and self._request.answered_by(frame):
+            self._answer(self._request, frame)
+        elif msgid == ERROR_MSG:
+            self._show([display.reply_error(frame, "server")])
+
+    def _answer(self, request: _Request, reply: Frame) -> None:
+        self._request = None
+        if request.frame["msgid"] == LOGIN_MSG and reply.get("msgid") == LOGIN_MSG_ACK \
+                and not reply.get("errno"):
+            self._logged_in(request.frame, reply)
+        request.reply.callback(reply)
+
+    def _logged_in(self, request: Frame, reply: Frame) -> None:
+        """Runs before any frame that follows the reply, so the summary and the offline
+        messages come before live ones."""
+        again = self._credentials is not None
+        self._credentials = (request["id"], request["password"])
+        self.me = {"id": reply.get("id"), "name": reply.get("name")}
+        self.friends = list(reply.get("friends") or [])
+        self.groups = list(reply.get("groups") or [])
+        if again:
+            self._show([display.info(f"logged in again as {display.user(self.me)}")])
+        else:
+            self._show(display.login_summary(self.me, self.friends, self.groups))
+        mids = [self._show_once(frame) for frame in reply.get("offlinemsg") or []]
+        self._acknowledge([mid for mid in mids if mid is not None])
+        self._go_online()
+
+    async def _login_again(self, user_id: int, password: str) -> None:
+        who = display.user(self.me or {"id": user_id})
+        self._show([display.info(f"logging in again as {who}")])
+        try:
+            reply = await self.request(
+                {"msgid": LOGIN_MSG, "id": user_id, "password": password, "proto": 2},
+                wait=False)
+        except RequestFailed:
+            return
+        if not reply.get("errno"):
+            return
+        self._show([display.reply_error(reply, "could not log in again")])
+        if reply.get("errno") in (ACCOUNT_IN_USE, SERVICE_UNAVAILABLE) and self._connection:
+            self._show([display.info("will try again after reconnecting")])
+            self._connection.transport.loseConnection()
+        else:
+            self._forget_user()
+            self._go_online()
+
+    def _go_online(self) -> None:
+        self._online = True
+        if self._outbox and self._connection is not None:
+            self._show([display.info(
+                f"re-sending {len(self._outbox)} message(s) not yet confirmed by the server")])
+            for out in self._outbox.values():
+                self._connection.send_frame(out.frame)
+        self._until_online.fire()
+
+    def _forget_user(self) -> None:
+        self._show([display.unconfirmed(out.text) for out in self._outbox.values()])
+        self._outbox.clear()
+        self._check_sent()
+        self._credentials = self.me = None
+        self.friends, self.groups = [], []
+
+    def _chat_received(self, frame: Frame) -> None:
+        mid = self._show_once(frame)
+        if mid is not None:
+            self._acknowledge([mid])
+
+    def _show_once(self, frame: Frame) -> int | None:
+        """Show a chat unless it was shown before; return its mid, to acknowledge."""
+        keys: list[Hashable] = []
+        if frame.get("mid") is not None:
+            keys.append(("mid", frame["mid"]))
+        if frame.get("cid") is not None:
+            keys.append(("cid", frame.get("id"), frame["cid"]))
+        if self._seen.add(keys):
+            self._show([display.message(frame, self._now())])
+        return frame.get("mid")
+
+    def _acknowledge(self, mids: list[int]) -> None:
+        if self._connection is None:
+            return
+        for start in range(0, len(mids), MAX_MIDS_PER_ACK):
+            chunk = mids[start:start + MAX_MIDS_PER_ACK]
+            ack = {"msgid": RECV_ACK, "mid": chunk[0]} if len(chunk) == 1 else {
+                "msgid": RECV_ACK, "mids": chunk}
+            self._connection.send_frame(ack)
+
+    def _send_acked(self, frame: Frame) -> None:
+        out = self._outbox.pop(frame.get("cid"), None)
+        if out is None:
+            return
+        if frame.get("errno"):
+            self._show([display.reply_error(frame, f"{out.text} not sent")])
+        else:
+            self._show([f"sent: {display.clean(out.text)}"])
+        self._check_sent()
+
+    def _check_sent(self) -> None:
+        if not self._outbox:
+            self._until_sent.fire()
+
+    def _now(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._clock.seconds()))
+
+
+def _replace(items: list[Frame], key: str, item: Frame) -> list[Frame]:
+    """The list with `item` in place of the entry with the same `key`, or added at the end."""
+    return [other for other in items if other.get(key) != item.get(key)] + [item]
+
+
+def _no_reply(result: Any, timeout: float) -> Frame:
+    raise RequestFailed(f"the server did not answer within {timeout:.0f} s")

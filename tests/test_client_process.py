@@ -1,0 +1,261 @@
+"""chat-client as users run it: client subprocesses talking to a real `twistd chatd` node.
+
+Each client runs in non-interactive mode (stdin is a pipe); the tests type lines and wait for
+the output lines a user would read, as documented in docs/client.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from signal import SIGCONT, SIGKILL, SIGSTOP
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from tests.nodeproc import Node, start_node
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+WAIT = 10.0
+
+
+class ClientProcess(ProcessProtocol):
+    """A running chat-client: `type` lines into it, `expect` lines out of it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.exit_code: int | None = None
+        self.ended: Deferred[None] = Deferred()
+        self._next = 0
+        self._partial = b""
+        self._stderr = b""
+        self._waiter: Deferred[None] | None = None
+
+    def outReceived(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self.lines += [line.decode("utf-8") for line in lines]
+        self._wake()
+
+    def errReceived(self, data: bytes) -> None:
+        self._stderr += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.exit_code = reason.value.exitCode
+        self.ended.callback(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.called:
+            waiter.callback(None)
+
+    def type(self, *lines: str) -> None:
+        self.transport.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
+
+    async def expect(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        """The first output line after the last one expected that matches `pattern` whole."""
+        deadline = reactor.seconds() + timeout
+        while True:
+            for index in range(self._next, len(self.lines)):
+                if match := re.fullmatch(pattern, self.lines[index]):
+                    self._next = index + 1
+                    return match
+            self._next = len(self.lines)
+            remaining = deadline - reactor.seconds()
+            if remaining <= 0 or self.ended.called:
+                raise AssertionError(f"{self.name}: no line matching {pattern!r} within "
+                                     f"{timeout:.0f} s; output:\n{self.output()}")
+            self._waiter = Deferred()
+            await self._waiter.addTimeout(remaining, reactor, onTimeoutCancel=lambda *_: None)
+
+    def count(self, pattern: str) -> int:
+        return sum(1 for line in self.lines if re.fullmatch(pattern, line))
+
+    def output(self) -> str:
+        return "\n".join(self.lines) + f"\n--- stderr:\n{self._stderr.decode(errors='replace')}"
+
+    async def finish(self) -> int | None:
+        """Close its input, as at the end of a script, and wait for it to exit."""
+        self.transport.closeStdin()
+        await self.ended
+        return self.exit_code
+
+    async def kill(self) -> None:
+        if not self.ended.called:
+            for signal in (SIGCONT, SIGKILL):
+                try:
+                    self.transport.signalProcess(signal)
+                except ProcessExitedAlready:
+                    break
+            await self.ended
+
+
+def start_client(testcase: TestCase, node: Node, name: str, *args: str) -> ClientProcess:
+    client = ClientProcess(name)
+    argv = [sys.executable, "-m", "client", "--port", str(node.port), *args]
+    reactor.spawnProcess(client, sys.executable, argv, env=dict(os.environ), path=ROOT)
+    testcase.addCleanup(client.kill)
+    return client
+
+
+async def sign_up(client: ClientProcess, name: str, password: str = "secret") -> int:
+    client.type(f"register:{name}:{password}")
+    return int((await client.expect(rf"registered: \[(\d+)\]{name}; .*")).group(1))
+
+
+async def log_in(client: ClientProcess, user_id: int, name: str, password: str = "secret") -> None:
+    client.type(f"login:{user_id}:{password}")
+    await client.expect(rf"current login user => id:{user_id} name:{name}")
+    await client.expect("=" * 54)
+
+
+class ChatTests(TestCase):
+    """Two users chat through the client: every command, as the original client has them."""
+
+    async def test_every_command_between_two_users(self) -> None:
+        node = await start_node(self)
+        alice, bob = start_client(self, node, "alice"), start_client(self, node, "bob")
+        alice.type("2", "alice", "pass:word")
+        a = int((await alice.expect(r"registered: \[(\d+)\]alice; .*")).group(1))
+        b = await sign_up(bob, "bob")
+        alice.type("1", str(a), "pass:word")
+        await alice.expect(rf"current login user => id:{a} name:alice")
+        await log_in(bob, b, "bob")
+
+        alice.type(f"addfriend:{b}")
+        await alice.expect(rf"friend added: \[{b}\]bob online")
+        alice.type(f"chat:{b}:hello: how are you?")
+        await alice.expect(rf"sent: chat:{b}:hello: how are you\?")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: hello: how are you\?")
+
+        alice.type("creategroup:dev:chatd: the developers")
+        gid = int((await alice.expect(r"group created: \[(\d+)\]dev \(chatd: the developers\)"))
+                  .group(1))
+        bob.type(f"addgroup:{gid}")
+        await bob.expect(rf"group joined: \[{gid}\]dev \(chatd: the developers\)")
+        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online creator")
+        bob.type(f"groupchat:{gid}:hi all")
+        await bob.expect(rf"sent: groupchat:{gid}:hi all")
+        await alice.expect(rf"群消息\[{gid}\]:{TIME} \[{b}\]bob said: hi all")
+
+        alice.type("friends", "help")
+        await alice.expect(rf"friend: \[{b}\]bob online")
+        await alice.expect(r"chat:friendid:message +one-to-one chat / 一对一聊天")
+        bob.type("groups")
+        await bob.expect(rf"group: \[{gid}\]dev \(chatd: the developers\)")
+        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online creator")
+        await bob.expect(rf"member: \[{gid}\] \[{b}\]bob online normal")
+
+        bob.type("loginout")
+        await bob.expect("info: logged out")
+        alice.type(f"chat:{b}:while you were away")
+        await alice.expect(rf"sent: chat:{b}:while you were away")
+        await log_in(bob, b, "bob")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: while you were away")
+
+        alice.type("quit")
+        self.assertEqual(await alice.finish(), 0)
+        self.assertEqual(await bob.finish(), 0)
+        self.assertEqual(bob.count(r".* said: hello: how are you\?"), 1)
+
+    async def test_script_file(self) -> None:
+        node = await start_node(self)
+        setup = start_client(self, node, "setup")
+        carol = await sign_up(setup, "carol")
+        await setup.finish()
+        script = os.path.abspath(self.mktemp())
+        with open(script, "w", encoding="utf-8") as lines:
+            lines.write(f"login:{carol}:secret\nchat:{carol}:note to self\n")
+        client = start_client(self, node, "script", "--script", script)
+        await client.expect(rf"{TIME} \[{carol}\]carol said: note to self")
+        await client.expect(rf"sent: chat:{carol}:note to self")
+        self.assertEqual(await client.finish(), 0)
+
+
+class ErrorTests(TestCase):
+    """Every mistake gets a clear line: bad syntax here, error frames from the server."""
+
+    async def test_bad_commands_and_error_frames(self) -> None:
+        node = await start_node(self)
+        alice = start_client(self, node, "alice")
+        alice.type("7", "1", "not-a-number")
+        await alice.expect(r"error: invalid input! .*")
+        await alice.expect(r"error: userid must be a positive number")
+        a = await sign_up(alice, "alice")
+        alice.type(f"login:{a}:wrong")
+        await alice.expect(r"error: login failed: id or password is invalid \(errno 1\)")
+        await log_in(alice, a, "alice")
+        second = start_client(self, node, "second alice")
+        second.type(f"login:{a}:secret")
+        await second.expect(r"error: login failed: .* \(errno 2\)")
+
+        alice.type("chat:bob:hi", f"chat:{a}", "creategroup::x", "loginout:now", "dance")
+        await alice.expect(r"error: friendid must be a positive number; "
+                           r"usage: chat:friendid:message")
+        await alice.expect(r"error: missing message; usage: chat:friendid:message")
+        await alice.expect(r"error: groupname must not be empty; "
+                           r"usage: creategroup:groupname:groupdesc")
+        await alice.expect(r"error: loginout takes no argument; usage: loginout")
+        await alice.expect(r'error: unknown command "dance"; type help for the list of commands')
+
+        alice.type("addfriend:999999")
+        await alice.expect(r"error: addfriend:999999 failed: no such user \(errno 120\)")
+        alice.type(f"addfriend:{a}")
+        await alice.expect(rf"error: addfriend:{a} failed: .* \(errno 121\)")
+        alice.type("addgroup:999999")
+        await alice.expect(r"error: addgroup:999999 failed: no such group \(errno 122\)")
+        alice.type("chat:999999:anyone there?")
+        await alice.expect(r"error: chat:999999:anyone there\? not sent: no such user "
+                           r"\(errno 120\)")
+        alice.type("groupchat:999999:anyone?")
+        await alice.expect(r"error: groupchat:999999:anyone\? not sent: .* \(errno 12[24]\)")
+        alice.type("quit")
+        self.assertEqual(await alice.finish(), 0)
+
+
+class RestartTests(TestCase):
+    """The node goes away mid-session: clients reconnect, log in again, and re-send."""
+
+    async def test_unconfirmed_message_resent_and_shown_once(self) -> None:
+        node = await start_node(self)
+        alice, bob = start_client(self, node, "alice"), start_client(self, node, "bob")
+        a, b = await sign_up(alice, "alice"), await sign_up(bob, "bob")
+        await log_in(alice, a, "alice")
+        await log_in(bob, b, "bob")
+
+        # Bob's client is frozen, so the message reaches his socket but is never acknowledged,
+        # and alice gets no SEND_ACK. Her note to herself, sent after it, comes back once the
+        # server has handled both; then the node crashes.
+        bob.transport.signalProcess(SIGSTOP)
+        alice.type(f"chat:{b}:are you there?", f"chat:{a}:note")
+        await alice.expect(rf"{TIME} \[{a}\]alice said: note")
+        await node.restart("KILL")
+        await alice.expect(rf"info: logged in again as \[{a}\]alice")
+        await alice.expect(r"info: re-sending 1 message\(s\) not yet confirmed by the server")
+        await alice.expect(rf"sent: chat:{b}:are you there\?")
+        bob.transport.signalProcess(SIGCONT)
+        await bob.expect(rf"{TIME} \[{a}\]alice said: are you there\?")
+        await bob.expect(rf"info: logged in again as \[{b}\]bob")
+
+        await node.stop()
+        alice.type(f"chat:{b}:sent while the server was down")
+        await alice.expect(rf"info: not connected; chat:{b}:sent while the server was down "
+                           r"will be sent after reconnecting")
+        await node.start()
+        await alice.expect(rf"sent: chat:{b}:sent while the server was down", timeout=20)
+        await bob.expect(rf"{TIME} \[{a}\]alice said: sent while the server was down",
+                         timeout=20)
+
+        alice.type("quit")
+        self.assertEqual(await alice.finish(), 0)
+        self.assertEqual(await bob.finish(), 0)
+        self.assertEqual(bob.count(r".* said: are you there\?"), 1, bob.output())
+        self.assertEqual(bob.count(r".* said: sent while the server was down"), 1, bob.output())
+        self.assertEqual(alice.count(rf"sent: chat:{b}:are you there\?"), 1, alice.output())
