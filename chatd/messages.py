@@ -25,6 +25,10 @@ class MsgId(IntEnum):
     SEND_ACK = 16
     RECV_ACK = 17
     HEARTBEAT = 18
+    FRIEND_LIST = 19
+    FRIEND_LIST_ACK = 20
+    GROUP_LIST = 21
+    GROUP_LIST_ACK = 22
 
 
 class Errno(IntEnum):

@@ -37,6 +37,8 @@ OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
     MsgId.ADD_FRIEND: (MsgId.ADD_FRIEND_ACK, {}),
     MsgId.CREATE_GROUP: (MsgId.CREATE_GROUP_ACK, {"groupid": 0}),
     MsgId.ADD_GROUP: (MsgId.ADD_GROUP_ACK, {}),
+    MsgId.FRIEND_LIST: (MsgId.FRIEND_LIST_ACK, {}),
+    MsgId.GROUP_LIST: (MsgId.GROUP_LIST_ACK, {}),
 }
 
 Handler = Callable[[Any, dict[str, Any]], Handled]
@@ -55,6 +57,8 @@ def handlers(service: ChatService) -> dict[int, Handler]:
         MsgId.GROUP_CHAT: service.group_chat,
         MsgId.RECV_ACK: service.recv_ack,
         MsgId.HEARTBEAT: service.heartbeat,
+        MsgId.FRIEND_LIST: service.friend_list,
+        MsgId.GROUP_LIST: service.group_list,
     }
 
 

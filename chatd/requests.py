@@ -62,6 +62,8 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.RECV_ACK: (_int("mid", required=False),
                      Field("mids", list, 1, MAX_ACK_MIDS, required=False)),
     MsgId.HEARTBEAT: (),
+    MsgId.FRIEND_LIST: (USER_ID,),
+    MsgId.GROUP_LIST: (USER_ID,),
 }
 
 

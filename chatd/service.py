@@ -33,6 +33,30 @@ def _state(online: bool) -> str:
     return "online" if online else "offline"
 
 
+def group_view(group: GroupRecord, online: set[int]) -> dict[str, Any]:
+    return {"groupid": group.id, "groupname": group.name, "groupdesc": group.desc,
+            "users": [{"id": m.id, "name": m.name, "state": _state(m.id in online),
+                       "role": m.role} for m in group.members]}
+
+
+def friend_views(friends: list[tuple[int, str]], online: set[int], proto: int) -> list[Any]:
+    """Friends with live state; JSON strings for the original dialect."""
+    views = [{"id": fid, "name": name, "state": _state(fid in online)} for fid, name in friends]
+    return views if proto == 2 else [encode_text(v) for v in views]
+
+
+def group_views(groups: list[GroupRecord], online: set[int], proto: int) -> list[Any]:
+    """Groups with members; the original dialect nests JSON strings and repeats the id as
+    `id`, the key its client reads."""
+    views = [group_view(g, online) for g in groups]
+    if proto == 2:
+        return views
+    for view in views:
+        view["id"] = view["groupid"]
+        view["users"] = [encode_text(u) for u in view["users"]]
+    return [encode_text(v) for v in views]
+
+
 class ChatService:
     """One per node; holds no per-connection state except the cache of group members."""
 
@@ -116,31 +140,16 @@ class ChatService:
                      groups: list[GroupRecord], offline: list[tuple[int, str]],
                      online: set[int]) -> dict[str, Any]:
         """Proto 2 gets plain objects; the original dialect JSON strings and no empty keys."""
-        friend_list = [{"id": fid, "name": name, "state": _state(fid in online)}
-                       for fid, name in friends]
-        group_list = [self._group_view(g, online) for g in groups]
         reply: dict[str, Any] = {"msgid": MsgId.LOGIN_ACK, "errno": 0,
                                  "id": session.user_id, "name": session.name}
-        if session.proto == 2:
-            reply["offlinemsg"] = [decode(text) for _, text in offline]
-            reply["friends"] = friend_list
-            reply["groups"] = group_list
-            return reply
-        for group in group_list:
-            group["id"] = group["groupid"]
-            group["users"] = [encode_text(u) for u in group["users"]]
-        for key, items in (("offlinemsg", [text for _, text in offline]),
-                           ("friends", [encode_text(f) for f in friend_list]),
-                           ("groups", [encode_text(g) for g in group_list])):
-            if items:
+        proto = session.proto
+        lists = (("offlinemsg", [decode(text) if proto == 2 else text for _, text in offline]),
+                 ("friends", friend_views(friends, online, proto)),
+                 ("groups", group_views(groups, online, proto)))
+        for key, items in lists:
+            if items or proto == 2:
                 reply[key] = items
         return reply
-
-    @staticmethod
-    def _group_view(group: GroupRecord, online: set[int]) -> dict[str, Any]:
-        return {"groupid": group.id, "groupname": group.name, "groupdesc": group.desc,
-                "users": [{"id": m.id, "name": m.name, "state": _state(m.id in online),
-                           "role": m.role} for m in group.members]}
 
     def logout(self, session: Session, req: dict[str, Any]) -> Handled:
         user_id = session.user_id
@@ -191,7 +200,21 @@ class ChatService:
         self._members[group.id] = {m.id for m in group.members}
         online = await self.router.online([m.id for m in group.members])
         session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
-                      "group": self._group_view(group, online)})
+                      "group": group_view(group, online)})
+
+    async def friend_list(self, session: Session, req: dict[str, Any]) -> None:
+        friends = await self.store.friends(session.user_id)
+        online = await self.router.online([f[0] for f in friends])
+        session.send({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0,
+                      "friends": friend_views(friends, online, session.proto)})
+
+    async def group_list(self, session: Session, req: dict[str, Any]) -> None:
+        groups = await self.store.user_groups(session.user_id)
+        for group in groups:
+            self._members[group.id] = {m.id for m in group.members}
+        online = await self.router.online(list({m.id for g in groups for m in g.members}))
+        session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
+                      "groups": group_views(groups, online, session.proto)})
 
     def _forget_group(self, group_id: int) -> None:
         """Members changed (maybe on another node): reload them at the next group message."""

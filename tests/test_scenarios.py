@@ -193,6 +193,27 @@ class Scenarios:
             self.assertEqual([(u["id"], u["role"]) for u in joined["group"]["users"]],
                              [(a.user_id, "creator"), (b.user_id, "normal")])
 
+    async def test_friend_and_group_lists_are_current(self):
+        node = await self.node()
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        old = await user(self, node, "carol", proto=None)
+        self.assertEqual((await a.request({"msgid": 19}, 20))["friends"], [])
+        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        gid = (await a.request({"msgid": 8, "groupname": "g", "groupdesc": "d"}, 13))["groupid"]
+        await b.request({"msgid": 9, "groupid": gid}, 14)
+        await b.request({"msgid": 3}, 15)
+        friends = await a.request({"msgid": 19, "id": a.user_id}, 20)
+        self.assertEqual(friends["friends"], [{"id": b.user_id, "name": "bob",
+                                               "state": "offline"}])
+        groups = (await a.request({"msgid": 21}, 22))["groups"]
+        self.assertEqual([(u["id"], u["state"]) for u in groups[0]["users"]],
+                         [(a.user_id, "online"), (b.user_id, "offline")])
+        await old.request({"msgid": 9, "groupid": gid}, 14)
+        listed = await old.request({"msgid": 21}, 22)
+        self.assertEqual(ujson.loads(listed["groups"][0])["id"], gid)
+        self.assertEqual((await old.request({"msgid": 19}, 20))["friends"], [])
+
     # one-to-one chat
 
     async def test_chat_to_online_user_and_send_ack_after_recv_ack(self):
