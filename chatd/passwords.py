@@ -11,6 +11,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 DEFAULT_COST = 14  # log2 of scrypt's n: 2^14 with r=8 takes 16 MiB and tens of milliseconds
+MAX_COST = 18  # 256 MiB per hash; above that OpenSSL's memory limit is in reach
 BLOCK_SIZE = 8
 PARALLEL = 1
 _SALT_BYTES = 16
@@ -45,7 +46,7 @@ def check_password(password: str, stored: str) -> bool:
             return False
         actual = _scrypt(password, base64.b64decode(salt), int(cost), int(r), int(p))
         return hmac.compare_digest(actual, base64.b64decode(digest))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, MemoryError):
         return False
 
 

@@ -129,12 +129,16 @@ class ChatProtocol(Protocol):
         for line in lines:
             if self.transport.disconnecting:
                 return
-            if len(line) > self._max_frame:
+            if len(line) > self._max_frame and self._oversized(line):
                 return self._too_large()
             if line and not line.isspace():
                 self.frameReceived(line)
-        if len(self._buffer) > self._max_frame:
+        if len(self._buffer) > self._max_frame and self._oversized(self._buffer):
             self._too_large()
+
+    def _oversized(self, line: bytes) -> bool:
+        """The limit counts the frame, not the CR of a CRLF terminator."""
+        return len(line.rstrip(b"\r")) > self._max_frame
 
     # frames
 
@@ -143,6 +147,8 @@ class ChatProtocol(Protocol):
         if self._tokens < 0:
             return self.send(error_frame(ChatError(Errno.RATE_LIMITED)))
         try:
+            if not line.isascii():
+                line.decode("utf-8")
             frame = decode(line)
         except ValueError:
             return self.send(error_frame(ChatError(_classify(line))))
@@ -175,12 +181,11 @@ class ChatProtocol(Protocol):
 
     def _bad_msgid(self, msgid: Any) -> None:
         if msgid is None:
-            err = ChatError(Errno.NO_MSGID)
+            self.send(error_frame(ChatError(Errno.NO_MSGID)))
         elif type(msgid) is not int:
-            err = ChatError(Errno.WRONG_TYPE, "msgid")
+            self.send(error_frame(ChatError(Errno.WRONG_TYPE, "msgid")))
         else:
-            err = ChatError(Errno.UNKNOWN_MSGID, str(msgid))
-        self.send(error_frame(err))
+            self.send(error_frame(ChatError(Errno.UNKNOWN_MSGID, str(msgid)), msgid))
 
     def refuse(self, msgid: int, frame: dict[str, Any], err: ChatError) -> None:
         """Business errors of a request with its own reply go in that reply (the original

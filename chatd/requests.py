@@ -28,10 +28,20 @@ class Field:
                 raise ChatError(Errno.WRONG_TYPE, self.name)
             if not self.low <= len(value) <= self.high:
                 raise ChatError(Errno.OUT_OF_RANGE, self.name)
+            if not value.isascii():
+                _check_unicode(self.name, value)
         elif type(value) is not list or not all(type(v) is int for v in value):
             raise ChatError(Errno.WRONG_TYPE, self.name)
         elif not self.low <= len(value) <= self.high:
             raise ChatError(Errno.OUT_OF_RANGE, self.name)
+
+
+def _check_unicode(field: str, value: str) -> None:
+    """JSON may escape a lone surrogate (\\ud800); such text cannot be sent on as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatError(Errno.BAD_UTF8, field) from None
 
 
 def _int(name: str, required: bool = True, low: int = 1, high: int = MAX_INT) -> Field:
@@ -68,8 +78,9 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
 
 
 def _check_name(field: str, value: str) -> None:
-    """Names are shown to other users: no control characters, not blank."""
-    if value.isspace() or any(unicodedata.category(ch) == "Cc" for ch in value):
+    """Names are shown to other users: no control characters, no blank around them (MySQL
+    would compare "alice " equal to "alice", SQLite would not)."""
+    if value != value.strip() or any(unicodedata.category(ch) == "Cc" for ch in value):
         raise ChatError(Errno.OUT_OF_RANGE, field)
 
 

@@ -13,7 +13,7 @@ from twisted.python import usage
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
 from chatd.mids import MAX_NODE, MidGenerator
-from chatd.passwords import DEFAULT_COST, PasswordHasher
+from chatd.passwords import DEFAULT_COST, MAX_COST, PasswordHasher
 from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
 from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
@@ -45,7 +45,7 @@ class Options(usage.Options):
          "Largest accepted frame in bytes (1024-16777216); a longer one closes the connection.",
          int],
         ["password-cost", None, DEFAULT_COST,
-         "scrypt work factor as log2(n), 1-20; each step doubles the time and memory of a "
+         f"scrypt work factor as log2(n), 1-{MAX_COST}; each step doubles the time and memory of a "
          "login. Lower it only for tests and benchmarks.", int],
         ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
          "Seconds of silence after which a proto-2 session is closed (5-3600).", float],
@@ -64,7 +64,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--redis: {e}") from None
         _check_range("node-id", self["node-id"], 0, MAX_NODE)
         _check_range("max-frame", self["max-frame"], 1024, 16 * 1024 * 1024)
-        _check_range("password-cost", self["password-cost"], 1, 20)
+        _check_range("password-cost", self["password-cost"], 1, MAX_COST)
         _check_range("idle-timeout", self["idle-timeout"], 5, 3600)
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
 
