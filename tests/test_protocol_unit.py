@@ -1,0 +1,360 @@
+"""ChatProtocol on a StringTransport and a Clock: framing, limits, errors, rate limit, reaper.
+
+The node is the real one (build_node on a SQLite file) with the Clock as its reactor; nothing
+here logs in through the service, so no request needs the database or a hashing thread.
+"""
+
+from typing import Any
+
+import ujson
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from chatd.tap import Options, build_node
+
+MAX_FRAME = 65536
+RATE, BURST = 2000, 4000  # docs/protocol.md, *Limits*
+PRELOGIN_TIMEOUT, IDLE_TIMEOUT = 300, 90
+ERROR, HEARTBEAT = 11, 18
+BEAT = b'{"msgid":18}'
+
+ERRMSG = {100: "frame is not valid UTF-8", 101: "frame is not valid JSON",
+          102: "frame is not a JSON object", 103: "missing msgid", 104: "unknown msgid",
+          105: "missing field", 106: "field has the wrong type", 107: "field is out of range",
+          108: "frame too large", 109: "too many requests", 110: "not logged in"}
+
+
+class TcpTransport(StringTransport):
+    """A StringTransport that, like a TCP one, takes socket options."""
+
+    nodelay = keepalive = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
+
+
+def padded(size: int) -> bytes:
+    """A HEARTBEAT frame of exactly `size` bytes (terminator not included)."""
+    return BEAT[:-1] + b',"pad":"' + b"x" * (size - len(BEAT) - 9) + b'"}'
+
+
+class ProtocolTests(TestCase):
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        options = Options()
+        options.parseOptions(["--db", f"sqlite:{self.mktemp()}.sqlite3", "--password-cost", "1"])
+        self.node = build_node(options, self.clock)
+        self.addCleanup(self.node.store.close)
+        self.factory = self.node.factory
+
+    def connect(self, transport: StringTransport | None = None):
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = transport or StringTransport()
+        proto.makeConnection(transport)
+        self.addCleanup(self.disconnect, proto)
+        return proto, transport
+
+    def disconnect(self, proto) -> None:
+        if proto.connected:
+            proto.connectionLost(Failure(ConnectionDone()))
+
+    def replies(self, transport: StringTransport) -> list[dict[str, Any]]:
+        """Every frame written so far (and clear them): each one a JSON object line."""
+        data = transport.value()
+        transport.clear()
+        if not data:
+            return []
+        self.assertTrue(data.endswith(b"\n"), data[-80:])
+        frames = [ujson.loads(line) for line in data[:-1].split(b"\n")]
+        for frame in frames:
+            self.assertIsInstance(frame, dict)
+        return frames
+
+    def send(self, data: bytes, transport: StringTransport | None = None):
+        proto, transport = self.connect(transport)
+        proto.dataReceived(data)
+        return self.replies(transport), transport
+
+    def assertError(self, frame: dict[str, Any], errno: int, ref: int | None = None) -> None:
+        self.assertEqual((frame["msgid"], frame.get("errno")), (ERROR, errno), frame)
+        self.assertTrue(frame["errmsg"].startswith(ERRMSG[errno]), frame)
+        self.assertEqual(frame.get("ref"), ref, frame)
+
+    # framing
+
+    def test_lf_crlf_and_nul_end_frames(self):
+        replies, transport = self.send(BEAT + b"\n" + BEAT + b"\r\n" + BEAT + b"\0")
+        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT] * 3)
+        self.assertFalse(transport.disconnecting)
+
+    def test_empty_frames_are_ignored(self):
+        replies, transport = self.send(b"\n\r\n\0\0\n   \n\t\r\n" + BEAT + b"\n\n")
+        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT])
+        self.assertFalse(transport.disconnecting)
+
+    def test_a_frame_split_across_many_reads(self):
+        proto, transport = self.connect()
+        data = b'{"msgid": 18, "note": "split \xe4\xb8\xad"}\r\n'
+        for i in range(len(data) - 1):
+            proto.dataReceived(data[i:i + 1])
+            self.assertEqual(transport.value(), b"")
+        proto.dataReceived(data[-1:])
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+
+    def test_several_frames_in_one_read_are_answered_in_order(self):
+        replies, _ = self.send(BEAT + b"\n" + b'{"msgid":99}\0' + b"[]\r\n" + BEAT + b"\n"
+                               + BEAT[:5])
+        self.assertEqual([(f["msgid"], f.get("errno")) for f in replies],
+                         [(HEARTBEAT, None), (ERROR, 104), (ERROR, 102), (HEARTBEAT, None)])
+
+    def test_server_frames_are_compact_and_end_in_lf(self):
+        proto, transport = self.connect()
+        proto.dataReceived(BEAT + b"\n")
+        self.assertEqual(transport.value(), b'{"msgid":18,"time":1000000000}\n')
+
+    # frame size
+
+    def test_an_oversized_frame_gets_108_and_closes_the_connection(self):
+        replies, transport = self.send(BEAT + b"\n" + padded(MAX_FRAME + 1) + b"\n"
+                                       + BEAT + b"\n")
+        self.assertEqual(len(replies), 2, replies)
+        self.assertEqual(replies[0]["msgid"], HEARTBEAT)
+        self.assertError(replies[1], 108)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_partial_frame_growing_past_the_limit_closes_the_connection(self):
+        proto, transport = self.connect()
+        for _ in range(MAX_FRAME // 1024):
+            proto.dataReceived(b"x" * 1024)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"x")
+        (reply,) = self.replies(transport)
+        self.assertError(reply, 108)
+        self.assertTrue(transport.disconnecting)
+
+    def test_the_frame_limit_comes_from_the_option(self):
+        options = Options()
+        options.parseOptions(["--db", f"sqlite:{self.mktemp()}.sqlite3", "--max-frame", "1024"])
+        node = build_node(options, self.clock)
+        self.addCleanup(node.store.close)
+        self.factory = node.factory
+        replies, transport = self.send(padded(1024) + b"\n" + padded(1025) + b"\n")
+        self.assertEqual(replies[0]["msgid"], HEARTBEAT)
+        self.assertError(replies[1], 108)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_frame_of_exactly_the_limit_is_accepted_with_every_terminator(self):
+        for end in (b"\n", b"\0", b"\r\n"):
+            replies, transport = self.send(padded(MAX_FRAME) + end)
+            self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT], end)
+            self.assertFalse(transport.disconnecting, end)
+
+    def test_a_frame_of_exactly_the_limit_is_accepted_when_its_crlf_is_split(self):
+        proto, transport = self.connect()
+        proto.dataReceived(padded(MAX_FRAME) + b"\r")
+        proto.dataReceived(b"\n")
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+        self.assertFalse(transport.disconnecting)
+
+    # bad frames: ERROR_MSG, connection stays open
+
+    def assertRefusedFrames(self, errno: int, *frames: bytes, ref: int | None = None) -> None:
+        for data in frames:
+            replies, transport = self.send(data + b"\n")
+            self.assertEqual(len(replies), 1, (data, replies))
+            self.assertError(replies[0], errno, ref)
+            self.assertFalse(transport.disconnecting, data)
+
+    def test_100_frame_is_not_valid_utf8(self):
+        self.assertRefusedFrames(100, b"\xff\xfe", b'{"msgid":18,"x":"\xc3"}', b"\x80abc",
+                                 b'{"msgid":18,"x":"\xc0\x80"}')
+
+    def test_100_for_utf8_encoded_surrogates(self):
+        # ED A0 80 is U+D800 encoded as if it were a character: not UTF-8 (RFC 3629).
+        self.assertRefusedFrames(100, b'{"msgid":18,"x":"\xed\xa0\x80"}',
+                                 b'{"msgid":4,"name":"\xed\xb0\x80","password":"p"}')
+
+    def test_101_frame_is_not_valid_json(self):
+        self.assertRefusedFrames(101, b'{"msgid":18', b"hello", b"{'msgid': 18}",
+                                 BEAT + b" trailing", b'{"msgid":18,}')
+
+    def test_102_frame_is_not_a_json_object(self):
+        self.assertRefusedFrames(102, b"[]", b"[18]", b'"msgid"', b"18", b"null", b"true")
+
+    def test_103_missing_msgid(self):
+        self.assertRefusedFrames(103, b"{}", b'{"id":1}', b'{"msgid":null}')
+
+    def test_104_unknown_msgid_including_server_to_client_ones(self):
+        for m in (0, -1, 23, 99, 2, 5, 11, 12, 16, 20, 22):
+            self.assertRefusedFrames(104, b'{"msgid":%d}' % m, ref=m)
+
+    def test_106_msgid_of_the_wrong_type(self):
+        self.assertRefusedFrames(106, b'{"msgid":"18"}', b'{"msgid":true}',
+                                 b'{"msgid":18.0}', b'{"msgid":[18]}')
+
+    def test_105_missing_field_names_it_and_refs_the_request(self):
+        replies, _ = self.send(b'{"msgid":4,"password":"p"}\n')
+        self.assertError(replies[0], 105, ref=4)
+        self.assertEqual(replies[0]["errmsg"], "missing field: name")
+
+    def test_106_wrong_type_names_the_field_and_refs_the_request(self):
+        replies, _ = self.send(b'{"msgid":1,"id":"1","password":"p"}\n')
+        self.assertError(replies[0], 106, ref=1)
+        self.assertEqual(replies[0]["errmsg"], "field has the wrong type: id")
+
+    def test_107_out_of_range_names_the_field_and_refs_the_request(self):
+        replies, _ = self.send(ujson.dumps({"msgid": 4, "name": "n" * 51,
+                                            "password": "p"}).encode() + b"\n")
+        self.assertError(replies[0], 107, ref=4)
+        self.assertEqual(replies[0]["errmsg"], "field is out of range: name")
+
+    def test_a_bad_frame_does_not_stop_the_next_one(self):
+        replies, _ = self.send(b"\xff\n{\n[]\n{}\n" + BEAT + b"\n")
+        self.assertEqual([f.get("errno") for f in replies], [100, 101, 102, 103, None])
+
+    def test_a_lone_surrogate_in_an_echoed_field_still_gets_an_error_frame(self):
+        proto, transport = self.connect()
+        proto.dataReceived(b'{"msgid":6,"to":2,"msg":"m","cid":"\\ud800"}\n')
+        (reply,) = self.replies(transport)
+        self.assertEqual(reply["msgid"], ERROR)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(BEAT + b"\n")
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+
+    def test_a_name_with_a_lone_surrogate_is_refused_at_once(self):
+        replies, transport = self.send(b'{"msgid":4,"name":"a\\udc00","password":"p"}\n')
+        self.assertEqual(len(replies), 1, replies)
+        self.assertEqual(replies[0]["msgid"], ERROR)
+        self.assertIn(replies[0]["errno"], (100, 101, 106, 107))
+        self.assertFalse(transport.disconnecting)
+
+    # before login
+
+    def test_heartbeat_is_answered_before_login_with_the_server_clock(self):
+        self.clock.advance(0.25)
+        replies, _ = self.send(BEAT + b"\n")
+        self.assertEqual(replies, [{"msgid": HEARTBEAT, "time": 1_000_000_250}])
+
+    def test_requests_before_login_get_110_with_ref(self):
+        for msgid in (3, 6, 7, 8, 9, 10, 17, 19, 21):
+            replies, transport = self.send(
+                ujson.dumps({"msgid": msgid, "to": 2, "msg": "m", "friendid": 2,
+                             "groupid": 1, "groupname": "g", "mid": 1}).encode() + b"\n")
+            self.assertEqual(len(replies), 1)
+            self.assertError(replies[0], 110, ref=msgid)
+            self.assertFalse(transport.disconnecting)
+
+    def test_refused_chat_before_login_carries_its_cid(self):
+        replies, _ = self.send(b'{"msgid":6,"to":2,"msg":"m","cid":"c-1"}\n')
+        self.assertError(replies[0], 110, ref=6)
+        self.assertEqual(replies[0]["cid"], "c-1")
+
+    # rate limit
+
+    def test_a_burst_over_4000_requests_gets_109_for_the_rest(self):
+        replies, transport = self.send((BEAT + b"\n") * (BURST + 25))
+        self.assertEqual([f["msgid"] for f in replies[:BURST]], [HEARTBEAT] * BURST)
+        self.assertEqual(len(replies), BURST + 25)
+        for frame in replies[BURST:]:
+            self.assertError(frame, 109)
+        self.assertFalse(transport.disconnecting)
+
+    def test_requests_are_served_again_after_the_clock_advances(self):
+        proto, transport = self.connect()
+        proto.dataReceived((BEAT + b"\n") * (BURST + 1))
+        self.assertEqual(self.replies(transport)[-1]["errno"], 109)
+        self.clock.advance(1)
+        proto.dataReceived(BEAT + b"\n")
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+
+    def test_2000_requests_a_second_are_sustained(self):
+        proto, transport = self.connect()
+        proto.dataReceived((BEAT + b"\n") * BURST)
+        self.assertEqual(len(self.replies(transport)), BURST)
+        for _ in range(3):
+            self.clock.advance(1)
+            proto.dataReceived((BEAT + b"\n") * RATE)
+            self.assertEqual({f["msgid"] for f in self.replies(transport)}, {HEARTBEAT})
+        self.clock.advance(1)
+        proto.dataReceived((BEAT + b"\n") * (RATE + 1))
+        replies = self.replies(transport)
+        self.assertEqual([f["msgid"] for f in replies[:RATE]], [HEARTBEAT] * RATE)
+        self.assertError(replies[RATE], 109)
+
+    def test_the_rate_limit_is_per_connection(self):
+        self.send((BEAT + b"\n") * (BURST + 1))
+        replies, _ = self.send(BEAT + b"\n")
+        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT])
+
+    # idle connections
+
+    def test_a_silent_connection_that_never_logged_in_is_closed_after_300_s(self):
+        _, transport = self.connect()
+        self.clock.advance(PRELOGIN_TIMEOUT)
+        self.factory.close_idle()
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.factory.close_idle()
+        self.assertTrue(transport.disconnecting)
+
+    def test_any_frame_restarts_the_silence(self):
+        proto, transport = self.connect()
+        self.clock.advance(200)
+        proto.dataReceived(b"\n")
+        self.clock.advance(200)
+        self.factory.close_idle()
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(101)
+        self.factory.close_idle()
+        self.assertTrue(transport.disconnecting)
+
+    def test_the_factory_reaps_idle_connections_on_its_own(self):
+        self.factory.doStart()
+        self.addCleanup(self.factory.doStop)
+        _, quiet = self.connect()
+        talker, busy = self.connect()
+        for _ in range(70):
+            self.clock.advance(5)
+            talker.dataReceived(BEAT + b"\n")
+        self.assertTrue(quiet.disconnecting)
+        self.assertFalse(busy.disconnecting)
+
+    def test_proto_2_sessions_are_closed_after_the_idle_timeout(self):
+        proto, transport = self.connect()
+        proto.login(1, "alice", 2)
+        self.clock.advance(IDLE_TIMEOUT)
+        self.factory.close_idle()
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.factory.close_idle()
+        self.assertTrue(transport.disconnecting)
+
+    def test_original_dialect_sessions_are_never_closed_for_silence(self):
+        proto, transport = self.connect()
+        proto.login(1, "alice", 1)
+        self.clock.advance(10 * PRELOGIN_TIMEOUT)
+        self.factory.close_idle()
+        self.assertFalse(transport.disconnecting)
+
+    def test_a_closed_connection_is_forgotten(self):
+        proto, _ = self.connect()
+        self.assertIn(proto, self.factory.sessions)
+        self.disconnect(proto)
+        self.assertNotIn(proto, self.factory.sessions)
+
+    # sockets
+
+    def test_tcp_nodelay_and_keepalive_are_set(self):
+        _, transport = self.connect(TcpTransport())
+        self.assertIs(transport.nodelay, True)
+        self.assertIs(transport.keepalive, True)

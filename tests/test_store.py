@@ -1,0 +1,343 @@
+"""The store, one suite run against both dialects: SQLite in a temp file and a private MariaDB."""
+
+import threading
+
+import pymysql
+from twisted.enterprise import adbapi
+from twisted.internet.defer import gatherResults
+from twisted.trial.unittest import TestCase
+
+from chatd.store import NameTaken, open_store
+from chatd.store.mysql import POOL_MIN, parse_mysql_url
+from tests.servers import mysql_database
+
+HASH = "scrypt$1$8$1$c2FsdA==$aGFzaA=="
+MID = 4722366482869645313  # a real-looking mid from docs/protocol.md
+MAX_MID = (1 << 63) - 1
+
+
+def count_statements(store) -> list[str]:
+    """Record every statement the store executes from now on (adbapi's transactionFactory is
+    its documented hook for wrapping the cursor)."""
+    seen: list[str] = []
+
+    class Counting(adbapi.Transaction):
+        def execute(self, query, *args, **kwargs):
+            seen.append(query)
+            return self._cursor.execute(query, *args, **kwargs)
+
+    store._pool.transactionFactory = Counting
+    return seen
+
+
+class StoreTests:
+    """Mixed into a TestCase with `url()`, a fresh empty database per test."""
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def open(self, url: str | None = None):
+        store = open_store(url or self.database_url)
+        self.addCleanup(store.close)
+        return store
+
+    def setUp(self) -> None:
+        self.database_url = self.url()
+        self.store = self.open()
+
+    async def users(self, *names: str) -> list[int]:
+        return [await self.store.create_user(name, HASH) for name in names]
+
+    # users
+
+    async def test_create_user_returns_increasing_ids_and_user_reads_them_back(self):
+        alice, bob = await self.users("alice", "bob")
+        self.assertGreater(bob, alice)
+        record = await self.store.user(alice)
+        self.assertEqual((record.id, record.name, record.password), (alice, "alice", HASH))
+
+    async def test_create_user_refuses_a_taken_name(self):
+        await self.users("alice")
+        with self.assertRaises(NameTaken):
+            await self.store.create_user("alice", HASH)
+
+    async def test_names_are_case_sensitive(self):
+        lower, upper = await self.users("alice", "Alice")
+        self.assertNotEqual(lower, upper)
+        self.assertEqual((await self.store.user(upper)).name, "Alice")
+
+    async def test_names_keep_any_unicode_including_emoji(self):
+        names = ["😀", "😀😀", "中文名字", "é" * 50, "🎉" * 50]
+        ids = await self.users(*names)
+        self.assertEqual([(await self.store.user(i)).name for i in ids], names)
+        with self.assertRaises(NameTaken):
+            await self.store.create_user("😀", HASH)
+
+    async def test_user_is_none_for_an_unknown_id(self):
+        (alice,) = await self.users("alice")
+        self.assertIsNone(await self.store.user(alice + 1))
+        self.assertIsNone(await self.store.user(MAX_MID))
+
+    # friends
+
+    async def test_add_friend_is_mutual(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        self.assertEqual(await self.store.friends(alice), [(bob, "bob")])
+        self.assertEqual(await self.store.friends(bob), [(alice, "alice")])
+
+    async def test_add_friend_twice_changes_nothing(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        await self.store.add_friend(alice, bob)
+        await self.store.add_friend(bob, alice)
+        self.assertEqual(await self.store.friends(alice), [(bob, "bob")])
+        self.assertEqual(await self.store.friends(bob), [(alice, "alice")])
+
+    async def test_friends_are_ordered_by_id(self):
+        me, *others = await self.users("me", "a", "b", "c", "d")
+        for friend in reversed(others):
+            await self.store.add_friend(me, friend)
+        self.assertEqual(await self.store.friends(me),
+                         list(zip(others, ["a", "b", "c", "d"], strict=True)))
+
+    async def test_a_user_without_friends_has_an_empty_list(self):
+        (alice,) = await self.users("alice")
+        self.assertEqual(await self.store.friends(alice), [])
+
+    # groups
+
+    async def test_create_group_makes_the_creator_its_first_member(self):
+        (alice,) = await self.users("alice")
+        gid = await self.store.create_group("team", "the team", alice)
+        self.assertEqual(await self.store.member_ids(gid), {alice})
+        (group,) = await self.store.user_groups(alice)
+        self.assertEqual((group.id, group.name, group.desc), (gid, "team", "the team"))
+        self.assertEqual([(m.id, m.name, m.role) for m in group.members],
+                         [(alice, "alice", "creator")])
+
+    async def test_create_group_refuses_a_taken_name(self):
+        alice, bob = await self.users("alice", "bob")
+        first = await self.store.create_group("team", "", alice)
+        with self.assertRaises(NameTaken):
+            await self.store.create_group("team", "other", bob)
+        self.assertEqual(await self.store.member_ids(first), {alice})
+        self.assertEqual(await self.store.user_groups(bob), [])
+
+    async def test_group_names_are_case_sensitive_and_unicode(self):
+        (alice,) = await self.users("alice")
+        ids = [await self.store.create_group(n, "", alice) for n in ("team", "Team", "🚀")]
+        self.assertEqual(len(set(ids)), 3)
+        groups = await self.store.user_groups(alice)
+        self.assertEqual([g.name for g in groups], ["team", "Team", "🚀"])
+
+    async def test_join_group_is_none_for_an_unknown_group(self):
+        (alice,) = await self.users("alice")
+        self.assertIsNone(await self.store.join_group(12345, alice))
+        self.assertEqual(await self.store.user_groups(alice), [])
+
+    async def test_join_group_returns_every_member_with_its_role(self):
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        gid = await self.store.create_group("team", "desc", alice)
+        await self.store.join_group(gid, bob)
+        group = await self.store.join_group(gid, carol)
+        self.assertEqual((group.id, group.name, group.desc), (gid, "team", "desc"))
+        self.assertEqual([(m.id, m.name, m.role) for m in group.members],
+                         [(alice, "alice", "creator"), (bob, "bob", "normal"),
+                          (carol, "carol", "normal")])
+
+    async def test_join_group_twice_is_harmless(self):
+        alice, bob = await self.users("alice", "bob")
+        gid = await self.store.create_group("team", "", alice)
+        await self.store.join_group(gid, bob)
+        again = await self.store.join_group(gid, bob)
+        self.assertEqual([(m.id, m.role) for m in again.members],
+                         [(alice, "creator"), (bob, "normal")])
+        creator_again = await self.store.join_group(gid, alice)
+        self.assertEqual([(m.id, m.role) for m in creator_again.members],
+                         [(alice, "creator"), (bob, "normal")])
+
+    async def test_user_groups_returns_every_group_with_every_member(self):
+        me, bob, carol = await self.users("me", "bob", "carol")
+        gids = [await self.store.create_group(f"g{i}", f"d{i}", me) for i in range(20)]
+        for gid in gids[::2]:
+            await self.store.join_group(gid, bob)
+        await self.store.join_group(gids[5], carol)
+        lonely = await self.store.create_group("not mine", "", carol)
+        groups = await self.store.user_groups(me)
+        self.assertEqual([(g.id, g.name, g.desc) for g in groups],
+                         [(gid, f"g{i}", f"d{i}") for i, gid in enumerate(gids)])
+        for i, group in enumerate(groups):
+            expected = [(me, "me", "creator")]
+            if i % 2 == 0:
+                expected.append((bob, "bob", "normal"))
+            if i == 5:
+                expected.append((carol, "carol", "normal"))
+            self.assertEqual([(m.id, m.name, m.role) for m in group.members], expected)
+        self.assertEqual([g.id for g in await self.store.user_groups(carol)], [gids[5], lonely])
+
+    async def test_user_groups_is_one_statement_whatever_the_number_of_groups(self):
+        me, bob = await self.users("me", "bob")
+        for i in range(20):
+            gid = await self.store.create_group(f"g{i}", "", me)
+            await self.store.join_group(gid, bob)
+        statements = count_statements(self.store)
+        groups = await self.store.user_groups(me)
+        self.assertEqual(len(groups), 20)
+        self.assertEqual(len(statements), 1, statements)
+
+    async def test_member_ids(self):
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        gid = await self.store.create_group("team", "", alice)
+        await self.store.join_group(gid, bob)
+        await self.store.create_group("other", "", carol)
+        self.assertEqual(await self.store.member_ids(gid), {alice, bob})
+        self.assertEqual(await self.store.member_ids(gid + 100), set())
+
+    # offline messages
+
+    async def test_save_offline_stores_nothing_for_an_unknown_user(self):
+        (alice,) = await self.users("alice")
+        self.assertEqual(await self.store.save_offline([(alice + 1, 1, "{}")]), 0)
+        self.assertEqual(await self.store.offline(alice + 1, 10), [])
+
+    async def test_save_offline_counts_only_rows_of_existing_users(self):
+        (alice,) = await self.users("alice")
+        rows = [(alice, 1, "a"), (alice + 1, 2, "b"), (alice, 3, "c")]
+        self.assertEqual(await self.store.save_offline(rows), 2)
+        self.assertEqual(await self.store.offline(alice, 10), [(1, "a"), (3, "c")])
+
+    async def test_save_offline_stores_a_user_and_mid_once(self):
+        alice, bob = await self.users("alice", "bob")
+        self.assertEqual(await self.store.save_offline([(alice, MID, "first")]), 1)
+        self.assertEqual(await self.store.save_offline([(alice, MID, "again")]), 0)
+        self.assertEqual(await self.store.save_offline([(alice, 7, "x"), (alice, 7, "x")]), 1)
+        self.assertEqual(await self.store.save_offline([(bob, MID, "for bob")]), 1)
+        self.assertEqual(await self.store.offline(alice, 10), [(7, "x"), (MID, "first")])
+        self.assertEqual(await self.store.offline(bob, 10), [(MID, "for bob")])
+
+    async def test_offline_is_oldest_first_by_mid_with_a_limit(self):
+        (alice,) = await self.users("alice")
+        mids = [MID + 30, MAX_MID, 5, MID, MID + 1]
+        await self.store.save_offline([(alice, m, f"m{m}") for m in mids])
+        ordered = sorted(mids)
+        self.assertEqual(await self.store.offline(alice, 100), [(m, f"m{m}") for m in ordered])
+        self.assertEqual(await self.store.offline(alice, 2), [(m, f"m{m}") for m in ordered[:2]])
+
+    async def test_offline_frames_keep_unicode(self):
+        (alice,) = await self.users("alice")
+        frame = '{"msgid":6,"msg":"héllo 😀 中文"}'
+        await self.store.save_offline([(alice, 1, frame)])
+        self.assertEqual(await self.store.offline(alice, 1), [(1, frame)])
+
+    async def test_offline_frames_keep_the_largest_message(self):
+        (alice,) = await self.users("alice")
+        frame = '{"msgid":6,"msg":"' + "😀" * 32768 + '"}'
+        await self.store.save_offline([(alice, 1, frame)])
+        self.assertEqual(await self.store.offline(alice, 1), [(1, frame)])
+
+    async def test_delete_offline_deletes_only_the_named_mids_of_that_user(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.save_offline([(alice, m, "a") for m in (1, 2, 3, 4)]
+                                      + [(bob, m, "b") for m in (1, 2, 3, 4)])
+        await self.store.delete_offline(alice, [2, 4, 99])
+        self.assertEqual([m for m, _ in await self.store.offline(alice, 10)], [1, 3])
+        self.assertEqual([m for m, _ in await self.store.offline(bob, 10)], [1, 2, 3, 4])
+        await self.store.delete_offline(alice, [])
+        self.assertEqual([m for m, _ in await self.store.offline(alice, 10)], [1, 3])
+
+    # schema
+
+    async def test_open_store_twice_on_one_database_keeps_its_data(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        await self.store.save_offline([(bob, 1, "x")])
+        again = self.open()
+        self.assertEqual(await again.friends(alice), [(bob, "bob")])
+        self.assertEqual(await again.offline(bob, 10), [(1, "x")])
+        carol = await again.create_user("carol", HASH)
+        self.assertGreater(carol, bob)
+        with self.assertRaises(NameTaken):
+            await again.create_user("alice", HASH)
+
+
+class SQLiteStoreTests(StoreTests, TestCase):
+    """The embedded default: a SQLite file in the test's temp dir."""
+
+    def url(self) -> str:
+        return f"sqlite:{self.mktemp()}.sqlite3"
+
+
+class MySQLStoreTests(StoreTests, TestCase):
+    """A private MariaDB; the database's default charset is latin1, so the tables must declare
+    utf8mb4 themselves."""
+
+    def url(self) -> str:
+        url = mysql_database()
+        self.server_args = parse_mysql_url(url)
+        self.database = self.server_args.pop("database")
+        with self.admin() as c:
+            c.execute(f"ALTER DATABASE {self.database} CHARACTER SET latin1 COLLATE latin1_bin")
+        return url
+
+    def admin(self):
+        """A cursor on a connection of our own, outside the test database."""
+        conn = pymysql.connect(**self.server_args, autocommit=True)
+        self.addCleanup(conn.close)
+        return conn.cursor()
+
+    def test_tables_and_text_columns_are_utf8mb4(self):
+        with self.admin() as c:
+            c.execute("SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES"
+                      " WHERE TABLE_SCHEMA = %s", (self.database,))
+            tables = dict(c.fetchall())
+            c.execute("SELECT TABLE_NAME, COLUMN_NAME, CHARACTER_SET_NAME"
+                      " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
+                      " AND CHARACTER_SET_NAME IS NOT NULL", (self.database,))
+            columns = c.fetchall()
+        self.assertEqual(set(tables), {"User", "Friend", "AllGroup", "GroupUser",
+                                       "OfflineMessage"})
+        for table, collation in tables.items():
+            self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
+        self.assertIn(("User", "name", "utf8mb4"), columns)
+        for table, column, charset in columns:
+            self.assertEqual(charset, "utf8mb4", (table, column))
+
+    async def kill_every_connection(self) -> None:
+        """Use the pool as a busy node does, with several connections; then kill all of them
+        from outside, as a database restart does."""
+        barrier = threading.Barrier(POOL_MIN)
+        await gatherResults([self.store._pool.runInteraction(lambda _: barrier.wait(10))
+                             for _ in range(POOL_MIN)])
+        with self.admin() as c:
+            c.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s",
+                      (self.database,))
+            ids = [row[0] for row in c.fetchall()]
+            self.assertGreaterEqual(len(ids), POOL_MIN)
+            for thread_id in ids:
+                c.execute(f"KILL {int(thread_id)}")
+
+    async def test_a_lost_connection_is_retried_once_for_idempotent_work(self):
+        (alice,) = await self.users("alice")
+        await self.kill_every_connection()
+        self.assertEqual((await self.store.user(alice)).name, "alice")
+        self.assertEqual(await self.store.friends(alice), [])
+        # adbapi logs the failed rollback of the dead connection: that is the first attempt.
+        self.assertTrue(self.flushLoggedErrors(pymysql.err.Error, adbapi.ConnectionLost))
+
+    async def test_create_user_survives_lost_connections(self):
+        await self.users("alice")
+        await self.kill_every_connection()
+        bob = await self.store.create_user("bob", HASH)
+        self.assertEqual((await self.store.user(bob)).name, "bob")
+        with self.assertRaises(NameTaken):
+            await self.store.create_user("bob", HASH)
+        self.flushLoggedErrors(pymysql.err.Error, adbapi.ConnectionLost)  # adbapi's rollbacks
+
+    async def test_create_group_survives_lost_connections(self):
+        (alice,) = await self.users("alice")
+        await self.kill_every_connection()
+        gid = await self.store.create_group("team", "", alice)
+        self.assertEqual(await self.store.member_ids(gid), {alice})
+        self.assertEqual([g.id for g in await self.store.user_groups(alice)], [gid])
+        self.flushLoggedErrors(pymysql.err.Error, adbapi.ConnectionLost)  # adbapi's rollbacks

@@ -1,0 +1,396 @@
+"""Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox."""
+
+import base64
+import re
+import sqlite3
+import threading
+from datetime import UTC, datetime
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd import passwords
+from chatd.codec import decode, encode, encode_text
+from chatd.mids import MidGenerator
+from chatd.passwords import PasswordHasher, check_password, hash_password
+from chatd.router import Inbox
+from chatd.store.schema import mysql_statements, sqlite_statements
+from chatd.tap import Options
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+MAX_INT = (1 << 63) - 1
+
+
+def fixed(seconds: float):
+    return lambda: seconds
+
+
+def stepping(*times: float):
+    """A wall clock that reads the given times in turn, then stays at the last one."""
+    readings = list(times)
+    return lambda: readings.pop(0) if len(readings) > 1 else readings[0]
+
+
+class MidTests(SynchronousTestCase):
+
+    def test_mids_are_milliseconds_since_2026_then_node_then_sequence(self):
+        now = EPOCH + 86400.25
+        mid = MidGenerator(5, fixed(now)).next()
+        self.assertEqual(mid >> 22, 86400250)
+        self.assertEqual((mid >> 12) & 0x3FF, 5)
+        self.assertEqual(mid & 0xFFF, 0)
+
+    def test_every_node_id_is_in_the_mid(self):
+        for node in (0, 1, 512, 1023):
+            gen = MidGenerator(node, fixed(EPOCH + 10))
+            self.assertEqual({(gen.next() >> 12) & 0x3FF for _ in range(5000)}, {node})
+
+    def test_node_ids_outside_0_to_1023_are_refused(self):
+        for bad in (-1, 1024, 1 << 20):
+            self.assertRaises(ValueError, MidGenerator, bad)
+
+    def test_5000_mids_in_one_millisecond_are_strictly_increasing(self):
+        gen = MidGenerator(3, fixed(EPOCH + 100.0005))
+        mids = [gen.next() for _ in range(5000)]
+        self.assertEqual(mids, sorted(set(mids)))
+
+    def test_mids_keep_increasing_after_borrowing_the_next_millisecond(self):
+        gen = MidGenerator(3, stepping(*[EPOCH + 100.0] * 5000, EPOCH + 100.001,
+                                       EPOCH + 100.002, EPOCH + 100.010))
+        mids = [gen.next() for _ in range(5003)]
+        self.assertEqual(mids, sorted(set(mids)))
+        self.assertEqual(mids[-1] >> 22, 100010)
+
+    def test_mids_keep_increasing_when_the_clock_steps_back(self):
+        gen = MidGenerator(7, stepping(EPOCH + 500, EPOCH + 500.001, EPOCH + 499, EPOCH + 3,
+                                       EPOCH + 3, EPOCH + 500.001, EPOCH + 500.002))
+        mids = [gen.next() for _ in range(10)]
+        self.assertEqual(mids, sorted(set(mids)))
+
+    def test_two_nodes_never_issue_the_same_mid(self):
+        clock = stepping(*[EPOCH + 1000] * 3000, EPOCH + 999, EPOCH + 1000.001)
+        first, second = MidGenerator(1, clock), MidGenerator(2, clock)
+        a = {first.next() for _ in range(5000)}
+        b = {second.next() for _ in range(5000)}
+        self.assertEqual((len(a), len(b)), (5000, 5000))
+        self.assertEqual(a & b, set())
+
+    def test_mids_fit_the_protocols_integer_range_for_decades(self):
+        for years in (0, 1, 50, 65):
+            mid = MidGenerator(1023, fixed(EPOCH + years * 365.25 * 86400)).next()
+            self.assertTrue(1 <= mid <= MAX_INT, (years, mid))
+
+    def test_mids_from_the_real_clock_increase(self):
+        gen = MidGenerator(1)
+        mids = [gen.next() for _ in range(10000)]
+        self.assertEqual(mids, sorted(set(mids)))
+
+
+class PasswordTests(SynchronousTestCase):
+
+    def test_hash_records_scheme_cost_salt_and_hash(self):
+        stored = hash_password("secret", 3)
+        scheme, cost, r, p, salt, digest = stored.split("$")
+        self.assertEqual((scheme, cost, r, p), ("scrypt", "3", "8", "1"))
+        self.assertEqual(len(base64.b64decode(salt)), 16)
+        self.assertEqual(len(base64.b64decode(digest)), 32)
+
+    def test_hashes_are_salted(self):
+        self.assertNotEqual(hash_password("secret", 1), hash_password("secret", 1))
+
+    def test_check_matches_only_the_password(self):
+        stored = hash_password("sécret 😀", 2)
+        self.assertTrue(check_password("sécret 😀", stored))
+        for wrong in ("sécret", "sécret 😀 ", "", "SÉCRET 😀"):
+            self.assertFalse(check_password(wrong, stored), wrong)
+
+    def test_malformed_stored_values_never_match(self):
+        good = hash_password("pw", 1)
+        _, _, _, _, salt, digest = good.split("$")
+        for bad in ("", "pw", "$$$$$", "scrypt", good[:-8], good + "$x",
+                    f"bcrypt$1$8$1${salt}${digest}", f"scrypt$x$8$1${salt}${digest}",
+                    f"scrypt$0$8$1${salt}${digest}", f"scrypt$-1$8$1${salt}${digest}",
+                    f"scrypt$1$0$1${salt}${digest}", f"scrypt$1$8$0${salt}${digest}",
+                    f"scrypt$1$8$1$é${digest}", f"scrypt$1$8$1${salt}$%%%",
+                    f"scrypt$64$8$1${salt}${digest}", f"scrypt$99$8$1${salt}${digest}",
+                    f"scrypt$1$8$99999999999${salt}${digest}"):
+            self.assertFalse(check_password("pw", bad), bad)
+
+    def test_a_hash_keeps_verifying_after_the_cost_changes(self):
+        old = hash_password("pw", 1)
+        new = hash_password("pw", 4)
+        self.assertTrue(check_password("pw", old))
+        self.assertTrue(check_password("pw", new))
+
+    def test_the_highest_cost_the_option_accepts_can_hash(self):
+        def accepted(cost: int) -> bool:
+            try:
+                Options().parseOptions(["--password-cost", str(cost)])
+            except usage.UsageError:
+                return False
+            return True
+        highest = max(c for c in range(1, 32) if accepted(c))
+        stored = hash_password("pw", highest)
+        self.assertEqual(stored.split("$")[1], str(highest))
+
+
+class PasswordHasherTests(TestCase):
+    """The hasher's own thread pool delivers through the (global) reactor: it needs threads."""
+
+    def hasher(self, cost: int) -> PasswordHasher:
+        hasher = PasswordHasher(reactor, cost, threads=2)
+        hasher.start()
+        self.addCleanup(hasher.stop)
+        return hasher
+
+    def spy(self, name: str) -> list[threading.Thread]:
+        """Record the thread each call of passwords.`name` runs on."""
+        threads: list[threading.Thread] = []
+        real = getattr(passwords, name)
+
+        def recording(*args):
+            threads.append(threading.current_thread())
+            return real(*args)
+        self.patch(passwords, name, recording)
+        return threads
+
+    async def test_hashing_and_checking_run_off_the_reactor_thread(self):
+        hasher = self.hasher(1)
+        hashing, checking = self.spy("hash_password"), self.spy("check_password")
+        d = hasher.hash("pw")
+        self.assertFalse(d.called)
+        stored = await d
+        self.assertTrue(await hasher.check("pw", stored))
+        self.assertEqual(len(hashing), 1)
+        self.assertEqual(len(checking), 1)
+        for thread in hashing + checking:
+            self.assertIsNot(thread, threading.main_thread())
+
+    async def test_check_against_a_known_hash(self):
+        hasher = self.hasher(1)
+        stored = await hasher.hash("pw")
+        self.assertTrue(stored.startswith("scrypt$1$"))
+        self.assertTrue(await hasher.check("pw", stored))
+        self.assertFalse(await hasher.check("pW", stored))
+
+    async def test_an_unknown_user_never_matches_but_still_costs_a_hash(self):
+        hasher = self.hasher(1)
+        checking = self.spy("check_password")
+        self.assertFalse(await hasher.check("pw", None))
+        self.assertEqual(len(checking), 1)
+
+    async def test_a_hash_made_at_one_cost_verifies_after_the_cost_changes(self):
+        hasher = self.hasher(1)
+        old = await hasher.hash("pw")
+        hasher.cost = 3
+        new = await hasher.hash("pw")
+        self.assertTrue(new.startswith("scrypt$3$"))
+        self.assertTrue(await hasher.check("pw", old))
+        self.assertTrue(await self.hasher(5).check("pw", old))
+
+
+def mysql_tables() -> dict[str, dict[str, bool]]:
+    """{table: {column: NOT NULL}} as schema.sql declares them (an AUTO_INCREMENT id counts as
+    nullable: SQLite's INTEGER PRIMARY KEY is never NULL but does not say NOT NULL)."""
+    tables = {}
+    for stmt in mysql_statements():
+        table = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt).group(1)
+        body = stmt[stmt.index("(") + 1:stmt.rindex(")")]
+        columns = {}
+        for line in body.splitlines():
+            m = re.match(r"\s*(\w+)\s+(\w+)", line)
+            if m and m.group(1) not in ("PRIMARY", "UNIQUE", "KEY", "INDEX", "CONSTRAINT"):
+                columns[m.group(1)] = "NOT NULL" in line and "AUTO_INCREMENT" not in line
+        tables[table] = columns
+    return tables
+
+
+class SchemaTests(SynchronousTestCase):
+
+    def setUp(self) -> None:
+        self.db = sqlite3.connect(":memory:")
+        self.addCleanup(self.db.close)
+        for stmt in sqlite_statements():
+            self.db.execute(stmt)
+
+    def sqlite_tables(self) -> dict[str, dict[str, bool]]:
+        names = [r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: {row[1]: bool(row[3]) for row in self.db.execute(f"PRAGMA table_info({t})")}
+                for t in names}
+
+    def primary_key(self, table: str) -> list[str]:
+        rows = sorted((r[5], r[1]) for r in self.db.execute(f"PRAGMA table_info({table})"))
+        return [name for pk, name in rows if pk]
+
+    def unique_sets(self, table: str) -> set[tuple[str, ...]]:
+        out = set()
+        for _, name, unique, *_ in self.db.execute(f"PRAGMA index_list({table})"):
+            if unique:
+                out.add(tuple(r[2] for r in self.db.execute(f"PRAGMA index_info({name})")))
+        return out
+
+    def test_sqlite_has_the_tables_and_columns_of_schema_sql(self):
+        expected = mysql_tables()
+        self.assertEqual(set(expected), {"User", "Friend", "AllGroup", "GroupUser",
+                                         "OfflineMessage"})
+        self.assertEqual(self.sqlite_tables(), expected)
+
+    def test_sqlite_keeps_the_primary_and_unique_keys(self):
+        self.assertEqual(self.primary_key("Friend"), ["userid", "friendid"])
+        self.assertEqual(self.primary_key("GroupUser"), ["groupid", "userid"])
+        for table in ("User", "AllGroup", "OfflineMessage"):
+            self.assertEqual(self.primary_key(table), ["id"])
+        self.assertIn(("name",), self.unique_sets("User"))
+        self.assertIn(("groupname",), self.unique_sets("AllGroup"))
+        self.assertIn(("userid", "mid"), self.unique_sets("OfflineMessage"))
+
+    def test_sqlite_keeps_the_plain_indexes(self):
+        indexes = {r[1]: r[2] for r in self.db.execute("PRAGMA index_list(GroupUser)")}
+        self.assertIn("ix_groupuser_user", indexes)
+        self.assertEqual([r[2] for r in self.db.execute("PRAGMA index_info(ix_groupuser_user)")],
+                         ["userid"])
+
+    def test_sqlite_ids_autoincrement_and_defaults_apply(self):
+        self.db.execute("INSERT INTO User (name, password) VALUES ('a', 'h')")
+        self.db.execute("INSERT INTO User (name, password) VALUES ('b', 'h')")
+        self.db.execute("INSERT INTO GroupUser (groupid, userid) VALUES (1, 1)")
+        self.db.execute("INSERT INTO AllGroup (groupname) VALUES ('g')")
+        self.assertEqual([r[0] for r in self.db.execute("SELECT id FROM User ORDER BY id")],
+                         [1, 2])
+        self.assertEqual(self.db.execute("SELECT grouprole FROM GroupUser").fetchone()[0],
+                         "normal")
+        self.assertEqual(self.db.execute("SELECT groupdesc FROM AllGroup").fetchone()[0], "")
+        self.assertIsNotNone(self.db.execute("SELECT created FROM User").fetchone()[0])
+
+    def test_applying_the_sqlite_schema_again_is_harmless(self):
+        self.db.execute("INSERT INTO User (name, password) VALUES ('a', 'h')")
+        for stmt in sqlite_statements():
+            self.db.execute(stmt)
+        self.assertEqual(self.db.execute("SELECT name FROM User").fetchall(), [("a",)])
+
+    def test_mids_up_to_2_pow_63_minus_1_fit(self):
+        self.db.execute("INSERT INTO OfflineMessage (userid, mid, message) VALUES (1, ?, 'm')",
+                        (MAX_INT,))
+        self.assertEqual(self.db.execute("SELECT mid FROM OfflineMessage").fetchone()[0],
+                         MAX_INT)
+
+
+class CodecTests(SynchronousTestCase):
+
+    def test_frames_are_compact_json_ended_by_one_lf(self):
+        self.assertEqual(encode({"msgid": 18, "time": 5, "l": [1, 2], "o": {"a": None}}),
+                         b'{"msgid":18,"time":5,"l":[1,2],"o":{"a":null}}\n')
+
+    def test_non_ascii_stays_utf8(self):
+        data = encode({"msg": "héllo 中文 😀"})
+        self.assertIn("héllo 中文 😀".encode(), data)
+        self.assertNotIn(b"\\u", data)
+        self.assertEqual(decode(data), {"msg": "héllo 中文 😀"})
+
+    def test_newlines_inside_strings_never_end_the_frame(self):
+        data = encode({"msg": "one\ntwo\r\nthree\x00", "k\n": "/"})
+        self.assertTrue(data.endswith(b"\n"))
+        self.assertEqual(data.count(b"\n"), 1)
+        self.assertNotIn(b"\x00", data)
+        self.assertEqual(decode(data[:-1]), {"msg": "one\ntwo\r\nthree\x00", "k\n": "/"})
+
+    def test_slashes_are_not_escaped(self):
+        self.assertEqual(encode({"u": "a/b"}), b'{"u":"a/b"}\n')
+
+    def test_encode_text_is_the_frame_without_its_terminator(self):
+        value = {"id": 1, "name": "😀", "state": "online"}
+        self.assertEqual(encode_text(value).encode() + b"\n", encode(value))
+
+    def test_big_ints_round_trip(self):
+        self.assertEqual(decode(encode({"mid": MAX_INT})), {"mid": MAX_INT})
+
+
+class RecordingSession:
+    """The parts of a Session an Inbox uses: who it is and what was written to it."""
+
+    def __init__(self, user_id: int, proto: int) -> None:
+        self.user_id, self.proto = user_id, proto
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class InboxTests(SynchronousTestCase):
+
+    def inbox(self, proto: int) -> tuple[Inbox, RecordingSession, Clock]:
+        session, clock = RecordingSession(7, proto), Clock()
+        return Inbox(session, clock), session, clock
+
+    def test_frames_before_open_are_held_then_written_in_order(self):
+        for proto in (1, 2):
+            inbox, session, _ = self.inbox(proto)
+            inbox.push(1, b"a\n", None)
+            inbox.push(2, b"b\n", None)
+            self.assertEqual(session.written, [])
+            session.written.append(b"login reply\n")
+            inbox.open()
+            inbox.push(3, b"c\n", None)
+            self.assertEqual(session.written, [b"login reply\n", b"a\n", b"b\n", b"c\n"])
+
+    def test_original_dialect_frames_are_done_once_written(self):
+        inbox, session, _ = self.inbox(1)
+        done: list[int] = []
+        inbox.push(1, b"a\n", lambda: done.append(1))
+        self.assertEqual(done, [])
+        inbox.open()
+        inbox.push(2, b"b\n", lambda: done.append(2))
+        self.assertEqual(done, [1, 2])
+        self.assertEqual(len(inbox.unacked), 0)
+
+    def test_proto_2_frames_stay_unacked_until_acknowledged(self):
+        inbox, session, _ = self.inbox(2)
+        done: list[int] = []
+        inbox.open()
+        for mid in (1, 2, 3):
+            inbox.push(mid, b"%d\n" % mid, lambda mid=mid: done.append(mid))
+        self.assertEqual(list(inbox.unacked), [1, 2, 3])
+        self.assertEqual(done, [])
+        self.assertEqual(inbox.ack([2, 99]), [99])
+        self.assertEqual(done, [2])
+        self.assertEqual(list(inbox.unacked), [1, 3])
+        self.assertEqual(inbox.ack([2]), [2])
+        self.assertEqual(done, [2])
+
+    def test_expired_returns_only_frames_sent_before_the_deadline(self):
+        inbox, _, clock = self.inbox(2)
+        inbox.open()
+        inbox.push(1, b"a\n", None)
+        clock.advance(5)
+        inbox.push(2, b"b\n", None)
+        clock.advance(5)
+        inbox.push(3, b"c\n", None)
+        self.assertEqual(inbox.expired(0), [])
+        self.assertEqual([m for m, _, _ in inbox.expired(5)], [1])
+        self.assertEqual(list(inbox.unacked), [2, 3])
+        self.assertEqual([(m, f) for m, f, _ in inbox.expired(100)], [(2, b"b\n"), (3, b"c\n")])
+        self.assertEqual(list(inbox.unacked), [])
+
+    def test_drain_returns_held_frames(self):
+        inbox, session, _ = self.inbox(1)
+        inbox.push(1, b"a\n", None)
+        inbox.push(2, b"b\n", None)
+        self.assertEqual([(m, f) for m, f, _ in inbox.drain()], [(1, b"a\n"), (2, b"b\n")])
+        self.assertEqual(inbox.drain(), [])
+        inbox.open()
+        self.assertEqual(session.written, [])
+
+    def test_drain_returns_unacked_frames_without_releasing_them(self):
+        inbox, _, _ = self.inbox(2)
+        done: list[int] = []
+        inbox.open()
+        for mid in (1, 2, 3):
+            inbox.push(mid, b"%d\n" % mid, lambda mid=mid: done.append(mid))
+        inbox.ack([2])
+        self.assertEqual([(m, f) for m, f, _ in inbox.drain()], [(1, b"1\n"), (3, b"3\n")])
+        self.assertEqual(done, [2])
+        self.assertEqual(inbox.drain(), [])
+        self.assertEqual(inbox.ack([1, 3]), [1, 3])
