@@ -109,9 +109,11 @@ class Controller:
             case commands.Help():
                 show(display.help_lines())
             case commands.Friends():
-                show(display.friend_list(session.friends))
+                if await self._ask(f"{command} failed", session.friend_list()):
+                    show(display.friend_list(session.friends))
             case commands.Groups():
-                show(display.group_list(session.groups))
+                if await self._ask(f"{command} failed", session.group_list()):
+                    show(display.group_list(session.groups))
             case commands.Chat(to, msg):
                 session.chat(to, msg, str(command))
             case commands.GroupChat(group_id, msg):

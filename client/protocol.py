@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 LOGIN_MSG, LOGIN_MSG_ACK, LOGINOUT_MSG, REG_MSG = 1, 2, 3, 4
 ONE_CHAT_MSG, ADD_FRIEND_MSG, CREATE_GROUP_MSG, ADD_GROUP_MSG = 6, 7, 8, 9
 GROUP_CHAT_MSG, ERROR_MSG, SEND_ACK, RECV_ACK, HEARTBEAT_MSG = 10, 11, 16, 17, 18
+FRIEND_LIST_MSG, GROUP_LIST_MSG = 19, 21
 
 HEARTBEAT_INTERVAL = 30.0
 # The server answers every heartbeat, so this much silence means the link is dead.

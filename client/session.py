@@ -26,7 +26,9 @@ from client.protocol import (
     ADD_GROUP_MSG,
     CREATE_GROUP_MSG,
     ERROR_MSG,
+    FRIEND_LIST_MSG,
     GROUP_CHAT_MSG,
+    GROUP_LIST_MSG,
     LOGIN_MSG,
     LOGIN_MSG_ACK,
     LOGINOUT_MSG,
@@ -39,7 +41,7 @@ from client.protocol import (
 )
 
 REPLY_TO = {LOGIN_MSG: 2, LOGINOUT_MSG: 15, REG_MSG: 5, ADD_FRIEND_MSG: 12,
-            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14}
+            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14, FRIEND_LIST_MSG: 20, GROUP_LIST_MSG: 22}
 ACCOUNT_IN_USE = 2
 SERVICE_UNAVAILABLE = 130
 
@@ -173,6 +175,22 @@ class Session:
         reply = await self.request({"msgid": ADD_GROUP_MSG, "groupid": group_id})
         if not reply.get("errno") and "group" in reply:
             self.groups = _replace(self.groups, "groupid", reply["group"])
+        return reply
+
+    async def friend_list(self) -> Frame:
+        """The server's current friend list: others' presence and friendships change after
+        login without the session hearing of it."""
+        reply = await self.request({"msgid": FRIEND_LIST_MSG})
+        if not reply.get("errno"):
+            self.friends = list(reply.get("friends") or [])
+        return reply
+
+    async def group_list(self) -> Frame:
+        """The server's current groups: others join and log out without the session hearing
+        of it."""
+        reply = await self.request({"msgid": GROUP_LIST_MSG})
+        if not reply.get("errno"):
+            self.groups = list(reply.get("groups") or [])
         return reply
 
     async def request(self, frame: Frame, wait: bool = True) -> Frame:

@@ -75,6 +75,17 @@ class ClientProcess(ProcessProtocol):
             self._waiter = Deferred()
             await self._waiter.addTimeout(remaining, reactor, onTimeoutCancel=lambda *_: None)
 
+    async def expect_block(self, *patterns: str) -> None:
+        """Lines matching `patterns`, one after the other with nothing between: a list shown
+        whole, no entry missing and none extra."""
+        await self.expect(patterns[0])
+        for pattern in patterns[1:]:
+            after = self._next
+            await self.expect(pattern)
+            if self._next != after + 1:
+                raise AssertionError(f"{self.name}: {pattern!r} does not follow line {after}; "
+                                     f"output:\n{self.output()}")
+
     def count(self, pattern: str) -> int:
         return sum(1 for line in self.lines if re.fullmatch(pattern, line))
 
@@ -179,6 +190,42 @@ class ChatTests(TestCase):
         self.assertEqual(await client.finish(), 0)
 
 
+class ListTests(TestCase):
+    """`friends` and `groups` show the server's lists as they are now, not as at login."""
+
+    async def test_lists_show_what_others_did_since_login(self) -> None:
+        node = await start_node(self)
+        alice, bob = start_client(self, node, "alice"), start_client(self, node, "bob")
+        a, b = await sign_up(alice, "alice"), await sign_up(bob, "bob")
+        await log_in(alice, a, "alice")
+        await log_in(bob, b, "bob")
+        alice.type(f"addfriend:{b}", "creategroup:dev:")
+        await alice.expect(rf"friend added: \[{b}\]bob online")
+        gid = int((await alice.expect(r"group created: \[(\d+)\]dev")).group(1))
+
+        bob.type(f"addgroup:{gid}")
+        await bob.expect(rf"group joined: \[{gid}\]dev")
+        alice.type("groups", "friends")
+        await alice.expect_block(r"-+group list-+",
+                                 rf"group: \[{gid}\]dev",
+                                 rf"member: \[{gid}\] \[{a}\]alice online creator",
+                                 rf"member: \[{gid}\] \[{b}\]bob online normal",
+                                 r"-+friend list-+",
+                                 rf"friend: \[{b}\]bob online")
+
+        bob.type("loginout")
+        await bob.expect("info: logged out")
+        alice.type("friends", "groups")
+        await alice.expect_block(r"-+friend list-+",
+                                 rf"friend: \[{b}\]bob offline",
+                                 r"-+group list-+",
+                                 rf"group: \[{gid}\]dev",
+                                 rf"member: \[{gid}\] \[{a}\]alice online creator",
+                                 rf"member: \[{gid}\] \[{b}\]bob offline normal")
+        alice.type("quit")
+        self.assertEqual(await alice.finish(), 0)
+
+
 class ErrorTests(TestCase):
     """Every mistake gets a clear line: bad syntax here, error frames from the server."""
 
@@ -231,11 +278,13 @@ class RestartTests(TestCase):
         await log_in(bob, b, "bob")
 
         # Bob's client is frozen, so the message reaches his socket but is never acknowledged,
-        # and alice gets no SEND_ACK. Her note to herself, sent after it, comes back once the
-        # server has handled both; then the node crashes.
+        # and alice gets no SEND_ACK. Her note to herself, sent after it, is confirmed once the
+        # server has handled both and her client has acknowledged the note; then the node
+        # crashes.
         bob.transport.signalProcess(SIGSTOP)
         alice.type(f"chat:{b}:are you there?", f"chat:{a}:note")
         await alice.expect(rf"{TIME} \[{a}\]alice said: note")
+        await alice.expect(rf"sent: chat:{a}:note")
         await node.restart("KILL")
         await alice.expect(rf"info: logged in again as \[{a}\]alice")
         await alice.expect(r"info: re-sending 1 message\(s\) not yet confirmed by the server")

@@ -19,6 +19,12 @@ from client.protocol import ChatConnectionFactory
 from client.session import RequestFailed, Session
 
 FRIENDS = [{"id": 2, "name": "bob", "state": "online"}]
+BOB_OFFLINE = [{"id": 2, "name": "bob", "state": "offline"}]
+DEV = {"groupid": 3, "groupname": "dev", "groupdesc": "chatd developers",
+       "users": [{"id": 1, "name": "alice", "state": "online", "role": "creator"},
+                 {"id": 2, "name": "bob", "state": "offline", "role": "normal"}]}
+UNAVAILABLE = "service temporarily unavailable, try again"
+MISMATCH = "id does not match the logged-in user"
 OFFLINE = [{"msgid": 6, "id": 2, "name": "bob", "to": 1, "msg": "while you were away",
             "time": "2026-11-26 09:00:00", "cid": "b.1", "mid": 100}]
 
@@ -170,6 +176,29 @@ class DeliveryTests(SessionCase):
         self.successResultOf(joined)
         self.assertEqual([g["groupid"] for g in self.session.groups], [3, 4])
         self.assertEqual(self.session.groups[0]["users"][0]["role"], "creator")
+
+    def test_list_requests_replace_the_lists_with_the_replies(self) -> None:
+        wire = self.log_in()
+        friends = Deferred.fromCoroutine(self.session.friend_list())
+        self.assertEqual(wire.sent(), [{"msgid": 19}])
+        wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
+        self.assertEqual(self.successResultOf(friends)["errno"], 0)
+        self.assertEqual(self.session.friends, BOB_OFFLINE)
+        groups = Deferred.fromCoroutine(self.session.group_list())
+        self.assertEqual(wire.sent(), [{"msgid": 21}])
+        wire.receive({"msgid": 22, "errno": 0, "groups": [DEV]})
+        self.assertEqual(self.successResultOf(groups)["errno"], 0)
+        self.assertEqual(self.session.groups, [DEV])
+
+    def test_failed_list_request_keeps_the_lists(self) -> None:
+        wire = self.log_in()
+        friends = Deferred.fromCoroutine(self.session.friend_list())
+        wire.receive({"msgid": 20, "errno": 130, "errmsg": UNAVAILABLE})
+        self.assertEqual(self.successResultOf(friends)["errno"], 130)
+        groups = Deferred.fromCoroutine(self.session.group_list())
+        wire.receive({"msgid": 11, "errno": 111, "errmsg": MISMATCH, "ref": 21})
+        self.assertEqual(self.successResultOf(groups)["errno"], 111)
+        self.assertEqual((self.session.friends, self.session.groups), (FRIENDS, []))
 
 
 class ReconnectTests(SessionCase):
@@ -353,14 +382,16 @@ class ControllerTests(SynchronousTestCase):
         self.wire.sent()
         self.wire.receive(login_ack())
         self.console.type("chat:2:hi: there", "friends", "nonsense", "loginout")
-        [chat] = self.wire.sent()
+        [chat, friends] = self.wire.sent()
         self.assertEqual((chat["msgid"], chat["to"], chat["msg"]), (6, 2, "hi: there"))
+        self.assertEqual(friends, {"msgid": 19})
+        self.wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
         self.clock.advance(5)
         self.assertEqual(self.wire.sent(), [{"msgid": 3}])
         self.wire.receive({"msgid": 15, "errno": 0})
         self.assertEqual(self.console.shown[-6:], [
             "----------------------friend list---------------------",
-            "friend: [2]bob online",
+            "friend: [2]bob offline",
             'error: unknown command "nonsense"; type help for the list of commands',
             "info: waiting up to 5 s for the server to confirm 1 message(s)",
             "error: chat:2:hi: there was not confirmed by the server; "
@@ -368,6 +399,37 @@ class ControllerTests(SynchronousTestCase):
             "info: logged out",
         ])
         self.assertEqual(self.console.prompts[-1], ("choice:", False))
+
+    def test_friends_and_groups_show_the_lists_the_server_sends(self) -> None:
+        self.console.type("login:1:pw")
+        self.wire.receive(login_ack())
+        self.wire.sent()
+        del self.console.shown[:]
+        self.console.type("groups", "friends")
+        self.assertEqual(self.wire.sent(), [{"msgid": 21}])
+        self.wire.receive({"msgid": 22, "errno": 0, "groups": [DEV]})
+        self.assertEqual(self.wire.sent(), [{"msgid": 19}])
+        self.wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
+        self.assertEqual(self.console.shown, [
+            "----------------------group list----------------------",
+            "group: [3]dev (chatd developers)",
+            "member: [3] [1]alice online creator",
+            "member: [3] [2]bob offline normal",
+            "----------------------friend list---------------------",
+            "friend: [2]bob offline",
+        ])
+
+    def test_refused_list_request_is_an_error_line(self) -> None:
+        self.console.type("login:1:pw")
+        self.wire.receive(login_ack())
+        del self.console.shown[:]
+        self.console.type("friends", "groups")
+        self.wire.receive({"msgid": 20, "errno": 130, "errmsg": UNAVAILABLE})
+        self.wire.receive({"msgid": 11, "errno": 111, "errmsg": MISMATCH, "ref": 21})
+        self.assertEqual(self.console.shown, [
+            f"error: friends failed: {UNAVAILABLE} (errno 130)",
+            f"error: groups failed: {MISMATCH} (errno 111)",
+        ])
 
     def test_end_of_input_waits_for_confirmation_then_ends(self) -> None:
         self.console.type("login:1:pw")
