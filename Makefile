@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test cluster lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 ## test: the whole trial suite, with the throwaway MariaDB/Redis/nginx it starts itself
 test: $(STAMP)
 	tests/run-suite
+
+## cluster: private MariaDB + Redis, three nodes, nginx on 8000, in the foreground (Ctrl-C stops)
+cluster: $(STAMP)
+	$(BIN)/python -m chatd.devcluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,24 +1,17 @@
-"""Throwaway servers for integration tests: private MariaDB instances in temporary directories.
-
-Each is started once per test process on a free loopback port and stopped at exit, or found
-through CHATD_TEST_MYSQL_URL. Under CI=true a server that cannot be started fails the test;
-elsewhere the test is skipped with the reason.
-"""
+"""Throwaway servers for integration tests (chatd.devservers), with the test policy: under
+CI=true a server that cannot be started fails the test; elsewhere the test is skipped with
+the reason. The shared MariaDB is started once per test process and stopped at exit, or
+found through CHATD_TEST_MYSQL_URL."""
 
 import atexit
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import pymysql
 from twisted.trial.unittest import FailTest, SkipTest
 
-START_TIMEOUT = 60.0
+from chatd.devservers import MariaDB, Nginx, Redis, create_database, free_port
+
+__all__ = ["free_port", "mysql_database", "private_mariadb", "start_nginx", "start_redis",
+           "unavailable"]
 
 
 def unavailable(reason: str) -> Exception:
@@ -26,89 +19,35 @@ def unavailable(reason: str) -> Exception:
     return FailTest(reason) if os.environ.get("CI") == "true" else SkipTest(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def private_mariadb() -> MariaDB:
+    """A MariaDB of the caller's own (to stop and restart); the caller destroys it."""
+    server = MariaDB()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as e:
+        server.destroy()
+        raise unavailable(f"cannot start a private MariaDB: {e}") from None
+    return server
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not accept connections on {port} in {timeout:.0f}s")
+def start_redis() -> Redis:
+    server = Redis()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as e:
+        server.destroy()
+        raise unavailable(f"cannot start a private Redis: {e}") from None
+    return server
 
 
-def _binary(*names: str) -> str | None:
-    for name in names:
-        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-        if path:
-            return path
-    return None
-
-
-class MariaDB:
-    """A private mariadbd: own datadir, socket and port, no grant tables, nothing durable."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.log_path = os.path.join(self.dir, "mariadbd.log")
-
-    def start(self) -> None:
-        server = _binary("mariadbd", "mysqld")
-        install = _binary("mariadb-install-db", "mysql_install_db")
-        if not server or not install:
-            raise RuntimeError("mariadbd is not installed (apt-get install mariadb-server)")
-        datadir = os.path.join(self.dir, "data")
-        if not os.path.isdir(datadir):
-            subprocess.run(
-                [install, "--no-defaults", f"--datadir={datadir}", "--user=root",
-                 "--auth-root-authentication-method=normal", "--skip-test-db"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
-        self.proc = subprocess.Popen(
-            [server, "--no-defaults", f"--datadir={datadir}", f"--port={self.port}",
-             f"--socket={self.dir}/sock", "--bind-address=127.0.0.1", "--user=root",
-             "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
-             "--innodb-flush-log-at-trx-commit=2", "--max-connections=1000",
-             f"--log-error={self.log_path}", f"--pid-file={self.dir}/pid"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(self.port, self.proc, START_TIMEOUT, "mariadbd")
-        except RuntimeError as e:
-            raise RuntimeError(f"{e}; log: {self.log_tail()}") from None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_tail(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return "(no log)"
-
-    @property
-    def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/mysql"
+def start_nginx(node_ports: list[int]) -> Nginx:
+    server = Nginx(node_ports)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as e:
+        server.destroy()
+        raise unavailable(f"cannot start a private nginx: {e}") from None
+    return server
 
 
 _shared: dict[str, object] = {}
@@ -132,118 +71,6 @@ def _server_url() -> str:
     return _shared["server"].url  # type: ignore[attr-defined]
 
 
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 def mysql_database(server_url: str | None = None) -> str:
     """A new, empty database on the shared MariaDB (or on `server_url`); its mysql:// URL."""
-    url = server_url or _server_url()
-    parts = urlsplit(url)
-    database = f"chatd_test_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
-                           user=parts.username or "root", password=parts.password or "")
-    try:
-        with conn.cursor() as c:
-            c.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    finally:
-        conn.close()
-    return _with_database(url, database)
-
-
-def private_mariadb() -> MariaDB:
-    """A MariaDB of the caller's own (to stop and restart); the caller destroys it."""
-    server = MariaDB()
-    try:
-        server.start()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        server.destroy()
-        raise unavailable(f"cannot start a private MariaDB: {e}") from None
-    return server
-
-
-class Redis:
-    """A private redis-server on a fixed free port; restartable on the same port."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = _binary("redis-server")
-        if not binary:
-            raise unavailable("redis-server is not installed (apt-get install redis-server)")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile",
-             os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(self.port, self.proc, START_TIMEOUT, "redis-server")
-        except RuntimeError as e:
-            raise unavailable(f"cannot start a private Redis: {e}") from None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
-DEPLOY_CONF = os.path.join(os.path.dirname(__file__), "..", "deploy", "nginx.conf")
-
-
-class Nginx:
-    """A private nginx running deploy/nginx.conf with its upstreams and port replaced."""
-
-    def __init__(self, node_ports: list[int]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
-        self.port = free_port()
-        self.node_ports = node_ports
-        self.proc: subprocess.Popen | None = None
-
-    def config(self) -> str:
-        import re
-        with open(DEPLOY_CONF, encoding="utf-8") as f:
-            text = f.read()
-        servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"
-                          for p in self.node_ports)
-        text = re.sub(r"(?m)^\s*server 127\.0\.0\.1:\d+[^\n]*\n", "", text)
-        text = text.replace("least_conn;\n", "least_conn;\n" + servers, 1)
-        return re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
-
-    def start(self) -> None:
-        binary = _binary("nginx")
-        if not binary or not os.path.exists(NGINX_STREAM_MODULE):
-            raise unavailable("nginx with the stream module is not installed "
-                              "(apt-get install nginx libnginx-mod-stream)")
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w", encoding="utf-8") as f:
-            f.write(self.config())
-        self.proc = subprocess.Popen(
-            [binary, "-p", self.dir, "-c", conf, "-g",
-             f"daemon off; pid {self.dir}/nginx.pid; error_log {self.dir}/error.log;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(self.port, self.proc, START_TIMEOUT, "nginx")
-        except RuntimeError as e:
-            with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
-                raise unavailable(f"cannot start a private nginx: {e}: {f.read()[-800:]}"
-                                  ) from None
-
-    def destroy(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    return create_database(server_url or _server_url())

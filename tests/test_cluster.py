@@ -6,9 +6,10 @@ import time
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from chatd.devservers import Nginx, Redis
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
-from tests.servers import Nginx, Redis, mysql_database, private_mariadb
+from tests.servers import mysql_database, private_mariadb, start_nginx, start_redis
 
 ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
 
@@ -19,20 +20,19 @@ class Cluster:
     def __init__(self, case: TestCase) -> None:
         self.case = case
         self.db = mysql_database()
-        self.redis = Redis()
+        self.redis: Redis | None = None
         self.nodes: list = []
         self.nginx: Nginx | None = None
 
     async def start(self, count: int = 3, *args: str) -> "Cluster":
-        self.redis.start()
+        self.redis = start_redis()
         self.case.addCleanup(self.redis.destroy)
         self.nodes = await defer.gatherResults([
             defer.Deferred.fromCoroutine(start_node(
                 self.case, "--db", self.db, "--redis", self.redis.url,
                 "--node-id", str(i + 1), "--ack-timeout", "2", *args))
             for i in range(count)])
-        self.nginx = Nginx([n.port for n in self.nodes])
-        self.nginx.start()
+        self.nginx = start_nginx([n.port for n in self.nodes])
         self.case.addCleanup(self.nginx.destroy)
         return self
 

@@ -1,0 +1,108 @@
+"""`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
+temporary directories, three chatd nodes, nginx on port 8000; Ctrl-C stops all of it."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from types import FrameType
+
+from chatd.devservers import (
+    START_TIMEOUT,
+    MariaDB,
+    Nginx,
+    Redis,
+    create_database,
+    free_port,
+    wait_for_port,
+)
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+class NodeProcess:
+    """One `twistd chatd` node writing its log to a file."""
+
+    def __init__(self, number: int, db: str, redis: str, workdir: str, cost: int) -> None:
+        self.number = number
+        self.port = free_port()
+        self.log = os.path.join(workdir, f"node{number}.log")
+        self.proc = subprocess.Popen(
+            [TWISTD, "--nodaemon", "--pidfile=", "--logfile", self.log, "chatd",
+             "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--db", db, "--redis", redis,
+             "--node-id", str(number), "--password-cost", str(cost)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def wait(self) -> None:
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, f"node {self.number}")
+        except RuntimeError as e:
+            with open(self.log, errors="replace") as f:
+                raise RuntimeError(f"{e}: {f.read()[-1500:]}") from None
+
+    def destroy(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(nodes: int, port: int, cost: int) -> None:
+    """Start everything, print where it is, wait for Ctrl-C, stop everything."""
+    workdir = tempfile.mkdtemp(prefix="chatd-cluster-")
+    started: list[MariaDB | Redis | NodeProcess | Nginx] = []
+    try:
+        print("starting MariaDB and Redis ...", flush=True)
+        mariadb, redis = MariaDB(), Redis()
+        started += [mariadb, redis]
+        mariadb.start()
+        redis.start()
+        db = create_database(mariadb.url)
+        print(f"starting {nodes} chatd nodes ...", flush=True)
+        chat_nodes = [NodeProcess(i + 1, db, redis.url, workdir, cost) for i in range(nodes)]
+        started += chat_nodes
+        for node in chat_nodes:
+            node.wait()
+        nginx = Nginx([n.port for n in chat_nodes], port)
+        started.append(nginx)
+        nginx.start()
+        print(f"\n  clients:  telnet 127.0.0.1 {port}   or   .venv/bin/chat-client --port {port}")
+        for node in chat_nodes:
+            print(f"  node {node.number}:   127.0.0.1:{node.port}   log {node.log}")
+        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\nCtrl-C stops the cluster.",
+              flush=True)
+        signal.signal(signal.SIGTERM, _interrupted)
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as e:
+        print(f"make cluster: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        print(f"stopping ... (node logs kept in {workdir})", flush=True)
+        for server in reversed(started):
+            server.destroy()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="make cluster", description=__doc__,
+        epilog="Needs mariadb-server, redis-server, nginx and libnginx-mod-stream installed.")
+    parser.add_argument("--nodes", type=int, default=3, help="chatd nodes to run (default 3)")
+    parser.add_argument("--port", type=int, default=8000, help="nginx port (default 8000)")
+    parser.add_argument("--password-cost", type=int, default=14,
+                        help="scrypt cost of the nodes (default 14)")
+    args = parser.parse_args(argv)
+    run(args.nodes, args.port, args.password_cost)
+
+
+if __name__ == "__main__":
+    main()

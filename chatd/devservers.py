@@ -1,0 +1,197 @@
+"""Throwaway MariaDB, Redis and nginx processes in temporary directories, on free loopback
+ports: for the integration tests and for `make cluster`. Never the machine's own services.
+Failing to start raises RuntimeError with the server's own words."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pymysql
+
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not accept connections on {port} in {timeout:.0f}s")
+
+
+def _binary(*names: str) -> str | None:
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+        if path:
+            return path
+    return None
+
+
+class MariaDB:
+    """A private mariadbd: own datadir, socket and port, no grant tables, nothing durable."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(self.dir, "mariadbd.log")
+
+    def start(self) -> None:
+        server = _binary("mariadbd", "mysqld")
+        install = _binary("mariadb-install-db", "mysql_install_db")
+        if not server or not install:
+            raise RuntimeError("mariadbd is not installed (apt-get install mariadb-server)")
+        datadir = os.path.join(self.dir, "data")
+        if not os.path.isdir(datadir):
+            subprocess.run(
+                [install, "--no-defaults", f"--datadir={datadir}", "--user=root",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
+        self.proc = subprocess.Popen(
+            [server, "--no-defaults", f"--datadir={datadir}", f"--port={self.port}",
+             f"--socket={self.dir}/sock", "--bind-address=127.0.0.1", "--user=root",
+             "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
+             "--innodb-flush-log-at-trx-commit=2", "--max-connections=1000",
+             f"--log-error={self.log_path}", f"--pid-file={self.dir}/pid"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, "mariadbd")
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}; log: {self.log_tail()}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()[-2000:]
+        except OSError:
+            return "(no log)"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/mysql"
+
+
+def create_database(server_url: str) -> str:
+    """A new, empty database on the server; returns its mysql:// URL."""
+    parts = urlsplit(server_url)
+    database = f"chatd_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                           user=parts.username or "root", password=parts.password or "")
+    try:
+        with conn.cursor() as c:
+            c.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+class Redis:
+    """A private redis-server on a fixed free port; restartable on the same port."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = _binary("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile",
+             os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.proc, START_TIMEOUT, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+DEPLOY_CONF = os.path.join(os.path.dirname(__file__), "..", "deploy", "nginx.conf")
+
+
+class Nginx:
+    """A private nginx running deploy/nginx.conf with its upstreams and port replaced."""
+
+    def __init__(self, node_ports: list[int], port: int | None = None) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
+        self.port = port or free_port()
+        self.node_ports = node_ports
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> str:
+        with open(DEPLOY_CONF, encoding="utf-8") as f:
+            text = f.read()
+        servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"
+                          for p in self.node_ports)
+        text = re.sub(r"(?m)^\s*server 127\.0\.0\.1:\d+[^\n]*\n", "", text)
+        text = text.replace("least_conn;\n", "least_conn;\n" + servers, 1)
+        return re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
+
+    def start(self) -> None:
+        binary = _binary("nginx")
+        if not binary or not os.path.exists(NGINX_STREAM_MODULE):
+            raise RuntimeError("nginx with the stream module is not installed "
+                               "(apt-get install nginx libnginx-mod-stream)")
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(self.config())
+        self.proc = subprocess.Popen(
+            [binary, "-p", self.dir, "-c", conf, "-g",
+             f"daemon off; pid {self.dir}/nginx.pid; error_log {self.dir}/error.log;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self.proc, START_TIMEOUT, "nginx")
+        except RuntimeError as e:
+            with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
+                raise RuntimeError(f"{e}: {f.read()[-800:]}") from None
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
