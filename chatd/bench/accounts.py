@@ -1,0 +1,194 @@
+"""Phases with one request per user: connect, register, log in.
+
+Like chatload, at most `window` requests are in flight per worker, so the latency measured
+is the server's answer time at a steady load rather than the length of a queue the tool
+built itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from time import monotonic_ns
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.protocol import ClientFactory
+from twisted.python.failure import Failure
+
+from chatd.bench.phase import Phase
+from chatd.bench.wire import ERROR, LOGIN, LOGIN_ACK, REG, REG_ACK, BenchConn, User, encode
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IConnector
+
+    from chatd.bench.worker import Worker
+
+NAME_TAKEN = 3
+
+
+class WindowPhase(Phase):
+    """Keeps `window` users in flight; `begin(user)` starts one, `settle(user)` ends one."""
+
+    def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
+        super().__init__(worker, cmd)
+        self.window: int = cmd["window"]
+        self.queue: deque[User] = deque(worker.users)
+        self.pending: dict[User, int] = {}
+
+    def start(self) -> None:
+        self.fill()
+
+    def fill(self) -> None:
+        while self.queue and len(self.pending) < self.window:
+            user = self.queue.popleft()
+            self.pending[user] = monotonic_ns()
+            self.begin(user)
+        if not self.queue and not self.pending:
+            self.finish()
+
+    def begin(self, user: User) -> None:
+        raise NotImplementedError
+
+    def settle(self, user: User, ok: bool, error: str = "") -> None:
+        """One user's request is over: time it when it succeeded, and start the next."""
+        sent = self.pending.pop(user, None)
+        if sent is None:
+            return
+        if ok:
+            self.result.ok += 1
+            self.result.hist.add((monotonic_ns() - sent) // 1000)
+        else:
+            self.result.error(error)
+        self.fill()
+
+    def skip(self, user: User, error: str) -> None:
+        """A user that cannot even try (no connection, no id): a failure, with no latency."""
+        self.pending.pop(user, None)
+        self.result.error(error)
+
+    def tick(self, now: int) -> None:
+        late = [u for u, sent in self.pending.items() if now - sent > self.timeout_ns]
+        for user in late:
+            del self.pending[user]
+            self.result.lost += 1
+        if late:
+            self.fill()
+
+    def expire(self) -> None:
+        self.result.lost += len(self.pending) + len(self.queue)
+        self.pending.clear()
+        self.queue.clear()
+        self.finish()
+
+
+class _UserFactory(ClientFactory):
+    """Builds the one connection of one user and reports a failed attempt to the phase."""
+
+    def __init__(self, worker: Worker, user: User) -> None:
+        self.worker = worker
+        self.user = user
+
+    def buildProtocol(self, addr: Any) -> BenchConn:
+        return BenchConn(self.worker, self.user)
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self.worker.phase.on_connect_failed(self.user, reason.getErrorMessage())
+
+
+class ConnectPhase(WindowPhase):
+    name = "connect"
+    unit = "conns/s"
+
+    def begin(self, user: User) -> None:
+        host, port = self.worker.target_of(user)
+        self.worker.reactor.connectTCP(host, port, _UserFactory(self.worker, user),
+                                       timeout=max(1, round(self.timeout_ns / 1e9)))
+
+    def on_connected(self, conn: BenchConn) -> None:
+        self.settle(conn.user, True)
+
+    def on_connect_failed(self, user: User, why: str) -> None:
+        self.settle(user, False, f"connect: {why}")
+
+
+class RequestPhase(WindowPhase):
+    """A request whose reply has its own msgid (REG_ACK, LOGIN_ACK), one per connection."""
+
+    reply = 0
+
+    def begin(self, user: User) -> None:
+        if user.conn is None:
+            self.skip(user, "not connected")
+            return
+        request = self.request(user)
+        if request is None:
+            self.skip(user, "no user id (registration failed and none in --idfile)")
+            return
+        user.conn.send(request)
+
+    def request(self, user: User) -> bytes | None:
+        raise NotImplementedError
+
+    def answered(self, user: User, frame: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
+        msgid = frame.get("msgid")
+        if conn.user not in self.pending:
+            super().on_frame(conn, frame)
+        elif msgid == self.reply:
+            self.answered(conn.user, frame)
+        elif msgid == ERROR:
+            self.settle(conn.user, False, f"ERROR_MSG {frame}")
+
+    def on_lost(self, user: User, why: str) -> None:
+        super().on_lost(user, why)
+        self.settle(user, False, f"connection lost: {why}")
+
+
+class RegPhase(RequestPhase):
+    name = "reg"
+    unit = "ops/s"
+    reply = REG_ACK
+
+    def request(self, user: User) -> bytes:
+        return encode({"msgid": REG, "name": user.name, "password": self.worker.password})
+
+    def answered(self, user: User, frame: dict[str, Any]) -> None:
+        errno = frame.get("errno")
+        if errno == 0 and frame.get("id"):
+            user.uid = frame["id"]
+            self.settle(user, True)
+        elif errno == NAME_TAKEN and user.uid:
+            self.result.extra["existing"] = self.result.extra.get("existing", 0) + 1
+            self.settle(user, True)
+        else:
+            self.settle(user, False, f"REG {user.name}: {frame}")
+
+    def finish(self) -> None:
+        self.data["ids"] = {str(u.index): u.uid for u in self.worker.users}
+        super().finish()
+
+
+class LoginPhase(RequestPhase):
+    name = "login"
+    unit = "ops/s"
+    reply = LOGIN_ACK
+
+    def request(self, user: User) -> bytes | None:
+        if not user.uid:
+            return None
+        frame = {"msgid": LOGIN, "id": user.uid, "password": self.worker.password}
+        if self.worker.proto == 2:
+            frame["proto"] = 2
+        return encode(frame)
+
+    def answered(self, user: User, frame: dict[str, Any]) -> None:
+        if frame.get("errno") == 0:
+            user.online = True
+            self.settle(user, True)
+        else:
+            self.settle(user, False, f"LOGIN {user.uid}: {frame.get('errmsg', frame)}")
+
+    def finish(self) -> None:
+        self.data["online"] = [u.index for u in self.worker.users if u.online]
+        super().finish()

@@ -1,0 +1,124 @@
+"""The shape of a worker's phase: it gets every event of the worker's connections until it
+finishes, then its result goes to the parent."""
+
+from __future__ import annotations
+
+from time import monotonic_ns
+from typing import TYPE_CHECKING, Any
+
+from chatd.bench.stats import PhaseResult
+from chatd.bench.wire import ERROR, SEND_ACK, BenchConn, User
+
+if TYPE_CHECKING:
+    from chatd.bench.worker import Worker
+
+
+class Phase:
+    """The default behaviour: count what is unexpected, ignore the rest.
+
+    Subclasses override the events they care about and call `finish` once; `expire` is
+    called instead when the run's deadline (--max-time) comes first.
+    """
+
+    name = "between"
+    unit = ""
+
+    def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
+        self.worker = worker
+        self.result = PhaseResult(self.name, self.unit)
+        self.deadline: int = cmd.get("deadline", 0)
+        self.timeout_ns = int(worker.config.get("timeout", 5.0) * 1e9)
+        self.finished = False
+        self.data: dict[str, Any] = {}
+
+    def start(self) -> None:
+        """Begin the phase's work."""
+
+    def progress(self) -> int:
+        return self.result.ok + self.result.fail + self.result.lost
+
+    def tick(self, now: int) -> None:
+        """Called every 100 ms: time-outs are checked here, not with a timer per request."""
+
+    def expire(self) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.result.t1 = self.result.t1 or monotonic_ns()
+            self.worker.phase_done(self)
+
+    def on_connected(self, conn: BenchConn) -> None:
+        """A connection attempt of an earlier phase that completed late: keep it."""
+
+    def on_connect_failed(self, user: User, why: str) -> None:
+        """A connection attempt of an earlier phase that failed late."""
+
+    def on_lost(self, user: User, why: str) -> None:
+        self.result.extra["disconnects"] = self.result.extra.get("disconnects", 0) + 1
+
+    def on_payloads(self, conn: BenchConn, payloads: list[bytes]) -> None:
+        """The bench payloads (`B|<kind>|<sender>|<seq>|<send time ns>`) of one read."""
+        for _ in payloads:
+            self.stray()
+
+    def stray(self) -> None:
+        """A bench payload no one waits for (a late one from an earlier phase)."""
+        self.result.extra["stray"] = self.result.extra.get("stray", 0) + 1
+
+    def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
+        msgid = frame.get("msgid")
+        if msgid == ERROR:
+            self.result.error(f"ERROR_MSG {frame}")
+        elif msgid == SEND_ACK:
+            self.result.extra["send_acks"] = self.result.extra.get("send_acks", 0) + 1
+
+    def on_garbage(self, conn: BenchConn, line: bytes) -> None:
+        self.result.error(f"not a JSON object: {line[:100]!r}")
+
+
+class ClosedLoop(Phase):
+    """Senders with one message out at a time, for chat and group.
+
+    The phase's work is through when the last sender is; in proto 2 it then waits (up to
+    --timeout) for the SEND_ACKs of what it sent, so that they are counted here and do not
+    spill into the next phase. The rate is taken at the first moment, not the second.
+    """
+
+    def __init__(self, worker: Worker, cmd: dict[str, Any], senders: int) -> None:
+        super().__init__(worker, cmd)
+        self.active = senders
+        self.through_at = 0
+
+    def sender_closed(self) -> None:
+        self.active -= 1
+        if not self.active:
+            self.all_through()
+
+    def all_through(self) -> None:
+        self.result.t1 = self.through_at = monotonic_ns()
+        self.check_acks()
+
+    def acks_missing(self) -> int:
+        if self.worker.proto != 2:
+            return 0
+        return max(0, self.result.sent - self.result.extra.get("send_acks", 0))
+
+    def check_acks(self) -> None:
+        if self.through_at and not self.acks_missing():
+            self.done()
+
+    def done(self) -> None:
+        """Everything sent is through (and acknowledged)."""
+        raise NotImplementedError
+
+    def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
+        super().on_frame(conn, frame)
+        if frame.get("msgid") == SEND_ACK:
+            self.check_acks()
+
+    def tick(self, now: int) -> None:
+        if self.through_at and now - self.through_at > self.timeout_ns:
+            self.result.extra["send_acks_missing"] = self.acks_missing()
+            self.done()

@@ -1,0 +1,135 @@
+"""The client side of the wire (docs/protocol.md): one connection per user, frame formats.
+
+The hot path is a received chat frame: it is recognised by its first bytes and its payload
+(`B|<kind>|<sender>|<seq>|<send time ns>`) is cut out without decoding the JSON; the payloads
+of one read go to the phase in one call. Everything else (replies, errors, acks) is decoded
+with ujson and handed to the phase as a dict.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import ujson
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from chatd.bench.worker import Worker
+
+LOGIN, LOGIN_ACK, REG, REG_ACK, ONE_CHAT = 1, 2, 4, 5, 6
+CREATE_GROUP, ADD_GROUP, GROUP_CHAT, ERROR = 8, 9, 10, 11
+ADD_GROUP_ACK, SEND_ACK, RECV_ACK, HEARTBEAT = 14, 16, 17, 18
+
+CHAT_HEADS = (b'{"msgid":6,', b'{"msgid":10,')
+PAYLOAD = b'"msg":"B|'
+MID = re.compile(rb'"mid":(\d+)')
+MAX_MIDS = 1000
+"""Most mids one RECV_ACK may carry (docs/protocol.md, Limits)."""
+MAX_BUFFER = 16 << 20
+"""A partial line longer than this is a broken server, not a slow one: drop the link."""
+
+CHAT_FMT = b'{"msgid":6,"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench"}\n'
+CHAT_FMT_CID = (b'{"msgid":6,"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench",'
+                b'"cid":"%bc%d"}\n')
+GROUP_FMT = b'{"msgid":10,"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench"}\n'
+GROUP_FMT_CID = (b'{"msgid":10,"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench",'
+                 b'"cid":"%bg%d"}\n')
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    return ujson.dumps(frame).encode() + b"\n"
+
+
+class User:
+    """One benchmark user: its index in the whole run, account and connection."""
+
+    __slots__ = ("index", "name", "uid", "conn", "online")
+
+    def __init__(self, index: int, name: str, uid: int) -> None:
+        self.index = index
+        self.name = name
+        self.uid = uid
+        self.conn: BenchConn | None = None
+        self.online = False
+
+
+class BenchConn(Protocol):
+    """A user's connection. Frames go to the worker's current phase: the payloads of a read
+    as one list, the rest as decoded dicts. In proto 2 every received chat frame is
+    acknowledged with one RECV_ACK per read, not one per frame."""
+
+    def __init__(self, worker: Worker, user: User) -> None:
+        self.worker = worker
+        self.user = user
+        self._buffer = b""
+        self._mids: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        self.user.conn = self
+        self.worker.phase.on_connected(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.user.conn = None
+        self.user.online = False
+        self.worker.phase.on_lost(self.user, reason.getErrorMessage())
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        phase = self.worker.phase
+        ack = self.worker.proto == 2
+        payloads = []
+        for line in lines:
+            if line.startswith(CHAT_HEADS):
+                start = line.find(PAYLOAD)
+                if start >= 0:
+                    start += 7
+                    payloads.append(line[start:line.find(b'"', start)])
+                    if ack:
+                        self._collect_mid(line)
+                    continue
+            if line.strip(b"\r\0"):
+                self._slow_path(phase, line, payloads)
+        if payloads:
+            phase.on_payloads(self, payloads)
+        if self._mids:
+            self._send_acks()
+        if len(self._buffer) > MAX_BUFFER:
+            self.transport.abortConnection()
+
+    def _slow_path(self, phase: Any, line: bytes, payloads: list[bytes]) -> None:
+        """A frame that is not a bench payload at the usual place: decode it; a chat frame
+        whose keys come in another order is still a payload."""
+        try:
+            frame = ujson.loads(line)
+        except ValueError:
+            phase.on_garbage(self, line)
+            return
+        if not isinstance(frame, dict):
+            phase.on_garbage(self, line)
+            return
+        msg = frame.get("msg")
+        if frame.get("msgid") in (ONE_CHAT, GROUP_CHAT) and isinstance(msg, str) \
+                and msg.startswith("B|"):
+            payloads.append(msg.encode())
+            if self.worker.proto == 2 and "mid" in frame:
+                self._mids.append(str(frame["mid"]).encode())
+        else:
+            phase.on_frame(self, frame)
+
+    def _collect_mid(self, line: bytes) -> None:
+        match = MID.search(line)
+        if match:
+            self._mids.append(match.group(1))
+
+    def _send_acks(self) -> None:
+        mids, self._mids = self._mids, []
+        for i in range(0, len(mids), MAX_MIDS):
+            batch = b",".join(mids[i:i + MAX_MIDS])
+            self.transport.write(b'{"msgid":%d,"mids":[%b]}\n' % (RECV_ACK, batch))

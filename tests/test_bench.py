@@ -1,0 +1,246 @@
+"""chatd-bench: its statistics and planning on their own, and the tool as users run it, a
+subprocess against real `twistd chatd` nodes with a few users (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd.bench.cli import parse_target
+from chatd.bench.plan import allocate, pair_up, pick_members, user_name, worker_ranges
+from chatd.bench.pool import GroupHub
+from chatd.bench.run import effective_phases, load_ids, save_ids
+from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
+from tests.nodeproc import start_node
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_TIMEOUT = 60.0
+
+
+class HistogramTests(SynchronousTestCase):
+
+    def test_latencies_below_256_us_are_exact(self) -> None:
+        hist = Histogram()
+        for us in range(1, 101):
+            hist.add(us)
+        self.assertEqual(hist.percentile(0.5), 50)
+        self.assertEqual(hist.percentile(0.99), 99)
+        self.assertEqual(hist.percentile(0.999), 99)
+        self.assertEqual(hist.percentile(1.0), 100)
+        self.assertEqual(hist.max_us, 100)
+
+    def test_rank_is_chatloads_floor_of_n_minus_1_times_p(self) -> None:
+        hist = Histogram()
+        for us in (10, 20, 30, 40):
+            hist.add(us)
+        self.assertEqual(hist.percentile(0.5), 20)
+        self.assertEqual(hist.percentile(0.99), 30)
+
+    def test_large_latencies_within_one_percent(self) -> None:
+        for us in (257, 1000, 12_345, 999_999, 3_600_000_000):
+            hist = Histogram()
+            hist.add(us)
+            hist.add(us * 2)
+            self.assertLess(abs(hist.percentile(0.0) - us) / us, 0.01, us)
+
+    def test_buckets_cover_every_value_once_in_order(self) -> None:
+        hist = Histogram()
+        previous_high = -1
+        for index in range(2000):
+            low, high = bucket_bounds(index)
+            self.assertEqual(low, previous_high + 1)
+            previous_high = high
+            hist.counts = [0] * len(hist.counts)
+            hist.add(low)
+            hist.add(high)
+            self.assertEqual(hist.counts[index], 2)
+
+    def test_negative_and_empty(self) -> None:
+        hist = Histogram()
+        self.assertEqual(hist.percentile(0.5), 0.0)
+        hist.add(-5)
+        self.assertEqual(hist.counts[0], 1)
+
+    def test_merge_and_json_round_trip_keep_every_count(self) -> None:
+        a, b = Histogram(), Histogram()
+        for us in range(0, 100_000, 7):
+            a.add(us)
+        for us in range(5, 50_000, 11):
+            b.add(us)
+        merged = Histogram.from_json(json.loads(json.dumps(a.to_json())))
+        merged.merge(Histogram.from_json(b.to_json()))
+        self.assertEqual(merged.count, a.count + b.count)
+        self.assertEqual(merged.max_us, a.max_us)
+        self.assertEqual(merged.counts, [x + y for x, y in zip(a.counts, b.counts, strict=True)])
+
+
+class PhaseResultTests(SynchronousTestCase):
+
+    def test_workers_results_add_up_over_the_union_of_their_time(self) -> None:
+        parts = []
+        for t0, t1, ok in ((10**9, 2 * 10**9, 300), (15 * 10**8, 3 * 10**9, 100)):
+            part = PhaseResult("chat", "msgs/s", ok=ok, sent=ok + 1, t0=t0, t1=t1)
+            part.hist.add(ok)
+            part.extra["send_acks"] = ok
+            parts.append(part.to_wire())
+        total = merge_results("chat", "msgs/s", parts)
+        summary = total.summary()
+        self.assertEqual((summary["ok"], summary["sent"], summary["secs"]), (400, 402, 2.0))
+        self.assertEqual(summary["rate"], 200.0)
+        self.assertEqual(summary["send_acks"], 400)
+        self.assertEqual(summary["max_ms"], 0.3)
+
+    def test_first_error_is_kept_and_failures_counted(self) -> None:
+        result = PhaseResult("reg", "ops/s")
+        result.error("first")
+        result.error("second", 3)
+        self.assertEqual((result.fail, result.first_error), (4, "first"))
+
+    def test_a_held_count_has_no_rate(self) -> None:
+        self.assertEqual(PhaseResult("idle", "held", ok=5, t0=1, t1=10**9).rate, 0.0)
+
+
+class PlanTests(SynchronousTestCase):
+
+    def test_worker_ranges_are_whole_blocks_covering_every_user(self) -> None:
+        for users, processes in ((2000, 3), (20, 2), (7, 4), (1, 8), (4001, 7)):
+            ranges = worker_ranges(users, processes)
+            self.assertEqual([i for r in ranges for i in r], list(range(users)))
+            self.assertTrue(all(r.start % 4 == 0 and len(r) for r in ranges))
+            self.assertLessEqual(len(ranges), processes)
+
+    def test_pairs_alternate_so_half_cross_two_round_robin_targets(self) -> None:
+        pairs = pair_up(list(range(16)))
+        self.assertEqual(pairs[:4], [(0, 1), (2, 3), (4, 6), (5, 7)])
+        crossing = [a % 2 != b % 2 for a, b in pairs]
+        self.assertEqual(crossing.count(True), len(pairs) // 2)
+        self.assertEqual(pair_up([3, 9, 11]), [(3, 9)])
+        self.assertEqual(len({u for p in pair_up(list(range(10))) for u in p}), 10)
+
+    def test_allocate_spreads_evenly_within_capacities(self) -> None:
+        self.assertEqual(allocate(1000, [334, 333, 333]), [334, 333, 333])
+        self.assertEqual(allocate(10, [100, 1, 100]), [5, 1, 4])
+        self.assertEqual(allocate(50, [10, 10]), [10, 10])
+        self.assertEqual(allocate(0, [3]), [0])
+
+    def test_group_members_are_taken_round_robin_from_workers(self) -> None:
+        self.assertEqual(pick_members([[0, 1, 2], [8, 9], []], 3), [0, 1, 2])
+        self.assertEqual(pick_members([[0, 1, 2], [8, 9], []], 4), [0, 8, 1, 9])
+        self.assertEqual(pick_members([[0], [4]], 50), [0, 4])
+
+    def test_names_hold_no_digit_but_the_index(self) -> None:
+        self.assertEqual(user_name("b", "abcdef", 17), "b_abcdef_17")
+        self.assertEqual(user_name("u", "", 3), "u3")
+
+    def test_targets_default_to_loopback_only_when_no_host_is_given(self) -> None:
+        self.assertEqual(parse_target("7000"), ("127.0.0.1", 7000))
+        self.assertEqual(parse_target("10.0.0.5:6000"), ("10.0.0.5", 6000))
+        for bad in ("host", ":6000", "h:0", "h:70000", "h:x"):
+            self.assertRaises(ValueError, parse_target, bad)
+
+    def test_phases_imply_what_they_need(self) -> None:
+        self.assertEqual(effective_phases(["chat"], False), ["reg", "login", "chat"])
+        self.assertEqual(effective_phases(["idle"], True), ["login", "idle"])
+        self.assertEqual(effective_phases(["group", "reg"], True), ["reg", "login", "group"])
+
+    def test_idfile_round_trip(self) -> None:
+        path = self.mktemp()
+        self.assertEqual(load_ids(path, 3), [0, 0, 0])
+        save_ids(path, [5, 6])
+        self.assertEqual(load_ids(path, 3), [5, 6, 0])
+
+    def test_group_hub_waits_for_every_worker_holding_recipients(self) -> None:
+        sent: list[tuple[int, dict[str, Any]]] = []
+        hub = GroupHub({0: 0, 4: 1}, {0: 2, 4: 1}, lambda w, cmd: sent.append((w, cmd)))
+        hub.done([[0, 0], [4, 0]])
+        self.assertEqual(sent, [(1, {"cmd": "gnext", "items": [[4, 0]]})])
+        hub.done([[0, 0]])
+        self.assertEqual(sent[1], (0, {"cmd": "gnext", "items": [[0, 0]]}))
+        self.assertEqual(hub.counts, {})
+
+
+async def run_bench(testcase: TestCase, *args: str) -> tuple[int, str, dict[str, Any]]:
+    """Run chatd-bench as a user would; its exit status, stdout and JSON report."""
+    path = os.path.abspath(testcase.mktemp())
+    argv = ["-m", "chatd.bench", "--json", path, "--processes", "2", "--timeout", "5",
+            "--max-time", "40", *args]
+    d = getProcessOutputAndValue(sys.executable, argv, env=dict(os.environ), path=ROOT)
+    d.addTimeout(RUN_TIMEOUT, reactor)
+    out, err, code = await d
+    if code != 0 or not os.path.exists(path):
+        testcase.fail(f"chatd-bench exited {code}:\n{out.decode()}\n{err.decode()}")
+    with open(path, encoding="utf-8") as f:
+        return code, out.decode(), json.load(f)
+
+
+class BenchAgainstNodeTests(TestCase):
+    """Every phase against one node: all requests answered, every message delivered once."""
+
+    timeout = 90
+
+    async def check_all_phases(self, proto: str, size: int) -> None:
+        node = await start_node(self)
+        code, out, report = await run_bench(
+            self, "--target", f"127.0.0.1:{node.port}", "-n", "20", "-m", "10",
+            "--group-size", str(size), "--group-messages", "10", "--proto", proto,
+            "--phases", "reg,login,chat,group,idle", "--idle-seconds", "0.5")
+        phases = report["phases"]
+        self.assertEqual(list(phases), ["connect", "reg", "login", "chat", "group", "idle"])
+        for name in ("connect", "reg", "login"):
+            self.assertEqual((phases[name]["ok"], phases[name]["fail"]), (20, 0), name)
+        chat, group = phases["chat"], phases["group"]
+        self.assertEqual((chat["ok"], chat["sent"], chat["lost"], chat["dup"]), (100, 100, 0, 0))
+        self.assertEqual(chat["samples"], 100)
+        self.assertEqual((group["ok"], group["lost"], group["dup"]), (10 * size * (size - 1), 0, 0))
+        self.assertEqual(report["params"]["group_size"], size)
+        self.assertEqual(phases["idle"]["ok"], 20)
+        self.assertEqual(report["params"]["pairs"], 10)
+        self.assertEqual(report["params"]["proto"], int(proto))
+        for line in ("phase ", "chat ", "group ", "deliveries/s"):
+            self.assertIn(line, out)
+        if proto == "2":
+            self.assertEqual(chat["send_acks"], 100)
+
+    async def test_original_dialect_group_in_one_worker(self) -> None:
+        await self.check_all_phases("1", 5)
+
+    async def test_proto_2_group_spread_over_both_workers(self) -> None:
+        """Each worker has 8 or 12 of the 20 users: 15 members take turns across processes."""
+        await self.check_all_phases("2", 15)
+
+    async def test_two_targets_and_existing_users_from_an_idfile(self) -> None:
+        """Users alternate between two independent nodes; a second run with the same names
+        finds them taken and logs in with the ids the first one saved."""
+        first, second = await start_node(self), await start_node(self)
+        idfile = os.path.abspath(self.mktemp())
+        args = ("--target", f"127.0.0.1:{first.port}", "--target", f"127.0.0.1:{second.port}",
+                "-n", "10", "--phases", "reg,login,idle", "--idle-seconds", "0.2",
+                "--run-id", "", "--prefix", "twice", "--idfile", idfile)
+        _, _, report = await run_bench(self, *args)
+        self.assertEqual(report["phases"]["login"]["ok"], 10)
+        self.assertEqual(report["params"]["targets"],
+                         [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"])
+        for node in (first, second):
+            self.assertEqual(node.log().count("logged in"), 5)
+        _, _, again = await run_bench(self, *args)
+        self.assertEqual(again["phases"]["reg"]["existing"], 10)
+        self.assertEqual(again["phases"]["idle"]["ok"], 10)
+
+
+class HelpTests(TestCase):
+
+    async def test_help_lists_every_option(self) -> None:
+        out, _, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "chatd.bench", "--help"], env=dict(os.environ), path=ROOT)
+        self.assertEqual(code, 0)
+        for option in ("--target", "--users", "--phases", "--messages", "--pairs",
+                       "--group-size", "--group-messages", "--idle", "--idle-seconds",
+                       "--processes", "--password", "--prefix", "--run-id", "--idfile",
+                       "--proto", "--json", "--timeout", "--max-time", "--pid", "--window"):
+            self.assertIn(option.encode(), out)
