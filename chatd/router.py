@@ -145,7 +145,8 @@ class Router:
         self.store = store
         self.ack_timeout = ack_timeout
         self.report_timeout = 2 * ack_timeout + 2
-        self.on_group_changed: Callable[[int], None] = lambda group_id: None
+        # called with a group id, or with None for "any group" after the bus was away
+        self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -349,7 +350,9 @@ class Router:
             self._store(gone, mid, frame, fan)
 
     def bus_reconnected(self) -> None:
-        """Claim every local user again; a user another node took meanwhile is closed here."""
+        """Claim every local user again; a user another node took meanwhile is closed here.
+        Group changes announced while the bus was away were missed: forget every group."""
+        self.on_group_changed(None)
         d = Deferred.fromCoroutine(self.bus.reclaim(list(self._inboxes)))
 
         def close(lost: list[int]) -> None:

@@ -68,6 +68,7 @@ class ChatService:
         self.mids = mids
         self._clock = clock
         self._members: dict[int, set[int]] = {}
+        self._membership_changes = 0
         router.on_group_changed = self._forget_group
 
     # accounts
@@ -115,8 +116,6 @@ class ChatService:
             Deferred.fromCoroutine(self.store.user_groups(user_id)),
             Deferred.fromCoroutine(self.store.offline(user_id, OFFLINE_PER_LOGIN)),
         ])
-        for group in groups:
-            self._members[group.id] = {m.id for m in group.members}
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
         online = await self.router.online(list(set(ids)))
         if not session.connected:
@@ -188,7 +187,6 @@ class ChatService:
         except NameTaken:
             raise ChatError(Errno.GROUP_NAME_TAKEN) from None
         self.router.group_changed(group_id)
-        self._members[group_id] = {session.user_id}
         log.info("user {uid} created group {gid}", uid=session.user_id, gid=group_id)
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
 
@@ -197,7 +195,6 @@ class ChatService:
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
         self.router.group_changed(group.id)
-        self._members[group.id] = {m.id for m in group.members}
         online = await self.router.online([m.id for m in group.members])
         session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
                       "group": group_view(group, online)})
@@ -210,15 +207,18 @@ class ChatService:
 
     async def group_list(self, session: Session, req: dict[str, Any]) -> None:
         groups = await self.store.user_groups(session.user_id)
-        for group in groups:
-            self._members[group.id] = {m.id for m in group.members}
         online = await self.router.online(list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
                       "groups": group_views(groups, online, session.proto)})
 
-    def _forget_group(self, group_id: int) -> None:
-        """Members changed (maybe on another node): reload them at the next group message."""
-        self._members.pop(group_id, None)
+    def _forget_group(self, group_id: int | None) -> None:
+        """Members changed (maybe on another node; None: any group may have): reload them at
+        the next group message."""
+        if group_id is None:
+            self._members.clear()
+        else:
+            self._members.pop(group_id, None)
+        self._membership_changes += 1
 
     # messages
 
@@ -237,11 +237,15 @@ class ChatService:
         return None
 
     async def _group_chat_after_load(self, session: Session, req: dict[str, Any]) -> None:
+        """Load the members, and cache them only when no membership changed meanwhile: a join
+        that committed while the query ran may be missing from its result."""
         group_id = req["groupid"]
+        changes = self._membership_changes
         members = await self.store.member_ids(group_id)
         if not members:
             raise ChatError(Errno.NO_SUCH_GROUP)
-        self._members[group_id] = members
+        if changes == self._membership_changes:
+            self._members[group_id] = members
         self._group_chat(session, req, members)
 
     def _group_chat(self, session: Session, req: dict[str, Any], members: set[int]) -> None:

@@ -162,9 +162,13 @@ class ClusterTests(TestCase):
                 alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
                 await deferLater(0.01)
 
+        gid = (await alice.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        await alice.request({"msgid": GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "g0"},
+                            SEND_ACK)
         await burst(30)
         cluster.redis.stop()
         await burst(30)
+        await bob.request({"msgid": 9, "groupid": gid}, 14)
         cluster.redis.start()
 
         async def live_again():
@@ -176,6 +180,8 @@ class ClusterTests(TestCase):
                 return False
             return True
         await eventually(live_again, 20, "delivery between nodes resumes after redis returns")
+        alice.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
+        await bob.recv(GROUP_CHAT, msg="joined in the outage")
         await burst(30)
         await deferLater(1)
         acked = {f["cid"] for f in alice.frames if f["msgid"] == SEND_ACK}

@@ -362,6 +362,27 @@ class Scenarios:
         err = await a.request({"msgid": GROUP_CHAT, "groupid": gid + 50, "msg": "x"}, ERROR)
         self.assertEqual(err["errno"], 122)
 
+    async def test_members_who_join_at_once_can_all_chat_at_once(self):
+        """Joins committing while the members are being loaded (or in another order than their
+        replies) must not leave this node with a member list that misses anyone."""
+        node = await self.node()
+        a = await user(self, node, "alice", proto=None)
+        joiners = [await user(self, node, f"j{i}", proto=None) for i in range(12)]
+        gid = (await a.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        for j in joiners:
+            j.send({"msgid": 9, "groupid": gid})
+            a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "while joining"})
+        for j in joiners:
+            await j.recv(14)
+        members = [a, *joiners]
+        for sender in members:
+            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"from {sender.user_id}"})
+        for receiver in members:
+            for sender in members:
+                if sender is not receiver:
+                    await receiver.recv(GROUP_CHAT, msg=f"from {sender.user_id}")
+        self.assertEqual([f for f in await a.quiet() if f["msgid"] == ERROR], [])
+
     async def test_group_send_ack_waits_for_every_member(self):
         node = await self.node()
         a = await user(self, node, "alice")
