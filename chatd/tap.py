@@ -20,6 +20,9 @@ from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
+# Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
+# wait for SYN retransmits (seconds each); the kernel caps this by net.core.somaxconn.
+DEFAULT_BACKLOG = 1024
 
 
 class Options(usage.Options):
@@ -32,7 +35,9 @@ class Options(usage.Options):
     optParameters = [
         ["listen", "l", "tcp:6000",
          "Twisted server endpoint to listen on, e.g. tcp:6000, "
-         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock."],
+         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock. "
+         f"tcp, ssl and unix listeners get backlog={DEFAULT_BACKLOG} unless the string sets "
+         "its own backlog."],
         ["db", None, None,
          "Database URL: sqlite:PATH or mysql://user:password@host:port/database "
          f"[env CHATD_DB; default {DEFAULT_DB}]. Missing tables are created at start."],
@@ -107,7 +112,7 @@ class Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
-        super().__init__(serverFromString(reactor, description), factory)
+        super().__init__(serverFromString(reactor, with_backlog(description)), factory)
         self.description = description
 
     def privilegedStartService(self) -> None:
@@ -116,6 +121,15 @@ class Listener(StreamServerEndpointService):
         except CannotListenError as e:
             raise SystemExit(f"chatd: cannot listen on {self.description}: {e.socketError}"
                              ) from None
+
+
+def with_backlog(description: str) -> str:
+    """The endpoint string with DEFAULT_BACKLOG added where it takes one and sets none
+    (haproxy: wraps another endpoint string, which gets it)."""
+    kind = description.removeprefix("haproxy:").split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -17,7 +18,7 @@ from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher, check_password, hash_password
 from chatd.router import Inbox
 from chatd.store.schema import mysql_statements, sqlite_statements
-from chatd.tap import Options
+from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 MAX_INT = (1 << 63) - 1
@@ -394,3 +395,15 @@ class InboxTests(SynchronousTestCase):
         self.assertEqual(done, [2])
         self.assertEqual(inbox.drain(), [])
         self.assertEqual(inbox.ack([1, 3]), [1, 3])
+
+
+class ListenerTests(TestCase):
+    async def test_a_listener_gets_a_storm_sized_backlog_unless_told_otherwise(self):
+        for description, backlog in (("tcp:0:interface=127.0.0.1", DEFAULT_BACKLOG),
+                                     ("tcp:0:interface=127.0.0.1:backlog=7", 7),
+                                     ("haproxy:tcp:0:interface=127.0.0.1", DEFAULT_BACKLOG)):
+            listener = Listener(description, Factory.forProtocol(Protocol), reactor)
+            listener.privilegedStartService()
+            port = await listener._waitingForPort
+            self.addCleanup(port.stopListening)
+            self.assertEqual(port.backlog, backlog)
