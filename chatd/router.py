@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.bus import Bus
 from chatd.messages import ServiceUnavailable
@@ -100,25 +101,31 @@ class Inbox:
 
 
 class _Fanout:
-    """Counts the copies of one message until all are safe; then fires with the missing users."""
+    """Counts the copies of one message until all are safe, then calls `then` with the users
+    that do not exist; `failed` instead if a copy could not be made safe. Plain callbacks, not
+    a Deferred: this runs once per message on the hot path."""
 
-    __slots__ = ("deferred", "missing", "_left")
+    __slots__ = ("missing", "_left", "_then", "_failed")
 
-    def __init__(self, copies: int) -> None:
-        self.deferred: Deferred[set[int]] = Deferred()
+    def __init__(self, copies: int, then: Callable[[set[int]], None],
+                 failed: Callable[[Failure], None]) -> None:
         self.missing: set[int] = set()
         self._left = copies
+        self._then: Callable[[set[int]], None] | None = then
+        self._failed = failed
         if copies == 0:
-            self.deferred.callback(self.missing)
+            self.done(0)
 
     def done(self, copies: int = 1) -> None:
         self._left -= copies
-        if self._left == 0:
-            self.deferred.callback(self.missing)
+        if self._left <= 0 and self._then is not None:
+            then, self._then = self._then, None
+            then(self.missing)
 
-    def failed(self, failure: Any) -> None:
-        if not self.deferred.called:
-            self.deferred.errback(failure)
+    def failed(self, failure: Failure) -> None:
+        if self._then is not None:
+            self._then = None
+            self._failed(failure)
 
 
 class _Remote:
@@ -230,10 +237,11 @@ class Router:
         """(sender, cid) is safe: a repeat only needs its SEND_ACK again."""
         self.bus.settle(sender, cid, mid)
 
-    def deliver(self, user_ids: list[int], mid: int, frame: bytes) -> Deferred[set[int]]:
-        """Send one message to each user; fires, once every copy is safe, with the set of
+    def deliver(self, user_ids: list[int], mid: int, frame: bytes,
+                then: Callable[[set[int]], None], failed: Callable[[Failure], None]) -> None:
+        """Send one message to each user; once every copy is safe, call `then` with the set of
         users that do not exist (only known for copies that had to be stored)."""
-        fan = _Fanout(len(user_ids))
+        fan = _Fanout(len(user_ids), then, failed)
         remote = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)
@@ -247,7 +255,6 @@ class Router:
             self.bus.locate(remote).addCallbacks(
                 self._to_nodes, lambda f: self._store(remote, mid, frame, fan),
                 callbackArgs=(remote, mid, frame, fan))
-        return fan.deferred
 
     def _expect_report(self, fan: _Fanout, user_ids: list[int], mid: int, frame: bytes) -> int:
         token = next(self._tokens)
@@ -337,8 +344,7 @@ class Router:
     def _receive(self, user_ids: list[int], mid: int, frame: bytes,
                  report: Callable[[], None]) -> None:
         """Copies from another node: push to local sessions, store for users who left."""
-        fan = _Fanout(len(user_ids))
-        fan.deferred.addCallbacks(lambda _: report(), lambda f: None)
+        fan = _Fanout(len(user_ids), lambda missing: report(), lambda failure: None)
         gone = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)

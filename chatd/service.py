@@ -289,10 +289,11 @@ class ChatService:
     def _deliver(self, sender: int, cid: str | None, frame: dict[str, Any],
                  recipients: list[int], mid: int) -> None:
         frame["mid"] = mid
-        d = self.router.deliver(recipients, mid, encode(frame))
-        d.addCallbacks(self._delivered, self._not_delivered,
-                       callbackArgs=(sender, cid, mid, frame["msgid"]),
-                       errbackArgs=(sender, cid, frame["msgid"]))
+        ref = frame["msgid"]
+        self.router.deliver(
+            recipients, mid, encode(frame),
+            lambda missing: self._delivered(missing, sender, cid, mid, ref),
+            lambda failure: self._not_delivered(failure, sender, cid, ref))
 
     def _current_session(self, user_id: int) -> Session | None:
         inbox = self.router.inbox(user_id)
