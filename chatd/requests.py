@@ -1,6 +1,7 @@
 """Validation of decoded client frames against the limits of docs/protocol.md."""
 
 import unicodedata
+from abc import ABC, abstractmethod
 from typing import Any
 
 from chatd.messages import ChatError, Errno, MsgId
@@ -9,30 +10,64 @@ MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
 
 
-class Field:
-    """One field of a request: its type, bounds and whether it must be present."""
+class Field(ABC):
+    """One field of a request: its name, whether it must be present, and its check, which
+    raises ChatError for a value of the wrong type or out of bounds."""
 
-    __slots__ = ("name", "kind", "low", "high", "required")
+    __slots__ = ("name", "low", "high", "required")
 
-    def __init__(self, name: str, kind: type, low: int, high: int, required: bool = True):
-        self.name, self.kind, self.low, self.high, self.required = name, kind, low, high, required
+    def __init__(self, name: str, low: int, high: int, required: bool = True):
+        self.name, self.low, self.high, self.required = name, low, high, required
+
+    @abstractmethod
+    def check(self, value: Any) -> None: ...
+
+
+class IntField(Field):
+    __slots__ = ()
 
     def check(self, value: Any) -> None:
-        if self.kind is int:
-            if type(value) is not int:
-                raise ChatError(Errno.WRONG_TYPE, self.name)
-            if not self.low <= value <= self.high:
-                raise ChatError(Errno.OUT_OF_RANGE, self.name)
-        elif self.kind is str:
-            if type(value) is not str:
-                raise ChatError(Errno.WRONG_TYPE, self.name)
-            if not self.low <= len(value) <= self.high:
-                raise ChatError(Errno.OUT_OF_RANGE, self.name)
-            if not value.isascii():
-                _check_unicode(self.name, value)
-        elif type(value) is not list or not all(type(v) is int for v in value):
+        if type(value) is not int:
             raise ChatError(Errno.WRONG_TYPE, self.name)
-        elif not self.low <= len(value) <= self.high:
+        if not self.low <= value <= self.high:
+            raise ChatError(Errno.OUT_OF_RANGE, self.name)
+
+
+class StrField(Field):
+    """Text; `low` and `high` bound its length in characters."""
+
+    __slots__ = ()
+
+    def check(self, value: Any) -> None:
+        if type(value) is not str:
+            raise ChatError(Errno.WRONG_TYPE, self.name)
+        if not self.low <= len(value) <= self.high:
+            raise ChatError(Errno.OUT_OF_RANGE, self.name)
+        if not value.isascii():
+            _check_unicode(self.name, value)
+
+
+class NameField(StrField):
+    """A name shown to other users: no control characters, no blank around it (MySQL would
+    compare "alice " equal to "alice", SQLite would not)."""
+
+    __slots__ = ()
+
+    def check(self, value: Any) -> None:
+        super().check(value)
+        if value != value.strip() or any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise ChatError(Errno.OUT_OF_RANGE, self.name)
+
+
+class IntListField(Field):
+    """A list of ints; `low` and `high` bound its length."""
+
+    __slots__ = ()
+
+    def check(self, value: Any) -> None:
+        if type(value) is not list or not all(type(v) is int for v in value):
+            raise ChatError(Errno.WRONG_TYPE, self.name)
+        if not self.low <= len(value) <= self.high:
             raise ChatError(Errno.OUT_OF_RANGE, self.name)
 
 
@@ -45,43 +80,31 @@ def _check_unicode(field: str, value: str) -> None:
 
 
 def _int(name: str, required: bool = True, low: int = 1, high: int = MAX_INT) -> Field:
-    return Field(name, int, low, high, required)
-
-
-def _str(name: str, low: int, high: int, required: bool = True) -> Field:
-    return Field(name, str, low, high, required)
+    return IntField(name, low, high, required)
 
 
 USER_ID = _int("id", required=False)
-PASSWORD = _str("password", 1, 128)
-MSG = _str("msg", 1, 32768)
-TIME = _str("time", 0, 64, required=False)
-CID = _str("cid", 1, 64, required=False)
-NAME_FIELDS = frozenset({"name", "groupname"})
+PASSWORD = StrField("password", 1, 128)
+MSG = StrField("msg", 1, 32768)
+TIME = StrField("time", 0, 64, required=False)
+CID = StrField("cid", 1, 64, required=False)
 
 SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.LOGIN: (_int("id"), PASSWORD, _int("proto", required=False, high=2)),
     MsgId.LOGOUT: (USER_ID,),
-    MsgId.REG: (_str("name", 1, 50), PASSWORD),
+    MsgId.REG: (NameField("name", 1, 50), PASSWORD),
     MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID),
     MsgId.ADD_FRIEND: (USER_ID, _int("friendid")),
-    MsgId.CREATE_GROUP: (USER_ID, _str("groupname", 1, 50),
-                         _str("groupdesc", 0, 200, required=False)),
+    MsgId.CREATE_GROUP: (USER_ID, NameField("groupname", 1, 50),
+                         StrField("groupdesc", 0, 200, required=False)),
     MsgId.ADD_GROUP: (USER_ID, _int("groupid")),
     MsgId.GROUP_CHAT: (USER_ID, _int("groupid"), MSG, TIME, CID),
     MsgId.RECV_ACK: (_int("mid", required=False),
-                     Field("mids", list, 1, MAX_ACK_MIDS, required=False)),
+                     IntListField("mids", 1, MAX_ACK_MIDS, required=False)),
     MsgId.HEARTBEAT: (),
     MsgId.FRIEND_LIST: (USER_ID,),
     MsgId.GROUP_LIST: (USER_ID,),
 }
-
-
-def _check_name(field: str, value: str) -> None:
-    """Names are shown to other users: no control characters, no blank around them (MySQL
-    would compare "alice " equal to "alice", SQLite would not)."""
-    if value != value.strip() or any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ChatError(Errno.OUT_OF_RANGE, field)
 
 
 def validate(msgid: int, frame: dict[str, Any]) -> None:
@@ -95,8 +118,6 @@ def validate(msgid: int, frame: dict[str, Any]) -> None:
                 raise ChatError(Errno.MISSING_FIELD, field.name)
             continue
         field.check(value)
-        if field.name in NAME_FIELDS:
-            _check_name(field.name, value)
     if msgid == MsgId.RECV_ACK:
         mids = frame.get("mids")
         if mids is None and frame.get("mid") is None:
