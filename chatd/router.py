@@ -10,8 +10,8 @@ The receiving node reports once its copies are acknowledged, written to an origi
 session, or stored; the sending node stores them itself if no report comes in time.
 """
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from itertools import count
 from typing import Any
 
@@ -39,16 +39,21 @@ class Inbox:
 
     Frames are held until the login reply has been written (so it is always the session's
     first frame), then written in order. A proto-2 session's frames stay in `unacked` until it
-    acknowledges them; the router stores the ones left over offline.
+    acknowledges them; the router stores the ones left over offline. One per logged-in user,
+    so it is kept small: slots, and nothing allocated until it is needed.
     """
+
+    __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
+                 "_held", "_clock")
 
     def __init__(self, session: Session, clock: IReactorTime) -> None:
         self.session = session
         self.user_id: int = session.user_id  # type: ignore[assignment]
         self.needs_ack = session.proto == 2
         self.ready = False
-        self.offline_mids: set[int] = set()
-        self.unacked: OrderedDict[int, tuple[bytes, Done, float]] = OrderedDict()
+        # mids of the offline messages in the login reply, deleted from the store once acked
+        self.offline_mids: AbstractSet[int] = frozenset()
+        self.unacked: dict[int, tuple[bytes, Done, float]] = {}
         self._held: list[tuple[int, bytes, Done]] = []
         self._clock = clock
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -111,11 +111,8 @@ class ChatService:
 
     async def _welcome(self, session: Session, user_id: int) -> None:
         """Send the login reply with friends, groups and offline messages, then open the inbox."""
-        friends, groups, offline = await gatherResults([
-            Deferred.fromCoroutine(self.store.friends(user_id)),
-            Deferred.fromCoroutine(self.store.user_groups(user_id)),
-            Deferred.fromCoroutine(self.store.offline(user_id, OFFLINE_PER_LOGIN)),
-        ])
+        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN)
+        friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
         online = await self.router.online(list(set(ids)))
         if not session.connected:
@@ -129,7 +126,7 @@ class ChatService:
             inbox.push(mid, frame.encode() + b"\n", None)
         mids = [mid for mid, _ in offline]
         if inbox.needs_ack:
-            inbox.offline_mids.update(mids)
+            inbox.offline_mids = set(mids)
         elif mids:
             self._forget_offline(user_id, mids)
         log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
@@ -326,7 +323,7 @@ class ChatService:
         inbox = session.inbox
         stored = [m for m in inbox.ack(mids) if m in inbox.offline_mids]
         if stored:
-            inbox.offline_mids.difference_update(stored)
+            inbox.offline_mids = inbox.offline_mids.difference(stored)
             self._forget_offline(session.user_id, stored)
         return None
 

@@ -199,13 +199,13 @@ class StoreTests:
     async def test_save_offline_stores_nothing_for_an_unknown_user(self):
         (alice,) = await self.users("alice")
         self.assertEqual(await self.store.save_offline([(alice + 1, 1, "{}")]), 0)
-        self.assertEqual(await self.store.offline(alice + 1, 10), [])
+        self.assertEqual((await self.store.welcome(alice + 1, 10)).offline, [])
 
     async def test_save_offline_counts_only_rows_of_existing_users(self):
         (alice,) = await self.users("alice")
         rows = [(alice, 1, "a"), (alice + 1, 2, "b"), (alice, 3, "c")]
         self.assertEqual(await self.store.save_offline(rows), 2)
-        self.assertEqual(await self.store.offline(alice, 10), [(1, "a"), (3, "c")])
+        self.assertEqual((await self.store.welcome(alice, 10)).offline, [(1, "a"), (3, "c")])
 
     async def test_save_offline_stores_a_user_and_mid_once(self):
         alice, bob = await self.users("alice", "bob")
@@ -213,40 +213,53 @@ class StoreTests:
         self.assertEqual(await self.store.save_offline([(alice, MID, "again")]), 0)
         self.assertEqual(await self.store.save_offline([(alice, 7, "x"), (alice, 7, "x")]), 1)
         self.assertEqual(await self.store.save_offline([(bob, MID, "for bob")]), 1)
-        self.assertEqual(await self.store.offline(alice, 10), [(7, "x"), (MID, "first")])
-        self.assertEqual(await self.store.offline(bob, 10), [(MID, "for bob")])
+        self.assertEqual((await self.store.welcome(alice, 10)).offline, [(7, "x"), (MID, "first")])
+        self.assertEqual((await self.store.welcome(bob, 10)).offline, [(MID, "for bob")])
 
     async def test_offline_is_oldest_first_by_mid_with_a_limit(self):
         (alice,) = await self.users("alice")
         mids = [MID + 30, MAX_MID, 5, MID, MID + 1]
         await self.store.save_offline([(alice, m, f"m{m}") for m in mids])
         ordered = sorted(mids)
-        self.assertEqual(await self.store.offline(alice, 100), [(m, f"m{m}") for m in ordered])
-        self.assertEqual(await self.store.offline(alice, 2), [(m, f"m{m}") for m in ordered[:2]])
+        frames = [(m, f"m{m}") for m in ordered]
+        self.assertEqual((await self.store.welcome(alice, 100)).offline, frames)
+        self.assertEqual((await self.store.welcome(alice, 2)).offline, frames[:2])
 
     async def test_offline_frames_keep_unicode(self):
         (alice,) = await self.users("alice")
         frame = '{"msgid":6,"msg":"héllo 😀 中文"}'
         await self.store.save_offline([(alice, 1, frame)])
-        self.assertEqual(await self.store.offline(alice, 1), [(1, frame)])
+        self.assertEqual((await self.store.welcome(alice, 1)).offline, [(1, frame)])
 
     async def test_offline_frames_keep_the_largest_message(self):
         (alice,) = await self.users("alice")
         frame = '{"msgid":6,"msg":"' + "😀" * 32768 + '"}'
         await self.store.save_offline([(alice, 1, frame)])
-        self.assertEqual(await self.store.offline(alice, 1), [(1, frame)])
+        self.assertEqual((await self.store.welcome(alice, 1)).offline, [(1, frame)])
 
     async def test_delete_offline_deletes_only_the_named_mids_of_that_user(self):
         alice, bob = await self.users("alice", "bob")
         await self.store.save_offline([(alice, m, "a") for m in (1, 2, 3, 4)]
                                       + [(bob, m, "b") for m in (1, 2, 3, 4)])
         await self.store.delete_offline(alice, [2, 4, 99])
-        self.assertEqual([m for m, _ in await self.store.offline(alice, 10)], [1, 3])
-        self.assertEqual([m for m, _ in await self.store.offline(bob, 10)], [1, 2, 3, 4])
+        self.assertEqual([m for m, _ in (await self.store.welcome(alice, 10)).offline], [1, 3])
+        self.assertEqual([m for m, _ in (await self.store.welcome(bob, 10)).offline], [1, 2, 3, 4])
         await self.store.delete_offline(alice, [])
-        self.assertEqual([m for m, _ in await self.store.offline(alice, 10)], [1, 3])
+        self.assertEqual([m for m, _ in (await self.store.welcome(alice, 10)).offline], [1, 3])
 
     # schema
+
+    async def test_welcome_gives_friends_groups_and_offline_frames_together(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        gid = await self.store.create_group("g", "d", bob)
+        await self.store.join_group(gid, alice)
+        await self.store.save_offline([(alice, 5, "later"), (alice, 4, "sooner")])
+        welcome = await self.store.welcome(alice, 10)
+        self.assertEqual(welcome.friends, [(bob, "bob")])
+        self.assertEqual([(g.id, {m.id for m in g.members}) for g in welcome.groups],
+                         [(gid, {bob, alice})])
+        self.assertEqual(welcome.offline, [(4, "sooner"), (5, "later")])
 
     async def test_open_store_twice_on_one_database_keeps_its_data(self):
         alice, bob = await self.users("alice", "bob")
@@ -254,7 +267,7 @@ class StoreTests:
         await self.store.save_offline([(bob, 1, "x")])
         again = self.open()
         self.assertEqual(await again.friends(alice), [(bob, "bob")])
-        self.assertEqual(await again.offline(bob, 10), [(1, "x")])
+        self.assertEqual((await again.welcome(bob, 10)).offline, [(1, "x")])
         carol = await again.create_user("carol", HASH)
         self.assertGreater(carol, bob)
         with self.assertRaises(NameTaken):
