@@ -1,6 +1,7 @@
 """Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox."""
 
 import base64
+import os
 import re
 import sqlite3
 import threading
@@ -181,6 +182,20 @@ class PasswordHasherTests(TestCase):
         checking = self.spy("check_password")
         self.assertFalse(await hasher.check("pw", None))
         self.assertEqual(len(checking), 1)
+
+    async def test_hashes_run_at_lower_priority_than_the_reactor(self):
+        """A login storm must not take CPU turns with the reactor (chat latency)."""
+        hasher = self.hasher(1)
+        seen: list[int] = []
+        real = passwords.hash_password
+
+        def recording(*args):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return real(*args)
+        self.patch(passwords, "hash_password", recording)
+        await hasher.hash("pw")
+        reactor_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(seen, [min(reactor_priority + passwords.HASH_NICENESS, 19)])
 
     async def test_a_hash_made_at_one_cost_verifies_after_the_cost_changes(self):
         hasher = self.hasher(1)
