@@ -1,4 +1,5 @@
-"""Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox."""
+"""Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox,
+the router's reports, the listener."""
 
 import base64
 import os
@@ -8,16 +9,18 @@ import threading
 from datetime import UTC, datetime
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import passwords
+from chatd.bus.local import LocalBus
 from chatd.codec import decode, encode, encode_text
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher, check_password, hash_password
-from chatd.router import Inbox
+from chatd.router import Inbox, Router
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 
@@ -333,6 +336,53 @@ class RecordingSession:
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+
+
+class ClusterBus(LocalBus):
+    """A LocalBus whose publications reach one listener elsewhere and are recorded."""
+
+    incarnation = b"here"
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.to_nodes: list[tuple[bytes, bytes]] = []
+
+    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
+        return succeed(1)
+
+    def publish_node(self, incarnation: bytes, payload: bytes) -> Deferred[int]:
+        self.to_nodes.append((incarnation, payload))
+        return succeed(1)
+
+
+class ReportTests(SynchronousTestCase):
+    """Reports that copies from another node are safe travel batched, one per node a turn."""
+
+    def router(self) -> tuple[Router, ClusterBus, Clock]:
+        clock = Clock()
+        bus = ClusterBus(clock)
+        return Router(bus, None, clock), bus, clock  # type: ignore[arg-type]
+
+    def test_reports_of_one_turn_go_to_each_node_in_one_message(self):
+        router, bus, clock = self.router()
+        for user_id in (7, 8):
+            inbox = self.successResultOf(Deferred.fromCoroutine(
+                router.attach(RecordingSession(user_id, 1))))
+            inbox.open()
+        router.from_user_channel(7, b"U 100 nodeA 1\n{}\n")
+        router.from_user_channel(8, b"U 101 nodeA 2\n{}\n")
+        router.from_user_channel(8, b"U 102 nodeB 9\n{}\n")
+        self.assertEqual(bus.to_nodes, [])
+        clock.advance(0)
+        self.assertEqual(sorted(bus.to_nodes), [(b"nodeA", b"A 1 2"), (b"nodeB", b"A 9")])
+
+    def test_one_report_settles_every_copy_it_names(self):
+        router, bus, clock = self.router()
+        settled: list[set[int]] = []
+        for user_id in (7, 8):
+            router.deliver([user_id], 100 + user_id, b"{}\n", settled.append, self.fail)
+        router.from_node_channel(b"A 1 2")
+        self.assertEqual(settled, [set(), set()])
 
 
 class InboxTests(SynchronousTestCase):
