@@ -1,4 +1,4 @@
-"""chat-client as users run it: client subprocesses talking to a real `twistd chatd` node.
+"""chat-client as users run it: client subprocesses talking to real `twistd chatd` nodes.
 
 Each client runs in non-interactive mode (stdin is a pipe); the tests type lines and wait for
 the output lines a user would read, as documented in docs/client.md.
@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests.nodeproc import Node, start_node
+from tests.test_cluster import Cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -308,3 +309,34 @@ class RestartTests(TestCase):
         self.assertEqual(bob.count(r".* said: are you there\?"), 1, bob.output())
         self.assertEqual(bob.count(r".* said: sent while the server was down"), 1, bob.output())
         self.assertEqual(alice.count(rf"sent: chat:{b}:are you there\?"), 1, alice.output())
+
+
+class ClusterTests(TestCase):
+    """Two clients on two nodes of a cluster (MariaDB + Redis) chat as if on one."""
+
+    timeout = 120
+
+    async def test_chat_and_group_chat_across_two_nodes(self) -> None:
+        cluster = await Cluster(self).start(2)
+        alice = start_client(self, cluster.nodes[0], "alice")
+        bob = start_client(self, cluster.nodes[1], "bob")
+        a, b = await sign_up(alice, "alice"), await sign_up(bob, "bob")
+        await log_in(alice, a, "alice")
+        await log_in(bob, b, "bob")
+        alice.type(f"addfriend:{b}")
+        await alice.expect(rf"friend added: \[{b}\]bob online")
+        alice.type(f"chat:{b}:from node one")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: from node one")
+        bob.type(f"chat:{a}:from node two")
+        await alice.expect(rf"{TIME} \[{b}\]bob said: from node two")
+        await bob.expect(rf"sent: chat:{a}:from node two")
+        alice.type("creategroup:team:across nodes")
+        gid = int((await alice.expect(r"group created: \[(\d+)\]team .*")).group(1))
+        bob.type(f"addgroup:{gid}")
+        await bob.expect(rf"group joined: \[{gid}\]team .*")
+        bob.type(f"groupchat:{gid}:hello team")
+        await alice.expect(rf"群消息\[{gid}\]:{TIME} \[{b}\]bob said: hello team")
+        alice.type(f"groupchat:{gid}:hello back")
+        await bob.expect(rf"群消息\[{gid}\]:{TIME} \[{a}\]alice said: hello back")
+        self.assertEqual(await alice.finish(), 0)
+        self.assertEqual(await bob.finish(), 0)
