@@ -40,3 +40,16 @@ CREATE TABLE IF NOT EXISTS OfflineMessage (
     created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     UNIQUE KEY uq_offline_user_mid (userid, mid)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Resume tokens (docs/protocol.md): the secret the nodes sign them with, created by the first
+-- node that needs it, and per user the time (ms since the epoch) up to which a logout revoked
+-- every token issued.
+CREATE TABLE IF NOT EXISTS ServerSecret (
+    name VARCHAR(32) NOT NULL PRIMARY KEY,
+    secret VARCHAR(128) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS TokenRevocation (
+    userid INT UNSIGNED NOT NULL PRIMARY KEY,
+    revoked BIGINT UNSIGNED NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

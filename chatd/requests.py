@@ -90,7 +90,9 @@ TIME = StrField("time", 0, 64, required=False)
 CID = StrField("cid", 1, 64, required=False)
 
 SCHEMA: dict[int, tuple[Field, ...]] = {
-    MsgId.LOGIN: (_int("id"), PASSWORD, _int("proto", required=False, high=2)),
+    MsgId.LOGIN: (_int("id"), StrField("password", 1, 128, required=False),
+                  StrField("token", 1, 200, required=False),
+                  _int("proto", required=False, high=2)),
     MsgId.LOGOUT: (USER_ID,),
     MsgId.REG: (NameField("name", 1, 50), PASSWORD),
     MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID),
@@ -118,6 +120,8 @@ def validate(msgid: int, frame: dict[str, Any]) -> None:
                 raise ChatError(Errno.MISSING_FIELD, field.name)
             continue
         field.check(value)
+    if msgid == MsgId.LOGIN and frame.get("password") is None and frame.get("token") is None:
+        raise ChatError(Errno.MISSING_FIELD, "password")
     if msgid == MsgId.RECV_ACK:
         mids = frame.get("mids")
         if mids is None and frame.get("mid") is None:

@@ -19,7 +19,8 @@ from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
 from chatd.router import Router
 from chatd.session import Session
-from chatd.store import GroupRecord, NameTaken, Store
+from chatd.store import GroupRecord, NameTaken, Store, UserRecord
+from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
 
 log = Logger()
 
@@ -61,7 +62,8 @@ class ChatService:
     """One per node; holds no per-connection state except the cache of group members."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime) -> None:
+                 mids: MidGenerator, clock: IReactorTime,
+                 token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
         self.hasher = hasher
@@ -69,6 +71,8 @@ class ChatService:
         self._clock = clock
         self._members: dict[int, set[int]] = {}
         self._membership_changes = 0
+        self._token_lifetime = token_lifetime
+        self._signer: TokenSigner | None = None
         router.on_group_changed = self._forget_group
 
     # accounts
@@ -89,8 +93,8 @@ class ChatService:
         if self.router.inbox(user_id) is not None:
             raise ChatError(Errno.ALREADY_ONLINE)
         user = await self.store.user(user_id)
-        if not await self.hasher.check(req["password"], user.password if user else None):
-            log.info("login of user {uid} refused: bad id or password", uid=user_id)
+        if not await self._authenticated(req, user):
+            log.info("login of user {uid} refused: bad id, password or token", uid=user_id)
             raise ChatError(Errno.BAD_LOGIN)
         if not session.connected:
             return
@@ -109,8 +113,25 @@ class ChatService:
             self.end(session)
             raise
 
+    async def _authenticated(self, req: dict[str, Any], user: UserRecord | None) -> bool:
+        """The password (always hashed, even for an unknown user) or a proto-2 resume token."""
+        token = req.get("token")
+        if token is None:
+            return await self.hasher.check(req["password"], user.password if user else None)
+        if user is None or req.get("proto") != 2:
+            return False
+        return (await self._tokens()).valid(token, user.id, user.tokens_revoked)
+
+    async def _tokens(self) -> TokenSigner:
+        """The cluster's token signer; its secret is read from the database on first use."""
+        if self._signer is None:
+            secret = await self.store.secret("token")
+            self._signer = TokenSigner(secret, self._token_lifetime, self._clock.seconds)
+        return self._signer
+
     async def _welcome(self, session: Session, user_id: int) -> None:
         """Send the login reply with friends, groups and offline messages, then open the inbox."""
+        token = (await self._tokens()).issue(user_id) if session.proto == 2 else None
         welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN)
         friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
@@ -120,6 +141,8 @@ class ChatService:
             return
         inbox = session.inbox
         reply = self._login_reply(session, friends, groups, offline[:OFFLINE_IN_REPLY], online)
+        if token is not None:
+            reply["token"] = token
         session.send(reply)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
@@ -147,12 +170,16 @@ class ChatService:
                 reply[key] = items
         return reply
 
-    def logout(self, session: Session, req: dict[str, Any]) -> Handled:
+    async def logout(self, session: Session, req: dict[str, Any]) -> None:
+        """Revoke the user's resume tokens, then end the session; if the revocation cannot be
+        stored the session goes on (errno 130) and the client may try again."""
         user_id = session.user_id
-        self.end(session)
-        log.info("user {uid} logged out", uid=user_id)
+        tokens = await self._tokens()
+        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
+        if session.user_id == user_id:
+            self.end(session)
+            log.info("user {uid} logged out", uid=user_id)
         session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
-        return None
 
     def end(self, session: Session) -> None:
         """The session stops being its user's (logout or disconnect); nothing in flight is lost."""

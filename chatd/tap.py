@@ -18,6 +18,7 @@ from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
 from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
+from chatd.tokens import DEFAULT_LIFETIME
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
 # Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
@@ -54,6 +55,9 @@ class Options(usage.Options):
          "login. Lower it only for tests and benchmarks.", int],
         ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
          "Seconds of silence after which a proto-2 session is closed (5-3600).", float],
+        ["token-lifetime", None, DEFAULT_LIFETIME,
+         "Seconds a resume token is valid after it was issued (60-31536000); a proto-2 client "
+         "logs in again with it without the password hash.", float],
         ["ack-timeout", None, DEFAULT_ACK_TIMEOUT,
          "Seconds a proto-2 client has to acknowledge a message before it is stored "
          "offline (1-600).", float],
@@ -72,6 +76,7 @@ class Options(usage.Options):
         _check_range("password-cost", self["password-cost"], 1, MAX_COST)
         _check_range("idle-timeout", self["idle-timeout"], 5, 3600)
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
+        _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -138,7 +143,8 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     hasher = PasswordHasher(reactor, options["password-cost"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
     router = Router(bus, store, reactor, options["ack-timeout"])
-    service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor)
+    service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
+                          options["token-lifetime"])
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
     return ChatNode(store, hasher, router, factory)
 

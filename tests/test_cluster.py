@@ -121,7 +121,9 @@ class ClusterTests(TestCase):
         cluster = await Cluster(self).start()
         n1, n2, n3 = cluster.nodes
         alice = await cluster.user(n1, "alice")
-        carol = await cluster.user(n3, "carol")
+        carol = await connect(self, n3)
+        carol.auto_ack = True
+        token = (await login(carol, await register(carol, "carol")))["token"]
         await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
         alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
         await carol.recv(ONE_CHAT, msg="before")
@@ -141,9 +143,10 @@ class ClusterTests(TestCase):
 
         async def carol_back():
             c = await connect(self, n2)
-            reply = await login(c, carol.user_id)
+            reply = await c.request(
+                {"msgid": 1, "id": carol.user_id, "token": token, "proto": 2}, 2)
             return reply if reply["errno"] == 0 else None
-        reply = await eventually(carol_back, 5, "carol logs in through another node")
+        reply = await eventually(carol_back, 5, "carol resumes with her token on another node")
         self.assertEqual([m["msg"] for m in reply["offlinemsg"]], [f"m{i}" for i in range(5)])
 
     async def test_redis_restart_loses_nothing_that_was_acknowledged(self):

@@ -336,6 +336,54 @@ class Scenarios:
         again = await login(await connect(self, node), bob)
         self.assertEqual([m["msg"] for m in again["offlinemsg"]], ["precious"])
 
+    # resume tokens
+
+    async def test_a_resume_token_logs_in_without_the_password_hash(self):
+        node = await self.node()
+        c = await connect(self, node)
+        uid = await register(c, "alice")
+        first = await login(c, uid)
+        self.assertEqual(first["errno"], 0)
+        await c.request({"msgid": 18}, 18)
+        c.transport.loseConnection()
+        await c.closed
+
+        def no_hash(*args):
+            raise AssertionError("a token login must not hash")
+        self.patch(node.service.hasher, "check", no_hash)
+        again = await connect(self, node)
+        ack = await again.request({"msgid": 1, "id": uid, "token": first["token"], "proto": 2}, 2)
+        self.assertEqual((ack["errno"], ack["name"]), (0, "alice"))
+        self.assertNotEqual(ack["token"], "")
+
+    async def test_tokens_are_refused_for_another_user_tampered_or_in_the_original_dialect(self):
+        node = await self.node()
+        c = await connect(self, node)
+        alice, bob, carol = [await register(c, name) for name in ("alice", "bob", "carol")]
+        self.assertNotIn("token", await login(c, bob, proto=None))
+        other = await connect(self, node)
+        fresh = (await login(other, alice))["token"]
+        await other.request({"msgid": 3}, 15)
+        tampered = fresh[:-1] + ("B" if fresh.endswith("A") else "A")
+        for user_id, candidate, proto in ((carol, fresh, 2), (alice, tampered, 2),
+                                          (alice, fresh, 1), (alice, "x" * 200, 2)):
+            ack = await other.request({"msgid": 1, "id": user_id, "token": candidate,
+                                       "proto": proto}, 2)
+            self.assertEqual(ack["errno"], 1, candidate)
+        err = await other.request({"msgid": 1, "id": alice, "proto": 2}, ERROR)
+        self.assertEqual((err["errno"], err["ref"]), (105, 1))
+
+    async def test_logout_revokes_the_users_tokens(self):
+        node = await self.node()
+        c = await connect(self, node)
+        uid = await register(c, "alice")
+        token = (await login(c, uid))["token"]
+        ack = await c.request({"msgid": 3}, 15)
+        self.assertEqual(ack["errno"], 0)
+        refused = await c.request({"msgid": 1, "id": uid, "token": token, "proto": 2}, 2)
+        self.assertEqual(refused["errno"], 1)
+        self.assertEqual((await login(c, uid))["errno"], 0)
+
     # group chat
 
     async def test_group_chat_reaches_members_online_and_offline(self):

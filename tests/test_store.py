@@ -261,6 +261,25 @@ class StoreTests:
                          [(gid, {bob, alice})])
         self.assertEqual(welcome.offline, [(4, "sooner"), (5, "later")])
 
+    async def test_revoking_tokens_is_read_back_with_the_user_and_never_moves_back(self):
+        alice, bob = await self.users("alice", "bob")
+        self.assertEqual((await self.store.user(alice)).tokens_revoked, 0)
+        await self.store.revoke_tokens(alice, 5000)
+        await self.store.revoke_tokens(alice, 4000)
+        self.assertEqual((await self.store.user(alice)).tokens_revoked, 5000)
+        await self.store.revoke_tokens(alice, 6000)
+        self.assertEqual((await self.store.user(alice)).tokens_revoked, 6000)
+        self.assertEqual((await self.store.user(bob)).tokens_revoked, 0)
+        await self.store.revoke_tokens(bob + 100, 1000)
+        self.assertIsNone(await self.store.user(bob + 100))
+
+    async def test_a_secret_is_created_once_and_shared_by_every_store_of_the_database(self):
+        first = await self.store.secret("token")
+        self.assertEqual(len(first), 32)
+        self.assertEqual(await self.store.secret("token"), first)
+        self.assertEqual(await self.open().secret("token"), first)
+        self.assertNotEqual(await self.store.secret("other"), first)
+
     async def test_open_store_twice_on_one_database_keeps_its_data(self):
         alice, bob = await self.users("alice", "bob")
         await self.store.add_friend(alice, bob)

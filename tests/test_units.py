@@ -23,6 +23,7 @@ from chatd.passwords import PasswordHasher, check_password, hash_password
 from chatd.router import Inbox, Router
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
+from chatd.tokens import CLOCK_SKEW_MS, TokenSigner
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 MAX_INT = (1 << 63) - 1
@@ -254,7 +255,7 @@ class SchemaTests(SynchronousTestCase):
     def test_sqlite_has_the_tables_and_columns_of_schema_sql(self):
         expected = mysql_tables()
         self.assertEqual(set(expected), {"User", "Friend", "AllGroup", "GroupUser",
-                                         "OfflineMessage"})
+                                         "OfflineMessage", "ServerSecret", "TokenRevocation"})
         self.assertEqual(self.sqlite_tables(), expected)
 
     def test_sqlite_keeps_the_primary_and_unique_keys(self):
@@ -325,6 +326,46 @@ class CodecTests(SynchronousTestCase):
 
     def test_big_ints_round_trip(self):
         self.assertEqual(decode(encode({"mid": MAX_INT})), {"mid": MAX_INT})
+
+
+class TokenTests(SynchronousTestCase):
+    def signer(self, lifetime: float = 3600) -> tuple[TokenSigner, Clock]:
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        return TokenSigner(b"k" * 32, lifetime, clock.seconds), clock
+
+    def test_a_token_logs_in_its_own_user_only(self):
+        signer, _ = self.signer()
+        token = signer.issue(7)
+        self.assertTrue(signer.valid(token, 7, 0))
+        self.assertFalse(signer.valid(token, 8, 0))
+
+    def test_a_token_expires_after_its_lifetime(self):
+        signer, clock = self.signer(lifetime=60)
+        token = signer.issue(7)
+        clock.advance(59)
+        self.assertTrue(signer.valid(token, 7, 0))
+        clock.advance(1)
+        self.assertFalse(signer.valid(token, 7, 0))
+
+    def test_a_logout_revokes_what_was_issued_before_it(self):
+        signer, clock = self.signer()
+        before = signer.issue(7)
+        revoked = signer.revocation_ms()
+        self.assertFalse(signer.valid(before, 7, revoked))
+        clock.advance(CLOCK_SKEW_MS / 1000 + 0.001)
+        self.assertTrue(signer.valid(signer.issue(7), 7, revoked))
+
+    def test_forged_and_malformed_tokens_are_refused(self):
+        signer, clock = self.signer()
+        user, issued, sig = signer.issue(7).split(".")
+        other = TokenSigner(b"x" * 32, 3600, clock.seconds)
+        future = int(issued) + CLOCK_SKEW_MS + 1
+        for token in (f"{user}.{int(issued) - 1}.{sig}", f"{user}.{issued}.{sig[:-1]}A",
+                      other.issue(7), f"{user}.{future}.{signer._sign(7, future)}",
+                      "", "7", "7..", f"+7.{issued}.{sig}", f"٧.{issued}.{sig}",
+                      f"{user}.{issued}.{sig}.x"):
+            self.assertFalse(signer.valid(token, 7, 0), token)
 
 
 class RecordingSession:

@@ -1,5 +1,6 @@
 """The chat store: every query the service needs, written once for both SQL dialects."""
 
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -28,6 +29,7 @@ class UserRecord:
     id: int
     name: str
     password: str
+    tokens_revoked: int = 0  # ms since the epoch up to which the user's tokens are revoked
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,15 @@ class Store:
         q = dialect.sql
         ignore = dialect.insert_ignore
         self._q_create_user = q("INSERT INTO User (name, password) VALUES (?, ?)")
-        self._q_user = q("SELECT id, name, password FROM User WHERE id = ?")
+        self._q_user = q(
+            "SELECT u.id, u.name, u.password, t.revoked FROM User u"
+            " LEFT JOIN TokenRevocation t ON t.userid = u.id WHERE u.id = ?")
+        self._q_new_secret = q(f"{ignore} INTO ServerSecret (name, secret) VALUES (?, ?)")
+        self._q_secret = q("SELECT secret FROM ServerSecret WHERE name = ?")
+        self._q_new_revocation = q(
+            f"{ignore} INTO TokenRevocation (userid, revoked) SELECT id, 0 FROM User WHERE id = ?")
+        self._q_revoke = q(
+            "UPDATE TokenRevocation SET revoked = ? WHERE userid = ? AND revoked < ?")
         self._q_add_friend = q(f"{ignore} INTO Friend (userid, friendid) VALUES (?, ?)")
         self._q_friends = q(
             "SELECT u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
@@ -144,8 +154,23 @@ class Store:
         def txn(c: Cursor) -> UserRecord | None:
             c.execute(self._q_user, (user_id,))
             row = c.fetchone()
-            return UserRecord(int(row[0]), row[1], row[2]) if row else None
+            return UserRecord(int(row[0]), row[1], row[2], int(row[3] or 0)) if row else None
         return await self._run("user", txn)
+
+    async def revoke_tokens(self, user_id: int, until_ms: int) -> None:
+        """Revoke every token of the user issued up to `until_ms` (never moves back)."""
+        def txn(c: Cursor) -> None:
+            c.execute(self._q_new_revocation, (user_id,))
+            c.execute(self._q_revoke, (until_ms, user_id, until_ms))
+        await self._run("revoke_tokens", txn)
+
+    async def secret(self, name: str) -> bytes:
+        """A random secret shared by every node of the database, created on first use."""
+        def txn(c: Cursor) -> bytes:
+            c.execute(self._q_new_secret, (name, secrets.token_hex(32)))
+            c.execute(self._q_secret, (name,))
+            return bytes.fromhex(c.fetchone()[0])
+        return await self._run("secret", txn)
 
     async def add_friend(self, user_id: int, friend_id: int) -> None:
         """Make the friendship mutual; repeating it changes nothing."""

@@ -1,0 +1,56 @@
+"""Resume tokens (docs/protocol.md): a login without the password hash, for clients coming back
+after their node went away. A token is `<user id>.<issued, ms since the epoch>.<signature>`,
+signed with HMAC-SHA256 under a secret every node of the cluster reads from the database."""
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+DEFAULT_LIFETIME = 7 * 24 * 3600.0
+# Nodes' clocks differ a little: a logout revokes what was issued up to this much after it
+# on any node, and a token dated further than this in the future is refused.
+CLOCK_SKEW_MS = 2000
+_SIG_BYTES = 24
+
+
+class TokenSigner:
+    """Issues and checks the tokens of one cluster (one secret, one lifetime)."""
+
+    def __init__(self, secret: bytes, lifetime: float = DEFAULT_LIFETIME,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self._lifetime_ms = int(lifetime * 1000)
+        self._clock = clock
+
+    def issue(self, user_id: int) -> str:
+        issued = self.now_ms()
+        return f"{user_id}.{issued}.{self._sign(user_id, issued)}"
+
+    def valid(self, token: str, user_id: int, revoked_until_ms: int) -> bool:
+        """True for an unexpired, unrevoked token of this user with a good signature."""
+        parts = token.split(".")
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()
+                                   and parts[1].isascii() and parts[1].isdigit()):
+            return False
+        if int(parts[0]) != user_id:
+            return False
+        issued = int(parts[1])
+        now = self.now_ms()
+        if not revoked_until_ms < issued <= now + CLOCK_SKEW_MS:
+            return False
+        if now - issued >= self._lifetime_ms:
+            return False
+        return hmac.compare_digest(parts[2], self._sign(user_id, issued))
+
+    def revocation_ms(self) -> int:
+        """What a logout now stores: tokens issued up to this time are revoked."""
+        return self.now_ms() + CLOCK_SKEW_MS
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _sign(self, user_id: int, issued: int) -> str:
+        mac = hmac.new(self._secret, b"chatd-token|%d|%d" % (user_id, issued), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:_SIG_BYTES]).decode("ascii")
