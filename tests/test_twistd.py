@@ -17,7 +17,8 @@ from tests.nodeproc import start_node
 from tests.servers import mysql_database
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage"}
+TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
+          "TokenRevocation"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:
