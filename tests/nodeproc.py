@@ -74,6 +74,15 @@ class Node:
         self.args = args
         self._process: _NodeOutput | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the node is not running"
+        return self._process.transport.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and not self._process.ended.called
+
     def log(self) -> str:
         """Everything the node has logged so far, across restarts."""
         if not os.path.exists(self.log_path):

@@ -13,7 +13,15 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.bench.cli import parse_target
-from chatd.bench.plan import allocate, pair_up, pick_members, user_name, worker_ranges
+from chatd.bench.plan import (
+    allocate,
+    pair_up,
+    pick_members,
+    resume_target,
+    target_of,
+    user_name,
+    worker_ranges,
+)
 from chatd.bench.pool import GroupHub
 from chatd.bench.run import effective_phases, load_ids, save_ids
 from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
@@ -148,6 +156,12 @@ class PlanTests(SynchronousTestCase):
         self.assertEqual(effective_phases(["chat"], False), ["reg", "login", "chat"])
         self.assertEqual(effective_phases(["idle"], True), ["login", "idle"])
         self.assertEqual(effective_phases(["group", "reg"], True), ["reg", "login", "group"])
+        self.assertEqual(effective_phases(["resume", "chat"], True), ["login", "chat", "resume"])
+
+    def test_users_of_the_first_target_resume_round_robin_on_the_others(self) -> None:
+        leaving = [u for u in range(12) if target_of(u, 3) == 0]
+        self.assertEqual([resume_target(u, 3) for u in leaving], [1, 2, 1, 2])
+        self.assertEqual({resume_target(u, 2) for u in range(10)}, {1})
 
     def test_idfile_round_trip(self) -> None:
         path = self.mktemp()
@@ -233,6 +247,33 @@ class BenchAgainstNodeTests(TestCase):
         self.assertEqual(again["phases"]["idle"]["ok"], 10)
 
 
+class ResumeTests(TestCase):
+    """A node is killed; its users log in again through the other with their tokens."""
+
+    timeout = 90
+
+    async def test_users_of_a_killed_node_resume_on_the_other(self) -> None:
+        db = "sqlite:" + os.path.abspath(self.mktemp())
+        first, second = await start_node(self, "--db", db), await start_node(self, "--db", db)
+        _, out, report = await run_bench(
+            self, "--target", f"127.0.0.1:{first.port}", "--target",
+            f"127.0.0.1:{second.port}", "-n", "10", "--proto", "2", "--phases", "resume",
+            "--resume-kill", str(first.pid))
+        resume = report["phases"]["resume"]
+        self.assertEqual((resume["ok"], resume["fail"], resume["lost"]), (5, 0, 0))
+        self.assertEqual(report["params"]["resumed"], 5)
+        self.assertIn("resume ", out)
+        self.assertEqual(second.log().count("logged in (proto 2"), 10)
+        self.assertFalse(first.running, "--resume-kill killed the first node")
+
+    async def test_resume_needs_proto_2_and_two_targets(self) -> None:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "chatd.bench", "--phases", "resume", "--target", "1",
+                             "--target", "2"], env=dict(os.environ), path=ROOT)
+        self.assertEqual(code, 2)
+        self.assertIn(b"resume phase needs --proto 2", err)
+
+
 class HelpTests(TestCase):
 
     async def test_help_lists_every_option(self) -> None:
@@ -242,5 +283,6 @@ class HelpTests(TestCase):
         for option in ("--target", "--users", "--phases", "--messages", "--pairs",
                        "--group-size", "--group-messages", "--idle", "--idle-seconds",
                        "--processes", "--password", "--prefix", "--run-id", "--idfile",
-                       "--proto", "--json", "--timeout", "--max-time", "--pid", "--window"):
+                       "--proto", "--json", "--timeout", "--max-time", "--pid", "--window",
+                       "--resume-kill"):
             self.assertIn(option.encode(), out)

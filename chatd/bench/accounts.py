@@ -1,4 +1,4 @@
-"""Phases with one request per user: connect, register, log in.
+"""Phases with one request per user: connect, register, log in, log in again with a token.
 
 Like chatload, at most `window` requests are in flight per worker, so the latency measured
 is the server's answer time at a steady load rather than the length of a queue the tool
@@ -183,12 +183,75 @@ class LoginPhase(RequestPhase):
         return encode(frame)
 
     def answered(self, user: User, frame: dict[str, Any]) -> None:
-        if frame.get("errno") == 0:
-            user.online = True
-            self.settle(user, True)
-        else:
-            self.settle(user, False, f"LOGIN {user.uid}: {frame.get('errmsg', frame)}")
+        logged_in(self, user, frame)
 
     def finish(self) -> None:
         self.data["online"] = [u.index for u in self.worker.users if u.online]
         super().finish()
+
+
+def logged_in(phase: WindowPhase, user: User, frame: dict[str, Any]) -> None:
+    """Settle a LOGIN_ACK; keep the resume token it carries (proto 2)."""
+    if frame.get("errno") == 0:
+        user.online = True
+        user.token = frame.get("token") or user.token
+        phase.settle(user, True)
+    else:
+        phase.settle(user, False, f"LOGIN {user.uid}: {frame.get('errmsg', frame)}")
+
+
+class ResumePhase(WindowPhase):
+    """The users of the first target lose it (the parent killed its node, or they drop their
+    connections here) and log in again through the other targets with their resume tokens,
+    as the bundled client does; each user is timed from the start of its turn to LOGIN_ACK."""
+
+    name = "resume"
+    unit = "ops/s"
+
+    def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
+        super().__init__(worker, cmd)
+        chosen = set(cmd["users"])
+        self.queue = deque(u for u in worker.users if u.index in chosen)
+        self.connecting: set[User] = set()
+
+    def begin(self, user: User) -> None:
+        if not user.token:
+            self.skip(user, "no resume token (log in with --proto 2)")
+        elif user.conn is not None:
+            user.conn.transport.abortConnection()
+        else:
+            self.reconnect(user)
+
+    def reconnect(self, user: User) -> None:
+        self.connecting.add(user)
+        host, port = self.worker.resume_target_of(user)
+        self.worker.reactor.connectTCP(host, port, _UserFactory(self.worker, user),
+                                       timeout=max(1, round(self.timeout_ns / 1e9)))
+
+    def settle(self, user: User, ok: bool, error: str = "") -> None:
+        self.connecting.discard(user)
+        super().settle(user, ok, error)
+
+    def on_lost(self, user: User, why: str) -> None:
+        """The old connection is gone: go elsewhere; a new one lost is a failure."""
+        if user not in self.pending:
+            super().on_lost(user, why)
+        elif user in self.connecting:
+            self.settle(user, False, f"connection lost: {why}")
+        else:
+            self.reconnect(user)
+
+    def on_connected(self, conn: BenchConn) -> None:
+        user = conn.user
+        conn.send(encode({"msgid": LOGIN, "id": user.uid, "token": user.token, "proto": 2}))
+
+    def on_connect_failed(self, user: User, why: str) -> None:
+        self.settle(user, False, f"connect: {why}")
+
+    def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
+        if conn.user in self.pending and frame.get("msgid") == LOGIN_ACK:
+            logged_in(self, conn.user, frame)
+        elif conn.user in self.pending and frame.get("msgid") == ERROR:
+            self.settle(conn.user, False, f"ERROR_MSG {frame}")
+        else:
+            super().on_frame(conn, frame)

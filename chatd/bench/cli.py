@@ -90,8 +90,13 @@ def parser() -> argparse.ArgumentParser:
            "127.0.0.1:6000; a bare PORT means 127.0.0.1:PORT)")
     a("-n", "--users", type=positive(int), default=2000, help="users (connections) (2000)")
     a("--phases", type=phase_list, default=["reg", "login", "chat", "group"],
-      help="comma list of reg,login,chat,group,idle (reg,login,chat,group); chat, group "
-           "and idle imply login, and login implies reg unless --idfile has every id")
+      help="comma list of reg,login,chat,group,idle,resume (reg,login,chat,group); chat, "
+           "group, idle and resume imply login, and login implies reg unless --idfile has "
+           "every id; resume needs --proto 2 and two targets or more")
+    a("--resume-kill", type=positive(int), metavar="PID",
+      help="in the resume phase, SIGKILL this process (the node of the first target) "
+           "before its users come back through the other targets; without it they drop "
+           "their connections themselves")
     a("-m", "--messages", type=positive(int), default=300,
       help="messages per pair in chat (300)")
     a("--pairs", type=bounded(int, 0), help="chat pairs (users/2)")
@@ -144,6 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             opts.addresses.append((socket.gethostbyname(host), port))
         except OSError as e:
             p.error(f"cannot resolve {host}: {e}")
+    if "resume" in opts.phases and (opts.proto != 2 or len(opts.addresses) < 2):
+        p.error("the resume phase needs --proto 2 (tokens) and at least two --target")
     opts.pairs = opts.users // 2 if opts.pairs is None else opts.pairs
     opts.run_id = new_run_id() if opts.run_id is None else opts.run_id
     return opts

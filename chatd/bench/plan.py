@@ -30,6 +30,11 @@ def target_of(user: int, targets: int) -> int:
     return user % targets
 
 
+def resume_target(user: int, targets: int) -> int:
+    """Where a user of target 0 goes back in the resume phase: round-robin over the others."""
+    return 1 + user % (targets - 1)
+
+
 def pair_up(online: list[int]) -> list[tuple[int, int]]:
     """(sender, receiver) pairs, chatload's way: blocks a,b,c,d of the online users alternate
     between (a,b)(c,d) and (a,c)(b,d), so with users round-robin over two targets half the

@@ -4,6 +4,7 @@ the report they add up to."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from argparse import Namespace
@@ -14,20 +15,21 @@ from typing import Any
 from chatd.bench.plan import (
     allocate,
     pick_members,
+    target_of,
     user_name,
     worker_ranges,
 )
 from chatd.bench.pool import GroupHub, WorkerPool
 from chatd.bench.stats import PhaseResult, merge_results
 
-ORDER = ("reg", "login", "chat", "group", "idle")
+ORDER = ("reg", "login", "chat", "group", "idle", "resume")
 
 
 def effective_phases(requested: list[str], have_ids: bool) -> list[str]:
     """The phases that must run for those requested: chat, group and idle need logged-in
     users, and logging in needs ids, from registration when --idfile has none."""
     wanted = set(requested)
-    if wanted & {"chat", "group", "idle"}:
+    if wanted & {"chat", "group", "idle", "resume"}:
         wanted.add("login")
     if "login" in wanted and not have_ids:
         wanted.add("reg")
@@ -223,6 +225,20 @@ class Bench:
         before, after = self.rss.get("before_kib"), self.rss.get("after_idle_kib")
         if before is not None and after is not None and result.ok:
             self.rss["kib_per_idle_conn"] = round((after - before) / result.ok, 2)
+
+    async def phase_resume(self) -> None:
+        """The users of the first target come back through the others with their tokens;
+        with --resume-kill its node is killed first (SIGKILL), as in a crash."""
+        k = len(self.opts.addresses)
+        leaving = {w: [i for i in users if target_of(i, k) == 0]
+                   for w, users in self.online.items()}
+        self.params["resumed"] = sum(len(users) for users in leaving.values())
+        if self.opts.resume_kill:
+            os.kill(self.opts.resume_kill, signal.SIGKILL)
+        cmds = {w: self.command("resume", users=users, window=self.window)
+                for w, users in leaving.items() if users}
+        answers = await self.pool.run_phase("resume", cmds, self.params["resumed"], "ops/s")
+        self.record(merge_results("resume", "ops/s", [a["result"] for a in answers.values()]))
 
     def sample_rss(self, key: str) -> None:
         if self.opts.pid:

@@ -45,7 +45,7 @@ def encode(frame: dict[str, Any]) -> bytes:
 class User:
     """One benchmark user: its index in the whole run, account and connection."""
 
-    __slots__ = ("index", "name", "uid", "conn", "online")
+    __slots__ = ("index", "name", "uid", "conn", "online", "token")
 
     def __init__(self, index: int, name: str, uid: int) -> None:
         self.index = index
@@ -53,6 +53,8 @@ class User:
         self.uid = uid
         self.conn: BenchConn | None = None
         self.online = False
+        self.token = ""
+        """The resume token of its last proto-2 login (docs/protocol.md)."""
 
 
 class BenchConn(Protocol):

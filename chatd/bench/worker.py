@@ -17,19 +17,19 @@ from twisted.internet.task import LoopingCall
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from chatd.bench.accounts import ConnectPhase, LoginPhase, RegPhase
+from chatd.bench.accounts import ConnectPhase, LoginPhase, RegPhase, ResumePhase
 from chatd.bench.chat import ChatPhase
 from chatd.bench.group import CreateGroupPhase, GroupPhase, JoinGroupPhase
 from chatd.bench.idle import IdlePhase
 from chatd.bench.logs import log_problems_to_stderr
 from chatd.bench.phase import Phase
-from chatd.bench.plan import target_of
+from chatd.bench.plan import resume_target, target_of
 from chatd.bench.wire import HEARTBEAT, User, encode
 
 PHASES: dict[str, type[Phase]] = {
     "connect": ConnectPhase, "reg": RegPhase, "login": LoginPhase, "chat": ChatPhase,
     "group_create": CreateGroupPhase, "group_join": JoinGroupPhase, "group": GroupPhase,
-    "idle": IdlePhase,
+    "idle": IdlePhase, "resume": ResumePhase,
 }
 TICK = 0.1
 PROGRESS_EVERY = 5
@@ -65,6 +65,9 @@ class Worker:
 
     def target_of(self, user: User) -> tuple[str, int]:
         return self.targets[target_of(user.index, len(self.targets))]
+
+    def resume_target_of(self, user: User) -> tuple[str, int]:
+        return self.targets[resume_target(user.index, len(self.targets))]
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.control is not None:
