@@ -1,7 +1,8 @@
 """The proto-2 session that outlives connections: login state, requests, reliable chat.
 
 Every chat carries a `cid` and stays in the outbox until SEND_ACK; after a reconnect the session
-logs in again by itself and re-sends the outbox. Every chat received is acknowledged with
+logs in again by itself (with the resume token of its last login, or the password when the
+token is refused) and re-sends the outbox. Every chat received is acknowledged with
 RECV_ACK and shown once, however often the server delivers it (dedupe by `mid` and by
 sender + `cid`).
 """
@@ -42,6 +43,7 @@ from client.protocol import (
 
 REPLY_TO = {LOGIN_MSG: 2, LOGINOUT_MSG: 15, REG_MSG: 5, ADD_FRIEND_MSG: 12,
             CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14, FRIEND_LIST_MSG: 20, GROUP_LIST_MSG: 22}
+BAD_LOGIN = 1
 ACCOUNT_IN_USE = 2
 SERVICE_UNAVAILABLE = 130
 
@@ -51,6 +53,20 @@ MAX_MIDS_PER_ACK = 1000
 REMEMBERED_MESSAGES = 10_000
 
 Show = Callable[[list[str]], None]
+
+
+@dataclass
+class _Credentials:
+    """What logs the user in again after a reconnect: the resume token of the last login
+    (docs/protocol.md) while it works, the password when it does not."""
+
+    user_id: int
+    password: str
+    token: str = ""
+
+    def login_frame(self) -> Frame:
+        secret = {"token": self.token} if self.token else {"password": self.password}
+        return {"msgid": LOGIN_MSG, "id": self.user_id, **secret, "proto": 2}
 
 
 class RequestFailed(Exception):
@@ -122,7 +138,7 @@ class Session:
         self._clock = clock
         self._connection: ChatConnection | None = None
         self._online = False
-        self._credentials: tuple[int, str] | None = None
+        self._credentials: _Credentials | None = None
         self._request: _Request | None = None
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
@@ -243,7 +259,7 @@ class Session:
         if self._credentials is None:
             self._go_online()
         else:
-            Deferred.fromCoroutine(self._login_again(*self._credentials))
+            Deferred.fromCoroutine(self._login_again(self._credentials))
 
     def connection_lost(self, connection: ChatConnection, reason: Failure) -> None:
         if connection is not self._connection:
@@ -285,7 +301,8 @@ class Session:
         """Runs before any frame that follows the reply, so the summary and the offline
         messages come before live ones."""
         again = self._credentials is not None
-        self._credentials = (request["id"], request["password"])
+        password = request.get("password") or (self._credentials and self._credentials.password)
+        self._credentials = _Credentials(request["id"], password or "", reply.get("token") or "")
         self.me = {"id": reply.get("id"), "name": reply.get("name")}
         self.friends = list(reply.get("friends") or [])
         self.groups = list(reply.get("groups") or [])
@@ -297,16 +314,19 @@ class Session:
         self._acknowledge([mid for mid in mids if mid is not None])
         self._go_online()
 
-    async def _login_again(self, user_id: int, password: str) -> None:
-        who = display.user(self.me or {"id": user_id})
+    async def _login_again(self, credentials: _Credentials) -> None:
+        who = display.user(self.me or {"id": credentials.user_id})
         self._show([display.info(f"logging in again as {who}")])
         try:
-            reply = await self.request(
-                {"msgid": LOGIN_MSG, "id": user_id, "password": password, "proto": 2},
-                wait=False)
+            reply = await self.request(credentials.login_frame(), wait=False)
         except RequestFailed:
             return
         if not reply.get("errno"):
+            return
+        if reply.get("errno") == BAD_LOGIN and credentials.token:
+            self._show([display.info("the resume token was refused; using the password")])
+            credentials.token = ""
+            await self._login_again(credentials)
             return
         self._show([display.reply_error(reply, "could not log in again")])
         if reply.get("errno") in (ACCOUNT_IN_USE, SERVICE_UNAVAILABLE) and self._connection:

@@ -29,9 +29,10 @@ OFFLINE = [{"msgid": 6, "id": 2, "name": "bob", "to": 1, "msg": "while you were 
             "time": "2026-11-26 09:00:00", "cid": "b.1", "mid": 100}]
 
 
-def login_ack(offline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def login_ack(offline: list[dict[str, Any]] | None = None, token: str = "t1"
+              ) -> dict[str, Any]:
     return {"msgid": 2, "errno": 0, "id": 1, "name": "alice", "friends": FRIENDS,
-            "groups": [], "offlinemsg": offline or []}
+            "groups": [], "offlinemsg": offline or [], "token": token}
 
 
 class Wire:
@@ -210,8 +211,7 @@ class ReconnectTests(SessionCase):
         self.session.chat(2, "second", "chat:2:second")
         self.take_shown()
         again = self.connect()
-        self.assertEqual(again.sent(),
-                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2}])
+        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "token": "t1", "proto": 2}])
         again.receive(login_ack())
         resent = again.sent()
         self.assertEqual(resent[0], first)
@@ -220,6 +220,27 @@ class ReconnectTests(SessionCase):
             "info: connected", "info: logging in again as [1]alice",
             "info: logged in again as [1]alice",
             "info: re-sending 2 message(s) not yet confirmed by the server"])
+
+    def test_each_login_again_uses_the_newest_token(self) -> None:
+        self.log_in().lose()
+        again = self.connect()
+        again.sent()
+        again.receive(login_ack(token="t2"))
+        again.lose()
+        self.assertEqual(self.connect().sent(),
+                         [{"msgid": 1, "id": 1, "token": "t2", "proto": 2}])
+
+    def test_a_refused_token_falls_back_to_the_password(self) -> None:
+        self.log_in().lose()
+        self.take_shown()
+        again = self.connect()
+        again.sent()
+        again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
+        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "password": "pw", "proto": 2}])
+        again.receive(login_ack(token="t3"))
+        self.assertTrue(self.session.logged_in)
+        self.assertIn("info: the resume token was refused; using the password",
+                      self.take_shown())
 
     def test_chat_while_disconnected_is_queued_with_a_notice(self) -> None:
         self.log_in().lose()
@@ -233,6 +254,7 @@ class ReconnectTests(SessionCase):
         self.session.chat(2, "hi", "chat:2:hi")
         self.take_shown()
         again = self.connect()
+        again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
         again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
         self.assertFalse(self.session.logged_in)
         self.assertEqual(self.take_shown()[-2:], [
