@@ -109,17 +109,22 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
 }
 
 
+# SCHEMA as plain tuples: validate runs for every frame, and attribute lookups add up.
+_CHECKS = {msgid: tuple((f.name, f.check, f.required) for f in fields)
+           for msgid, fields in SCHEMA.items()}
+
+
 def validate(msgid: int, frame: dict[str, Any]) -> None:
     """Raise ChatError for the first field that breaks the contract; normalise `toid` to `to`."""
     if msgid == MsgId.ONE_CHAT and "to" not in frame and "toid" in frame:
         frame["to"] = frame["toid"]
-    for field in SCHEMA[msgid]:
-        value = frame.get(field.name)
+    for name, check, required in _CHECKS[msgid]:
+        value = frame.get(name)
         if value is None:
-            if field.required:
-                raise ChatError(Errno.MISSING_FIELD, field.name)
+            if required:
+                raise ChatError(Errno.MISSING_FIELD, name)
             continue
-        field.check(value)
+        check(value)
     if msgid == MsgId.LOGIN and frame.get("password") is None and frame.get("token") is None:
         raise ChatError(Errno.MISSING_FIELD, "password")
     if msgid == MsgId.RECV_ACK:
