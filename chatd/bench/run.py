@@ -234,7 +234,10 @@ class Bench:
                    for w, users in self.online.items()}
         self.params["resumed"] = sum(len(users) for users in leaving.values())
         if self.opts.resume_kill:
-            os.kill(self.opts.resume_kill, signal.SIGKILL)
+            try:
+                os.kill(self.opts.resume_kill, signal.SIGKILL)
+            except OSError as e:
+                raise RuntimeError(f"--resume-kill {self.opts.resume_kill}: {e}") from None
         cmds = {w: self.command("resume", users=users, window=self.window)
                 for w, users in leaving.items() if users}
         answers = await self.pool.run_phase("resume", cmds, self.params["resumed"], "ops/s")
