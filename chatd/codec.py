@@ -10,7 +10,7 @@ def encode(frame: dict[str, Any]) -> bytes:
     echoed from a refused request) becomes "?" rather than invalid bytes on the wire."""
     text = ujson.dumps(frame, ensure_ascii=False, escape_forward_slashes=False)
     try:
-        return text.encode() + b"\n"  # the default codec's fast path: 5x cheaper per frame
+        return text.encode() + b"\n"  # no codec lookup, unlike an explicit "utf-8", "replace"
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace") + b"\n"
 

@@ -25,19 +25,18 @@ class TokenSigner:
         self._clock = clock
 
     def issue(self, user_id: int) -> str:
-        issued = self.now_ms()
+        issued = self._now_ms()
         return f"{user_id}.{issued}.{self._sign(user_id, issued)}"
 
     def valid(self, token: str, user_id: int, revoked_until_ms: int) -> bool:
         """True for an unexpired, unrevoked token of this user with a good signature."""
         parts = token.split(".")
-        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()
-                                   and parts[1].isascii() and parts[1].isdigit()):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[:2]):
             return False
         if int(parts[0]) != user_id:
             return False
         issued = int(parts[1])
-        now = self.now_ms()
+        now = self._now_ms()
         if not revoked_until_ms < issued <= now + CLOCK_SKEW_MS:
             return False
         if now - issued >= self._lifetime_ms:
@@ -46,9 +45,9 @@ class TokenSigner:
 
     def revocation_ms(self) -> int:
         """What a logout now stores: tokens issued up to this time are revoked."""
-        return self.now_ms() + CLOCK_SKEW_MS
+        return self._now_ms() + CLOCK_SKEW_MS
 
-    def now_ms(self) -> int:
+    def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def _sign(self, user_id: int, issued: int) -> str:

@@ -44,14 +44,8 @@ class ChatPhase(ClosedLoop):
         self.by_sender = {p.sender.index: p for p in self.pairs}
         self.cid = worker.proto == 2
 
-    def start(self) -> None:
-        if not self.pairs:
-            self.all_through()
-        for pair in self.pairs:
-            self.send(pair)
-
-    def progress(self) -> int:
-        return self.result.ok
+    def loops(self) -> list[Pair]:
+        return self.pairs
 
     def send(self, pair: Pair) -> None:
         conn = pair.sender.conn

@@ -171,14 +171,8 @@ class GroupPhase(ClosedLoop):
         self.fin_sent = False
         self.cid = worker.proto == 2
 
-    def start(self) -> None:
-        if not self.senders:
-            self.all_through()
-        for sender in self.senders.values():
-            self.send(sender)
-
-    def progress(self) -> int:
-        return self.result.ok
+    def loops(self) -> list[Sender]:
+        return list(self.senders.values())
 
     def send(self, sender: Sender) -> None:
         conn = sender.user.conn

@@ -91,6 +91,24 @@ class ClosedLoop(Phase):
         self.active = senders
         self.through_at = 0
 
+    def start(self) -> None:
+        loops = self.loops()
+        if not loops:
+            self.all_through()
+        for loop in loops:
+            self.send(loop)
+
+    def progress(self) -> int:
+        return self.result.ok
+
+    def loops(self) -> list[Any]:
+        """The senders of this worker, each with its one message out at a time."""
+        raise NotImplementedError
+
+    def send(self, loop: Any) -> None:
+        """Send a loop's next message."""
+        raise NotImplementedError
+
     def sender_closed(self) -> None:
         self.active -= 1
         if not self.active:
