@@ -19,7 +19,7 @@ from chatd.history import HistoryWriter
 from chatd.messages import ChatError, Errno, MsgId, error_frame
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
-from chatd.router import Router
+from chatd.router import Inbox, Router
 from chatd.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, Unread, UserRecord
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
@@ -85,6 +85,7 @@ class ChatService:
         self._signer: TokenSigner | None = None
         router.on_group_changed = self._forget_group
         router.on_block_changed = self._block_changed
+        router.on_offline_stored = self._offline_stored
 
     # accounts
 
@@ -163,12 +164,39 @@ class ChatService:
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
             inbox.push(mid, frame.encode() + b"\n", None)
         mids = [mid for mid, _ in offline]
-        if inbox.needs_ack:
-            inbox.offline_mids = set(mids)
-        elif mids:
+        inbox.offline_mids = set(mids)
+        if not inbox.needs_ack and mids:
             self._forget_offline(user_id, mids)
         log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
                  uid=user_id, proto=session.proto, n=len(offline))
+        if inbox.catch_up:
+            self._offline_stored(user_id)
+
+    def _offline_stored(self, user_id: int) -> None:
+        """Frames were stored offline for a user logged in here: the login may have read the
+        store before they were in it, so send the ones this session has not had."""
+        inbox = self.router.inbox(user_id)
+        if inbox is None:
+            return
+        if not inbox.ready:
+            inbox.catch_up = True
+            return
+        inbox.catch_up = False
+        d = Deferred.fromCoroutine(self._catch_up(inbox))
+        d.addErrback(lambda f: log.warn("user {uid}: offline catch-up failed ({error}); "
+                                        "at the next login then", uid=user_id, error=f.value))
+
+    async def _catch_up(self, inbox: Inbox) -> None:
+        user_id = inbox.user_id
+        rows = await self.store.offline(user_id, OFFLINE_PER_LOGIN)
+        if self.router.inbox(user_id) is not inbox:
+            return
+        new = [(mid, text) for mid, text in rows
+               if mid not in inbox.offline_mids and mid not in inbox.unacked]
+        inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
+        for mid, text in new:
+            inbox.push(mid, text.encode() + b"\n",
+                       lambda mid=mid: self._forget_offline(user_id, [mid]))
 
     def _login_reply(self, session: Session, friends: list[tuple[int, str]],
                      groups: list[GroupRecord], offline: list[tuple[int, str]],

@@ -1,10 +1,12 @@
 """The protocol's rules as a user sees them, over real TCP against a real node, once on SQLite
 and once on a private MariaDB."""
 
+import pymysql
 import ujson
 from twisted.trial.unittest import TestCase
 
-from tests.harness import connect, login, register, start_node, user
+from chatd.store.mysql import parse_mysql_url
+from tests.harness import connect, deferLater, login, register, start_node, user
 from tests.servers import mysql_database
 
 ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK, RECV_ACK = 6, 10, 11, 16, 17
@@ -504,3 +506,27 @@ class MySQLScenarios(Scenarios, TestCase):
         if not hasattr(self, "_db"):
             self._db = mysql_database()
         return self._db
+
+    async def test_a_message_stored_while_its_recipient_logs_in_reaches_that_session(self):
+        """The store of a message for an offline user commits after the login read the
+        offline messages (held back here by a row lock the store's INSERT ... SELECT waits
+        for): the session that logged in gets it at once, not at its next login."""
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        lock = pymysql.connect(**parse_mysql_url(self.database()))
+        self.addCleanup(lock.close)
+        with lock.cursor() as cursor:
+            cursor.execute("SELECT id FROM User WHERE id = %s FOR UPDATE", (bob,))
+        a.send({"msgid": ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
+        await deferLater(0.3)
+        ack = await login(c, bob)
+        self.assertEqual(ack["offlinemsg"], [])
+        lock.commit()
+        got = await c.recv(ONE_CHAT)
+        self.assertEqual(got["msg"], "while you log in")
+        c.send({"msgid": RECV_ACK, "mid": got["mid"]})
+        await a.recv(SEND_ACK, cid="w")
+        await c.request({"msgid": 3}, 15)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [], "deleted once acknowledged")
