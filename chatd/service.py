@@ -28,6 +28,7 @@ log = Logger()
 
 Handled = Coroutine[Any, Any, None] | None
 
+DEFAULT_DEVICE = "default"
 OFFLINE_IN_REPLY = 100
 OFFLINE_PER_LOGIN = 10_000
 
@@ -111,6 +112,8 @@ class ChatService:
         if not session.connected:
             return
         session.login(user_id, user.name, req.get("proto") or 1)
+        session.device = req.get("device") or DEFAULT_DEVICE
+        session.since = int(self.clock.seconds() * 1000)
         inbox = await self.router.attach(session)
         if inbox is None:
             session.logout()
@@ -159,6 +162,7 @@ class ChatService:
         if session.proto == 2:
             reply["token"] = token
             reply["unread"] = unread_views(welcome.unread)
+            reply["device"] = session.device
         session.send(reply)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
@@ -232,6 +236,12 @@ class ChatService:
         if inbox is not None:
             self.blocks.drop(inbox.user_id)
             self.router.detach(inbox)
+
+    def devices(self, session: Session, req: dict[str, Any]) -> Handled:
+        """The account's online sessions (one per account in this release)."""
+        session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0,
+                      "devices": [{"device": session.device, "since": session.since}]})
+        return None
 
     async def online(self, session: Session, user_ids: list[int]) -> set[int]:
         """Live presence as this session's user may see it: who blocked them is offline."""

@@ -257,6 +257,27 @@ class Conversations:
         await self.group_chat(a, gid, "alone")
         self.assertEqual([f for f in await b.quiet() if f["msgid"] == GROUP_CHAT], [])
 
+    # devices
+
+    async def test_login_names_its_device_and_devices_lists_the_session(self):
+        node = await self.node()
+        (a,) = await self.users(node, "alice")
+        listed = await a.request({"msgid": 38}, 39)
+        self.assertEqual((listed["errno"], [d["device"] for d in listed["devices"]]),
+                         (0, ["default"]))
+        self.assertIsInstance(listed["devices"][0]["since"], int)
+        await a.request({"msgid": 3}, 15)
+        a.send({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+                "device": "laptop"})
+        ack = await a.recv(2)
+        self.assertEqual((ack["errno"], ack["device"], ack["unread"]), (0, "laptop", []))
+        listed = await a.request({"msgid": 38}, 39)
+        self.assertEqual([d["device"] for d in listed["devices"]], ["laptop"])
+        await a.request({"msgid": 3}, 15)
+        err = await a.request({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+                               "device": " x"}, ERROR)
+        self.assertEqual(err["errno"], 107)
+
     # blocking
 
     async def test_block_refuses_chat_typing_and_friend_requests_and_hides_presence(self):
