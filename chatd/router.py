@@ -87,16 +87,12 @@ class Inbox:
         for mid, frame, done in held:
             self.push(mid, frame, done)
 
-    def ack(self, mids: Iterable[int]) -> list[int]:
-        """Release acknowledged frames; return the mids that were not in flight."""
-        others = []
+    def ack(self, mids: Iterable[int]) -> None:
+        """Release acknowledged frames (mids not in flight are ignored)."""
         for mid in mids:
             entry = self.unacked.pop(mid, None)
-            if entry is None:
-                others.append(mid)
-            elif entry[1] is not None:
+            if entry is not None and entry[1] is not None:
                 entry[1]()
-        return others
 
     def expired(self, deadline: float) -> list[tuple[int, bytes, Done]]:
         """Remove and return the frames sent before `deadline` and still unacknowledged."""

@@ -199,8 +199,9 @@ class ChatService:
                if mid not in inbox.offline_mids and mid not in inbox.unacked]
         inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
         for mid, text in new:
-            inbox.push(mid, text.encode() + b"\n",
-                       lambda mid=mid: self._forget_offline(user_id, [mid]))
+            inbox.push(mid, text.encode() + b"\n", None)
+        if not inbox.needs_ack and new:
+            self._forget_offline(user_id, [mid for mid, _ in new])
 
     def _login_reply(self, session: Session, friends: list[tuple[int, str]],
                      groups: list[GroupRecord], offline: list[tuple[int, str]],
@@ -424,10 +425,12 @@ class ChatService:
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]
         inbox = session.inbox
-        stored = [m for m in inbox.ack(mids) if m in inbox.offline_mids]
-        if stored:
-            inbox.offline_mids = inbox.offline_mids.difference(stored)
-            self._forget_offline(session.user_id, stored)
+        inbox.ack(mids)
+        if inbox.offline_mids:  # stored frames, in the login reply or sent after it
+            stored = [m for m in mids if m in inbox.offline_mids]
+            if stored:
+                inbox.offline_mids = inbox.offline_mids.difference(stored)
+                self._forget_offline(session.user_id, stored)
         return None
 
     def _forget_offline(self, user_id: int, mids: list[int]) -> None:

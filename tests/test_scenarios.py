@@ -165,6 +165,25 @@ class Scenarios:
         self.assertEqual([ujson.loads(u)["role"] for u in group["users"]], ["creator", "normal"])
         self.assertNotIn("offlinemsg", full, "the original dialect deletes what it wrote")
 
+    async def test_offline_messages_past_the_login_reply_are_deleted_once_acknowledged(self):
+        """The login reply holds the oldest 100; the rest follow as chat frames, and their
+        RECV_ACKs delete them too (they were sent again at every login before)."""
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        for i in range(130):
+            a.send({"msgid": ONE_CHAT, "to": bob, "msg": str(i), "cid": str(i)})
+        for i in range(130):
+            await a.recv(SEND_ACK, cid=str(i))
+        ack = await login(c, bob)
+        later = [await c.recv(ONE_CHAT) for _ in range(30)]
+        self.assertEqual([m["msg"] for m in ack["offlinemsg"] + later],
+                         [str(i) for i in range(130)])
+        c.send({"msgid": RECV_ACK, "mids": [m["mid"] for m in ack["offlinemsg"] + later]})
+        await c.request({"msgid": 3}, 15)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [])
+
     # friends and groups
 
     async def test_add_friend_rules(self):
