@@ -147,9 +147,10 @@ class ChatService:
     async def _welcome(self, session: Session, user_id: int) -> None:
         """Send the login reply with friends, groups and offline messages, then open the inbox."""
         token = (await self._tokens()).issue(user_id) if session.proto == 2 else None
-        if session.proto == 2:
+        unread = session.proto == 2 and self.history.enabled
+        if unread:
             await self.history.flush()  # the unread counts include what this node accepted
-        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, session.proto == 2)
+        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, unread)
         friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
         self.blocks.load(user_id, welcome.blocked_by)
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
