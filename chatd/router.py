@@ -11,6 +11,7 @@ session, or stored; the sending node stores them itself if no report comes in ti
 for one node are gathered for a reactor turn and go in one message.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from itertools import count
@@ -39,9 +40,12 @@ class Inbox:
     """A logged-in user's mailbox on this node.
 
     Frames are held until the login reply has been written (so it is always the session's
-    first frame), then written in order. A proto-2 session's frames stay in `unacked` until it
-    acknowledges them; the router stores the ones left over offline. One per logged-in user,
-    so it is kept small: slots, and nothing allocated until it is needed.
+    first frame), then written in order. While the client does not read (its session is
+    paused) frames are held here rather than written: live ones count against the session's
+    send buffer, which ends the session past its limit, and what is held is stored offline
+    when the session ends. A proto-2 session's frames stay in `unacked` until it acknowledges
+    them; the router stores the ones left over offline. One per logged-in user, so it is kept
+    small: slots, and nothing allocated until it is needed.
     """
 
     __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
@@ -55,26 +59,39 @@ class Inbox:
         # mids of the offline messages in the login reply, deleted from the store once acked
         self.offline_mids: AbstractSet[int] = frozenset()
         self.unacked: dict[int, tuple[bytes, Done, float]] = {}
-        self._held: list[tuple[int, bytes, Done]] = []
+        self._held: deque[tuple[int, bytes, Done]] = deque()
         self._clock = clock
 
     def push(self, mid: int, frame: bytes, done: Done) -> None:
         """Send a frame; `done` runs once the frame can no longer be lost."""
-        if not self.ready:
-            self._held.append((mid, frame, done))
+        if self.ready and not self.session.paused:
+            self._write(mid, frame, done)
             return
-        self.session.write(frame)
+        self._held.append((mid, frame, done))
+        if self.ready:
+            self.session.hold(len(frame))
+
+    def _write(self, mid: int, frame: bytes, done: Done) -> None:
         if self.needs_ack:
             self.unacked[mid] = (frame, done, self._clock.seconds())
-        elif done is not None:
-            done()
+            self.session.write(frame)
+        else:
+            self.session.write(frame)
+            if done is not None:
+                done()
 
     def open(self) -> None:
-        """The login reply is out: release what arrived meanwhile."""
+        """The login reply is out: release what arrived meanwhile, as far as the client reads
+        (the rest goes out at `resume`)."""
         self.ready = True
-        held, self._held = self._held, []
-        for mid, frame, done in held:
-            self.push(mid, frame, done)
+        held, session = self._held, self.session
+        while held and not session.paused:
+            self._write(*held.popleft())
+
+    def resume(self) -> None:
+        """The client reads again: write what was held back."""
+        if self.ready:
+            self.open()
 
     def ack(self, mids: Iterable[int]) -> list[int]:
         """Release acknowledged frames; return the mids that were not in flight."""
@@ -100,8 +117,8 @@ class Inbox:
 
     def drain(self) -> list[tuple[int, bytes, Done]]:
         """Everything not yet safe with the client, for offline storage when it leaves."""
-        out = self._held + [(mid, f, d) for mid, (f, d, _) in self.unacked.items()]
-        self._held = []
+        out = list(self._held) + [(mid, f, d) for mid, (f, d, _) in self.unacked.items()]
+        self._held.clear()
         self.unacked.clear()
         return out
 

@@ -20,6 +20,7 @@ from chatd.passwords import PasswordHasher
 from chatd.router import Router
 from chatd.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, UserRecord
+from chatd.throttle import Throttle
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
 
 log = Logger()
@@ -62,11 +63,12 @@ class ChatService:
     """One per node; holds no per-connection state except the cache of group members."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime,
+                 mids: MidGenerator, clock: IReactorTime, throttle: Throttle,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
         self.hasher = hasher
+        self.throttle = throttle
         self.mids = mids
         self._clock = clock
         self._members: dict[int, set[int]] = {}
@@ -78,7 +80,8 @@ class ChatService:
     # accounts
 
     async def register(self, session: Session, req: dict[str, Any]) -> None:
-        password_hash = await self.hasher.hash(req["password"])
+        await self.throttle.check_registration(session.address)
+        password_hash = await self.hasher.hash(session, req["password"])
         try:
             user_id = await self.store.create_user(req["name"], password_hash)
         except NameTaken:
@@ -92,9 +95,12 @@ class ChatService:
         user_id = req["id"]
         if self.router.inbox(user_id) is not None:
             raise ChatError(Errno.ALREADY_ONLINE)
+        await self.throttle.check_login(user_id, session.address)
         user = await self.store.user(user_id)
-        if not await self._authenticated(req, user):
-            log.info("login of user {uid} refused: bad id, password or token", uid=user_id)
+        if not await self._authenticated(session, req, user):
+            log.info("login of user {uid} from {addr} refused: bad id, password or token",
+                     uid=user_id, addr=session.address)
+            await self.throttle.login_failed(user_id, session.address)
             raise ChatError(Errno.BAD_LOGIN)
         if not session.connected:
             return
@@ -113,11 +119,13 @@ class ChatService:
             self.end(session)
             raise
 
-    async def _authenticated(self, req: dict[str, Any], user: UserRecord | None) -> bool:
+    async def _authenticated(self, session: Session, req: dict[str, Any],
+                             user: UserRecord | None) -> bool:
         """The password (always hashed, even for an unknown user) or a proto-2 resume token."""
         token = req.get("token")
         if token is None:
-            return await self.hasher.check(req["password"], user.password if user else None)
+            return await self.hasher.check(session, req["password"],
+                                           user.password if user else None)
         if user is None or req.get("proto") != 2:
             return False
         return (await self._tokens()).valid(token, user.id, user.tokens_revoked)
@@ -144,9 +152,9 @@ class ChatService:
         if token is not None:
             reply["token"] = token
         session.send(reply)
-        inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
-            inbox.push(mid, frame.encode() + b"\n", None)
+            inbox.push(mid, frame.encode() + b"\n", None)  # held: not counted as live traffic
+        inbox.open()
         mids = [mid for mid, _ in offline]
         if inbox.needs_ack:
             inbox.offline_mids = set(mids)

@@ -13,11 +13,25 @@ from twisted.python import usage
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
 from chatd.mids import MAX_NODE, MidGenerator
-from chatd.passwords import DEFAULT_COST, MAX_COST, PasswordHasher
-from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
+from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_QUEUE, MAX_COST, PasswordHasher
+from chatd.protocol import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNS_PER_ADDRESS,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_SEND_BUFFER,
+    ChatFactory,
+)
 from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
+from chatd.throttle import (
+    DEFAULT_ADDRESS_FAILURES,
+    DEFAULT_LOGIN_BACKOFF,
+    DEFAULT_LOGIN_FAILURES,
+    DEFAULT_REGISTRATIONS,
+    Limits,
+    Throttle,
+)
 from chatd.tokens import DEFAULT_LIFETIME
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
@@ -61,6 +75,27 @@ class Options(usage.Options):
         ["ack-timeout", None, DEFAULT_ACK_TIMEOUT,
          "Seconds a proto-2 client has to acknowledge a message before it is stored "
          "offline (1-600).", float],
+        ["max-send-buffer", None, DEFAULT_MAX_SEND_BUFFER,
+         "Bytes queued for a client that does not read before its connection is closed "
+         "(65536-1073741824); what it had not received is stored offline.", int],
+        ["max-conns-per-address", None, DEFAULT_MAX_CONNS_PER_ADDRESS,
+         "Connections from one client address, logged in or not (1-1000000); behind nginx "
+         "listen through haproxy: so that the address is the client's.", int],
+        ["hash-queue", None, DEFAULT_HASH_QUEUE,
+         "Password hashes waiting for a thread, node-wide (1-100000); beyond it LOGIN and "
+         "REG are refused with errno 141 at once.", int],
+        ["login-failures", None, DEFAULT_LOGIN_FAILURES,
+         "Failed logins of one account from one address within a minute before further "
+         "attempts are refused (errno 142) (1-1000).", int],
+        ["address-failures", None, DEFAULT_ADDRESS_FAILURES,
+         "Failed logins from one address, any account, within a minute before it is "
+         "refused (errno 142) (1-100000).", int],
+        ["login-backoff", None, DEFAULT_LOGIN_BACKOFF,
+         "Seconds of the first lock-out after too many failed logins; each further failure "
+         "doubles it, up to an hour (1-3600).", float],
+        ["max-registrations", None, DEFAULT_REGISTRATIONS,
+         "Registrations from one address within a minute (1-100000); more get errno 144.",
+         int],
     ]
 
     def postOptions(self) -> None:
@@ -77,6 +112,13 @@ class Options(usage.Options):
         _check_range("idle-timeout", self["idle-timeout"], 5, 3600)
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
+        _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
+        _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
+        _check_range("hash-queue", self["hash-queue"], 1, 100_000)
+        _check_range("login-failures", self["login-failures"], 1, 1000)
+        _check_range("address-failures", self["address-failures"], 1, 100_000)
+        _check_range("login-backoff", self["login-backoff"], 1, 3600)
+        _check_range("max-registrations", self["max-registrations"], 1, 100_000)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -140,12 +182,16 @@ def with_backlog(description: str) -> str:
 def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
     store = open_store(options["db"])
-    hasher = PasswordHasher(reactor, options["password-cost"])
+    hasher = PasswordHasher(reactor, options["password-cost"],
+                            max_queue=options["hash-queue"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
     router = Router(bus, store, reactor, options["ack-timeout"])
+    throttle = Throttle(bus, Limits(options["login-failures"], options["address-failures"],
+                                    options["login-backoff"], options["max-registrations"]))
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          options["token-lifetime"])
-    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
+                          throttle, options["token-lifetime"])
+    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
+                          options["max-send-buffer"], options["max-conns-per-address"])
     return ChatNode(store, hasher, router, factory)
 
 

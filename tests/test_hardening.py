@@ -1,0 +1,166 @@
+"""Hostile clients against a real node over real TCP: each test is a row of docs/security.md's
+threat table and fails without its defence."""
+
+import time
+
+import ujson
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.trial.unittest import TestCase
+
+from tests.harness import Client, connect, deferLater, login, register, start_node, user
+from tests.servers import mysql_database, start_redis
+
+ONE_CHAT, ERROR, SEND_ACK = 6, 11, 16
+BIG = "x" * 30_000
+
+
+async def silent_reader(case: TestCase, proto: int | None) -> None:
+    """A user stops reading while two others send it 9 MB: the node ends its session instead
+    of buffering, and every message reaches it at its next login."""
+    node = await start_node(case, None, "--max-send-buffer", "65536")
+    reader = await user(case, node, "reader", proto=proto)
+    reader_id = reader.user_id
+    reader.transport.pauseProducing()
+    senders = [await user(case, node, f"sender{i}") for i in range(2)]
+    count = 150
+    for i in range(count):
+        for n, sender in enumerate(senders):
+            sender.send({"msgid": ONE_CHAT, "to": reader_id, "msg": BIG, "cid": f"{n}-{i}"})
+    for n, sender in enumerate(senders):
+        for i in range(count):
+            ack = await sender.recv(SEND_ACK, timeout=30, cid=f"{n}-{i}")
+            case.assertEqual(ack["errno"], 0)
+    case.assertIsNone(node.service.router.inbox(reader_id))
+    reader.transport.resumeProducing()
+    await reader.closed
+    seen = {f["mid"] for f in reader.frames if f.get("msgid") == ONE_CHAT}
+    again = await connect(case, node)
+    ack = await login(again, reader_id, proto=proto)
+    offline = [m if isinstance(m, dict) else ujson.loads(m)
+               for m in ack.get("offlinemsg", [])]
+    seen |= {m["mid"] for m in offline}
+    deadline = time.monotonic() + 30
+    while len(seen) < 2 * count and time.monotonic() < deadline:
+        await deferLater(0.2)
+        seen |= {f["mid"] for f in again.frames if f.get("msgid") == ONE_CHAT}
+    case.assertEqual(len(seen), 2 * count)
+
+
+class SlowConsumerTests(TestCase):
+    timeout = 120
+
+    async def test_silent_proto_2_reader_is_closed_and_loses_nothing(self):
+        await silent_reader(self, 2)
+
+    async def test_silent_original_dialect_reader_is_closed_and_loses_nothing(self):
+        await silent_reader(self, None)
+
+    async def test_a_sender_that_never_reads_its_acks_is_closed(self):
+        node = await start_node(self, None, "--max-send-buffer", "65536")
+        friend = await user(self, node, "friend")
+        friend.auto_ack = True
+        sender = await user(self, node, "sender")
+        sender.transport.pauseProducing()
+        for i in range(20_000):
+            sender.send({"msgid": 99, "pad": "y" * 100, "n": i})
+        sender.transport.resumeProducing()
+        await sender.closed
+        self.assertFalse(any(s.user_id == sender.user_id for s in node.node.factory.sessions))
+
+
+async def connect_from(case: TestCase, node, address: str):
+    """A client whose connection comes from another loopback address."""
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", node.port, bindAddress=(address, 0))
+    client = await connectProtocol(endpoint, Client())
+    case.addCleanup(client.transport.loseConnection)
+    return client
+
+
+class LoginTests(TestCase):
+    timeout = 120
+
+    async def test_a_login_flood_on_one_connection_does_not_delay_another_login(self):
+        node = await start_node(self, None, "--password-cost", "14", "--login-failures", "1000",
+                                "--address-failures", "100000")
+        owner = await connect(self, node)
+        owner_id = await register(owner, "owner")
+        flood = await connect(self, node)
+        for i in range(3000):
+            flood.send({"msgid": 1, "id": 1000 + i, "password": "guess"})
+        await flood.recv(2, errno=140)
+        started = time.monotonic()
+        ack = await login(owner, owner_id)
+        self.assertEqual(ack["errno"], 0)
+        self.assertLess(time.monotonic() - started, 1.0)
+
+    async def test_a_guesser_is_throttled_the_owner_is_not_and_the_throttle_lifts(self):
+        node = await start_node(self, None, "--login-backoff", "2")
+        owner = await connect(self, node)
+        owner_id = await register(owner, "owner")
+        guesser = await connect(self, node)
+        refused = []
+        for _ in range(10):
+            refused.append((await login(guesser, owner_id, "guess"))["errno"])
+        self.assertEqual(refused, [1] * 5 + [142] * 5)
+        ack = await login(guesser, owner_id)
+        self.assertEqual(ack["errno"], 142)
+        self.assertIn(ack["retry_after"], (1, 2))
+        elsewhere = await connect_from(self, node, "127.0.0.2")
+        self.assertEqual((await login(elsewhere, owner_id))["errno"], 0)
+        await elsewhere.request({"msgid": 3}, 15)
+        await deferLater(ack["retry_after"])
+        self.assertEqual((await login(guesser, owner_id))["errno"], 0)
+
+
+class AddressTests(TestCase):
+
+    async def test_connections_per_address_are_limited(self):
+        node = await start_node(self, None, "--max-conns-per-address", "3")
+        clients = [await connect(self, node) for _ in range(3)]
+        fourth = await connect(self, node)
+        err = await fourth.recv(ERROR)
+        self.assertEqual(err["errno"], 143)
+        await fourth.closed
+        other = await connect_from(self, node, "127.0.0.2")
+        self.assertGreater(await register(other, "other"), 0)
+        clients[0].transport.loseConnection()
+        await clients[0].closed
+        await deferLater(0.1)
+        again = await connect(self, node)
+        self.assertGreater(await register(again, "again"), 0)
+
+    async def test_registrations_per_address_are_limited(self):
+        node = await start_node(self, None, "--max-registrations", "3")
+        c = await connect(self, node)
+        for i in range(3):
+            await register(c, f"user{i}")
+        ack = await c.request({"msgid": 4, "name": "user3", "password": "pw"}, 5)
+        self.assertEqual((ack["errno"], ack["id"]), (144, 0))
+        self.assertGreater(ack["retry_after"], 0)
+        other = await connect_from(self, node, "127.0.0.2")
+        self.assertGreater(await register(other, "user4"), 0)
+
+
+class ClusterThrottleTests(TestCase):
+    timeout = 120
+
+    async def test_two_nodes_share_the_failed_login_count_through_redis(self):
+        redis = start_redis()
+        self.addCleanup(redis.destroy)
+        db = mysql_database()
+        nodes = [await start_node(self, db, "--redis", redis.url, "--node-id", str(i))
+                 for i in (1, 2)]
+        while not all(node.node.router.bus.up for node in nodes):
+            await deferLater(0.05)
+        owner = await connect(self, nodes[0])
+        owner_id = await register(owner, "owner")
+        refused = []
+        for i in range(6):
+            guesser = await connect(self, nodes[i % 2])
+            refused.append((await login(guesser, owner_id, "guess"))["errno"])
+            guesser.transport.loseConnection()
+        self.assertEqual(refused, [1] * 5 + [142])
+        for node in nodes:
+            c = await connect(self, node)
+            self.assertEqual((await login(c, owner_id))["errno"], 142)
