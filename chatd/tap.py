@@ -6,7 +6,6 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
@@ -21,6 +20,7 @@ from chatd.protocol import (
     DEFAULT_MAX_SEND_BUFFER,
     ChatFactory,
 )
+from chatd.proxied import listening
 from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
@@ -50,7 +50,8 @@ class Options(usage.Options):
     optParameters = [
         ["listen", "l", "tcp:6000",
          "Twisted server endpoint to listen on, e.g. tcp:6000, "
-         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock. "
+         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock; "
+         "haproxy:tcp:6001 behind nginx's proxy_protocol, so that limits see client addresses. "
          f"tcp, ssl and unix listeners get backlog={DEFAULT_BACKLOG} unless the string sets "
          "its own backlog."],
         ["db", None, None,
@@ -159,7 +160,7 @@ class Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
-        super().__init__(serverFromString(reactor, with_backlog(description)), factory)
+        super().__init__(*listening(reactor, with_backlog(description), factory))
         self.description = description
 
     def privilegedStartService(self) -> None:

@@ -9,7 +9,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
 from tests.harness import Client, connect, deferLater, login, register, start_node, user
-from tests.servers import mysql_database, start_redis
+from tests.nodeproc import start_node as start_process
+from tests.servers import mysql_database, start_nginx, start_redis
 
 ONE_CHAT, ERROR, SEND_ACK = 6, 11, 16
 BIG = "x" * 30_000
@@ -164,3 +165,19 @@ class ClusterThrottleTests(TestCase):
         for node in nodes:
             c = await connect(self, node)
             self.assertEqual((await login(c, owner_id))["errno"], 142)
+
+
+class ProxyProtocolTests(TestCase):
+    timeout = 60
+
+    async def test_per_address_limits_see_client_addresses_through_nginx(self):
+        node = await start_process(self, "--max-conns-per-address", "1", proxied=True)
+        nginx = start_nginx([node.port], proxy_protocol=True)
+        self.addCleanup(nginx.destroy)
+        first = await connect_from(self, nginx, "127.0.0.2")
+        second = await connect_from(self, nginx, "127.0.0.3")
+        for n, client in enumerate((first, second)):
+            self.assertGreater(await register(client, f"user{n}"), 0)
+        third = await connect_from(self, nginx, "127.0.0.2")
+        self.assertEqual((await third.recv(ERROR))["errno"], 143)
+        self.assertIn("refusing a connection from 127.0.0.2", node.log())
