@@ -33,6 +33,7 @@ log = Logger()
 Done = Callable[[], None] | None
 
 DEFAULT_ACK_TIMEOUT = 10.0
+DEFAULT_OFFLINE_QUOTA = 10_000
 STORE_RETRY_SECONDS = (1, 2, 5, 10, 30)
 
 
@@ -125,14 +126,16 @@ class Inbox:
 
 class _Fanout:
     """Counts the copies of one message until all are safe, then calls `then` with the users
-    that do not exist; `failed` instead if a copy could not be made safe. Plain callbacks, not
-    a Deferred: this runs once per message on the hot path."""
+    that do not exist and those whose offline mailbox is full; `failed` instead if a copy
+    could not be made safe. Plain callbacks, not a Deferred: this runs once per message on the
+    hot path."""
 
-    __slots__ = ("missing", "_left", "_then", "_failed")
+    __slots__ = ("missing", "full", "_left", "_then", "_failed")
 
-    def __init__(self, copies: int, then: Callable[[set[int]], None],
+    def __init__(self, copies: int, then: Callable[[set[int], set[int]], None],
                  failed: Callable[[Failure], None]) -> None:
         self.missing: set[int] = set()
+        self.full: set[int] = set()
         self._left = copies
         self._then: Callable[[set[int]], None] | None = then
         self._failed = failed
@@ -143,7 +146,7 @@ class _Fanout:
         self._left -= copies
         if self._left <= 0 and self._then is not None:
             then, self._then = self._then, None
-            then(self.missing)
+            then(self.missing, self.full)
 
     def failed(self, failure: Failure) -> None:
         if self._then is not None:
@@ -170,10 +173,12 @@ class Router:
     """The online map of this node plus the bus and the offline store."""
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
-                 ack_timeout: float = DEFAULT_ACK_TIMEOUT) -> None:
+                 ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+                 offline_quota: int = DEFAULT_OFFLINE_QUOTA) -> None:
         self.bus = bus
         self.store = store
         self.ack_timeout = ack_timeout
+        self.offline_quota = offline_quota
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
@@ -263,9 +268,11 @@ class Router:
         self.bus.settle(sender, cid, mid)
 
     def deliver(self, user_ids: list[int], mid: int, frame: bytes,
-                then: Callable[[set[int]], None], failed: Callable[[Failure], None]) -> None:
-        """Send one message to each user; once every copy is safe, call `then` with the set of
-        users that do not exist (only known for copies that had to be stored)."""
+                then: Callable[[set[int], set[int]], None],
+                failed: Callable[[Failure], None]) -> None:
+        """Send one message to each user; once every copy is safe, call `then` with the users
+        that do not exist and the users whose offline mailbox is full (both only known for
+        copies that had to be stored; a full mailbox does not take the copy)."""
         fan = _Fanout(len(user_ids), then, failed)
         remote = []
         for user_id in user_ids:
@@ -328,14 +335,26 @@ class Router:
             self._store(remote.user_ids, remote.mid, remote.frame, remote.fan)
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
-        text = frame[:-1].decode()
-        d = Deferred.fromCoroutine(self.store.save_offline([(u, mid, text) for u in user_ids]))
+        """Store a new message for users who are offline, within their --offline-quota."""
+        d = Deferred.fromCoroutine(self._store_within_quota(user_ids, mid, frame[:-1].decode()))
+        d.addCallbacks(lambda result: self._stored(result, user_ids, fan), fan.failed)
 
-        def stored(rows: int) -> None:
-            if rows == 0 and len(user_ids) == 1:
-                fan.missing.add(user_ids[0])
-            fan.done(len(user_ids))
-        d.addCallbacks(stored, fan.failed)
+    async def _store_within_quota(self, user_ids: list[int], mid: int, text: str
+                                  ) -> tuple[int, set[int]]:
+        full = await self.store.full_mailboxes(user_ids, self.offline_quota)
+        room = [u for u in user_ids if u not in full]
+        rows = await self.store.save_offline([(u, mid, text) for u in room]) if room else 0
+        if full:
+            log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
+                     "for users {users}", quota=self.offline_quota, mid=mid, users=sorted(full))
+        return rows, full
+
+    def _stored(self, result: tuple[int, set[int]], user_ids: list[int], fan: _Fanout) -> None:
+        rows, full = result
+        if rows == 0 and len(user_ids) == 1 and not full:
+            fan.missing.add(user_ids[0])
+        fan.full |= full
+        fan.done(len(user_ids))
 
     # receiving from other nodes
 
@@ -379,7 +398,7 @@ class Router:
     def _receive(self, user_ids: list[int], mid: int, frame: bytes,
                  report: Callable[[], None]) -> None:
         """Copies from another node: push to local sessions, store for users who left."""
-        fan = _Fanout(len(user_ids), lambda missing: report(), lambda failure: None)
+        fan = _Fanout(len(user_ids), lambda missing, full: report(), lambda failure: None)
         gone = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)

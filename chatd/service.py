@@ -14,9 +14,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatd.codec import decode, encode, encode_text
-from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.messages import ERRMSG, ChatError, Errno, MsgId, error_frame
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
+from chatd.quotas import Quotas
 from chatd.router import Router
 from chatd.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, UserRecord
@@ -63,12 +64,13 @@ class ChatService:
     """One per node; holds no per-connection state except the cache of group members."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime, throttle: Throttle,
+                 mids: MidGenerator, clock: IReactorTime, throttle: Throttle, quotas: Quotas,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
         self.hasher = hasher
         self.throttle = throttle
+        self.quotas = quotas
         self.mids = mids
         self._clock = clock
         self._members: dict[int, set[int]] = {}
@@ -206,6 +208,7 @@ class ChatService:
         friend = await self.store.user(friend_id)
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
+        await self.quotas.check_friend(session.user_id, friend_id)
         await self.store.add_friend(session.user_id, friend_id)
         online = await self.router.online([friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
@@ -213,6 +216,7 @@ class ChatService:
                                  "state": _state(friend_id in online)}})
 
     async def create_group(self, session: Session, req: dict[str, Any]) -> None:
+        await self.quotas.check_create_group(session.user_id)
         try:
             group_id = await self.store.create_group(
                 req["groupname"], req.get("groupdesc") or "", session.user_id)
@@ -223,6 +227,7 @@ class ChatService:
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
 
     async def add_group(self, session: Session, req: dict[str, Any]) -> None:
+        await self.quotas.check_join(req["groupid"], session.user_id)
         group = await self.store.join_group(req["groupid"], session.user_id)
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
@@ -324,19 +329,29 @@ class ChatService:
         ref = frame["msgid"]
         self.router.deliver(
             recipients, mid, encode(frame),
-            lambda missing: self._delivered(missing, sender, cid, mid, ref),
+            lambda missing, full: self._delivered(missing, full, sender, cid, mid, ref),
             lambda failure: self._not_delivered(failure, sender, cid, ref))
 
     def _current_session(self, user_id: int) -> Session | None:
         inbox = self.router.inbox(user_id)
         return inbox.session if inbox is not None else None
 
-    def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
-                   ref: int) -> None:
-        if missing:
+    def _delivered(self, missing: set[int], full: set[int], sender: int, cid: str | None,
+                   mid: int, ref: int) -> None:
+        """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
+        does not exist or has a full offline mailbox (a group message reached the rest)."""
+        if missing or (full and ref == MsgId.ONE_CHAT):
             session = self._current_session(sender)
-            if session is not None:
+            if session is None:
+                return
+            if missing:
                 session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
+            elif cid is not None and session.proto == 2:
+                session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid,
+                              "errno": int(Errno.OFFLINE_QUOTA),
+                              "errmsg": ERRMSG[Errno.OFFLINE_QUOTA]})
+            else:
+                session.send(error_frame(ChatError(Errno.OFFLINE_QUOTA), ref, cid))
         elif cid is not None:
             self.router.settle(sender, cid, mid)
             self._acknowledge(sender, cid, mid)

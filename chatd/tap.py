@@ -21,7 +21,14 @@ from chatd.protocol import (
     ChatFactory,
 )
 from chatd.proxied import listening
-from chatd.router import DEFAULT_ACK_TIMEOUT, Router
+from chatd.quotas import (
+    DEFAULT_MAX_FRIENDS,
+    DEFAULT_MAX_GROUP_MEMBERS,
+    DEFAULT_MAX_GROUPS_CREATED,
+    QuotaLimits,
+    Quotas,
+)
+from chatd.router import DEFAULT_ACK_TIMEOUT, DEFAULT_OFFLINE_QUOTA, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
 from chatd.throttle import (
@@ -29,8 +36,8 @@ from chatd.throttle import (
     DEFAULT_LOGIN_BACKOFF,
     DEFAULT_LOGIN_FAILURES,
     DEFAULT_REGISTRATIONS,
-    Limits,
     Throttle,
+    ThrottleLimits,
 )
 from chatd.tokens import DEFAULT_LIFETIME
 
@@ -97,6 +104,15 @@ class Options(usage.Options):
         ["max-registrations", None, DEFAULT_REGISTRATIONS,
          "Registrations from one address within a minute (1-100000); more get errno 144.",
          int],
+        ["offline-quota", None, DEFAULT_OFFLINE_QUOTA,
+         "Offline messages stored for one user (1-10000000); a message beyond it is refused "
+         "(errno 145).", int],
+        ["max-friends", None, DEFAULT_MAX_FRIENDS,
+         "Friends of one user (1-1000000); more get errno 148.", int],
+        ["max-groups-created", None, DEFAULT_MAX_GROUPS_CREATED,
+         "Groups one user may create (1-1000000); more get errno 147.", int],
+        ["max-group-members", None, DEFAULT_MAX_GROUP_MEMBERS,
+         "Members of one group (2-1000000); more get errno 146.", int],
     ]
 
     def postOptions(self) -> None:
@@ -120,6 +136,10 @@ class Options(usage.Options):
         _check_range("address-failures", self["address-failures"], 1, 100_000)
         _check_range("login-backoff", self["login-backoff"], 1, 3600)
         _check_range("max-registrations", self["max-registrations"], 1, 100_000)
+        _check_range("offline-quota", self["offline-quota"], 1, 10_000_000)
+        _check_range("max-friends", self["max-friends"], 1, 1_000_000)
+        _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
+        _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -186,11 +206,14 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     hasher = PasswordHasher(reactor, options["password-cost"],
                             max_queue=options["hash-queue"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
-    router = Router(bus, store, reactor, options["ack-timeout"])
-    throttle = Throttle(bus, Limits(options["login-failures"], options["address-failures"],
-                                    options["login-backoff"], options["max-registrations"]))
+    router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"])
+    throttle = Throttle(bus, ThrottleLimits(
+        options["login-failures"], options["address-failures"], options["login-backoff"],
+        options["max-registrations"]))
+    quotas = Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
+                                       options["max-group-members"]))
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          throttle, options["token-lifetime"])
+                          throttle, quotas, options["token-lifetime"])
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
                           options["max-send-buffer"], options["max-conns-per-address"])
     return ChatNode(store, hasher, router, factory)

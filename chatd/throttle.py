@@ -25,7 +25,7 @@ DEFAULT_REGISTRATIONS = 20
 
 
 @dataclass(frozen=True)
-class Limits:
+class ThrottleLimits:
     """The thresholds; each is a `twistd chatd` option."""
 
     login_failures: int = DEFAULT_LOGIN_FAILURES  # per (account, address) in WINDOW
@@ -39,7 +39,7 @@ class Throttle:
     `login_backoff` seconds, doubling (up to an hour) with each failure after the lock lifts,
     until the key has had no failure for WINDOW seconds past its last lock."""
 
-    def __init__(self, bus: Bus, limits: Limits = Limits()) -> None:
+    def __init__(self, bus: Bus, limits: ThrottleLimits = ThrottleLimits()) -> None:
         self._bus = bus
         self.limits = limits
 

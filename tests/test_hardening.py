@@ -181,3 +181,42 @@ class ProxyProtocolTests(TestCase):
         third = await connect_from(self, nginx, "127.0.0.2")
         self.assertEqual((await third.recv(ERROR))["errno"], 143)
         self.assertIn("refusing a connection from 127.0.0.2", node.log())
+
+
+class QuotaTests(TestCase):
+
+    async def test_offline_quota_refuses_beyond_it_and_keeps_what_was_stored(self):
+        node = await start_node(self, None, "--offline-quota", "3")
+        away = await connect(self, node)
+        away_id = await register(away, "away")
+        sender = await user(self, node, "sender")
+        old = await user(self, node, "old", proto=None)
+        for i in range(3):
+            ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": f"m{i}",
+                                        "cid": f"c{i}"}, SEND_ACK, cid=f"c{i}")
+            self.assertEqual(ack["errno"], 0)
+        ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": "m3",
+                                    "cid": "c3"}, SEND_ACK, cid="c3")
+        self.assertEqual(ack["errno"], 145)
+        old.send({"msgid": ONE_CHAT, "to": away_id, "msg": "m4"})
+        self.assertEqual((await old.recv(ERROR))["errno"], 145)
+        offline = (await login(away, away_id))["offlinemsg"]
+        self.assertEqual([m["msg"] for m in offline], ["m0", "m1", "m2"])
+
+    async def test_friends_groups_created_and_members_are_limited(self):
+        node = await start_node(self, None, "--max-friends", "1", "--max-groups-created", "1",
+                                "--max-group-members", "2")
+        a, b, c = [await user(self, node, name) for name in ("a", "b", "c")]
+        ack = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        self.assertEqual(ack["errno"], 0)
+        for asker, friend in ((a, c.user_id), (c, b.user_id)):
+            ack = await asker.request({"msgid": 7, "friendid": friend}, 12)
+            self.assertEqual(ack["errno"], 148)
+        created = await a.request({"msgid": 8, "groupname": "g1"}, 13)
+        self.assertEqual(created["errno"], 0)
+        ack = await a.request({"msgid": 8, "groupname": "g2"}, 13)
+        self.assertEqual((ack["errno"], ack["groupid"]), (147, 0))
+        group = {"msgid": 9, "groupid": created["groupid"]}
+        self.assertEqual((await b.request(group, 14))["errno"], 0)
+        self.assertEqual((await c.request(group, 14))["errno"], 146)
+        self.assertEqual((await b.request(group, 14))["errno"], 0)

@@ -111,6 +111,8 @@ class Store:
             " JOIN GroupUser gu ON gu.groupid = g.id JOIN User u ON u.id = gu.userid"
             " WHERE mine.userid = ? ORDER BY g.id, u.id")
         self._q_member_ids = q("SELECT userid FROM GroupUser WHERE groupid = ?")
+        self._q_groups_created = q(
+            "SELECT COUNT(*) FROM GroupUser WHERE userid = ? AND grouprole = 'creator'")
         self._q_save_offline = q(
             f"{ignore} INTO OfflineMessage (userid, mid, message) SELECT id, ?, ? FROM User"
             " WHERE id = ?")
@@ -186,6 +188,23 @@ class Store:
         c.execute(self._q_friends, (user_id,))
         return [(int(r[0]), r[1]) for r in c.fetchall()]
 
+    async def friend_counts(self, user_ids: list[int]) -> dict[int, int]:
+        """How many friends each of these users has (users without any are left out)."""
+        marks = ", ".join("?" * len(user_ids))
+        query = self.dialect.sql(
+            f"SELECT userid, COUNT(*) FROM Friend WHERE userid IN ({marks}) GROUP BY userid")
+
+        def txn(c: Cursor) -> dict[int, int]:
+            c.execute(query, tuple(user_ids))
+            return {int(r[0]): int(r[1]) for r in c.fetchall()}
+        return await self._run("friend_counts", txn)
+
+    async def groups_created(self, user_id: int) -> int:
+        def txn(c: Cursor) -> int:
+            c.execute(self._q_groups_created, (user_id,))
+            return int(c.fetchone()[0])
+        return await self._run("groups_created", txn)
+
     async def create_group(self, name: str, desc: str, creator: int) -> int:
         """Create a group with its creator as first member; NameTaken if the name exists."""
         def txn(c: Cursor) -> int:
@@ -243,6 +262,18 @@ class Store:
                 stored += max(c.rowcount, 0)
             return stored
         return await self._run("save_offline", txn)
+
+    async def full_mailboxes(self, user_ids: list[int], quota: int) -> set[int]:
+        """The users holding `quota` or more offline messages."""
+        marks = ", ".join("?" * len(user_ids))
+        query = self.dialect.sql(
+            f"SELECT userid FROM OfflineMessage WHERE userid IN ({marks})"
+            " GROUP BY userid HAVING COUNT(*) >= ?")
+
+        def txn(c: Cursor) -> set[int]:
+            c.execute(query, (*user_ids, quota))
+            return {int(r[0]) for r in c.fetchall()}
+        return await self._run("full_mailboxes", txn)
 
     def _offline(self, c: Cursor, user_id: int, limit: int) -> list[tuple[int, str]]:
         """The user's stored frames as (mid, frame), oldest first."""
