@@ -34,14 +34,16 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
+LISTEN = "tcp:{port}:interface=127.0.0.1"
 
 
-async def start_node(testcase: TestCase, *args: str, proxied: bool = False) -> Node:
-    """Start a node for this test; it is stopped at the test's cleanup. A `proxied` node
-    listens through haproxy: (behind nginx with proxy_protocol on)."""
+async def start_node(testcase: TestCase, *args: str, listen: str = LISTEN) -> Node:
+    """Start a node for this test; it is stopped at the test's cleanup. `listen` is the
+    --listen endpoint with `{port}` for the free port, e.g. haproxy:tcp:{port} behind nginx
+    with proxy_protocol on, or ssl:{port}:privateKey=...."""
     directory = os.path.abspath(testcase.mktemp())
     os.makedirs(directory)
-    node = Node(directory, free_port(), args, proxied)
+    node = Node(directory, free_port(), args, listen)
     testcase.addCleanup(lambda: Deferred.fromCoroutine(node.stop()))
     await node.start()
     return node
@@ -68,8 +70,8 @@ class Node:
     """One chatd node process; `start` and `restart` keep its port and database."""
 
     def __init__(self, directory: str, port: int, args: tuple[str, ...],
-                 proxied: bool = False) -> None:
-        self.listen = f"{'haproxy:' if proxied else ''}tcp:{port}:interface=127.0.0.1"
+                 listen: str = LISTEN) -> None:
+        self.listen = listen.format(port=port)
         self.directory = directory
         self.port = port
         self.db_path = os.path.join(directory, "chatd.sqlite3")

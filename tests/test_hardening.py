@@ -1,6 +1,8 @@
 """Hostile clients against a real node over real TCP: each test is a row of docs/security.md's
 threat table and fails without its defence."""
 
+import datetime
+import os
 import time
 
 import ujson
@@ -11,6 +13,7 @@ from twisted.trial.unittest import TestCase
 from tests.harness import Client, connect, deferLater, login, register, start_node, user
 from tests.nodeproc import start_node as start_process
 from tests.servers import mysql_database, start_nginx, start_redis
+from tests.test_client_process import sign_up, start_client
 
 ONE_CHAT, ERROR, SEND_ACK = 6, 11, 16
 BIG = "x" * 30_000
@@ -171,7 +174,8 @@ class ProxyProtocolTests(TestCase):
     timeout = 60
 
     async def test_per_address_limits_see_client_addresses_through_nginx(self):
-        node = await start_process(self, "--max-conns-per-address", "1", proxied=True)
+        node = await start_process(self, "--max-conns-per-address", "1",
+                                   listen="haproxy:tcp:{port}:interface=127.0.0.1")
         nginx = start_nginx([node.port], proxy_protocol=True)
         self.addCleanup(nginx.destroy)
         first = await connect_from(self, nginx, "127.0.0.2")
@@ -220,3 +224,55 @@ class QuotaTests(TestCase):
         self.assertEqual((await b.request(group, 14))["errno"], 0)
         self.assertEqual((await c.request(group, 14))["errno"], 146)
         self.assertEqual((await b.request(group, 14))["errno"], 0)
+
+
+def certificate(directory: str, name: str = "localhost") -> tuple[str, str]:
+    """A self-signed certificate for `name` made now: (key file, certificate file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+class TlsTests(TestCase):
+    timeout = 60
+
+    async def tls_node(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        key, cert = certificate(directory)
+        node = await start_process(
+            self, listen=f"ssl:{{port}}:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        return node, cert
+
+    async def test_the_client_talks_tls_to_a_server_it_trusts(self):
+        node, cert = await self.tls_node()
+        client = start_client(self, node, "alice", "--host", "localhost", "--tls", "--ca", cert)
+        self.assertGreater(await sign_up(client, "alice"), 0)
+
+    async def test_the_client_refuses_an_unknown_certificate(self):
+        node, _ = await self.tls_node()
+        client = start_client(self, node, "alice", "--host", "localhost", "--tls")
+        await client.expect(r"info: connection lost: .*certificate verify failed.*")
+        client.type("register:alice:secret")
+        await client.expect(r"info: connection lost: .*certificate verify failed.*")
+        self.assertEqual(client.count(r"registered: .*"), 0)
