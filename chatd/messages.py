@@ -67,7 +67,6 @@ class Errno(IntEnum):
     GROUP_FULL = 146
     TOO_MANY_GROUPS = 147
     TOO_MANY_FRIENDS = 148
-    SEND_BUFFER_FULL = 149
 
 
 ERRMSG: dict[Errno, str] = {
@@ -103,7 +102,6 @@ ERRMSG: dict[Errno, str] = {
     Errno.GROUP_FULL: "the group is full",
     Errno.TOO_MANY_GROUPS: "too many groups created",
     Errno.TOO_MANY_FRIENDS: "too many friends",
-    Errno.SEND_BUFFER_FULL: "send buffer full",
 }
 
 

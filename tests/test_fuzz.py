@@ -31,7 +31,7 @@ from chatd.tap import Options, build_node
 MAX_FRAME = 65536
 CLIENT_MSGIDS = {1, 3, 4, 6, 7, 8, 9, 10, 17, 18, 19, 21}
 SERVER_MSGIDS = {2, 5, 6, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22}
-PUBLISHED = {0, 1, 2, 3, *range(100, 113), *range(120, 125), 130, 131, *range(140, 150)}
+PUBLISHED = {0, 1, 2, 3, *range(100, 113), *range(120, 125), 130, 131, *range(140, 149)}
 INTERNAL = 131
 FIELDS = ["id", "password", "proto", "name", "to", "toid", "msg", "time", "cid", "friendid",
           "groupname", "groupdesc", "groupid", "mid", "mids"]
