@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -26,8 +27,10 @@ _HASH_BYTES = 32
 # Hashing threads run this much nicer than the reactor: a login storm then uses the CPU the
 # reactor leaves idle instead of taking turns with it, and chat latency stays where it was.
 HASH_NICENESS = 10
-# Hashes waiting for a thread, node-wide; beyond it LOGIN/REG are refused at once (errno 141).
-DEFAULT_HASH_QUEUE = 16
+# Seconds a new hash may expect to wait for a thread; beyond it LOGIN/REG are refused at once
+# (errno 141). The expected wait is the queue's length times the mean time of a recent hash.
+DEFAULT_HASH_WAIT = 2.0
+_MEAN_WEIGHT = 0.2  # of the latest hash in the running mean
 
 T = TypeVar("T")
 _thread = threading.local()
@@ -91,21 +94,24 @@ class PasswordHasher:
 
     The queue in front of the pool is fair and bounded, so that one client cannot make
     everybody else's login wait: an owner has at most one hash queued or running (errno 140
-    for a second one), the queue holds at most `max_queue` hashes (errno 141 beyond), and the
-    work of an owner that disconnected is dropped before it is hashed.
+    for a second one), a hash that would wait more than `max_wait` seconds for a thread is
+    refused (errno 141), and the work of an owner that disconnected is dropped before it is
+    hashed. The bound is in time, not in hashes, so that it means the same at any cost.
 
     Logins of unknown users are checked against a dummy hash of the same cost, so response
     time does not tell which user ids exist.
     """
 
     def __init__(self, reactor: IReactorThreads, cost: int = DEFAULT_COST,
-                 threads: int | None = None, max_queue: int = DEFAULT_HASH_QUEUE) -> None:
+                 threads: int | None = None, max_wait: float = DEFAULT_HASH_WAIT) -> None:
         self.cost = cost
-        self.max_queue = max_queue
+        self.max_wait = max_wait
         self._reactor = reactor
         self._threads = threads or os.cpu_count() or 1
         self._pool = ThreadPool(minthreads=0, maxthreads=self._threads, name="chatd-passwords")
+        started = time.monotonic()
         self._dummy = hash_password(os.urandom(8).hex(), cost)
+        self._mean = time.monotonic() - started  # seconds a hash takes, from a running mean
         self._queue: deque[tuple[Owner, Callable[..., Any], tuple[object, ...],
                                  Deferred[Any]]] = deque()
         self._owners: set[int] = set()  # id() of owners with a hash queued or running
@@ -131,7 +137,7 @@ class PasswordHasher:
     def _submit(self, owner: Owner, fn: Callable[..., T], *args: object) -> Deferred[T]:
         if id(owner) in self._owners:
             raise ChatError(Errno.HASH_PENDING)
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) * self._mean / self._threads > self.max_wait:
             raise ChatError(Errno.BUSY)
         d: Deferred[T] = Deferred()
         self._owners.add(id(owner))
@@ -149,10 +155,13 @@ class PasswordHasher:
                 continue
             self._running += 1
             work = deferToThreadPool(self._reactor, self._pool, _background, fn, *args)
-            work.addBoth(self._finished, owner, d)
+            work.addBoth(self._finished, owner, d, time.monotonic())
 
-    def _finished(self, result: object, owner: Owner, d: Deferred[Any]) -> None:
+    def _finished(self, result: object, owner: Owner, d: Deferred[Any], started: float
+                  ) -> None:
         self._running -= 1
+        took = time.monotonic() - started
+        self._mean += _MEAN_WEIGHT * (took - self._mean)
         self._owners.discard(id(owner))
         self._next()
         if isinstance(result, Failure):

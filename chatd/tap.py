@@ -12,7 +12,7 @@ from twisted.python import usage
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
 from chatd.mids import MAX_NODE, MidGenerator
-from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_QUEUE, MAX_COST, PasswordHasher
+from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
 from chatd.protocol import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNS_PER_ADDRESS,
@@ -89,9 +89,9 @@ class Options(usage.Options):
         ["max-conns-per-address", None, DEFAULT_MAX_CONNS_PER_ADDRESS,
          "Connections from one client address, logged in or not (1-1000000); behind nginx "
          "listen through haproxy: so that the address is the client's.", int],
-        ["hash-queue", None, DEFAULT_HASH_QUEUE,
-         "Password hashes waiting for a thread, node-wide (1-100000); beyond it LOGIN and "
-         "REG are refused with errno 141 at once.", int],
+        ["hash-wait", None, DEFAULT_HASH_WAIT,
+         "Seconds a LOGIN or REG may expect to wait for a password-hashing thread "
+         "(0.1-600); beyond it they are refused with errno 141 at once.", float],
         ["login-failures", None, DEFAULT_LOGIN_FAILURES,
          "Failed logins of one account from one address within a minute before further "
          "attempts are refused (errno 142) (1-1000).", int],
@@ -131,7 +131,7 @@ class Options(usage.Options):
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
         _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
         _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
-        _check_range("hash-queue", self["hash-queue"], 1, 100_000)
+        _check_range("hash-wait", self["hash-wait"], 0.1, 600)
         _check_range("login-failures", self["login-failures"], 1, 1000)
         _check_range("address-failures", self["address-failures"], 1, 100_000)
         _check_range("login-backoff", self["login-backoff"], 1, 3600)
@@ -204,7 +204,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
     store = open_store(options["db"])
     hasher = PasswordHasher(reactor, options["password-cost"],
-                            max_queue=options["hash-queue"])
+                            max_wait=options["hash-wait"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
     router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"])
     throttle = Throttle(bus, ThrottleLimits(

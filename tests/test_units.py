@@ -221,11 +221,11 @@ class PasswordHasherTests(TestCase):
         await first
         self.assertFalse(await hasher.check(OWNER, "pw", None))
 
-    async def test_a_full_queue_refuses_with_busy(self):
-        hasher = PasswordHasher(reactor, 1, threads=1, max_queue=2)
+    async def test_a_hash_that_would_wait_too_long_is_refused_with_busy(self):
+        hasher = PasswordHasher(reactor, 1, threads=1, max_wait=1e-9)
         hasher.start()
         self.addCleanup(hasher.stop)
-        running = [hasher.hash(Connection(), "pw") for _ in range(3)]  # 1 running, 2 queued
+        running = [hasher.hash(Connection(), "pw") for _ in range(2)]  # 1 running, 1 queued
         with self.assertRaises(ChatError) as caught:
             hasher.hash(Connection(), "pw")
         self.assertEqual(caught.exception.errno, Errno.BUSY)
