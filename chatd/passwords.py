@@ -7,7 +7,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -93,10 +94,11 @@ class PasswordHasher:
     default.
 
     The queue in front of the pool is fair and bounded, so that one client cannot make
-    everybody else's login wait: an owner has at most one hash queued or running (errno 140
-    for a second one), a hash that would wait more than `max_wait` seconds for a thread is
-    refused (errno 141), and the work of an owner that disconnected is dropped before it is
-    hashed. The bound is in time, not in hashes, so that it means the same at any cost.
+    everybody else's login wait. A LOGIN or REG runs inside `slot(owner)`: an owner has one
+    slot (errno 140 for a second request while the first is in progress, before it costs a
+    query or a hash), and no slot is given while a hash would wait more than `max_wait`
+    seconds for a thread (errno 141). The work of an owner that disconnected is dropped before
+    it is hashed. The bound is in time, not in hashes, so that it means the same at any cost.
 
     Logins of unknown users are checked against a dummy hash of the same cost, so response
     time does not tell which user ids exist.
@@ -114,7 +116,7 @@ class PasswordHasher:
         self._mean = time.monotonic() - started  # seconds a hash takes, from a running mean
         self._queue: deque[tuple[Owner, Callable[..., Any], tuple[object, ...],
                                  Deferred[Any]]] = deque()
-        self._owners: set[int] = set()  # id() of owners with a hash queued or running
+        self._owners: set[int] = set()  # id() of the owners holding their slot
         self._running = 0
 
     def start(self) -> None:
@@ -123,8 +125,21 @@ class PasswordHasher:
     def stop(self) -> None:
         self._pool.stop()
 
+    @contextmanager
+    def slot(self, owner: Owner) -> Iterator[None]:
+        """The owner's one LOGIN/REG in progress; raises ChatError 140 or 141 when refused."""
+        if id(owner) in self._owners:
+            raise ChatError(Errno.HASH_PENDING)
+        if len(self._queue) * self._mean / self._threads > self.max_wait:
+            raise ChatError(Errno.BUSY)
+        self._owners.add(id(owner))
+        try:
+            yield
+        finally:
+            self._owners.discard(id(owner))
+
     def hash(self, owner: Owner, password: str) -> Deferred[str]:
-        """A new salted hash; raises ChatError 140/141 when refused."""
+        """A new salted hash, made unless the owner has gone by the time a thread is free."""
         return self._submit(owner, hash_password, password, self.cost)
 
     def check(self, owner: Owner, password: str, stored: str | None) -> Deferred[bool]:
@@ -135,12 +150,7 @@ class PasswordHasher:
         return self._submit(owner, check_password, password, stored)
 
     def _submit(self, owner: Owner, fn: Callable[..., T], *args: object) -> Deferred[T]:
-        if id(owner) in self._owners:
-            raise ChatError(Errno.HASH_PENDING)
-        if len(self._queue) * self._mean / self._threads > self.max_wait:
-            raise ChatError(Errno.BUSY)
         d: Deferred[T] = Deferred()
-        self._owners.add(id(owner))
         self._queue.append((owner, fn, args, d))
         self._next()
         return d
@@ -150,7 +160,6 @@ class PasswordHasher:
         while self._running < self._threads and self._queue:
             owner, fn, args, d = self._queue.popleft()
             if not owner.connected:
-                self._owners.discard(id(owner))
                 d.errback(ChatError(Errno.BUSY))
                 continue
             self._running += 1
@@ -162,7 +171,6 @@ class PasswordHasher:
         self._running -= 1
         took = time.monotonic() - started
         self._mean += _MEAN_WEIGHT * (took - self._mean)
-        self._owners.discard(id(owner))
         self._next()
         if isinstance(result, Failure):
             d.errback(result)

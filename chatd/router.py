@@ -336,22 +336,18 @@ class Router:
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
         """Store a new message for users who are offline, within their --offline-quota."""
-        d = Deferred.fromCoroutine(self._store_within_quota(user_ids, mid, frame[:-1].decode()))
-        d.addCallbacks(lambda result: self._stored(result, user_ids, fan), fan.failed)
+        text = frame[:-1].decode()
+        d = Deferred.fromCoroutine(self.store.save_new_offline(
+            [(u, mid, text) for u in user_ids], self.offline_quota))
+        d.addCallbacks(self._stored, fan.failed, (user_ids, mid, fan))
 
-    async def _store_within_quota(self, user_ids: list[int], mid: int, text: str
-                                  ) -> tuple[int, set[int]]:
-        full = await self.store.full_mailboxes(user_ids, self.offline_quota)
-        room = [u for u in user_ids if u not in full]
-        rows = await self.store.save_offline([(u, mid, text) for u in room]) if room else 0
+    def _stored(self, result: tuple[int, set[int]], user_ids: list[int], mid: int,
+                fan: _Fanout) -> None:
+        rows, full = result
         if full:
             log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
                      "for users {users}", quota=self.offline_quota, mid=mid, users=sorted(full))
-        return rows, full
-
-    def _stored(self, result: tuple[int, set[int]], user_ids: list[int], fan: _Fanout) -> None:
-        rows, full = result
-        if rows == 0 and len(user_ids) == 1 and not full:
+        elif rows == 0 and len(user_ids) == 1:
             fan.missing.add(user_ids[0])
         fan.full |= full
         fan.done(len(user_ids))

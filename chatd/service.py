@@ -82,18 +82,25 @@ class ChatService:
     # accounts
 
     async def register(self, session: Session, req: dict[str, Any]) -> None:
-        await self.throttle.check_registration(session.address)
-        password_hash = await self.hasher.hash(session, req["password"])
-        try:
-            user_id = await self.store.create_user(req["name"], password_hash)
-        except NameTaken:
-            raise ChatError(Errno.NAME_TAKEN) from None
+        with self.hasher.slot(session):
+            await self.throttle.check_registration(session.address)
+            password_hash = await self.hasher.hash(session, req["password"])
+            try:
+                user_id = await self.store.create_user(req["name"], password_hash)
+            except NameTaken:
+                raise ChatError(Errno.NAME_TAKEN) from None
         log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
         session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
 
     async def login(self, session: Session, req: dict[str, Any]) -> None:
+        """One login at a time per connection (the hasher's slot), so that a flood of them
+        costs neither queries nor hashes."""
         if session.user_id is not None:
             raise ChatError(Errno.ALREADY_LOGGED_IN)
+        with self.hasher.slot(session):
+            await self._login(session, req)
+
+    async def _login(self, session: Session, req: dict[str, Any]) -> None:
         user_id = req["id"]
         if self.router.inbox(user_id) is not None:
             raise ChatError(Errno.ALREADY_ONLINE)

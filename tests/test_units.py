@@ -212,26 +212,28 @@ class PasswordHasherTests(TestCase):
         reactor_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.assertEqual(seen, [min(reactor_priority + passwords.HASH_NICENESS, 19)])
 
-    async def test_a_second_hash_of_one_connection_is_refused_at_once(self):
+    async def test_a_second_slot_of_one_connection_is_refused_at_once(self):
         hasher = self.hasher(1)
-        first = hasher.hash(OWNER, "pw")
-        with self.assertRaises(ChatError) as caught:
-            hasher.check(OWNER, "pw", None)
-        self.assertEqual(caught.exception.errno, Errno.HASH_PENDING)
-        await first
-        self.assertFalse(await hasher.check(OWNER, "pw", None))
+        with hasher.slot(OWNER):
+            with self.assertRaises(ChatError) as caught, hasher.slot(OWNER):
+                pass
+            self.assertEqual(caught.exception.errno, Errno.HASH_PENDING)
+            await hasher.hash(OWNER, "pw")
+        with hasher.slot(OWNER):
+            self.assertFalse(await hasher.check(OWNER, "pw", None))
 
     async def test_a_hash_that_would_wait_too_long_is_refused_with_busy(self):
         hasher = PasswordHasher(reactor, 1, threads=1, max_wait=1e-9)
         hasher.start()
         self.addCleanup(hasher.stop)
         running = [hasher.hash(Connection(), "pw") for _ in range(2)]  # 1 running, 1 queued
-        with self.assertRaises(ChatError) as caught:
-            hasher.hash(Connection(), "pw")
+        with self.assertRaises(ChatError) as caught, hasher.slot(Connection()):
+            pass
         self.assertEqual(caught.exception.errno, Errno.BUSY)
         for d in running:
             await d
-        await hasher.hash(Connection(), "pw")
+        with hasher.slot(Connection()):
+            await hasher.hash(Connection(), "pw")
 
     async def test_the_work_of_a_closed_connection_is_never_hashed(self):
         hasher = PasswordHasher(reactor, 1, threads=1)
@@ -470,11 +472,12 @@ class ReportTests(SynchronousTestCase):
 
     def test_one_report_settles_every_copy_it_names(self):
         router, bus, clock = self.router()
-        settled: list[set[int]] = []
+        settled: list[tuple[set[int], set[int]]] = []
         for user_id in (7, 8):
-            router.deliver([user_id], 100 + user_id, b"{}\n", settled.append, self.fail)
+            router.deliver([user_id], 100 + user_id, b"{}\n",
+                           lambda missing, full: settled.append((missing, full)), self.fail)
         router.from_node_channel(b"A 1 2")
-        self.assertEqual(settled, [set(), set()])
+        self.assertEqual(settled, [(set(), set()), (set(), set())])
 
 
 class InboxTests(SynchronousTestCase):

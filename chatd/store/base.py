@@ -255,25 +255,32 @@ class Store:
     async def save_offline(self, rows: Sequence[tuple[int, int, str]]) -> int:
         """Store (user id, mid, frame) rows and return how many were stored: a row for a
         user who does not exist is not. A repeated (user, mid) is stored once."""
-        def txn(c: Cursor) -> int:
-            stored = 0
-            for user_id, mid, frame in rows:
-                c.execute(self._q_save_offline, (mid, frame, user_id))
-                stored += max(c.rowcount, 0)
-            return stored
-        return await self._run("save_offline", txn)
+        return await self._run("save_offline", self._save_rows, rows)
 
-    async def full_mailboxes(self, user_ids: list[int], quota: int) -> set[int]:
-        """The users holding `quota` or more offline messages."""
-        marks = ", ".join("?" * len(user_ids))
+    def _save_rows(self, c: Cursor, rows: Sequence[tuple[int, int, str]]) -> int:
+        stored = 0
+        for user_id, mid, frame in rows:
+            c.execute(self._q_save_offline, (mid, frame, user_id))
+            stored += max(c.rowcount, 0)
+        return stored
+
+    async def save_new_offline(self, rows: Sequence[tuple[int, int, str]], quota: int
+                               ) -> tuple[int, set[int]]:
+        """Store rows as `save_offline` does, except for users who already hold `quota`
+        messages; return (rows stored, those users). Count and insert share a transaction,
+        so messages stored at the same moment pass the quota only on MySQL, and only by the
+        transactions running at that moment."""
+        users = sorted({row[0] for row in rows})
+        marks = ", ".join("?" * len(users))
         query = self.dialect.sql(
             f"SELECT userid FROM OfflineMessage WHERE userid IN ({marks})"
             " GROUP BY userid HAVING COUNT(*) >= ?")
 
-        def txn(c: Cursor) -> set[int]:
-            c.execute(query, (*user_ids, quota))
-            return {int(r[0]) for r in c.fetchall()}
-        return await self._run("full_mailboxes", txn)
+        def txn(c: Cursor) -> tuple[int, set[int]]:
+            c.execute(query, (*users, quota))
+            full = {int(r[0]) for r in c.fetchall()}
+            return self._save_rows(c, [row for row in rows if row[0] not in full]), full
+        return await self._run("save_new_offline", txn)
 
     def _offline(self, c: Cursor, user_id: int, limit: int) -> list[tuple[int, str]]:
         """The user's stored frames as (mid, frame), oldest first."""
