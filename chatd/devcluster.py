@@ -83,8 +83,8 @@ def run(nodes: int, port: int, cost: int) -> None:
         for node in chat_nodes:
             print(f"  node {node.number}:   127.0.0.1:{node.port} (PROXY protocol, from nginx)"
                   f"   log {node.log}")
-        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\nCtrl-C stops the cluster.",
-              flush=True)
+        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\n"
+              "Ctrl-C (or SIGTERM, SIGHUP) stops the cluster.", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
