@@ -65,14 +65,18 @@ class Conversations:
                       "messages": [decode(text) for _, text in rows[:limit]]})
 
     async def read(self, session: Session, req: dict[str, Any]) -> None:
-        """Store the read marker; a 1:1 READ is a receipt for the peer's devices."""
+        """Store the read marker; the reader's other devices get the READ, and for a 1:1
+        conversation it is a receipt for the peer's devices."""
         user_id = session.user_id
         peer, group_id, mid = req.get("peer"), req.get("groupid"), req["mid"]
         if not await self.store.mark_read(user_id, group_id or 0, peer or 0, mid):
             raise ChatError(Errno.NOT_A_MEMBER)
+        receipt = encode({"msgid": MsgId.READ, **({"peer": peer} if peer is not None else
+                                                  {"groupid": group_id}),
+                          "mid": mid, "id": user_id})
+        self.router.to_other_devices(user_id, session.device, receipt)
         if peer is not None and peer != user_id:
-            self.router.notify(peer, encode({"msgid": MsgId.READ, "peer": peer, "mid": mid,
-                                             "id": user_id}))
+            self.router.notify(peer, receipt)
 
     def typing(self, session: Session, req: dict[str, Any]) -> Handled:
         """Live only, at most one a second per sender and recipient; refused to a blocker."""

@@ -5,6 +5,11 @@ Between nodes a frame travels in an envelope whose first line says how to report
     U <mid> <report-to> <token>\\n<frame>         on a user's channel (one recipient)
     N\\n<frame>                                     on a user's channel: live only, no report
     O                                             on a user's channel: stored offline, look
+    S <node>\\n<frame>                              on a user's channel: a live copy for the
+                                                  user's devices on other nodes than <node>
+    K <node> <device>\\n                            on a user's channel: <node> took the device
+    D\\n                                            on a user's channel: the user's devices
+                                                  are on several nodes now
     G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
@@ -26,8 +31,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.bus import Bus
-from chatd.messages import ServiceUnavailable
+from chatd import devices
+from chatd.bus import CLAIMED, FULL, SEVERAL, Bus
+from chatd.devices import DEFAULT_MAX_DEVICES, Devices
+from chatd.messages import ChatError, Errno, ServiceUnavailable
 from chatd.session import Session
 from chatd.store import Store
 
@@ -52,13 +59,15 @@ class Inbox:
     small: slots, and nothing allocated until it is needed.
     """
 
-    __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
-                 "catch_up", "_held", "_clock")
+    __slots__ = ("session", "user_id", "device", "needs_ack", "ready", "offline_mids",
+                 "unacked", "catch_up", "_held", "_clock")
 
     def __init__(self, session: Session, clock: IReactorTime) -> None:
         self.session = session
         self.user_id: int = session.user_id  # type: ignore[assignment]
         self.needs_ack = session.proto == 2
+        # the device claimed on the bus: "" for the original dialect, which has none
+        self.device = session.device if self.needs_ack else ""
         self.ready = False
         # mids of the offline messages in the login reply, deleted from the store once acked
         self.offline_mids: AbstractSet[int] = frozenset()
@@ -181,11 +190,13 @@ class Router:
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
                  ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-                 offline_quota: int = DEFAULT_OFFLINE_QUOTA) -> None:
+                 offline_quota: int = DEFAULT_OFFLINE_QUOTA,
+                 max_devices: int = DEFAULT_MAX_DEVICES) -> None:
         self.bus = bus
         self.store = store
         self.ack_timeout = ack_timeout
         self.offline_quota = offline_quota
+        self.max_devices = max_devices
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
@@ -196,8 +207,11 @@ class Router:
         # called with the users logged in here after the bus came back (changes announced
         # meanwhile were missed)
         self.on_bus_back: Callable[[list[int]], None] = lambda user_ids: None
+        # called with a session whose device another login took (here or on another node)
+        self.on_taken_over: Callable[[Session], None] = lambda session: None
         self._clock = clock
-        self._inboxes: dict[int, Inbox] = {}
+        self._inboxes: dict[int, Inbox | Devices] = {}
+        self._spread: set[int] = set()  # users with devices here and on other nodes
         self._pending: dict[int, _Remote] = {}
         self._tokens = count(1)
         self._reports: dict[bytes, list[bytes]] = {}  # node -> tokens to report this turn
@@ -225,34 +239,82 @@ class Router:
         while self._saving:
             await DeferredList(list(self._saving))
 
-    def inbox(self, user_id: int) -> Inbox | None:
-        return self._inboxes.get(user_id)
+    def online_here(self, user_id: int) -> bool:
+        return user_id in self._inboxes
+
+    def inboxes(self, user_id: int) -> list[Inbox]:
+        """The user's sessions on this node (one per device)."""
+        return devices.inboxes(self._inboxes.get(user_id))
+
+    def session(self, user_id: int, device: str) -> Session | None:
+        """The user's session of this device on this node, if any."""
+        entry = self._inboxes.get(user_id)
+        if type(entry) is Devices:
+            inbox = entry.inboxes.get(device)
+            return inbox.session if inbox is not None else None
+        if entry is None or entry.device not in ("", device):
+            return None
+        return entry.session
 
     # sessions
 
-    async def attach(self, session: Session) -> Inbox | None:
-        """Make `session` the user's one session in the cluster; None when the user is
-        online already. Frames arriving meanwhile wait in the new inbox."""
+    async def attach(self, session: Session, takeover: bool = False) -> Inbox:
+        """Make `session` one of the user's sessions in the cluster: the only one for the
+        original dialect, one of up to `max_devices` devices for proto 2 (`takeover`: the
+        login named its device, and takes it from a session holding it). Raises errno 2 or
+        166 when it may not. Frames arriving meanwhile wait in the new inbox."""
         user_id = session.user_id
-        if user_id in self._inboxes:
-            return None
-        inbox = self._inboxes[user_id] = Inbox(session, self._clock)
+        old = devices.admit(self._inboxes.get(user_id), session, takeover, self.max_devices)
+        if old is not None:
+            self.on_taken_over(old.session)
+        inbox = Inbox(session, self._clock)
+        self._inboxes[user_id] = devices.add(self._inboxes.get(user_id), inbox)
         try:
-            held = await self.bus.subscribe(user_id)
+            claim = await self.bus.subscribe(user_id, inbox.device, session.since,
+                                             self.max_devices, takeover)
         except BaseException:
-            del self._inboxes[user_id]
+            self._remove(inbox)
             raise
-        if not held:
-            del self._inboxes[user_id]
-            return None
+        if claim.result != CLAIMED or inbox not in self.inboxes(user_id):
+            self._remove(inbox)
+            raise ChatError(Errno.TOO_MANY_DEVICES if claim.result == FULL
+                            else Errno.ALREADY_ONLINE)
+        if claim.taken_from:
+            payload = b"K %s %s\n" % (self.bus.incarnation, session.device.encode())
+            self.bus.publish(user_id, payload).addErrback(lambda f: None)
+        if claim.spread:
+            self._spread.add(user_id)
+            self.bus.publish(user_id, b"D\n").addErrback(lambda f: None)
         return inbox
 
+    def _remove(self, inbox: Inbox) -> None:
+        """Take `inbox` out of the user's entry."""
+        user_id = inbox.user_id
+        entry = self._inboxes.get(user_id)
+        if entry is None:
+            return
+        rest = devices.remove(entry, inbox)
+        if rest is None:
+            del self._inboxes[user_id]
+            self._spread.discard(user_id)
+        else:
+            self._inboxes[user_id] = rest
+
     def detach(self, inbox: Inbox) -> None:
-        """The session ended: release the user and store what it had not acknowledged."""
-        if self._inboxes.get(inbox.user_id) is inbox:
-            del self._inboxes[inbox.user_id]
-            self.bus.unsubscribe(inbox.user_id)
+        """The session ended: release its claim and store what it had not acknowledged."""
+        if inbox in self.inboxes(inbox.user_id):
+            self._remove(inbox)
+            self.bus.unsubscribe(inbox.user_id, inbox.device)
         self._keep(inbox.user_id, inbox.drain(), announce=True)
+
+    async def devices_of(self, user_id: int) -> dict[str, int]:
+        """The user's online devices cluster-wide, device -> login time (ms); while the bus
+        is down, the ones on this node."""
+        here = {i.session.device: i.session.since for i in self.inboxes(user_id)}
+        try:
+            return {**await self.bus.devices(user_id), **here}
+        except ServiceUnavailable:
+            return here
 
     async def online(self, user_ids: list[int]) -> set[int]:
         """Live presence: held by this node or, through the bus, by another. While the bus
@@ -278,6 +340,23 @@ class Router:
         self.bus.publish_control(payload).addErrback(lambda f: None)
 
     # sending
+
+    def to_other_devices(self, user_id: int, device: str, frame: bytes) -> None:
+        """A copy of what the user sent from `device`, live only, for the user's other
+        devices here and on other nodes (history has it for the ones that are away)."""
+        entry = self._inboxes.get(user_id)
+        if type(entry) is Devices:
+            for name, inbox in list(entry.inboxes.items()):
+                if name != device:
+                    inbox.notify(frame)
+        if user_id in self._spread:
+            self._copy_elsewhere(user_id, frame)
+
+    def _copy_elsewhere(self, user_id: int, frame: bytes) -> None:
+        """A live copy for the user's devices on other nodes: this node's devices had theirs,
+        and the copy that must be safe is safe with them (or stored)."""
+        payload = b"S %s\n" % self.bus.incarnation + frame
+        self.bus.publish(user_id, payload).addErrback(lambda f: None)
 
     def notify(self, user_id: int, frame: bytes) -> None:
         """A live-only frame for the user's session, here or on another node; dropped when
@@ -308,6 +387,8 @@ class Router:
             inbox = self._inboxes.get(user_id)
             if inbox is not None:
                 inbox.push(mid, frame, fan.done)
+                if user_id in self._spread:
+                    self._copy_elsewhere(user_id, frame)
             else:
                 remote.append(user_id)
         if len(remote) == 1:
@@ -337,6 +418,8 @@ class Router:
             node = where.get(user_id)
             if node is None or node == self.bus.incarnation:
                 nowhere.append(user_id)
+            elif node == SEVERAL:
+                self._to_user(user_id, mid, frame, fan)
             else:
                 by_node.setdefault(node, []).append(user_id)
         if nowhere:
@@ -404,8 +487,29 @@ class Router:
             if user_id in self._inboxes:
                 self.on_offline_stored(user_id)
             return
-        _, mid, report_to, token = _header(line)
-        self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
+        fields = _header(line)
+        if fields[0] == b"U":
+            _, mid, report_to, token = fields
+            self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
+        else:
+            self._from_other_device(user_id, fields, frame)
+
+    def _from_other_device(self, user_id: int, fields: list[bytes], frame: bytes) -> None:
+        """Another node's news about the user's devices: a copy of what they sent there (S),
+        a device taken over there (K), devices spread over several nodes (D)."""
+        here = self.inboxes(user_id)
+        if not here or (fields[0] != b"D" and fields[1] == self.bus.incarnation):
+            return
+        if fields[0] == b"S":
+            for inbox in here:
+                inbox.notify(frame)
+        elif fields[0] == b"K":
+            device = b" ".join(fields[2:]).decode()  # a device name may hold blanks
+            for inbox in here:
+                if inbox.device == device:
+                    self.on_taken_over(inbox.session)
+        elif fields[0] == b"D":
+            self._spread.add(user_id)
 
     def from_node_channel(self, payload: bytes) -> None:
         line, frame = payload.split(b"\n", 1) if b"\n" in payload else (payload, b"")
@@ -461,15 +565,18 @@ class Router:
         group, reload the blocks."""
         self.on_group_changed(None)
         self.on_bus_back(list(self._inboxes))
-        d = Deferred.fromCoroutine(self.bus.reclaim(list(self._inboxes)))
+        held = [(i.user_id, i.device, i.session.since)
+                for user_id in self._inboxes for i in self.inboxes(user_id)]
+        d = Deferred.fromCoroutine(self.bus.reclaim(held, self.max_devices))
 
-        def close(lost: list[int]) -> None:
-            for user_id in lost:
-                inbox = self._inboxes.get(user_id)
-                if inbox is not None:
-                    log.warn("user {uid} logged in elsewhere while redis was away; closing "
-                             "this session", uid=user_id)
-                    inbox.session.close()
+        def close(lost: list[tuple[int, str]]) -> None:
+            for user_id, device in lost:
+                for inbox in self.inboxes(user_id):
+                    if inbox.device == device:
+                        log.warn("user {uid} (device {device!r}) logged in elsewhere while "
+                                 "redis was away; closing this session", uid=user_id,
+                                 device=device)
+                        inbox.session.close()
         d.addCallbacks(close, lambda f: log.warn("reclaiming sessions failed: {e}", e=f.value))
 
     # time-outs and storage
@@ -477,7 +584,7 @@ class Router:
     def _sweep(self) -> None:
         now = self._clock.seconds()
         deadline = now - self.ack_timeout
-        for inbox in list(self._inboxes.values()):
+        for inbox in [i for e in self._inboxes.values() for i in devices.inboxes(e)]:
             if inbox.unacked:
                 late = inbox.expired(deadline)
                 if late:

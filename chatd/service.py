@@ -93,6 +93,7 @@ class ChatService:
         router.on_block_changed = self._block_changed
         router.on_offline_stored = self._offline_stored
         router.on_bus_back = self._reload_blocks
+        router.on_taken_over = self._taken_over
 
     # accounts
 
@@ -117,8 +118,6 @@ class ChatService:
 
     async def _login(self, session: Session, req: dict[str, Any]) -> None:
         user_id = req["id"]
-        if self.router.inbox(user_id) is not None:
-            raise ChatError(Errno.ALREADY_ONLINE)
         await self.throttle.check_login(user_id, session.address)
         user = await self.store.user(user_id)
         if not await self._authenticated(session, req, user):
@@ -131,10 +130,11 @@ class ChatService:
         session.login(user_id, user.name, req.get("proto") or 1)
         session.device = req.get("device") or DEFAULT_DEVICE
         session.since = int(self.clock.seconds() * 1000)
-        inbox = await self.router.attach(session)
-        if inbox is None:
+        try:
+            inbox = await self.router.attach(session, takeover="device" in req)
+        except BaseException:
             session.logout()
-            raise ChatError(Errno.ALREADY_ONLINE)
+            raise
         session.inbox = inbox
         if not session.connected:
             self.end(session)
@@ -197,23 +197,22 @@ class ChatService:
             self._offline_stored(user_id)
 
     def _offline_stored(self, user_id: int) -> None:
-        """Frames were stored offline for a user logged in here: the login may have read the
-        store before they were in it, so send the ones this session has not had."""
-        inbox = self.router.inbox(user_id)
-        if inbox is None:
-            return
-        if not inbox.ready:
-            inbox.catch_up = True
-            return
-        inbox.catch_up = False
-        d = Deferred.fromCoroutine(self._catch_up(inbox))
-        d.addErrback(lambda f: log.warn("user {uid}: offline catch-up failed ({error}); "
-                                        "at the next login then", uid=user_id, error=f.value))
+        """Frames were stored offline for a user logged in here: a login may have read the
+        store before they were in it, so send each session the ones it has not had."""
+        for inbox in self.router.inboxes(user_id):
+            if not inbox.ready:
+                inbox.catch_up = True
+                continue
+            inbox.catch_up = False
+            d = Deferred.fromCoroutine(self._catch_up(inbox))
+            d.addErrback(lambda f: log.warn(
+                "user {uid}: offline catch-up failed ({error}); at the next login then",
+                uid=user_id, error=f.value))
 
     async def _catch_up(self, inbox: Inbox) -> None:
         user_id = inbox.user_id
         rows = await self.store.offline(user_id, OFFLINE_PER_LOGIN)
-        if self.router.inbox(user_id) is not inbox:
+        if inbox not in self.router.inboxes(user_id):
             return
         new = [(mid, text) for mid, text in rows
                if mid not in inbox.offline_mids and mid not in inbox.unacked]
@@ -255,14 +254,24 @@ class ChatService:
         session.inbox = None
         session.logout()
         if inbox is not None:
-            self.blocks.drop(inbox.user_id)
             self.router.detach(inbox)
+            if not self.router.online_here(inbox.user_id):
+                self.blocks.drop(inbox.user_id)
 
-    def devices(self, session: Session, req: dict[str, Any]) -> Handled:
-        """The account's online sessions (one per account in this release)."""
-        session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0,
-                      "devices": [{"device": session.device, "since": session.since}]})
-        return None
+    def _taken_over(self, session: Session) -> None:
+        """A login took this session's device (here or on another node): tell the client,
+        end the session at once (the new one holds the device now), close the connection."""
+        log.info("user {uid}: device {device!r} logged in elsewhere; closing this session",
+                 uid=session.user_id, device=session.device)
+        session.send({"msgid": MsgId.NOTICE, "kind": "logged_in_elsewhere"})
+        self.end(session)
+        session.close()
+
+    async def devices(self, session: Session, req: dict[str, Any]) -> None:
+        """The account's online sessions on every node."""
+        found = await self.router.devices_of(session.user_id)
+        session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0, "devices": [
+            {"device": name, "since": since} for name, since in sorted(found.items())]})
 
     async def online(self, session: Session, user_ids: list[int]) -> set[int]:
         """Live presence as this session's user may see it: who blocked them is offline."""
@@ -327,7 +336,7 @@ class ChatService:
         return self.mids.next()
 
     def _block_changed(self, blocker: int, blocked: int, block: bool) -> None:
-        if self.router.inbox(blocked) is not None:
+        if self.router.online_here(blocked):
             self.blocks.changed(blocker, blocked, block)
 
     def _reload_blocks(self, user_ids: list[int]) -> None:
@@ -336,7 +345,7 @@ class ChatService:
 
         def reload(blockers: dict[int, set[int]]) -> None:
             for user_id in user_ids:
-                if self.router.inbox(user_id) is not None:
+                if self.router.online_here(user_id):
                     self.blocks.load(user_id, blockers.get(user_id, set()))
         d.addCallbacks(reload, lambda f: log.warn("reloading blocks failed: {error}",
                                                   error=f.value))
@@ -401,45 +410,45 @@ class ChatService:
         frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
         mid = self.mids.next()
         cid = req.get("cid")
+        device = session.device
         if cid is None:
-            self._deliver(sender, None, frame, recipients, mid)
+            self._deliver(sender, device, None, frame, recipients, mid)
             return
         frame["cid"] = cid
         d = self.router.remember(sender, cid, mid)
         d.addErrback(lambda f: None)
-        d.addCallback(self._remembered, sender, cid, frame, recipients, mid)
+        d.addCallback(self._remembered, sender, device, cid, frame, recipients, mid)
 
-    def _remembered(self, prior: tuple[int, bool] | None, sender: int, cid: str,
+    def _remembered(self, prior: tuple[int, bool] | None, sender: int, device: str, cid: str,
                     frame: dict[str, Any], recipients: list[int], mid: int) -> None:
         if prior is not None:
             mid, safe = prior
             if safe:
-                self._acknowledge(sender, cid, mid)
+                self._acknowledge(sender, device, cid, mid)
                 return
-        self._deliver(sender, cid, frame, recipients, mid)
+        self._deliver(sender, device, cid, frame, recipients, mid)
 
-    def _deliver(self, sender: int, cid: str | None, frame: dict[str, Any],
+    def _deliver(self, sender: int, device: str, cid: str | None, frame: dict[str, Any],
                  recipients: list[int], mid: int) -> None:
+        """Deliver to the recipients (their every device) and copy to the sender's other
+        devices."""
         frame["mid"] = mid
         ref = frame["msgid"]
         data = encode(frame)
         self.history.record(mid, sender, frame, data)
         self.router.deliver(
             recipients, mid, data,
-            lambda missing, full: self._delivered(missing, full, sender, cid, mid, ref),
-            lambda failure: self._not_delivered(failure, sender, cid, ref))
+            lambda missing, full: self._delivered(missing, full, sender, device, cid, mid, ref),
+            lambda failure: self._not_delivered(failure, sender, device, cid, ref))
+        self.router.to_other_devices(sender, device, data)
 
-    def _current_session(self, user_id: int) -> Session | None:
-        inbox = self.router.inbox(user_id)
-        return inbox.session if inbox is not None else None
-
-    def _delivered(self, missing: set[int], full: set[int], sender: int, cid: str | None,
-                   mid: int, ref: int) -> None:
+    def _delivered(self, missing: set[int], full: set[int], sender: int, device: str,
+                   cid: str | None, mid: int, ref: int) -> None:
         """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
         does not exist or has a full offline mailbox (a group message reached the rest)."""
         if missing or (full and ref == MsgId.ONE_CHAT):
             self.history.forget(mid)
-            session = self._current_session(sender)
+            session = self.router.session(sender, device)
             if session is None:
                 return
             if missing:
@@ -452,17 +461,18 @@ class ChatService:
                 session.send(error_frame(ChatError(Errno.OFFLINE_QUOTA), ref, cid))
         elif cid is not None:
             self.router.settle(sender, cid, mid)
-            self._acknowledge(sender, cid, mid)
+            self._acknowledge(sender, device, cid, mid)
 
-    def _acknowledge(self, sender: int, cid: str, mid: int) -> None:
-        """SEND_ACK to the sender's current session, wherever the message came from."""
-        session = self._current_session(sender)
+    def _acknowledge(self, sender: int, device: str, cid: str, mid: int) -> None:
+        """SEND_ACK to the sending device's current session, wherever the message came from."""
+        session = self.router.session(sender, device)
         if session is not None and session.proto == 2:
             session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
 
-    def _not_delivered(self, failure: Any, sender: int, cid: str | None, ref: int) -> None:
+    def _not_delivered(self, failure: Any, sender: int, device: str, cid: str | None,
+                       ref: int) -> None:
         log.failure("delivery from user {uid} failed", failure, uid=sender)
-        session = self._current_session(sender)
+        session = self.router.session(sender, device)
         if session is not None:
             session.send(error_frame(ChatError(Errno.UNAVAILABLE), ref, cid))
 

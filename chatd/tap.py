@@ -12,6 +12,7 @@ from twisted.python import usage
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
 from chatd.conversations import Conversations
+from chatd.devices import DEFAULT_MAX_DEVICES
 from chatd.history import DEFAULT_DAYS, HistoryWriter
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
@@ -88,6 +89,9 @@ class Options(usage.Options):
          "offline (1-600).", float],
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
+        ["max-devices", None, DEFAULT_MAX_DEVICES,
+         "Proto-2 sessions (devices) of one account online at once (1-100); one more gets "
+         "errno 166.", int],
         ["max-send-buffer", None, DEFAULT_MAX_SEND_BUFFER,
          "Bytes queued for a client that does not read before its connection is closed "
          "(65536-1073741824); what it had not received is stored offline.", int],
@@ -135,6 +139,7 @@ class Options(usage.Options):
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
         _check_range("history-days", self["history-days"], 0, 3650)
+        _check_range("max-devices", self["max-devices"], 1, 100)
         _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
         _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
         _check_range("hash-wait", self["hash-wait"], 0.1, 600)
@@ -215,7 +220,8 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     hasher = PasswordHasher(reactor, options["password-cost"],
                             max_wait=options["hash-wait"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
-    router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"])
+    router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"],
+                    options["max-devices"])
     history = HistoryWriter(store, reactor, options["history-days"])
     throttle = Throttle(bus, ThrottleLimits(
         options["login-failures"], options["address-failures"], options["login-backoff"],

@@ -421,6 +421,7 @@ class RecordingSession:
 
     def __init__(self, user_id: int, proto: int) -> None:
         self.user_id, self.proto = user_id, proto
+        self.device, self.since = "default", 0
         self.written: list[bytes] = []
         self.paused = False
         self.held = 0

@@ -1,13 +1,13 @@
 """Delivery between nodes: publish a frame on a user's channel, hold the channels of local users."""
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
+from chatd.bus.claim import CLAIMED, FULL, HELD, SEVERAL, Claim
 from chatd.bus.local import LocalBus
 
-__all__ = ["Bus", "LocalBus", "open_bus"]
+__all__ = ["CLAIMED", "FULL", "HELD", "SEVERAL", "Bus", "Claim", "LocalBus", "open_bus"]
 
 
 class Bus(Protocol):
@@ -29,14 +29,22 @@ class Bus(Protocol):
     def publish_control(self, payload: bytes) -> Deferred[int]:
         """Send to every node."""
 
-    async def subscribe(self, user_id: int) -> bool:
-        """Hold the user's channel and session here; False when another node holds them."""
+    async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
+                        takeover: bool) -> Claim:
+        """Hold the user's channel here and claim a session: the account's only one when
+        `device` is "" (original dialect), else one of up to `max_devices` devices
+        (`takeover`: even when another node holds this device)."""
 
-    def unsubscribe(self, user_id: int) -> None:
-        """Release the user's channel and session."""
+    def unsubscribe(self, user_id: int, device: str) -> None:
+        """Release the session's claim, and the user's channel with the last one here."""
 
-    async def reclaim(self, user_ids: Iterable[int]) -> list[int]:
-        """Claim again after a reconnect; return the users another node took meanwhile."""
+    async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
+                      ) -> list[tuple[int, str]]:
+        """Claim (user, device, since) again after a reconnect; return the (user, device)
+        that another node took meanwhile."""
+
+    def devices(self, user_id: int) -> Deferred[dict[str, int]]:
+        """The user's devices held by any node, device -> login time (ms)."""
 
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
         """Which of these users some node holds (one round trip for all of them)."""

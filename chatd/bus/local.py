@@ -1,11 +1,12 @@
 """The bus of a node that runs alone: nobody else is listening."""
 
 from collections import OrderedDict
-from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+
+from chatd.bus.claim import CLAIMED, Claim
 
 CID_SECONDS = 600.0
 CID_LIMIT = 100_000
@@ -40,14 +41,20 @@ class LocalBus:
     def publish_control(self, payload: bytes) -> Deferred[int]:
         return succeed(0)
 
-    async def subscribe(self, user_id: int) -> bool:
-        return True
+    async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
+                        takeover: bool) -> Claim:
+        """The router's own rules for its sessions are all there is."""
+        return Claim(CLAIMED)
 
-    def unsubscribe(self, user_id: int) -> None:
+    def unsubscribe(self, user_id: int, device: str) -> None:
         return None
 
-    async def reclaim(self, user_ids: Iterable[int]) -> list[int]:
+    async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
+                      ) -> list[tuple[int, str]]:
         return []
+
+    def devices(self, user_id: int) -> Deferred[dict[str, int]]:
+        return succeed({})
 
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
         return succeed(set())

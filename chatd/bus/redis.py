@@ -7,7 +7,6 @@ reconnect with back-off; after a reconnect every local channel is subscribed and
 """
 
 import os
-from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -18,11 +17,14 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from chatd.bus.claim import CLAIMED, Claim
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
 
 USER_PREFIX = b"chatd:user:"
+DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the device's node
+DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
 NODE_PREFIX = b"chatd:node:"
 CONTROL = b"chatd:control"
 SESSION_PREFIX = "chatd:session:"
@@ -35,16 +37,56 @@ ALIVE_MS = 3000
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
 
-# Take the user's session key unless another node that is alive holds it and is subscribed
-# to the user's channel (we are subscribed already, hence "more than one").
+# Claim a session of a user for this node. The session key names the node holding the user
+# (proto 1, or all of the user's devices), or "*" when the devices are on several nodes; the
+# devices hash says which node holds which device. A holder counts while it is alive and
+# subscribed (as today's single-session rule): to the user's channel for an original-dialect
+# session, to the device's own channel for a device (the claimant has subscribed to both, hence
+# "more than one" where it is one of them). Dead holders' devices are deleted on the way.
+# ARGV: node, user channel, alive prefix, device ('' = proto 1), max devices, device channel
+# prefix, since, mode ('login', 'takeover' or 'reclaim'). Returns {result, taken from, spread}.
 CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
-  local subs = redis.call('PUBSUB', 'NUMSUB', ARGV[2])
-  if tonumber(subs[2]) > 1 then return 0 end
+local node, device = ARGV[1], ARGV[4]
+local function alive(holder) return redis.call('EXISTS', ARGV[3] .. holder) == 1 end
+local function subscribed(channel, least)
+  return tonumber(redis.call('PUBSUB', 'NUMSUB', channel)[2]) >= least
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+local live, nodes, previous = 0, {}, ''
+local entries = redis.call('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+  local name, holder = entries[i], string.match(entries[i + 1], '^%S+')
+  if name == device then
+    if holder ~= node and alive(holder) and subscribed(ARGV[6] .. name, 2) then
+      previous = holder
+    end
+  elseif alive(holder) and subscribed(ARGV[6] .. name, 1) then
+    live = live + 1
+    nodes[holder] = true
+  else
+    redis.call('HDEL', KEYS[2], name)
+  end
+end
+if live == 0 and previous == '' then
+  local holder = redis.call('GET', KEYS[1])
+  if holder and holder ~= node and holder ~= '*' and alive(holder)
+     and subscribed(ARGV[2], 2) then return {0, '', 0} end
+end
+if device == '' then
+  if live > 0 then return {0, '', 0} end
+  redis.call('SET', KEYS[1], node)
+  return {1, '', 0}
+end
+if previous ~= '' and ARGV[8] ~= 'takeover' then return {0, '', 0} end
+if live >= tonumber(ARGV[5]) then return {2, '', 0} end
+redis.call('HSET', KEYS[2], device, node .. ' ' .. ARGV[7])
+nodes[node] = true
+local count, only = 0, node
+for holder in pairs(nodes) do
+  count = count + 1
+  only = holder
+end
+if count == 1 then redis.call('SET', KEYS[1], only) else redis.call('SET', KEYS[1], '*') end
+return {1, previous, count > 1 and 1 or 0}
 """
 INCR = """
 local n = redis.call('INCR', KEYS[1])
@@ -54,6 +96,43 @@ return n
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
+"""
+# Release a device held by this node (ARGV: node, device) and name the node(s) left holding the
+# user's devices in the session key.
+RELEASE_DEVICE = """
+local value = redis.call('HGET', KEYS[2], ARGV[2])
+if value and string.match(value, '^%S+') == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+local nodes, count, only = {}, 0, ''
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+  local holder = string.match(v, '^%S+')
+  if not nodes[holder] then
+    nodes[holder] = true
+    count = count + 1
+    only = holder
+  end
+end
+local holder = redis.call('GET', KEYS[1])
+if count == 0 then
+  if holder == ARGV[1] or holder == '*' then redis.call('DEL', KEYS[1]) end
+elseif count == 1 then redis.call('SET', KEYS[1], only)
+else redis.call('SET', KEYS[1], '*') end
+return 1
+"""
+
+# The devices of a user whose node is alive and subscribed to the device's channel
+# (ARGV: alive prefix, device channel prefix), as HGETALL gives them.
+DEVICES = """
+local out = {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local holder = string.match(entries[i + 1], '^%S+')
+  if redis.call('EXISTS', ARGV[1] .. holder) == 1
+     and tonumber(redis.call('PUBSUB', 'NUMSUB', ARGV[2] .. entries[i])[2]) > 0 then
+    table.insert(out, entries[i])
+    table.insert(out, entries[i + 1])
+  end
+end
+return out
 """
 
 
@@ -75,6 +154,14 @@ class BusDown(ServiceUnavailable):
 
 def user_channel(user_id: int) -> bytes:
     return USER_PREFIX + str(user_id).encode()
+
+
+def device_channel(user_id: int, device: str) -> bytes:
+    return f"{DEVICE_PREFIX}{user_id}:{device}".encode()
+
+
+def _keys(user_id: int) -> list[str]:
+    return [SESSION_PREFIX + str(user_id), DEVICES_PREFIX + str(user_id)]
 
 
 def parse_redis_url(url: str) -> tuple[str, int, int, str | None]:
@@ -164,7 +251,7 @@ class RedisBus:
         self._command_factory = _Factory(self, _Commands, db, password)
         self._sub: _Subscriber | None = None
         self._cmd: _Commands | None = None
-        self._users: set[int] = set()
+        self._held: dict[int, set[str]] = {}  # user -> sessions held here ("" = proto 1)
         self._confirm: dict[bytes, list[Deferred[None]]] = {}
         self._down_logged = False
         self._heartbeat = LoopingCall(self._beat)
@@ -199,7 +286,8 @@ class RedisBus:
     def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
         if factory is self._subscriber_factory:
             self._sub = conn
-            channels = [self.node_channel, CONTROL] + [user_channel(u) for u in self._users]
+            channels = [self.node_channel, CONTROL] + [user_channel(u) for u in self._held]
+            channels += [device_channel(u, d) for u, ds in self._held.items() for d in ds if d]
             conn.send_command(b"SUBSCRIBE", *channels)
         else:
             self._cmd = conn
@@ -266,47 +354,80 @@ class RedisBus:
         except (BusDown, txredisapi.ConnectionError) as e:
             return fail(BusDown(str(e)))
 
-    async def subscribe(self, user_id: int) -> bool:
-        """Subscribe to the user's channel, then claim the user's session for this node."""
+    async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
+                        takeover: bool) -> Claim:
+        """Subscribe to the user's channel (and the device's), then claim the session."""
         sub, cmd = self._sub, self._command()
         if sub is None:
             raise BusDown("redis is not connected")
-        channel = user_channel(user_id)
-        confirmed: Deferred[None] = Deferred()
-        self._confirm.setdefault(channel, []).append(confirmed)
-        sub.send_command(b"SUBSCRIBE", channel)
-        await confirmed
-        won = await cmd.eval(CLAIM, [SESSION_PREFIX + str(user_id)],
-                             [self.incarnation, channel, ALIVE_PREFIX])
-        if won == 1:
-            self._users.add(user_id)
-            return True
-        self._unsubscribe_channel(channel)
-        return False
+        channels = [user_channel(user_id)] + ([device_channel(user_id, device)] if device else [])
+        self._held.setdefault(user_id, set()).add(device)
+        try:
+            for channel in channels:
+                confirmed: Deferred[None] = Deferred()
+                self._confirm.setdefault(channel, []).append(confirmed)
+                sub.send_command(b"SUBSCRIBE", channel)
+                await confirmed
+            claim = await self._claim(cmd, user_id, device, since, max_devices,
+                                      "takeover" if takeover else "login")
+        except BaseException:
+            self._drop(user_id, device)
+            raise
+        if claim.result != CLAIMED:
+            self._drop(user_id, device)
+        return claim
 
-    def unsubscribe(self, user_id: int) -> None:
-        self._users.discard(user_id)
-        self._unsubscribe_channel(user_channel(user_id))
-        if self._cmd is not None:
-            self._cmd.eval(RELEASE, [SESSION_PREFIX + str(user_id)],
-                           [self.incarnation]).addErrback(lambda f: None)
+    async def _claim(self, cmd: _Commands, user_id: int, device: str, since: int,
+                     max_devices: int, mode: str) -> Claim:
+        result, taken_from, spread = await cmd.eval(
+            CLAIM, _keys(user_id), [self.incarnation, user_channel(user_id), ALIVE_PREFIX,
+                                    device, max_devices, f"{DEVICE_PREFIX}{user_id}:", since,
+                                    mode])
+        return Claim(int(result), taken_from or b"", int(spread) == 1)
+
+    def unsubscribe(self, user_id: int, device: str) -> None:
+        if self._drop(user_id, device) and self._cmd is not None:
+            script, args = (RELEASE_DEVICE, [self.incarnation, device]) if device else (
+                RELEASE, [self.incarnation])
+            self._cmd.eval(script, _keys(user_id), args).addErrback(lambda f: None)
+
+    def _drop(self, user_id: int, device: str) -> bool:
+        """Forget a session held here and leave its channels; False if it was not held."""
+        held = self._held.get(user_id)
+        if held is None or device not in held:
+            return False
+        held.discard(device)
+        if device:
+            self._unsubscribe_channel(device_channel(user_id, device))
+        if not held:
+            del self._held[user_id]
+            self._unsubscribe_channel(user_channel(user_id))
+        return True
 
     def _unsubscribe_channel(self, channel: bytes) -> None:
         if self._sub is not None:
             self._sub.send_command(b"UNSUBSCRIBE", channel)
 
-    async def reclaim(self, user_ids: Iterable[int]) -> list[int]:
-        """After a reconnect: claim the local users again; return the ones lost meanwhile."""
+    async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
+                      ) -> list[tuple[int, str]]:
+        """After a reconnect: claim the local sessions again; return the ones lost meanwhile."""
         lost = []
         cmd = self._command()
-        for user_id in user_ids:
-            won = await cmd.eval(CLAIM, [SESSION_PREFIX + str(user_id)],
-                                 [self.incarnation, user_channel(user_id), ALIVE_PREFIX])
-            if won != 1:
-                lost.append(user_id)
-                self._users.discard(user_id)
-                self._unsubscribe_channel(user_channel(user_id))
+        for user_id, device, since in held:
+            claim = await self._claim(cmd, user_id, device, since, max_devices, "reclaim")
+            if claim.result != CLAIMED:
+                lost.append((user_id, device))
+                self._drop(user_id, device)
         return lost
+
+    def devices(self, user_id: int) -> Deferred[dict[str, int]]:
+        """The user's devices that are held (node alive and subscribed), one script."""
+        try:
+            d = self._command().eval(DEVICES, [DEVICES_PREFIX + str(user_id)],
+                                     [ALIVE_PREFIX, f"{DEVICE_PREFIX}{user_id}:"])
+        except BusDown as e:
+            return fail(e)
+        return d.addCallbacks(_parse_devices, _down)
 
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
         """Users some node is subscribed for, in one PUBSUB NUMSUB round trip."""
@@ -368,8 +489,9 @@ class RedisBus:
             return fail(BusDown(str(e)))
 
     def _release_all(self) -> None:
-        for user_id in list(self._users):
-            self.unsubscribe(user_id)
+        for user_id, devices in list(self._held.items()):
+            for device in list(devices):
+                self.unsubscribe(user_id, device)
 
     def _beat(self) -> None:
         if self._cmd is not None:
@@ -388,6 +510,12 @@ def _down(failure: Any) -> None:
     """A command lost with its connection is the bus being down, which callers expect."""
     failure.trap(txredisapi.ConnectionError)
     raise BusDown(str(failure.value))
+
+
+def _parse_devices(reply: list[bytes]) -> dict[str, int]:
+    """[device, b"<node> <since>", ...] to device -> since."""
+    return {name.decode(): int(value.split(b" ")[1])
+            for name, value in zip(reply[::2], reply[1::2], strict=True)}
 
 
 def _parse_cid_entry(value: bytes | None) -> tuple[int, bool] | None:

@@ -1,0 +1,109 @@
+"""Devices of one account on several real nodes (MariaDB, Redis, `twistd chatd` processes):
+messages and copies reach every device whatever its node, takeover and the dialect rule hold
+across nodes, and a killed node's devices log in again elsewhere with nothing lost."""
+
+import time
+
+from twisted.trial.unittest import TestCase
+
+from tests.harness import connect, register
+from tests.test_cluster import Cluster, eventually
+
+LOGIN_ACK, ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 2, 6, 10, 16, 37, 38, 39
+
+
+async def device(case: TestCase, node, user_id: int, name: str | None, proto: int = 2,
+                 auto_ack: bool = True):
+    """A new connection logged in as `user_id` on device `name`; (client, reply)."""
+    client = await connect(case, node)
+    client.auto_ack = auto_ack
+    frame = {"msgid": 1, "id": user_id, "password": "secret", "proto": proto}
+    if name is not None:
+        frame["device"] = name
+    reply = await client.request(frame, LOGIN_ACK)
+    if reply["errno"] == 0:
+        client.user_id = user_id
+    return client, reply
+
+
+class ClusterDeviceTests(TestCase):
+    timeout = 120
+
+    async def test_two_devices_on_two_nodes_get_messages_and_copies(self):
+        cluster = await Cluster(self).start()
+        n1, n2, n3 = cluster.nodes
+        bob = await cluster.user(n3, "bob")
+        carol = await cluster.user(n1, "carol")
+        alice_id = await register(await connect(self, n1), "alice")
+        phone, _ = await device(self, n1, alice_id, "phone")
+        laptop, _ = await device(self, n2, alice_id, "laptop")
+        listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+        self.assertEqual([d["device"] for d in listed["devices"]], ["laptop", "phone"])
+        gid = (await bob.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
+        await phone.request({"msgid": 9, "groupid": gid}, 14)
+        await carol.request({"msgid": 9, "groupid": gid}, 14)
+        for sender, where in ((bob, "n3"), (carol, "n1")):
+            sender.send({"msgid": ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
+            mids = {(await c.recv(ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
+            self.assertEqual(len(mids), 1, "both devices get it, with one mid")
+            await sender.recv(SEND_ACK, cid=where)
+        bob.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "group", "cid": "g"})
+        for c in (phone, laptop, carol):
+            await c.recv(GROUP_CHAT, msg="group")
+        await bob.recv(SEND_ACK, cid="g")
+        laptop.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "sent on n2", "cid": "s"})
+        got = await bob.recv(ONE_CHAT, msg="sent on n2")
+        self.assertEqual((await phone.recv(ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
+        await laptop.recv(SEND_ACK, cid="s")
+        for c in (phone, laptop):
+            self.assertEqual([f for f in await c.quiet(0.3) if f["msgid"] in (6, 10)], [],
+                             "no device gets a message twice")
+
+    async def test_takeover_and_the_dialect_rule_across_nodes(self):
+        cluster = await Cluster(self).start(2)
+        n1, n2 = cluster.nodes
+        alice_id = await register(await connect(self, n1), "alice")
+        old, _ = await device(self, n1, alice_id, "phone")
+        _, reply = await device(self, n2, alice_id, None, proto=1)
+        self.assertEqual(reply["errno"], 2, "the original dialect while a device is online")
+        new, reply = await device(self, n2, alice_id, "phone")
+        self.assertEqual(reply["errno"], 0)
+        self.assertEqual(await old.recv(NOTICE), {"msgid": NOTICE, "kind": "logged_in_elsewhere"})
+        await old.closed
+        listed = await new.request({"msgid": DEVICES}, DEVICES_ACK)
+        self.assertEqual([d["device"] for d in listed["devices"]], ["phone"])
+        await new.request({"msgid": 3}, 15)
+        original, reply = await device(self, n1, alice_id, None, proto=1)
+        self.assertEqual(reply["errno"], 0)
+        _, reply = await device(self, n2, alice_id, "tablet")
+        self.assertEqual(reply["errno"], 2, "a device while the original dialect is online")
+
+    async def test_a_killed_nodes_devices_log_in_elsewhere_and_nothing_is_lost(self):
+        cluster = await Cluster(self).start(3, "--max-devices", "2")
+        n1, n2, n3 = cluster.nodes
+        bob = await cluster.user(n1, "bob")
+        alice_id = await register(await connect(self, n1), "alice")
+        phone, _ = await device(self, n1, alice_id, "phone")
+        await device(self, n3, alice_id, "laptop")
+        await cluster.nodes[2].stop("KILL")
+        killed = time.monotonic()
+        for i in range(5):
+            bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": f"m{i}", "cid": f"m{i}"})
+        for i in range(5):
+            await bob.recv(SEND_ACK, cid=f"m{i}")
+            await phone.recv(ONE_CHAT, msg=f"m{i}")
+
+        async def tablet_in():
+            client, reply = await device(self, n2, alice_id, "tablet")
+            return (client, reply) if reply["errno"] == 0 else None
+        tablet, _ = await eventually(tablet_in, 5, "a device slot of the dead node frees")
+        self.assertLess(time.monotonic() - killed, 6)
+        wanted = [f"m{i}" for i in range(5)]
+
+        async def synced():  # SYNC on n2 sees n1's history once n1 wrote it (a batch a 250 ms)
+            reply = await tablet.request({"msgid": 25, "after": 1}, 26)
+            return [m["msg"] for m in reply["messages"]] == wanted
+        await eventually(synced, 5, "the new device catches up with SYNC")
+        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
+        for c in (phone, tablet):
+            await c.recv(ONE_CHAT, msg="after")
