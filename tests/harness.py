@@ -149,6 +149,21 @@ async def login(client: Client, user_id: int, password: str = "secret",
     return ack
 
 
+async def device(case: TestCase, node: Any, user_id: int, name: str | None, proto: int = 2
+                 ) -> tuple[Client, dict[str, Any]]:
+    """A new connection logging in as `user_id` on device `name` (None: no `device` field),
+    acknowledging what it gets; (client, login reply)."""
+    client = await connect(case, node)
+    client.auto_ack = True
+    frame: dict[str, Any] = {"msgid": 1, "id": user_id, "password": "secret", "proto": proto}
+    if name is not None:
+        frame["device"] = name
+    reply = await client.request(frame, 2)
+    if reply["errno"] == 0:
+        client.user_id = user_id
+    return client, reply
+
+
 async def user(case: TestCase, node: Any, name: str, proto: int | None = 2) -> Client:
     """A connected, registered, logged-in client."""
     client = await connect(case, node)

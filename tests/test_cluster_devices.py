@@ -6,24 +6,10 @@ import time
 
 from twisted.trial.unittest import TestCase
 
-from tests.harness import connect, register
+from tests.harness import connect, device, register
 from tests.test_cluster import Cluster, eventually
 
-LOGIN_ACK, ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 2, 6, 10, 16, 37, 38, 39
-
-
-async def device(case: TestCase, node, user_id: int, name: str | None, proto: int = 2,
-                 auto_ack: bool = True):
-    """A new connection logged in as `user_id` on device `name`; (client, reply)."""
-    client = await connect(case, node)
-    client.auto_ack = auto_ack
-    frame = {"msgid": 1, "id": user_id, "password": "secret", "proto": proto}
-    if name is not None:
-        frame["device"] = name
-    reply = await client.request(frame, LOGIN_ACK)
-    if reply["errno"] == 0:
-        client.user_id = user_id
-    return client, reply
+ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 6, 10, 16, 37, 38, 39
 
 
 class ClusterDeviceTests(TestCase):

@@ -5,11 +5,10 @@ account alone."""
 
 from twisted.trial.unittest import TestCase
 
-from tests.harness import connect, login, register, start_node, user
+from tests.harness import connect, device, login, register, start_node, user
 from tests.servers import mysql_database
 
-LOGIN_ACK, ONE_CHAT, GROUP_CHAT, SEND_ACK, READ, NOTICE, DEVICES, DEVICES_ACK = (
-    2, 6, 10, 16, 27, 37, 38, 39)
+ONE_CHAT, GROUP_CHAT, SEND_ACK, READ, NOTICE, DEVICES, DEVICES_ACK = 6, 10, 16, 27, 37, 38, 39
 
 
 class Devices:
@@ -22,16 +21,7 @@ class Devices:
         return await start_node(self, self.database(), *args)
 
     async def device(self, node, user_id: int, name: str | None, proto: int = 2):
-        """A new connection logged in as `user_id` on device `name`; (client, reply)."""
-        client = await connect(self, node)
-        client.auto_ack = True
-        frame = {"msgid": 1, "id": user_id, "password": "secret", "proto": proto}
-        if name is not None:
-            frame["device"] = name
-        reply = await client.request(frame, LOGIN_ACK)
-        if reply["errno"] == 0:
-            client.user_id = user_id
-        return client, reply
+        return await device(self, node, user_id, name, proto)
 
     async def test_every_device_gets_messages_and_copies_of_what_the_user_sent(self):
         node = await self.node()
