@@ -98,7 +98,7 @@ class Inbox:
     def notify(self, frame: bytes) -> None:
         """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
         reply is out; nothing waits for it and nothing is stored."""
-        if self.ready and self.needs_ack:
+        if self.ready and self.needs_ack and not self.session.paused:
             self.session.write(frame)
 
     def open(self) -> None:
@@ -463,7 +463,7 @@ class Router:
             fan.missing.add(user_ids[0])
         fan.full |= full
         fan.done(len(user_ids))
-        self._announce_stored(user_ids)
+        self._announce_stored([u for u in user_ids if u not in full])
 
     def _announce_stored(self, user_ids: list[int]) -> None:
         """Frames were stored offline for these users: one who is logging in meanwhile (here

@@ -73,8 +73,8 @@ class ChatService:
     of the blockers of the users logged in here."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime, history: HistoryWriter,
-                 throttle: Throttle, quotas: Quotas,
+                 mids: MidGenerator, clock: IReactorTime, throttle: Throttle, quotas: Quotas,
+                 history: HistoryWriter,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
