@@ -6,7 +6,7 @@ import time
 
 from twisted.trial.unittest import TestCase
 
-from tests.harness import connect, device, register
+from tests.harness import connect, deferLater, device, register
 from tests.test_cluster import Cluster, eventually
 
 ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 6, 10, 16, 37, 38, 39
@@ -93,3 +93,25 @@ class ClusterDeviceTests(TestCase):
         bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
         for c in (phone, tablet):
             await c.recv(ONE_CHAT, msg="after")
+
+    async def test_devices_are_claimed_again_after_a_redis_restart(self):
+        cluster = await Cluster(self).start(2, "--max-devices", "2")
+        n1, n2 = cluster.nodes
+        bob = await cluster.user(n1, "bob")
+        alice_id = await register(await connect(self, n1), "alice")
+        phone, _ = await device(self, n1, alice_id, "phone")
+        laptop, _ = await device(self, n2, alice_id, "laptop")
+        cluster.redis.stop()
+        await deferLater(0.5)
+        cluster.redis.start()
+
+        async def both_listed():
+            listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+            return [d["device"] for d in listed["devices"]] == ["laptop", "phone"]
+        await eventually(both_listed, 20, "both devices claimed again once redis is back")
+        _, reply = await device(self, n2, alice_id, "tablet")
+        self.assertEqual(reply["errno"], 166, "the slots are still held after the restart")
+        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
+        for c in (phone, laptop):
+            await c.recv(ONE_CHAT, msg="after the restart", timeout=10)
+        await bob.recv(SEND_ACK, cid="r")
