@@ -74,6 +74,17 @@ class Devices:
         self.assertEqual([f for f in await phone.quiet(0.2) if f["msgid"] == READ], [],
                          "the reading device is not told what it did")
 
+    async def test_a_block_holds_for_the_devices_left_when_one_logs_out(self):
+        node = await self.node()
+        bob = await user(self, node, "bob")
+        alice_id = await register(await connect(self, node), "alice")
+        phone, _ = await self.device(node, alice_id, "phone")
+        laptop, _ = await self.device(node, alice_id, "laptop")
+        await bob.request({"msgid": 35, "userid": alice_id, "block": True}, 36)
+        await phone.request({"msgid": 3}, 15)
+        err = await laptop.request({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "hi"}, 11)
+        self.assertEqual(err["errno"], 161)
+
     async def test_a_message_waits_offline_only_when_no_device_is_online(self):
         node = await self.node()
         bob = await user(self, node, "bob")
