@@ -5,7 +5,7 @@ from typing import Any
 
 
 class MsgId(IntEnum):
-    """msgid numbers: 1-10 as in the original C++ server, 11-18 added by chatd."""
+    """msgid numbers: 1-10 as in the original C++ server, the rest added by chatd."""
 
     LOGIN = 1
     LOGIN_ACK = 2
@@ -29,6 +29,7 @@ class MsgId(IntEnum):
     FRIEND_LIST_ACK = 20
     GROUP_LIST = 21
     GROUP_LIST_ACK = 22
+    NOTICE = 37
 
 
 class Errno(IntEnum):
@@ -58,6 +59,9 @@ class Errno(IntEnum):
     NOT_A_MEMBER = 124
     UNAVAILABLE = 130
     INTERNAL = 131
+    BANNED = 150
+    KICKED = 151
+    OPERATOR_NOTICE = 152
 
 
 ERRMSG: dict[Errno, str] = {
@@ -84,6 +88,9 @@ ERRMSG: dict[Errno, str] = {
     Errno.NOT_A_MEMBER: "not a member of this group",
     Errno.UNAVAILABLE: "service temporarily unavailable, try again",
     Errno.INTERNAL: "internal error",
+    Errno.BANNED: "this account is banned",
+    Errno.KICKED: "disconnected by the operator",
+    Errno.OPERATOR_NOTICE: "notice from the operator",
 }
 
 

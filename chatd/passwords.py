@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,6 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+from chatd.metrics import Stats
 
 DEFAULT_COST = 14  # log2 of scrypt's n: 2^14 with r=8 takes 16 MiB and tens of milliseconds
 MAX_COST = 18  # 256 MiB per hash; above that OpenSSL's memory limit is in reach
@@ -82,8 +85,9 @@ class PasswordHasher:
     """
 
     def __init__(self, reactor: IReactorThreads, cost: int = DEFAULT_COST,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, stats: Stats | None = None) -> None:
         self.cost = cost
+        self.stats = stats or Stats()
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=threads or os.cpu_count() or 1,
                                 name="chatd-passwords")
@@ -103,5 +107,16 @@ class PasswordHasher:
             return self._run(check_password, password, self._dummy).addCallback(lambda _: False)
         return self._run(check_password, password, stored)
 
+    def queued(self) -> int:
+        """Hashes waiting for a thread (a metric)."""
+        return self._pool.q.qsize()
+
     def _run(self, fn: Callable[..., T], *args: object) -> Deferred[T]:
-        return deferToThreadPool(self._reactor, self._pool, _background, fn, *args)
+        """Run on the pool; the time from here to the result, queueing included, is counted."""
+        started = time.monotonic()
+        d = deferToThreadPool(self._reactor, self._pool, _background, fn, *args)
+        return d.addBoth(self._timed, started)
+
+    def _timed(self, result: T, started: float) -> T:
+        self.stats.hash_time.observe(time.monotonic() - started)
+        return result

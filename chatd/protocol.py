@@ -62,6 +62,15 @@ def handlers(service: ChatService) -> dict[int, Handler]:
     }
 
 
+def _peer(transport: Any) -> str:
+    """The client's address as host:port (the unix socket path, or "?" when unknown)."""
+    peer = transport.getPeer()
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    if host is not None:
+        return f"{host}:{port}"
+    return str(getattr(peer, "name", None) or "?")
+
+
 def _classify(line: bytes) -> Errno:
     try:
         line.decode("utf-8")
@@ -82,6 +91,8 @@ class ChatProtocol(Protocol):
         self.factory = factory
         self._dispatch = factory.dispatch
         self._max_frame = factory.max_frame
+        self._stats = factory.stats
+        self._frames = factory.stats.frames_in
         self._buffer = b""
         self._tokens = BURST
         self.last_seen = factory.clock.seconds()
@@ -95,11 +106,14 @@ class ChatProtocol(Protocol):
         self.user_id, self.name, self.proto = None, "", 1
 
     def write(self, data: bytes) -> None:
+        self._stats.bytes_out += len(data)
         self.transport.write(data)
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
-            self.transport.write(encode(frame))
+            data = encode(frame)
+            self._stats.bytes_out += len(data)
+            self.transport.write(data)
 
     def close(self) -> None:
         self.transport.loseConnection()
@@ -112,13 +126,17 @@ class ChatProtocol(Protocol):
             if setter is not None:
                 setter(True)
         self.factory.sessions.add(self)
+        log.info("connection from {client}", client=_peer(self.transport))
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False  # Twisted leaves it set; a login still in flight checks it
+        log.info("connection from {client} closed (user {uid})", client=_peer(self.transport),
+                 uid=self.user_id)
         self.factory.sessions.discard(self)
         self.factory.service.end(self)
 
     def dataReceived(self, data: bytes) -> None:
+        self._stats.bytes_in += len(data)
         now = self.factory.clock.seconds()
         self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
         self.last_seen = now
@@ -145,19 +163,20 @@ class ChatProtocol(Protocol):
     def frameReceived(self, line: bytes) -> None:
         self._tokens -= 1
         if self._tokens < 0:
-            return self.send(error_frame(ChatError(Errno.RATE_LIMITED)))
+            return self.error(ChatError(Errno.RATE_LIMITED))
         try:
             if not line.isascii():
                 line.decode("utf-8")
             frame = decode(line)
         except ValueError:
-            return self.send(error_frame(ChatError(_classify(line))))
+            return self.error(ChatError(_classify(line)))
         if type(frame) is not dict:
-            return self.send(error_frame(ChatError(Errno.NOT_OBJECT)))
+            return self.error(ChatError(Errno.NOT_OBJECT))
         msgid = frame.get("msgid")
         handler = self._dispatch.get(msgid) if type(msgid) is int else None
         if handler is None:
             return self._bad_msgid(msgid)
+        self._frames[msgid] += 1
         try:
             self._admit(msgid, frame)
             result = handler(self, frame)
@@ -181,22 +200,30 @@ class ChatProtocol(Protocol):
 
     def _bad_msgid(self, msgid: Any) -> None:
         if msgid is None:
-            self.send(error_frame(ChatError(Errno.NO_MSGID)))
+            self.error(ChatError(Errno.NO_MSGID))
         elif type(msgid) is not int:
-            self.send(error_frame(ChatError(Errno.WRONG_TYPE, "msgid")))
+            self.error(ChatError(Errno.WRONG_TYPE, "msgid"))
         else:
-            self.send(error_frame(ChatError(Errno.UNKNOWN_MSGID, str(msgid)), msgid))
+            self.error(ChatError(Errno.UNKNOWN_MSGID, str(msgid)), msgid)
+
+    def error(self, err: ChatError, ref: int | None = None, cid: Any = None) -> None:
+        """Send ERROR_MSG, counted under its errno."""
+        self._stats.error(err.errno)
+        self.send(error_frame(err, ref, cid))
 
     def refuse(self, msgid: int, frame: dict[str, Any], err: ChatError) -> None:
         """Business errors of a request with its own reply go in that reply (the original
         client waits for it); all else is ERROR_MSG naming the request."""
+        if msgid == MsgId.LOGIN:
+            self._stats.login(err.errno)
         own = OWN_REPLY.get(msgid)
         if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
             ack, defaults = own
+            self._stats.error(err.errno)
             return self.send({"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg,
                               **defaults})
         cid = frame.get("cid") if type(frame.get("cid")) is str else None
-        self.send(error_frame(err, msgid, cid))
+        self.error(err, msgid, cid)
 
     def _failed(self, failure: Failure, msgid: int, frame: dict[str, Any]) -> None:
         if failure.check(ChatError):
@@ -214,7 +241,7 @@ class ChatProtocol(Protocol):
         log.info("closing connection of user {uid}: frame over {limit} bytes",
                  uid=self.user_id, limit=self._max_frame)
         self._buffer = b""
-        self.send(error_frame(ChatError(Errno.FRAME_TOO_LARGE)))
+        self.error(ChatError(Errno.FRAME_TOO_LARGE))
         self.transport.loseConnection()
 
 
@@ -225,6 +252,7 @@ class ChatFactory(Factory):
                  max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
         self.service = service
+        self.stats = service.stats
         self.clock = clock
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout

@@ -6,6 +6,8 @@ Between nodes a frame travels in an envelope whose first line says how to report
     G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
+Other kinds on the control channel and on a node's channel (operator actions, cluster-wide
+queries) go to `on_control` and `on_node_message` (chatd/operator.py).
 The receiving node reports once its copies are acknowledged, written to an original-dialect
 session, or stored; the sending node stores them itself if no report comes in time. Reports
 for one node are gathered for a reactor turn and go in one message.
@@ -24,6 +26,7 @@ from twisted.python.failure import Failure
 
 from chatd.bus import Bus
 from chatd.messages import ServiceUnavailable
+from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
 from chatd.session import Session
 from chatd.store import Store
 
@@ -153,13 +156,17 @@ class Router:
     """The online map of this node plus the bus and the offline store."""
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
-                 ack_timeout: float = DEFAULT_ACK_TIMEOUT) -> None:
+                 ack_timeout: float = DEFAULT_ACK_TIMEOUT, stats: Stats | None = None) -> None:
         self.bus = bus
+        self.stats = stats or Stats()
         self.store = store
         self.ack_timeout = ack_timeout
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
+        # other message kinds, for the operator's actions and queries
+        self.on_control: Callable[[bytes], None] = lambda payload: None
+        self.on_node_message: Callable[[bytes], None] = lambda payload: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -191,6 +198,23 @@ class Router:
 
     def inbox(self, user_id: int) -> Inbox | None:
         return self._inboxes.get(user_id)
+
+    def inboxes(self) -> list[Inbox]:
+        """The logged-in users of this node."""
+        return list(self._inboxes.values())
+
+    def sessions_by_proto(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for inbox in self._inboxes.values():
+            proto = inbox.session.proto
+            counts[proto] = counts.get(proto, 0) + 1
+        return counts
+
+    def reports_pending(self) -> int:
+        return len(self._pending)
+
+    def offline_pending(self) -> int:
+        return len(self._saving)
 
     # sessions
 
@@ -257,6 +281,7 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 remote.append(user_id)
+        self.stats.routes[LOCAL] += len(user_ids) - len(remote)
         if len(remote) == 1:
             self._to_user(remote[0], mid, frame, fan)
         elif remote:
@@ -298,6 +323,10 @@ class Router:
     def _published(self, receivers: int, token: int) -> None:
         if not receivers:
             self._give_up(token)
+            return
+        remote = self._pending.get(token)
+        if remote is not None:
+            self.stats.routes[REMOTE] += len(remote.user_ids)
 
     def _publish_failed(self, failure: Any, token: int) -> None:
         if not failure.check(ServiceUnavailable):
@@ -311,6 +340,7 @@ class Router:
             self._store(remote.user_ids, remote.mid, remote.frame, remote.fan)
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
+        self.stats.routes[OFFLINE] += len(user_ids)
         text = frame[:-1].decode()
         d = Deferred.fromCoroutine(self.store.save_offline([(u, mid, text) for u in user_ids]))
 
@@ -339,11 +369,15 @@ class Router:
             _, mid, report_to, token, ids = fields
             user_ids = [int(u) for u in ids.split(b",")]
             self._receive(user_ids, int(mid), frame, self._reporter(report_to, token))
+        else:
+            self.on_node_message(payload)
 
     def from_control(self, payload: bytes) -> None:
         fields = _header(payload)
         if fields[0] == b"C":
             self.on_group_changed(int(fields[1]))
+        else:
+            self.on_control(payload)
 
     def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
         def report() -> None:

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from chatd.codec import decode, encode, encode_text
 from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
 from chatd.router import Router
@@ -63,8 +64,9 @@ class ChatService:
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
                  mids: MidGenerator, clock: IReactorTime,
-                 token_lifetime: float = DEFAULT_LIFETIME) -> None:
+                 token_lifetime: float = DEFAULT_LIFETIME, stats: Stats | None = None) -> None:
         self.store = store
+        self.stats = stats or Stats()
         self.router = router
         self.hasher = hasher
         self.mids = mids
@@ -83,6 +85,7 @@ class ChatService:
             user_id = await self.store.create_user(req["name"], password_hash)
         except NameTaken:
             raise ChatError(Errno.NAME_TAKEN) from None
+        self.stats.registrations += 1
         log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
         session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
 
@@ -96,6 +99,9 @@ class ChatService:
         if not await self._authenticated(req, user):
             log.info("login of user {uid} refused: bad id, password or token", uid=user_id)
             raise ChatError(Errno.BAD_LOGIN)
+        if user.banned:
+            log.info("login of user {uid} refused: banned", uid=user_id)
+            raise ChatError(Errno.BANNED)
         if not session.connected:
             return
         session.login(user_id, user.name, req.get("proto") or 1)
@@ -144,6 +150,7 @@ class ChatService:
         if token is not None:
             reply["token"] = token
         session.send(reply)
+        self.stats.login(Errno.OK)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
             inbox.push(mid, frame.encode() + b"\n", None)
@@ -174,12 +181,16 @@ class ChatService:
         """Revoke the user's resume tokens, then end the session; if the revocation cannot be
         stored the session goes on (errno 130) and the client may try again."""
         user_id = session.user_id
-        tokens = await self._tokens()
-        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
+        await self.revoke_tokens(user_id)
         if session.user_id == user_id:
             self.end(session)
             log.info("user {uid} logged out", uid=user_id)
         session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
+
+    async def revoke_tokens(self, user_id: int) -> None:
+        """Every resume token issued to the user so far stops working, on every node."""
+        tokens = await self._tokens()
+        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
 
     def end(self, session: Session) -> None:
         """The session stops being its user's (logout or disconnect); nothing in flight is lost."""
@@ -234,6 +245,10 @@ class ChatService:
         online = await self.router.online(list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
                       "groups": group_views(groups, online, session.proto)})
+
+    def cached_groups(self) -> int:
+        """How many groups' members are cached (a metric)."""
+        return len(self._members)
 
     def _forget_group(self, group_id: int | None) -> None:
         """Members changed (maybe on another node; None: any group may have): reload them at
@@ -294,29 +309,31 @@ class ChatService:
         mid = self.mids.next()
         cid = req.get("cid")
         if cid is None:
-            self._deliver(sender, None, frame, recipients, mid)
+            self._deliver(sender, None, frame, recipients, mid, 0.0)
             return
         frame["cid"] = cid
+        arrived = self._clock.seconds()
         d = self.router.remember(sender, cid, mid)
         d.addErrback(lambda f: None)
-        d.addCallback(self._remembered, sender, cid, frame, recipients, mid)
+        d.addCallback(self._remembered, sender, cid, frame, recipients, mid, arrived)
 
     def _remembered(self, prior: tuple[int, bool] | None, sender: int, cid: str,
-                    frame: dict[str, Any], recipients: list[int], mid: int) -> None:
+                    frame: dict[str, Any], recipients: list[int], mid: int,
+                    arrived: float) -> None:
         if prior is not None:
             mid, safe = prior
             if safe:
-                self._acknowledge(sender, cid, mid)
+                self._acknowledge(sender, cid, mid, arrived)
                 return
-        self._deliver(sender, cid, frame, recipients, mid)
+        self._deliver(sender, cid, frame, recipients, mid, arrived)
 
     def _deliver(self, sender: int, cid: str | None, frame: dict[str, Any],
-                 recipients: list[int], mid: int) -> None:
+                 recipients: list[int], mid: int, arrived: float) -> None:
         frame["mid"] = mid
         ref = frame["msgid"]
         self.router.deliver(
             recipients, mid, encode(frame),
-            lambda missing: self._delivered(missing, sender, cid, mid, ref),
+            lambda missing: self._delivered(missing, sender, cid, mid, ref, arrived),
             lambda failure: self._not_delivered(failure, sender, cid, ref))
 
     def _current_session(self, user_id: int) -> Session | None:
@@ -324,26 +341,30 @@ class ChatService:
         return inbox.session if inbox is not None else None
 
     def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
-                   ref: int) -> None:
+                   ref: int, arrived: float) -> None:
         if missing:
-            session = self._current_session(sender)
-            if session is not None:
-                session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
+            self._refuse_later(sender, ChatError(Errno.NO_SUCH_USER), ref, cid)
         elif cid is not None:
             self.router.settle(sender, cid, mid)
-            self._acknowledge(sender, cid, mid)
+            self._acknowledge(sender, cid, mid, arrived)
 
-    def _acknowledge(self, sender: int, cid: str, mid: int) -> None:
+    def _acknowledge(self, sender: int, cid: str, mid: int, arrived: float) -> None:
         """SEND_ACK to the sender's current session, wherever the message came from."""
         session = self._current_session(sender)
         if session is not None and session.proto == 2:
             session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
+            self.stats.send_ack.observe(self._clock.seconds() - arrived)
 
     def _not_delivered(self, failure: Any, sender: int, cid: str | None, ref: int) -> None:
         log.failure("delivery from user {uid} failed", failure, uid=sender)
+        self._refuse_later(sender, ChatError(Errno.UNAVAILABLE), ref, cid)
+
+    def _refuse_later(self, sender: int, err: ChatError, ref: int, cid: str | None) -> None:
+        """ERROR_MSG for a chat message whose delivery failed after it was accepted."""
         session = self._current_session(sender)
         if session is not None:
-            session.send(error_frame(ChatError(Errno.UNAVAILABLE), ref, cid))
+            self.stats.error(err.errno)
+            session.send(error_frame(err, ref, cid))
 
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]
