@@ -85,7 +85,7 @@ def show_user(u: dict[str, Any]) -> str:
 
 
 def show_result(reply: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in reply.items())
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in reply.items())
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import sys
-from io import BytesIO
+from io import BytesIO, StringIO
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,14 +14,17 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
 from chatd.admin import admin_site
+from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
-from chatd.metrics import node_registry
+from chatd.logformat import json_file_observer
+from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
 from tests.nodeproc import start_node as start_process
@@ -314,3 +317,52 @@ class JsonLogTests(TestCase):
         logged_in = [r for r in records if r.get("uid") == uid and "logged in" in r["text"]]
         self.assertEqual(logged_in[0]["level"], "info")
         self.assertEqual(logged_in[0]["namespace"], "chatd.service")
+
+
+class UnitTests(TestCase):
+    def test_histogram_buckets_are_cumulative_and_inclusive(self):
+        histogram = Histogram((0.1, 1.0))
+        for value in (0.05, 0.1, 0.5, 2.0):
+            histogram.observe(value)
+        self.assertEqual(histogram.cumulative(), [("0.1", 2), ("1.0", 3), ("+Inf", 4)])
+        self.assertAlmostEqual(histogram.total, 2.65)
+
+    def test_login_outcomes_map_errnos_and_lump_the_rest(self):
+        stats = Stats()
+        for errno in (0, 0, 1, 2, 150, 105):
+            stats.login(errno)
+        node = type("N", (), {"stats": stats})()
+        families = {f.name: f for f in NodeCollector(node)._accounts(stats)}
+        got = {s.labels["outcome"]: s.value for s in families["chatd_logins"].samples}
+        self.assertEqual(got, {"ok": 2, "bad_password": 1, "already_online": 1, "banned": 1,
+                               "unavailable": 0, "error": 1})
+
+    def test_json_log_records_keep_fields_and_tracebacks(self):
+        out = StringIO()
+        observer = json_file_observer(out)
+        failure = Failure(ZeroDivisionError("division by zero"))
+        observer({"log_format": "user {uid} from {client}", "log_time": 0.0, "uid": 7,
+                  "client": "127.0.0.1:5", "obj": object(), "log_level": LogLevel.warn,
+                  "log_namespace": "chatd.x", "log_failure": failure})
+        record = json.loads(out.getvalue())
+        self.assertEqual(out.getvalue().count("\n"), 1)
+        self.assertEqual((record["text"], record["uid"], record["level"], record["time"]),
+                         ("user 7 from 127.0.0.1:5", 7, "warn",
+                          "1970-01-01T00:00:00.000+00:00"))
+        self.assertIn("<object object", record["obj"])
+        self.assertIn("ZeroDivisionError", record["failure"])
+
+    def test_chatd_admin_tables_and_requests(self):
+        self.assertEqual(table(["ID", "NAME"], [[1, "alice"], [22, None]]),
+                         "ID  NAME\n1   alice\n22")
+        args = _parser_for(["password", "5"])
+        self.assertEqual(request_for(args, StringIO("s3cret pw\n"))[:3],
+                         ("POST", "users/5/password", {"password": "s3cret pw"}))
+        self.assertEqual(request_for(_parser_for(["kick", "5"]), None)[:2],
+                         ("POST", "users/5/kick"))
+        self.assertEqual(request_for(_parser_for(["ban", "5", "--reason", "x"]), None)[2],
+                         {"reason": "x"})
+
+
+def _parser_for(argv: list[str]) -> Any:
+    return _parser().parse_args(argv)
