@@ -74,7 +74,6 @@ class Stats:
         self.store_calls: dict[str, Histogram] = {}
         self.store_failures: dict[str, int] = {}
         self.hash_time = Histogram()
-        self.publishes = 0
 
     def error(self, errno: int) -> None:
         self.errors[errno] = self.errors.get(errno, 0) + 1
@@ -169,11 +168,12 @@ class NodeCollector(Collector):
                                 "node's local bus) is connected, else 0",
                                 value=1 if node.router.bus.up else 0)
         yield CounterMetricFamily("chatd_bus_publishes", "Messages published on the bus",
-                                  value=stats.publishes)
+                                  value=node.router.bus.publishes)
         yield GaugeMetricFamily("chatd_bus_reports_pending", "Copies handed to other nodes "
                                 "whose delivery report has not come yet",
                                 value=node.router.reports_pending())
-        yield GaugeMetricFamily("chatd_offline_pending", "Offline-store writes in flight",
+        yield GaugeMetricFamily("chatd_offline_pending", "Frames waiting to be stored "
+                                "offline (written now, or retried while the database is away)",
                                 value=node.router.offline_pending())
         yield GaugeMetricFamily("chatd_group_cache_groups", "Groups whose members this "
                                 "node holds in its cache",

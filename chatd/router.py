@@ -173,6 +173,7 @@ class Router:
         self._tokens = count(1)
         self._reports: dict[bytes, list[bytes]] = {}  # node -> tokens to report this turn
         self._saving: set[Deferred[None]] = set()
+        self._unsaved = 0  # frames being written to the offline store, retries included
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         bus.listener = self
@@ -214,7 +215,8 @@ class Router:
         return len(self._pending)
 
     def offline_pending(self) -> int:
-        return len(self._saving)
+        """Frames waiting to be stored offline (a metric)."""
+        return self._unsaved
 
     # sessions
 
@@ -341,14 +343,20 @@ class Router:
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
         self.stats.routes[OFFLINE] += len(user_ids)
+        self._unsaved += len(user_ids)
         text = frame[:-1].decode()
         d = Deferred.fromCoroutine(self.store.save_offline([(u, mid, text) for u in user_ids]))
 
         def stored(rows: int) -> None:
+            self._unsaved -= len(user_ids)
             if rows == 0 and len(user_ids) == 1:
                 fan.missing.add(user_ids[0])
             fan.done(len(user_ids))
-        d.addCallbacks(stored, fan.failed)
+
+        def failed(failure: Failure) -> None:
+            self._unsaved -= len(user_ids)
+            fan.failed(failure)
+        d.addCallbacks(stored, failed)
 
     # receiving from other nodes
 
@@ -442,10 +450,13 @@ class Router:
         """Store frames nobody else holds; retried with back-off while the store is down."""
         if not frames:
             return
+        if attempt == 0:
+            self._unsaved += len(frames)
         rows = [(user_id, mid, frame[:-1].decode()) for mid, frame, _ in frames]
         d = Deferred.fromCoroutine(self.store.save_offline(rows))
 
         def stored(_: int) -> None:
+            self._unsaved -= len(frames)
             for _mid, _frame, done in frames:
                 if done is not None:
                     done()
@@ -457,8 +468,12 @@ class Router:
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
             self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1)
 
+        def lost(failure: Failure) -> None:
+            self._unsaved -= len(frames)
+            log.failure("storing offline frames", failure)
+
         d.addCallbacks(stored, retry)
-        d.addErrback(lambda f: log.failure("storing offline frames", f))
+        d.addErrback(lost)
         self._saving.add(d)
         d.addBoth(self._saved, d)
 

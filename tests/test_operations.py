@@ -105,6 +105,7 @@ class MetricsTests(TestCase):
         self.assertGreater(moved(before, after, "chatd_sent_bytes_total"), 100)
         self.assertGreaterEqual(moved(before, after, "chatd_store_seconds_count", kind="user"), 3)
         self.assertEqual(after[("chatd_bus_up", ())], 1)
+        self.assertEqual(after[("chatd_offline_pending", ())], 0, "the stored copy is done")
         self.assertIn(("process_open_fds", ()), after)
 
     async def test_every_dashboard_query_names_an_exported_metric(self):
@@ -256,6 +257,14 @@ class ChatdAdminClusterTests(TestCase):
         alice = await user(self, n1, "alice")
         bob = await user(self, n2, "bob")
         carol = await user(self, n2, "carol", proto=None)
+        before = await scrape(urls[0])
+        bob.auto_ack = True
+        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "across", "cid": "x1"})
+        await alice.recv(SEND_ACK, cid="x1")
+        after = await scrape(urls[0])
+        self.assertEqual(moved(before, after, "chatd_chat_copies_total", route="remote"), 1)
+        self.assertGreaterEqual(moved(before, after, "chatd_bus_publishes_total"), 1)
+        self.assertEqual(after[("chatd_bus_up", ())], 1)
 
         listing = json.loads(await self.chatd_admin(urls[0], "--json", "online"))["online"]
         self.assertEqual([(u["name"], u["node_id"], u["proto"]) for u in listing],
