@@ -139,7 +139,8 @@ class NodeCollector(Collector):
                          "SEND_ACK (proto 2 senders)", None, {"": stats.send_ack})
         yield CounterMetricFamily("chatd_received_bytes", "Bytes received from clients",
                                   value=stats.bytes_in)
-        yield CounterMetricFamily("chatd_sent_bytes", "Bytes sent to clients",
+        yield CounterMetricFamily("chatd_sent_bytes", "Bytes sent to clients (a chat frame "
+                                  "counts when it is handed to the session)",
                                   value=stats.bytes_out)
 
     def _accounts(self, stats: Stats) -> Iterator[Metric]:

@@ -106,7 +106,7 @@ class ChatProtocol(Protocol):
         self.user_id, self.name, self.proto = None, "", 1
 
     def write(self, data: bytes) -> None:
-        self._stats.bytes_out += len(data)
+        """Chat frames: the router counts their bytes once per message, not per copy."""
         self.transport.write(data)
 
     def send(self, frame: dict[str, Any]) -> None:

@@ -283,7 +283,9 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 remote.append(user_id)
-        self.stats.routes[LOCAL] += len(user_ids) - len(remote)
+        local = len(user_ids) - len(remote)
+        self.stats.routes[LOCAL] += local
+        self.stats.bytes_out += len(frame) * local
         if len(remote) == 1:
             self._to_user(remote[0], mid, frame, fan)
         elif remote:
@@ -412,6 +414,7 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 gone.append(user_id)
+        self.stats.bytes_out += len(frame) * (len(user_ids) - len(gone))
         if gone:
             self._store(gone, mid, frame, fan)
 

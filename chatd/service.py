@@ -153,7 +153,9 @@ class ChatService:
         self.stats.login(Errno.OK)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
-            inbox.push(mid, frame.encode() + b"\n", None)
+            data = frame.encode() + b"\n"
+            self.stats.bytes_out += len(data)
+            inbox.push(mid, data, None)
         mids = [mid for mid, _ in offline]
         if inbox.needs_ack:
             inbox.offline_mids = set(mids)
