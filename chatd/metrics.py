@@ -163,8 +163,8 @@ class NodeCollector(Collector):
                                 value=node.store.connections_in_use())
         yield GaugeMetricFamily("chatd_password_hash_queue", "Password hashes waiting for "
                                 "a hashing thread", value=node.hasher.queued())
-        yield _histogram("chatd_password_hash_seconds", "Time to hash or check a password, "
-                         "queueing included", None, {"": stats.hash_time})
+        yield _histogram("chatd_password_hash_seconds", "Time to hash or check a password "
+                         "on a hashing thread", None, {"": stats.hash_time})
         yield GaugeMetricFamily("chatd_bus_up", "1 when the bus (Redis, or the single "
                                 "node's local bus) is connected, else 0",
                                 value=1 if node.router.bus.up else 0)

@@ -12,10 +12,12 @@ from twisted.internet import asyncioreactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.stdio import StandardIO
 
+from client import display
 from client.connection import connect
 from client.consoles import LineConsole, PromptConsole
 from client.controller import Controller
 from client.session import Session
+from client.tls import client_tls
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +28,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--script", metavar="FILE", type=argparse.FileType("rb"),
         help="read the input lines from FILE instead of the keyboard (non-interactive mode)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="connect with TLS, verifying the server's certificate and name against the "
+             "system's trust store (or --ca)")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="with --tls: trust the CA certificate (PEM) in FILE instead")
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="with --tls: encrypt without verifying the certificate (test servers only)")
+    args = parser.parse_args(argv)
+    if (args.ca or args.insecure) and not args.tls:
+        parser.error("--ca and --insecure need --tls")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +64,10 @@ def _start(reactor: Any, args: argparse.Namespace, console: Any) -> Deferred[Non
 
 async def _run(reactor: Any, args: argparse.Namespace, console: Any) -> None:
     session = Session(console.show, reactor)
-    service = connect(session, reactor, args.host, args.port, console.show)
+    tls = client_tls(args.host, args.ca, args.insecure) if args.tls else None
+    if args.insecure:
+        console.show([display.info("--insecure: the server's certificate is not verified")])
+    service = connect(session, reactor, args.host, args.port, console.show, tls)
     await Controller(session, console).run()
     await service.stopService()
     await console.close()

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from chatd.bench.worker import Worker
 
 NAME_TAKEN = 3
+BUSY = 141  # "server busy, retry" (docs/protocol.md): the same request again after a pause
+RETRY_SECONDS = 0.2
 
 
 class WindowPhase(Phase):
@@ -135,10 +137,19 @@ class RequestPhase(WindowPhase):
         msgid = frame.get("msgid")
         if conn.user not in self.pending:
             super().on_frame(conn, frame)
+        elif msgid == self.reply and frame.get("errno") == BUSY:
+            self.worker.reactor.callLater(RETRY_SECONDS, self.retry, conn.user)
         elif msgid == self.reply:
             self.answered(conn.user, frame)
         elif msgid == ERROR:
             self.settle(conn.user, False, f"ERROR_MSG {frame}")
+
+    def retry(self, user: User) -> None:
+        """Send a request the node was too busy to take again; its time counts from the
+        first attempt."""
+        request = self.request(user)
+        if user in self.pending and user.conn is not None and request is not None:
+            user.conn.send(request)
 
     def on_lost(self, user: User, why: str) -> None:
         super().on_lost(user, why)
