@@ -32,6 +32,8 @@ LOGIN_OUTCOMES: dict[int, str] = {
     1: "bad_password",
     2: "already_online",
     130: "unavailable",
+    141: "busy",
+    142: "throttled",
     150: "banned",
 }
 

@@ -338,13 +338,13 @@ class UnitTests(TestCase):
 
     def test_login_outcomes_map_errnos_and_lump_the_rest(self):
         stats = Stats()
-        for errno in (0, 0, 1, 2, 150, 105):
+        for errno in (0, 0, 1, 2, 142, 150, 105):
             stats.login(errno)
         node = type("N", (), {"stats": stats})()
         families = {f.name: f for f in NodeCollector(node)._accounts(stats)}
         got = {s.labels["outcome"]: s.value for s in families["chatd_logins"].samples}
         self.assertEqual(got, {"ok": 2, "bad_password": 1, "already_online": 1, "banned": 1,
-                               "unavailable": 0, "error": 1})
+                               "unavailable": 0, "busy": 0, "throttled": 1, "error": 1})
 
     def test_json_log_records_keep_fields_and_tracebacks(self):
         out = StringIO()
