@@ -9,6 +9,8 @@ Between nodes a frame travels in an envelope whose first line says how to report
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
     B <blocker> <blocked> <0|1>                   on the control channel: a block changed
+Other kinds on the control channel and on a node's channel (operator actions, cluster-wide
+queries) go to `on_control` and `on_node_message` (chatd/operator.py).
 The receiving node reports once its copies are acknowledged, written to an original-dialect
 session, or stored; the sending node stores them itself if no report comes in time. Reports
 for one node are gathered for a reactor turn and go in one message.
@@ -28,6 +30,7 @@ from twisted.python.failure import Failure
 
 from chatd.bus import Bus
 from chatd.messages import ServiceUnavailable
+from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
 from chatd.session import Session
 from chatd.store import Store
 
@@ -181,8 +184,9 @@ class Router:
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
                  ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-                 offline_quota: int = DEFAULT_OFFLINE_QUOTA) -> None:
+                 offline_quota: int = DEFAULT_OFFLINE_QUOTA, stats: Stats | None = None) -> None:
         self.bus = bus
+        self.stats = stats or Stats()
         self.store = store
         self.ack_timeout = ack_timeout
         self.offline_quota = offline_quota
@@ -196,12 +200,16 @@ class Router:
         # called with the users logged in here after the bus came back (changes announced
         # meanwhile were missed)
         self.on_bus_back: Callable[[list[int]], None] = lambda user_ids: None
+        # other message kinds, for the operator's actions and queries
+        self.on_control: Callable[[bytes], None] = lambda payload: None
+        self.on_node_message: Callable[[bytes], None] = lambda payload: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
         self._tokens = count(1)
         self._reports: dict[bytes, list[bytes]] = {}  # node -> tokens to report this turn
         self._saving: set[Deferred[None]] = set()
+        self._unsaved = 0  # frames being written to the offline store, retries included
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         bus.listener = self
@@ -227,6 +235,24 @@ class Router:
 
     def inbox(self, user_id: int) -> Inbox | None:
         return self._inboxes.get(user_id)
+
+    def inboxes(self) -> list[Inbox]:
+        """The logged-in users of this node."""
+        return list(self._inboxes.values())
+
+    def sessions_by_proto(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for inbox in self._inboxes.values():
+            proto = inbox.session.proto
+            counts[proto] = counts.get(proto, 0) + 1
+        return counts
+
+    def reports_pending(self) -> int:
+        return len(self._pending)
+
+    def offline_pending(self) -> int:
+        """Frames waiting to be stored offline (a metric)."""
+        return self._unsaved
 
     # sessions
 
@@ -310,6 +336,9 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 remote.append(user_id)
+        local = len(user_ids) - len(remote)
+        self.stats.routes[LOCAL] += local
+        self.stats.bytes_out += len(frame) * local
         if len(remote) == 1:
             self._to_user(remote[0], mid, frame, fan)
         elif remote:
@@ -351,6 +380,10 @@ class Router:
     def _published(self, receivers: int, token: int) -> None:
         if not receivers:
             self._give_up(token)
+            return
+        remote = self._pending.get(token)
+        if remote is not None:
+            self.stats.routes[REMOTE] += len(remote.user_ids)
 
     def _publish_failed(self, failure: Any, token: int) -> None:
         if not failure.check(ServiceUnavailable):
@@ -365,13 +398,17 @@ class Router:
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
         """Store a new message for users who are offline, within their --offline-quota."""
+        self.stats.routes[OFFLINE] += len(user_ids)
+        self._unsaved += len(user_ids)
         text = frame[:-1].decode()
         d = Deferred.fromCoroutine(self.store.save_new_offline(
             [(u, mid, text) for u in user_ids], self.offline_quota))
-        d.addCallbacks(self._stored, fan.failed, (user_ids, mid, fan))
+        d.addCallbacks(self._stored, self._not_stored, (user_ids, mid, fan), None,
+                       (user_ids, fan))
 
     def _stored(self, result: tuple[int, set[int]], user_ids: list[int], mid: int,
                 fan: _Fanout) -> None:
+        self._unsaved -= len(user_ids)
         rows, full = result
         if full:
             log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
@@ -390,6 +427,10 @@ class Router:
                 self.on_offline_stored(user_id)
             else:
                 self.bus.publish(user_id, b"O\n").addErrback(lambda f: None)
+
+    def _not_stored(self, failure: Failure, user_ids: list[int], fan: _Fanout) -> None:
+        self._unsaved -= len(user_ids)
+        fan.failed(failure)
 
     # receiving from other nodes
 
@@ -419,6 +460,8 @@ class Router:
             _, mid, report_to, token, ids = fields
             user_ids = [int(u) for u in ids.split(b",")]
             self._receive(user_ids, int(mid), frame, self._reporter(report_to, token))
+        else:
+            self.on_node_message(payload)
 
     def from_control(self, payload: bytes) -> None:
         fields = _header(payload)
@@ -426,6 +469,8 @@ class Router:
             self.on_group_changed(int(fields[1]))
         elif fields[0] == b"B":
             self.on_block_changed(int(fields[1]), int(fields[2]), fields[3] == b"1")
+        else:
+            self.on_control(payload)
 
     def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
         def report() -> None:
@@ -452,6 +497,7 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 gone.append(user_id)
+        self.stats.bytes_out += len(frame) * (len(user_ids) - len(gone))
         if gone:
             self._store(gone, mid, frame, fan)
 
@@ -493,10 +539,13 @@ class Router:
         `announce`: the session left, and a new one may be logging in meanwhile."""
         if not frames:
             return
+        if attempt == 0:
+            self._unsaved += len(frames)
         rows = [(user_id, mid, frame[:-1].decode()) for mid, frame, _ in frames]
         d = Deferred.fromCoroutine(self.store.save_offline(rows))
 
         def stored(_: int) -> None:
+            self._unsaved -= len(frames)
             for _mid, _frame, done in frames:
                 if done is not None:
                     done()
@@ -510,8 +559,12 @@ class Router:
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
             self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1, announce)
 
+        def lost(failure: Failure) -> None:
+            self._unsaved -= len(frames)
+            log.failure("storing offline frames", failure)
+
         d.addCallbacks(stored, retry)
-        d.addErrback(lambda f: log.failure("storing offline frames", f))
+        d.addErrback(lost)
         self._saving.add(d)
         d.addBoth(self._saved, d)
 
