@@ -53,3 +53,10 @@ CREATE TABLE IF NOT EXISTS TokenRevocation (
     userid INT UNSIGNED NOT NULL PRIMARY KEY,
     revoked BIGINT UNSIGNED NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Users an operator banned (chatd-admin ban): their logins are refused with errno 150.
+CREATE TABLE IF NOT EXISTS Ban (
+    userid INT UNSIGNED NOT NULL PRIMARY KEY,
+    reason VARCHAR(200) NOT NULL DEFAULT '',
+    created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,9 +1,11 @@
 """`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
-temporary directories, three chatd nodes, nginx on port 8000 passing client addresses with
-the PROXY protocol; Ctrl-C, SIGTERM and SIGHUP stop all of it."""
+temporary directories, three chatd nodes each with its admin listener (docs/operations.md),
+nginx on port 8000 passing client addresses with the PROXY protocol; Ctrl-C, SIGTERM and
+SIGHUP stop all of it."""
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,15 +28,18 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 class NodeProcess:
     """One `twistd chatd` node writing its log to a file."""
 
-    def __init__(self, number: int, db: str, redis: str, workdir: str, cost: int) -> None:
+    def __init__(self, number: int, db: str, redis: str, workdir: str, cost: int,
+                 token_file: str) -> None:
         self.number = number
         self.port = free_port()
+        self.admin_port = free_port()
         self.log = os.path.join(workdir, f"node{number}.log")
         self.proc = subprocess.Popen(
             [TWISTD, "--nodaemon", "--pidfile=", "--logfile", self.log, "chatd",
              "--listen", f"haproxy:tcp:{self.port}:interface=127.0.0.1", "--db", db,
-             "--redis", redis,
-             "--node-id", str(number), "--password-cost", str(cost)],
+             "--redis", redis, "--node-id", str(number), "--password-cost", str(cost),
+             "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
+             "--admin-token-file", token_file],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def wait(self) -> None:
@@ -71,8 +76,12 @@ def run(nodes: int, port: int, cost: int) -> None:
         mariadb.start()
         redis.start()
         db = create_database(mariadb.url)
+        token_file = os.path.join(workdir, "admin-token")
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
         print(f"starting {nodes} chatd nodes ...", flush=True)
-        chat_nodes = [NodeProcess(i + 1, db, redis.url, workdir, cost) for i in range(nodes)]
+        chat_nodes = [NodeProcess(i + 1, db, redis.url, workdir, cost, token_file)
+                      for i in range(nodes)]
         started += chat_nodes
         for node in chat_nodes:
             node.wait()
@@ -82,8 +91,11 @@ def run(nodes: int, port: int, cost: int) -> None:
         print(f"\n  clients:  telnet 127.0.0.1 {port}   or   .venv/bin/chat-client --port {port}")
         for node in chat_nodes:
             print(f"  node {node.number}:   127.0.0.1:{node.port} (PROXY protocol, from nginx)"
-                  f"   log {node.log}")
-        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\n"
+                  f"   admin http://127.0.0.1:{node.admin_port}   log {node.log}")
+        print(f"  admin token file: {token_file}\n"
+              f"  try:  .venv/bin/chatd-admin --url http://127.0.0.1:{chat_nodes[0].admin_port}"
+              f" --token-file {token_file} nodes\n"
+              f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\n"
               "Ctrl-C (or SIGTERM, SIGHUP) stops the cluster.", flush=True)
         signal.pause()
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ from typing import Any
 
 
 class MsgId(IntEnum):
-    """msgid numbers: 1-10 as in the original C++ server, 11 on added by chatd."""
+    """msgid numbers: 1-10 as in the original C++ server, the rest added by chatd."""
 
     LOGIN = 1
     LOGIN_ACK = 2
@@ -84,6 +84,9 @@ class Errno(IntEnum):
     GROUP_FULL = 146
     TOO_MANY_GROUPS = 147
     TOO_MANY_FRIENDS = 148
+    BANNED = 150
+    KICKED = 151
+    OPERATOR_NOTICE = 152
     NOT_A_FRIEND = 160
     BLOCKED = 161
     NOT_CREATOR = 162
@@ -127,6 +130,9 @@ ERRMSG: dict[Errno, str] = {
     Errno.GROUP_FULL: "the group is full",
     Errno.TOO_MANY_GROUPS: "too many groups created",
     Errno.TOO_MANY_FRIENDS: "too many friends",
+    Errno.BANNED: "this account is banned",
+    Errno.KICKED: "disconnected by the operator",
+    Errno.OPERATOR_NOTICE: "notice from the operator",
     Errno.NOT_A_FRIEND: "not a friend",
     Errno.BLOCKED: "this user has blocked you",
     Errno.NOT_CREATOR: "only the group's creator may do this",

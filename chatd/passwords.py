@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from chatd.messages import ChatError, Errno
+from chatd.metrics import Stats
 
 DEFAULT_COST = 14  # log2 of scrypt's n: 2^14 with r=8 takes 16 MiB and tens of milliseconds
 MAX_COST = 18  # 256 MiB per hash; above that OpenSSL's memory limit is in reach
@@ -105,9 +106,11 @@ class PasswordHasher:
     """
 
     def __init__(self, reactor: IReactorThreads, cost: int = DEFAULT_COST,
-                 threads: int | None = None, max_wait: float = DEFAULT_HASH_WAIT) -> None:
+                 threads: int | None = None, max_wait: float = DEFAULT_HASH_WAIT,
+                 stats: Stats | None = None) -> None:
         self.cost = cost
         self.max_wait = max_wait
+        self.stats = stats or Stats()
         self._reactor = reactor
         self._threads = threads or os.cpu_count() or 1
         self._pool = ThreadPool(minthreads=0, maxthreads=self._threads, name="chatd-passwords")
@@ -149,6 +152,10 @@ class PasswordHasher:
                 lambda _: False)
         return self._submit(owner, check_password, password, stored)
 
+    def queued(self) -> int:
+        """Hashes waiting for a thread (a metric)."""
+        return len(self._queue)
+
     def _submit(self, owner: Owner, fn: Callable[..., T], *args: object) -> Deferred[T]:
         d: Deferred[T] = Deferred()
         self._queue.append((owner, fn, args, d))
@@ -170,6 +177,7 @@ class PasswordHasher:
                   ) -> None:
         self._running -= 1
         took = time.monotonic() - started
+        self.stats.hash_time.observe(took)
         self._mean += _MEAN_WEIGHT * (took - self._mean)
         self._next()
         if isinstance(result, Failure):

@@ -77,6 +77,15 @@ def handlers(service: ChatService) -> dict[int, Handler]:
     }
 
 
+def _peer(transport: Any) -> str:
+    """The client's address as host:port (the unix socket path, or "?" when unknown)."""
+    peer = transport.getPeer()
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    if host is not None:
+        return f"{host}:{port}"
+    return str(getattr(peer, "name", None) or "?")
+
+
 def _classify(line: bytes) -> Errno:
     try:
         line.decode("utf-8")
@@ -113,6 +122,8 @@ class ChatProtocol(Protocol):
         self.factory = factory
         self._dispatch = factory.dispatch
         self._max_frame = factory.max_frame
+        self._stats = factory.stats
+        self._frames = factory.stats.frames_in
         self._max_send = factory.max_send_buffer
         self._buffer = b""
         self._tokens = BURST
@@ -136,7 +147,9 @@ class ChatProtocol(Protocol):
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
-            self.write(encode(frame))
+            data = encode(frame)
+            self._stats.bytes_out += len(data)
+            self.write(data)
 
     def close(self) -> None:
         self.transport.loseConnection()
@@ -165,15 +178,18 @@ class ChatProtocol(Protocol):
                 setter(True)
         self.address = _host(self.transport.getPeer())
         self.factory.sessions.add(self)
+        log.info("connection from {client}", client=_peer(self.transport))
         self.transport.registerProducer(self, True)
         if not self.factory.admit(self.address):
             log.info("refusing a connection from {addr}: over {limit} connections",
                      addr=self.address, limit=self.factory.max_conns_per_address)
-            self.send(error_frame(ChatError(Errno.TOO_MANY_CONNECTIONS)))
+            self.error(ChatError(Errno.TOO_MANY_CONNECTIONS))
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False  # Twisted leaves it set; a login still in flight checks it
+        log.info("connection from {client} closed (user {uid})", client=_peer(self.transport),
+                 uid=self.user_id)
         self.factory.sessions.discard(self)
         self.factory.release(self.address)
         self.factory.service.end(self)
@@ -194,6 +210,7 @@ class ChatProtocol(Protocol):
         """Connection loss does the clean-up."""
 
     def dataReceived(self, data: bytes) -> None:
+        self._stats.bytes_in += len(data)
         now = self.factory.clock.seconds()
         self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
         self.last_seen = now
@@ -220,19 +237,20 @@ class ChatProtocol(Protocol):
     def frameReceived(self, line: bytes) -> None:
         self._tokens -= 1
         if self._tokens < 0:
-            return self.send(error_frame(ChatError(Errno.RATE_LIMITED)))
+            return self.error(ChatError(Errno.RATE_LIMITED))
         try:
             if not line.isascii():
                 line.decode("utf-8")
             frame = decode(line)
         except ValueError:
-            return self.send(error_frame(ChatError(_classify(line))))
+            return self.error(ChatError(_classify(line)))
         if type(frame) is not dict:
-            return self.send(error_frame(ChatError(Errno.NOT_OBJECT)))
+            return self.error(ChatError(Errno.NOT_OBJECT))
         msgid = frame.get("msgid")
         handler = self._dispatch.get(msgid) if type(msgid) is int else None
         if handler is None:
             return self._bad_msgid(msgid)
+        self._frames[msgid] += 1
         try:
             self._admit(msgid, frame)
             result = handler(self, frame)
@@ -256,15 +274,22 @@ class ChatProtocol(Protocol):
 
     def _bad_msgid(self, msgid: Any) -> None:
         if msgid is None:
-            self.send(error_frame(ChatError(Errno.NO_MSGID)))
+            self.error(ChatError(Errno.NO_MSGID))
         elif type(msgid) is not int:
-            self.send(error_frame(ChatError(Errno.WRONG_TYPE, "msgid")))
+            self.error(ChatError(Errno.WRONG_TYPE, "msgid"))
         else:
-            self.send(error_frame(ChatError(Errno.UNKNOWN_MSGID, str(msgid)), msgid))
+            self.error(ChatError(Errno.UNKNOWN_MSGID, str(msgid)), msgid)
+
+    def error(self, err: ChatError, ref: int | None = None, cid: Any = None) -> None:
+        """Send ERROR_MSG, counted under its errno."""
+        self._stats.error(err.errno)
+        self.send(error_frame(err, ref, cid))
 
     def refuse(self, msgid: int, frame: dict[str, Any], err: ChatError) -> None:
         """Business errors of a request with its own reply go in that reply (the original
         client waits for it); all else is ERROR_MSG naming the request."""
+        if msgid == MsgId.LOGIN:
+            self._stats.login(err.errno)
         own = OWN_REPLY.get(msgid)
         if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
             ack, defaults = own
@@ -272,9 +297,10 @@ class ChatProtocol(Protocol):
                      **err.fields}
             if msgid > MsgId.GROUP_LIST_ACK:
                 reply.update((k, frame[k]) for k in ECHOED if k in frame)
+            self._stats.error(err.errno)
             return self.send(reply)
         cid = frame.get("cid") if type(frame.get("cid")) is str else None
-        self.send(error_frame(err, msgid, cid))
+        self.error(err, msgid, cid)
 
     def _failed(self, failure: Failure, msgid: int, frame: dict[str, Any]) -> None:
         if failure.check(ChatError):
@@ -292,7 +318,7 @@ class ChatProtocol(Protocol):
         log.info("closing connection of user {uid}: frame over {limit} bytes",
                  uid=self.user_id, limit=self._max_frame)
         self._buffer = b""
-        self.send(error_frame(ChatError(Errno.FRAME_TOO_LARGE)))
+        self.error(ChatError(Errno.FRAME_TOO_LARGE))
         self.transport.loseConnection()
 
 
@@ -306,6 +332,7 @@ class ChatFactory(Factory):
                  max_conns_per_address: int = DEFAULT_MAX_CONNS_PER_ADDRESS,
                  more_handlers: dict[int, Handler] | None = None) -> None:
         self.service = service
+        self.stats = service.stats
         self.clock = clock
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout

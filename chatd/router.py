@@ -14,6 +14,8 @@ Between nodes a frame travels in an envelope whose first line says how to report
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
     B <blocker> <blocked> <0|1>                   on the control channel: a block changed
+Other kinds on the control channel and on a node's channel (operator actions, cluster-wide
+queries) go to `on_control` and `on_node_message` (chatd/operator.py).
 The receiving node reports once its copies are acknowledged, written to an original-dialect
 session, or stored; the sending node stores them itself if no report comes in time. Reports
 for one node are gathered for a reactor turn and go in one message.
@@ -35,6 +37,7 @@ from chatd import devices
 from chatd.bus import CLAIMED, FULL, SEVERAL, Bus
 from chatd.devices import DEFAULT_MAX_DEVICES, Devices
 from chatd.messages import ChatError, Errno, ServiceUnavailable
+from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
 from chatd.session import Session
 from chatd.store import Store
 
@@ -190,9 +193,10 @@ class Router:
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
                  ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-                 offline_quota: int = DEFAULT_OFFLINE_QUOTA,
+                 offline_quota: int = DEFAULT_OFFLINE_QUOTA, stats: Stats | None = None,
                  max_devices: int = DEFAULT_MAX_DEVICES) -> None:
         self.bus = bus
+        self.stats = stats or Stats()
         self.store = store
         self.ack_timeout = ack_timeout
         self.offline_quota = offline_quota
@@ -209,6 +213,9 @@ class Router:
         self.on_bus_back: Callable[[list[int]], None] = lambda user_ids: None
         # called with a session whose device another login took (here or on another node)
         self.on_taken_over: Callable[[Session], None] = lambda session: None
+        # other message kinds, for the operator's actions and queries
+        self.on_control: Callable[[bytes], None] = lambda payload: None
+        self.on_node_message: Callable[[bytes], None] = lambda payload: None
         self._clock = clock
         self._inboxes: dict[int, Inbox | Devices] = {}
         self._spread: set[int] = set()  # users with devices here and on other nodes
@@ -216,6 +223,7 @@ class Router:
         self._tokens = count(1)
         self._reports: dict[bytes, list[bytes]] = {}  # node -> tokens to report this turn
         self._saving: set[Deferred[None]] = set()
+        self._unsaved = 0  # frames being written to the offline store, retries included
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         bus.listener = self
@@ -242,7 +250,7 @@ class Router:
     def online_here(self, user_id: int) -> bool:
         return user_id in self._inboxes
 
-    def inboxes(self, user_id: int) -> list[Inbox]:
+    def user_inboxes(self, user_id: int) -> list[Inbox]:
         """The user's sessions on this node (one per device)."""
         return devices.inboxes(self._inboxes.get(user_id))
 
@@ -255,6 +263,24 @@ class Router:
         if entry is None or entry.device not in ("", device):
             return None
         return entry.session
+
+    def inboxes(self) -> list[Inbox]:
+        """The sessions of this node (a user's devices each)."""
+        return [i for entry in self._inboxes.values() for i in devices.inboxes(entry)]
+
+    def sessions_by_proto(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for inbox in self.inboxes():
+            proto = inbox.session.proto
+            counts[proto] = counts.get(proto, 0) + 1
+        return counts
+
+    def reports_pending(self) -> int:
+        return len(self._pending)
+
+    def offline_pending(self) -> int:
+        """Frames waiting to be stored offline (a metric)."""
+        return self._unsaved
 
     # sessions
 
@@ -275,7 +301,7 @@ class Router:
         except BaseException:
             self._remove(inbox)
             raise
-        if claim.result != CLAIMED or inbox not in self.inboxes(user_id):
+        if claim.result != CLAIMED or inbox not in self.user_inboxes(user_id):
             self._remove(inbox)
             raise ChatError(Errno.TOO_MANY_DEVICES if claim.result == FULL
                             else Errno.ALREADY_ONLINE)
@@ -302,7 +328,7 @@ class Router:
 
     def detach(self, inbox: Inbox) -> None:
         """The session ended: release its claim and store what it had not acknowledged."""
-        if inbox in self.inboxes(inbox.user_id):
+        if inbox in self.user_inboxes(inbox.user_id):
             self._remove(inbox)
             self.bus.unsubscribe(inbox.user_id, inbox.device)
         self._keep(inbox.user_id, inbox.drain(), announce=True)
@@ -310,7 +336,7 @@ class Router:
     async def devices_of(self, user_id: int) -> dict[str, int]:
         """The user's online devices cluster-wide, device -> login time (ms); while the bus
         is down, the ones on this node."""
-        here = {i.session.device: i.session.since for i in self.inboxes(user_id)}
+        here = {i.session.device: i.session.since for i in self.user_inboxes(user_id)}
         try:
             return {**await self.bus.devices(user_id), **here}
         except ServiceUnavailable:
@@ -391,6 +417,9 @@ class Router:
                     self._copy_elsewhere(user_id, frame)
             else:
                 remote.append(user_id)
+        local = len(user_ids) - len(remote)
+        self.stats.routes[LOCAL] += local
+        self.stats.bytes_out += len(frame) * local
         if len(remote) == 1:
             self._to_user(remote[0], mid, frame, fan)
         elif remote:
@@ -434,6 +463,10 @@ class Router:
     def _published(self, receivers: int, token: int) -> None:
         if not receivers:
             self._give_up(token)
+            return
+        remote = self._pending.get(token)
+        if remote is not None:
+            self.stats.routes[REMOTE] += len(remote.user_ids)
 
     def _publish_failed(self, failure: Any, token: int) -> None:
         if not failure.check(ServiceUnavailable):
@@ -448,13 +481,17 @@ class Router:
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
         """Store a new message for users who are offline, within their --offline-quota."""
+        self.stats.routes[OFFLINE] += len(user_ids)
+        self._unsaved += len(user_ids)
         text = frame[:-1].decode()
         d = Deferred.fromCoroutine(self.store.save_new_offline(
             [(u, mid, text) for u in user_ids], self.offline_quota))
-        d.addCallbacks(self._stored, fan.failed, (user_ids, mid, fan))
+        d.addCallbacks(self._stored, self._not_stored, (user_ids, mid, fan), None,
+                       (user_ids, fan))
 
     def _stored(self, result: tuple[int, set[int]], user_ids: list[int], mid: int,
                 fan: _Fanout) -> None:
+        self._unsaved -= len(user_ids)
         rows, full = result
         if full:
             log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
@@ -473,6 +510,10 @@ class Router:
                 self.on_offline_stored(user_id)
             else:
                 self.bus.publish(user_id, b"O\n").addErrback(lambda f: None)
+
+    def _not_stored(self, failure: Failure, user_ids: list[int], fan: _Fanout) -> None:
+        self._unsaved -= len(user_ids)
+        fan.failed(failure)
 
     # receiving from other nodes
 
@@ -497,7 +538,7 @@ class Router:
     def _from_other_device(self, user_id: int, fields: list[bytes], frame: bytes) -> None:
         """Another node's news about the user's devices: a copy of what they sent there (S),
         a device taken over there (K), devices spread over several nodes (D)."""
-        here = self.inboxes(user_id)
+        here = self.user_inboxes(user_id)
         if not here or (fields[0] != b"D" and fields[1] == self.bus.incarnation):
             return
         if fields[0] == b"S":
@@ -523,6 +564,8 @@ class Router:
             _, mid, report_to, token, ids = fields
             user_ids = [int(u) for u in ids.split(b",")]
             self._receive(user_ids, int(mid), frame, self._reporter(report_to, token))
+        else:
+            self.on_node_message(payload)
 
     def from_control(self, payload: bytes) -> None:
         fields = _header(payload)
@@ -530,6 +573,8 @@ class Router:
             self.on_group_changed(int(fields[1]))
         elif fields[0] == b"B":
             self.on_block_changed(int(fields[1]), int(fields[2]), fields[3] == b"1")
+        else:
+            self.on_control(payload)
 
     def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
         def report() -> None:
@@ -556,6 +601,7 @@ class Router:
                 inbox.push(mid, frame, fan.done)
             else:
                 gone.append(user_id)
+        self.stats.bytes_out += len(frame) * (len(user_ids) - len(gone))
         if gone:
             self._store(gone, mid, frame, fan)
 
@@ -566,12 +612,12 @@ class Router:
         self.on_group_changed(None)
         self.on_bus_back(list(self._inboxes))
         held = [(i.user_id, i.device, i.session.since)
-                for user_id in self._inboxes for i in self.inboxes(user_id)]
+                for user_id in self._inboxes for i in self.user_inboxes(user_id)]
         d = Deferred.fromCoroutine(self.bus.reclaim(held, self.max_devices))
 
         def close(lost: list[tuple[int, str]]) -> None:
             for user_id, device in lost:
-                for inbox in self.inboxes(user_id):
+                for inbox in self.user_inboxes(user_id):
                     if inbox.device == device:
                         log.warn("user {uid} (device {device!r}) logged in elsewhere while "
                                  "redis was away; closing this session", uid=user_id,
@@ -584,7 +630,7 @@ class Router:
     def _sweep(self) -> None:
         now = self._clock.seconds()
         deadline = now - self.ack_timeout
-        for inbox in [i for e in self._inboxes.values() for i in devices.inboxes(e)]:
+        for inbox in self.inboxes():
             if inbox.unacked:
                 late = inbox.expired(deadline)
                 if late:
@@ -600,10 +646,13 @@ class Router:
         `announce`: the session left, and a new one may be logging in meanwhile."""
         if not frames:
             return
+        if attempt == 0:
+            self._unsaved += len(frames)
         rows = [(user_id, mid, frame[:-1].decode()) for mid, frame, _ in frames]
         d = Deferred.fromCoroutine(self.store.save_offline(rows))
 
         def stored(_: int) -> None:
+            self._unsaved -= len(frames)
             for _mid, _frame, done in frames:
                 if done is not None:
                     done()
@@ -617,8 +666,12 @@ class Router:
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
             self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1, announce)
 
+        def lost(failure: Failure) -> None:
+            self._unsaved -= len(frames)
+            log.failure("storing offline frames", failure)
+
         d.addCallbacks(stored, retry)
-        d.addErrback(lambda f: log.failure("storing offline frames", f))
+        d.addErrback(lost)
         self._saving.add(d)
         d.addBoth(self._saved, d)
 

@@ -17,6 +17,7 @@ from chatd.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
 from chatd.history import HistoryWriter
 from chatd.messages import ERRMSG, ChatError, Errno, MsgId, error_frame
+from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
 from chatd.quotas import Quotas
@@ -75,8 +76,9 @@ class ChatService:
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
                  mids: MidGenerator, clock: IReactorTime, throttle: Throttle, quotas: Quotas,
                  history: HistoryWriter,
-                 token_lifetime: float = DEFAULT_LIFETIME) -> None:
+                 token_lifetime: float = DEFAULT_LIFETIME, stats: Stats | None = None) -> None:
         self.store = store
+        self.stats = stats or Stats()
         self.router = router
         self.hasher = hasher
         self.throttle = throttle
@@ -105,6 +107,7 @@ class ChatService:
                 user_id = await self.store.create_user(req["name"], password_hash)
             except NameTaken:
                 raise ChatError(Errno.NAME_TAKEN) from None
+        self.stats.registrations += 1
         log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
         session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
 
@@ -125,6 +128,9 @@ class ChatService:
                      uid=user_id, addr=session.address)
             await self.throttle.login_failed(user_id, session.address)
             raise ChatError(Errno.BAD_LOGIN)
+        if user.banned:
+            log.info("login of user {uid} refused: banned", uid=user_id)
+            raise ChatError(Errno.BANNED)
         if not session.connected:
             return
         session.login(user_id, user.name, req.get("proto") or 1)
@@ -184,8 +190,11 @@ class ChatService:
             reply["unread"] = unread_views(welcome.unread)
             reply["device"] = session.device
         session.send(reply)
+        self.stats.login(Errno.OK)
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
-            inbox.push(mid, frame.encode() + b"\n", None)  # held: not counted as live traffic
+            data = frame.encode() + b"\n"
+            self.stats.bytes_out += len(data)
+            inbox.push(mid, data, None)  # held: not counted as live traffic
         inbox.open()
         mids = [mid for mid, _ in offline]
         inbox.offline_mids = set(mids)
@@ -199,7 +208,7 @@ class ChatService:
     def _offline_stored(self, user_id: int) -> None:
         """Frames were stored offline for a user logged in here: a login may have read the
         store before they were in it, so send each session the ones it has not had."""
-        for inbox in self.router.inboxes(user_id):
+        for inbox in self.router.user_inboxes(user_id):
             if not inbox.ready:
                 inbox.catch_up = True
                 continue
@@ -212,7 +221,7 @@ class ChatService:
     async def _catch_up(self, inbox: Inbox) -> None:
         user_id = inbox.user_id
         rows = await self.store.offline(user_id, OFFLINE_PER_LOGIN)
-        if inbox not in self.router.inboxes(user_id):
+        if inbox not in self.router.user_inboxes(user_id):
             return
         new = [(mid, text) for mid, text in rows
                if mid not in inbox.offline_mids and mid not in inbox.unacked]
@@ -241,12 +250,16 @@ class ChatService:
         """Revoke the user's resume tokens, then end the session; if the revocation cannot be
         stored the session goes on (errno 130) and the client may try again."""
         user_id = session.user_id
-        tokens = await self._tokens()
-        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
+        await self.revoke_tokens(user_id)
         if session.user_id == user_id:
             self.end(session)
             log.info("user {uid} logged out", uid=user_id)
         session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
+
+    async def revoke_tokens(self, user_id: int) -> None:
+        """Every resume token issued to the user so far stops working, on every node."""
+        tokens = await self._tokens()
+        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
 
     def end(self, session: Session) -> None:
         """The session stops being its user's (logout or disconnect); nothing in flight is lost."""
@@ -328,6 +341,10 @@ class ChatService:
         online = await self.online(session, list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
                       "groups": group_views(groups, online, session.proto)})
+
+    def cached_groups(self) -> int:
+        """How many groups' members are cached (a metric)."""
+        return len(self._members)
 
     def join_mark(self) -> int:
         """The mid from which a member joining now reads a group's history: a fresh one, so
@@ -412,24 +429,26 @@ class ChatService:
         cid = req.get("cid")
         device = session.device
         if cid is None:
-            self._deliver(sender, device, None, frame, recipients, mid)
+            self._deliver(sender, device, None, frame, recipients, mid, 0.0)
             return
         frame["cid"] = cid
+        arrived = self.clock.seconds()
         d = self.router.remember(sender, cid, mid)
         d.addErrback(lambda f: None)
-        d.addCallback(self._remembered, sender, device, cid, frame, recipients, mid)
+        d.addCallback(self._remembered, sender, device, cid, frame, recipients, mid, arrived)
 
     def _remembered(self, prior: tuple[int, bool] | None, sender: int, device: str, cid: str,
-                    frame: dict[str, Any], recipients: list[int], mid: int) -> None:
+                    frame: dict[str, Any], recipients: list[int], mid: int,
+                    arrived: float) -> None:
         if prior is not None:
             mid, safe = prior
             if safe:
-                self._acknowledge(sender, device, cid, mid)
+                self._acknowledge(sender, device, cid, mid, arrived)
                 return
-        self._deliver(sender, device, cid, frame, recipients, mid)
+        self._deliver(sender, device, cid, frame, recipients, mid, arrived)
 
     def _deliver(self, sender: int, device: str, cid: str | None, frame: dict[str, Any],
-                 recipients: list[int], mid: int) -> None:
+                 recipients: list[int], mid: int, arrived: float) -> None:
         """Deliver to the recipients (their every device) and copy to the sender's other
         devices."""
         frame["mid"] = mid
@@ -438,12 +457,13 @@ class ChatService:
         self.history.record(mid, sender, frame, data)
         self.router.deliver(
             recipients, mid, data,
-            lambda missing, full: self._delivered(missing, full, sender, device, cid, mid, ref),
+            lambda missing, full: self._delivered(missing, full, sender, device, cid, mid, ref,
+                                                  arrived),
             lambda failure: self._not_delivered(failure, sender, device, cid, ref))
         self.router.to_other_devices(sender, device, data)
 
     def _delivered(self, missing: set[int], full: set[int], sender: int, device: str,
-                   cid: str | None, mid: int, ref: int) -> None:
+                   cid: str | None, mid: int, ref: int, arrived: float) -> None:
         """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
         does not exist or has a full offline mailbox (a group message reached the rest)."""
         if missing or (full and ref == MsgId.ONE_CHAT):
@@ -451,30 +471,37 @@ class ChatService:
             session = self.router.session(sender, device)
             if session is None:
                 return
-            if missing:
-                session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
-            elif cid is not None and session.proto == 2:
+            errno = Errno.NO_SUCH_USER if missing else Errno.OFFLINE_QUOTA
+            self.stats.error(errno)
+            if not missing and cid is not None and session.proto == 2:
                 session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid,
-                              "errno": int(Errno.OFFLINE_QUOTA),
-                              "errmsg": ERRMSG[Errno.OFFLINE_QUOTA]})
+                              "errno": int(errno), "errmsg": ERRMSG[errno]})
             else:
-                session.send(error_frame(ChatError(Errno.OFFLINE_QUOTA), ref, cid))
+                session.send(error_frame(ChatError(errno), ref, cid))
         elif cid is not None:
             self.router.settle(sender, cid, mid)
-            self._acknowledge(sender, device, cid, mid)
+            self._acknowledge(sender, device, cid, mid, arrived)
 
-    def _acknowledge(self, sender: int, device: str, cid: str, mid: int) -> None:
+    def _acknowledge(self, sender: int, device: str, cid: str, mid: int,
+                     arrived: float) -> None:
         """SEND_ACK to the sending device's current session, wherever the message came from."""
         session = self.router.session(sender, device)
         if session is not None and session.proto == 2:
             session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
+            self.stats.send_ack.observe(self.clock.seconds() - arrived)
 
     def _not_delivered(self, failure: Any, sender: int, device: str, cid: str | None,
                        ref: int) -> None:
         log.failure("delivery from user {uid} failed", failure, uid=sender)
+        self._refuse_later(sender, device, ChatError(Errno.UNAVAILABLE), ref, cid)
+
+    def _refuse_later(self, sender: int, device: str, err: ChatError, ref: int,
+                      cid: str | None) -> None:
+        """ERROR_MSG for a chat message whose delivery failed after it was accepted."""
         session = self.router.session(sender, device)
         if session is not None:
-            session.send(error_frame(ChatError(Errno.UNAVAILABLE), ref, cid))
+            self.stats.error(err.errno)
+            session.send(error_frame(err, ref, cid))
 
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]

@@ -9,12 +9,16 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from chatd.admin import admin_site
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
 from chatd.conversations import Conversations
 from chatd.devices import DEFAULT_MAX_DEVICES
 from chatd.history import DEFAULT_DAYS, HistoryWriter
+from chatd.logformat import FORMATS, use_json_logs
+from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
+from chatd.operator import Operator
 from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
 from chatd.protocol import (
     DEFAULT_IDLE_TIMEOUT,
@@ -122,6 +126,16 @@ class Options(usage.Options):
          "Groups one user may create (1-1000000); more get errno 147.", int],
         ["max-group-members", None, DEFAULT_MAX_GROUP_MEMBERS,
          "Members of one group (2-1000000); more get errno 146.", int],
+        ["admin", None, "",
+         "Twisted server endpoint of the operators' HTTP listener, e.g. "
+         "tcp:9600:interface=127.0.0.1: /metrics (Prometheus), /health, and with "
+         "--admin-token-file the admin API /admin/v1 (docs/operations.md). Empty: off."],
+        ["admin-token-file", None, "",
+         "File holding the bearer token of the admin API (one line, at least 16 characters); "
+         "without it /admin/v1 is not served."],
+        ["log-format", None, "text",
+         "text, or json: one JSON object per line with the event's fields (for Loki or "
+         "Elasticsearch), to twistd's --logfile or standard output."],
     ]
 
     def postOptions(self) -> None:
@@ -151,6 +165,32 @@ class Options(usage.Options):
         _check_range("max-friends", self["max-friends"], 1, 1_000_000)
         _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
         _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
+        self["admin-token"] = _admin_token(self["admin-token-file"], self["admin"])
+        if self["log-format"] not in FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}")
+        parent = getattr(self, "parent", None)
+        if self["log-format"] == "json" and parent is not None:
+            use_json_logs(parent)
+
+
+MIN_TOKEN = 16
+
+
+def _admin_token(path: str, admin: str) -> bytes | None:
+    """The admin API's bearer token, read once at start."""
+    if not path:
+        return None
+    if not admin:
+        raise usage.UsageError("--admin-token-file needs --admin")
+    try:
+        with open(path, "rb") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise usage.UsageError(f"--admin-token-file: {e}") from None
+    if len(token) < MIN_TOKEN or b"\n" in token:
+        raise usage.UsageError(f"--admin-token-file: the token must be one line of at least "
+                               f"{MIN_TOKEN} characters")
+    return token
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -163,10 +203,12 @@ class ChatNode(MultiService):
     what was in flight) before the database pool closes."""
 
     def __init__(self, store: Store, hasher: PasswordHasher, router: Router,
-                 history: HistoryWriter, factory: ChatFactory) -> None:
+                 history: HistoryWriter, factory: ChatFactory, operator: Operator) -> None:
         super().__init__()
         self.store, self.hasher, self.router, self.factory = store, hasher, router, factory
         self.history = history
+        self.operator = operator
+        self.stats = factory.stats
 
     def startService(self) -> None:
         self.hasher.start()
@@ -193,8 +235,13 @@ class Listener(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
-        super().__init__(*listening(reactor, with_backlog(description), factory))
+    def __init__(self, description: str, factory: Any, reactor: Any,
+                 option: str = "--listen") -> None:
+        try:
+            endpoint, wrapped = listening(reactor, with_backlog(description), factory)
+        except ValueError as e:
+            raise ValueError(f"{option} {description!r}: {e}") from None
+        super().__init__(endpoint, wrapped)
         self.description = description
 
     def privilegedStartService(self) -> None:
@@ -216,12 +263,13 @@ def with_backlog(description: str) -> str:
 
 def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
-    store = open_store(options["db"])
+    stats = Stats()
+    store = open_store(options["db"], stats)
     hasher = PasswordHasher(reactor, options["password-cost"],
-                            max_wait=options["hash-wait"])
+                            max_wait=options["hash-wait"], stats=stats)
     bus = open_bus(options["redis"], options["node-id"], reactor)
     router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"],
-                    options["max-devices"])
+                    stats, options["max-devices"])
     history = HistoryWriter(store, reactor, options["history-days"])
     throttle = Throttle(bus, ThrottleLimits(
         options["login-failures"], options["address-failures"], options["login-backoff"],
@@ -229,11 +277,18 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     quotas = Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
                                        options["max-group-members"]))
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          throttle, quotas, history, options["token-lifetime"])
+                          throttle, quotas, history, options["token-lifetime"], stats)
     more = {**Conversations(service).handlers(), **Relations(service).handlers()}
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
                           options["max-send-buffer"], options["max-conns-per-address"], more)
-    return ChatNode(store, hasher, router, history, factory)
+    return ChatNode(store, hasher, router, history, factory,
+                    Operator(service, options["node-id"], reactor))
+
+
+def admin_listener(node: ChatNode, options: Options, reactor: Any) -> Listener:
+    """The operators' HTTP listener of --admin."""
+    site = admin_site(node, node_registry(node), options["admin-token"], reactor)
+    return Listener(options["admin"], site, reactor, "--admin")
 
 
 def makeService(options: Options) -> IService:
@@ -246,6 +301,8 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"chatd: {e}") from None
     try:
         Listener(options["listen"], node.factory, reactor).setServiceParent(node)
+        if options["admin"]:
+            admin_listener(node, options, reactor).setServiceParent(node)
     except ValueError as e:
-        raise SystemExit(f"chatd: bad --listen {options['listen']!r}: {e}") from None
+        raise SystemExit(f"chatd: bad listener endpoint: {e}") from None
     return node

@@ -274,6 +274,36 @@ class StoreTests:
         await self.store.revoke_tokens(bob + 100, 1000)
         self.assertIsNone(await self.store.user(bob + 100))
 
+    # operators
+
+    async def test_a_ban_is_read_back_with_the_user_replaced_and_lifted(self):
+        alice, bob = await self.users("alice", "bob")
+        self.assertTrue(await self.store.ban(alice, "spam"))
+        self.assertTrue(await self.store.ban(alice, "more spam"))
+        self.assertFalse(await self.store.ban(bob + 100, "nobody"))
+        self.assertTrue((await self.store.user(alice)).banned)
+        self.assertFalse((await self.store.user(bob)).banned)
+        self.assertEqual((await self.store.details(alice)).ban[0], "more spam")
+        await self.store.unban(alice)
+        self.assertFalse((await self.store.user(alice)).banned)
+        self.assertIsNone((await self.store.details(alice)).ban)
+
+    async def test_set_password_replaces_the_hash_of_an_existing_user_only(self):
+        alice, = await self.users("alice")
+        self.assertTrue(await self.store.set_password(alice, "new-hash"))
+        self.assertEqual((await self.store.user(alice)).password, "new-hash")
+        self.assertFalse(await self.store.set_password(alice + 100, "x"))
+
+    async def test_details_show_friends_groups_and_the_offline_backlog(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        gid = await self.store.create_group("g", "d", alice)
+        await self.store.save_offline([(alice, 1, "a"), (alice, 2, "b"), (bob, 3, "c")])
+        details = await self.store.details(alice)
+        self.assertEqual((details.name, details.friends, details.groups, details.offline),
+                         ("alice", [(bob, "bob")], [(gid, "g")], 2))
+        self.assertIsNone(await self.store.details(bob + 100))
+
     async def test_a_secret_is_created_once_and_shared_by_every_store_of_the_database(self):
         first = await self.store.secret("token")
         self.assertEqual(len(first), 32)
@@ -403,7 +433,7 @@ class MySQLStoreTests(StoreTests, TestCase):
             columns = c.fetchall()
         self.assertEqual(set(tables), {"User", "Friend", "AllGroup", "GroupUser",
                                        "OfflineMessage", "ServerSecret", "TokenRevocation",
-                                       "SchemaVersion", "History", "ReadMarker", "Block"})
+                                       "SchemaVersion", "History", "ReadMarker", "Block", "Ban"})
         for table, collation in tables.items():
             self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
         self.assertIn(("User", "name", "utf8mb4"), columns)

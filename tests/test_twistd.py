@@ -18,7 +18,7 @@ from tests.servers import mysql_database
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
-          "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block"}
+          "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block", "Ban"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:
@@ -40,7 +40,7 @@ class PluginTests(TestCase):
                        "--hash-wait", "--login-failures", "--address-failures",
                        "--login-backoff", "--max-registrations", "--offline-quota",
                        "--max-friends", "--max-groups-created", "--max-group-members",
-                       "haproxy:"):
+                       "haproxy:", "--admin", "--admin-token-file", "--log-format"):
             self.assertIn(option, result.stdout)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess, words: str) -> None:
@@ -54,6 +54,23 @@ class PluginTests(TestCase):
                                   "--max-frame must be between 1024 and 16777216")
         self.assertOneLineFailure(twistd("--redis", "http://x"), "--redis: not a redis://")
         self.assertOneLineFailure(twistd("--node-id", "5000"), "--node-id must be between")
+        self.assertOneLineFailure(twistd("--log-format", "xml"),
+                                  "--log-format must be one of text, json")
+
+    def test_bad_admin_options_are_one_line_and_a_failure(self):
+        short = self.mktemp()
+        with open(short, "w") as f:
+            f.write("tooshort\n")
+        self.assertOneLineFailure(twistd("--admin-token-file", short),
+                                  "--admin-token-file needs --admin")
+        self.assertOneLineFailure(twistd("--admin", "tcp:0", "--admin-token-file", short),
+                                  "the token must be one line of at least 16 characters")
+        self.assertOneLineFailure(twistd("--admin", "tcp:0", "--admin-token-file", "/nonexistent"),
+                                  "--admin-token-file: [Errno 2]")
+        db = os.path.join(self.mktemp() + ".sqlite3")
+        self.assertOneLineFailure(twistd("--db", f"sqlite:{db}", "--listen", "tcp:0",
+                                         "--admin", "bogus:1"),
+                                  "chatd: bad listener endpoint: --admin 'bogus:1'")
 
     def test_an_unreachable_database_is_one_line_and_a_failure(self):
         with socket.socket() as s:

@@ -303,7 +303,8 @@ class SchemaTests(SynchronousTestCase):
     def test_sqlite_has_the_tables_and_columns_of_schema_sql(self):
         expected = mysql_tables()
         self.assertEqual(set(expected), {"User", "Friend", "AllGroup", "GroupUser",
-                                         "OfflineMessage", "ServerSecret", "TokenRevocation"})
+                                         "OfflineMessage", "ServerSecret", "TokenRevocation",
+                                         "Ban"})
         self.assertEqual(self.sqlite_tables(), expected)
 
     def test_sqlite_keeps_the_primary_and_unique_keys(self):

@@ -15,10 +15,15 @@ class Bus(Protocol):
 
     incarnation: bytes
     listener: Any
+    up: bool
+    publishes: int
 
     def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def ping(self) -> Deferred[Any]:
+        """Fires when the link answers (fails when it is down)."""
 
     def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
         """Send to the node holding `user_id`; fires with the number of receivers."""

@@ -259,6 +259,7 @@ class RedisBus:
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = reactor
         self._started = False
+        self.publishes = 0
 
     # lifecycle
 
@@ -349,6 +350,7 @@ class RedisBus:
         return self.publish_raw(CONTROL, payload)
 
     def publish_raw(self, channel: bytes, payload: bytes) -> Deferred[int]:
+        self.publishes += 1
         try:
             return self._command().send(b"PUBLISH", channel, payload)
         except (BusDown, txredisapi.ConnectionError) as e:
@@ -498,6 +500,13 @@ class RedisBus:
             self._cmd.execute_command(
                 b"SET", ALIVE_PREFIX.encode() + self.incarnation, b"1", b"PX", ALIVE_MS
             ).addErrback(lambda f: None)
+
+    def ping(self) -> Deferred[Any]:
+        """One PING on the command link (the health check)."""
+        try:
+            return self._command().ping()
+        except BusDown as e:
+            return fail(e)
 
     def _ping(self) -> None:
         """A PING on each link; a reply timeout aborts the connection, which reconnects."""

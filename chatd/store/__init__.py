@@ -1,5 +1,6 @@
 """Storage of users, friends, groups and offline messages: MySQL in production, SQLite alone."""
 
+from chatd.metrics import Stats
 from chatd.store.base import (
     GroupRecord,
     Member,
@@ -7,17 +8,17 @@ from chatd.store.base import (
     Store,
     StoreUnavailable,
     Unread,
+    UserDetails,
     UserRecord,
 )
 from chatd.store.mysql import MySQLDialect
 from chatd.store.sqlite import SQLiteDialect
 
 __all__ = ["GroupRecord", "Member", "NameTaken", "Store", "StoreUnavailable", "Unread",
-           "UserRecord",
-           "open_store"]
+           "UserDetails", "UserRecord", "open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, stats: Stats | None = None) -> Store:
     """Create the schema if needed (blocking, before the reactor runs) and return the store.
 
     `sqlite:PATH` or `mysql://user:pass@host:port/db`; raises ValueError for anything else and
@@ -30,4 +31,4 @@ def open_store(url: str) -> Store:
     else:
         raise ValueError(f"database URL must be sqlite:PATH or mysql://...: {url}")
     dialect.create_schema()
-    return Store(dialect)
+    return Store(dialect, stats)

@@ -1,6 +1,7 @@
 """The chat store: every query the service needs, written once for both SQL dialects."""
 
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -9,6 +10,7 @@ from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
 from chatd.messages import ServiceUnavailable
+from chatd.metrics import Stats
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
 
@@ -32,6 +34,7 @@ class UserRecord:
     name: str
     password: str
     tokens_revoked: int = 0  # ms since the epoch up to which the user's tokens are revoked
+    banned: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,17 @@ class GroupRecord:
     name: str
     desc: str
     members: list[Member] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserDetails:
+    """What an operator sees of a user (chatd-admin user ID)."""
+    id: int
+    name: str
+    friends: list[tuple[int, str]]
+    groups: list[tuple[int, str]]
+    offline: int
+    ban: tuple[str, str] | None  # (reason, since) when banned
 
 
 @dataclass(frozen=True)
@@ -87,15 +101,17 @@ class Dialect(Protocol):
 class Store(HistoryQueries, RelationQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, stats: Stats | None = None) -> None:
         self.dialect = dialect
+        self.stats = stats or Stats()
         self._pool = dialect.make_pool()
         q = dialect.sql
         ignore = dialect.insert_ignore
         self._q_create_user = q("INSERT INTO User (name, password) VALUES (?, ?)")
         self._q_user = q(
-            "SELECT u.id, u.name, u.password, t.revoked FROM User u"
-            " LEFT JOIN TokenRevocation t ON t.userid = u.id WHERE u.id = ?")
+            "SELECT u.id, u.name, u.password, t.revoked, b.userid FROM User u"
+            " LEFT JOIN TokenRevocation t ON t.userid = u.id"
+            " LEFT JOIN Ban b ON b.userid = u.id WHERE u.id = ?")
         self._q_new_secret = q(f"{ignore} INTO ServerSecret (name, secret) VALUES (?, ?)")
         self._q_secret = q("SELECT secret FROM ServerSecret WHERE name = ?")
         self._q_new_revocation = q(
@@ -126,13 +142,38 @@ class Store(HistoryQueries, RelationQueries):
             " WHERE id = ?")
         self._q_offline = q(
             "SELECT mid, message FROM OfflineMessage WHERE userid = ? ORDER BY mid LIMIT ?")
+        self._q_offline_count = q("SELECT COUNT(*) FROM OfflineMessage WHERE userid = ?")
+        self._q_groups_of = q(
+            "SELECT g.id, g.groupname FROM GroupUser gu JOIN AllGroup g ON g.id = gu.groupid"
+            " WHERE gu.userid = ? ORDER BY g.id")
+        self._q_ban_of = q("SELECT reason, created FROM Ban WHERE userid = ?")
+        self._q_unban = q("DELETE FROM Ban WHERE userid = ?")
+        self._q_unbanned = q(f"{ignore} INTO Ban (userid, reason) SELECT id, ? FROM User"
+                             " WHERE id = ?")
+        self._q_ban_reason = q("UPDATE Ban SET reason = ? WHERE userid = ?")
+        self._q_set_password = q("UPDATE User SET password = ? WHERE id = ?")
         self._prepare_history()
         self._prepare_relations()
 
     def close(self) -> None:
         self._pool.close()
 
+    def connections_in_use(self) -> int:
+        """Pool connections running an interaction now (a metric)."""
+        return len(self._pool.threadpool.working)
+
     async def _run(self, name: str, fn: Callable[..., T], *args: Any, retry: bool = True) -> T:
+        """One interaction, timed and counted under `name`."""
+        started = time.monotonic()
+        failed = True
+        try:
+            result = await self._attempt(name, fn, *args, retry=retry)
+            failed = False
+            return result
+        finally:
+            self.stats.store_call(name, time.monotonic() - started, failed)
+
+    async def _attempt(self, name: str, fn: Callable[..., T], *args: Any, retry: bool) -> T:
         """Run one interaction; when `retry` says the work is idempotent, run it once more on
         a revived connection after a lost one (every pooled connection may be stale after a
         database restart, and cp_reconnect only notices on the next failure)."""
@@ -166,8 +207,56 @@ class Store(HistoryQueries, RelationQueries):
         def txn(c: Cursor) -> UserRecord | None:
             c.execute(self._q_user, (user_id,))
             row = c.fetchone()
-            return UserRecord(int(row[0]), row[1], row[2], int(row[3] or 0)) if row else None
+            if row is None:
+                return None
+            return UserRecord(int(row[0]), row[1], row[2], int(row[3] or 0), row[4] is not None)
         return await self._run("user", txn)
+
+    async def ping(self) -> None:
+        """A trivial query: the health check's proof that the database answers."""
+        def txn(c: Cursor) -> None:
+            c.execute("SELECT 1")
+            c.fetchall()
+        await self._run("ping", txn)
+
+    async def details(self, user_id: int) -> UserDetails | None:
+        """A user's name, friends, groups, offline backlog and ban; None when unknown."""
+        def txn(c: Cursor) -> UserDetails | None:
+            c.execute(self._q_user, (user_id,))
+            row = c.fetchone()
+            if row is None:
+                return None
+            c.execute(self._q_groups_of, (user_id,))
+            groups = [(int(r[0]), r[1]) for r in c.fetchall()]
+            c.execute(self._q_offline_count, (user_id,))
+            offline = int(c.fetchone()[0])
+            c.execute(self._q_ban_of, (user_id,))
+            ban = c.fetchone()
+            return UserDetails(int(row[0]), row[1], self._friends(c, user_id), groups, offline,
+                               (ban[0], str(ban[1])) if ban else None)
+        return await self._run("details", txn)
+
+    async def ban(self, user_id: int, reason: str) -> bool:
+        """Ban the user (again: the reason is replaced); False when there is no such user."""
+        def txn(c: Cursor) -> bool:
+            c.execute(self._q_unbanned, (reason, user_id))
+            c.execute(self._q_ban_reason, (reason, user_id))
+            c.execute(self._q_ban_of, (user_id,))
+            return c.fetchone() is not None
+        return await self._run("ban", txn)
+
+    async def unban(self, user_id: int) -> None:
+        def txn(c: Cursor) -> None:
+            c.execute(self._q_unban, (user_id,))
+        await self._run("unban", txn)
+
+    async def set_password(self, user_id: int, password_hash: str) -> bool:
+        """Replace the user's password hash; False when there is no such user."""
+        def txn(c: Cursor) -> bool:
+            c.execute(self._q_set_password, (password_hash, user_id))
+            c.execute(self._q_user, (user_id,))
+            return c.fetchone() is not None
+        return await self._run("set_password", txn)
 
     async def revoke_tokens(self, user_id: int, until_ms: int) -> None:
         """Revoke every token of the user issued up to `until_ms` (never moves back)."""
