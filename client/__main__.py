@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Interactive on a terminal; plain lines with --script or when stdin is not a terminal.
+    """Interactive on a terminal; plain lines with --script or when stdin is not a terminal,
+    where the exit status is 1 when a command failed (an `error:` line was shown), else 0.
 
     prompt_toolkit needs asyncio, so Twisted runs on the asyncio reactor in both modes."""
     args = parse_args(argv)
@@ -54,6 +55,8 @@ async def _run(reactor: Any, args: argparse.Namespace, console: Any) -> None:
     await Controller(session, console).run()
     await service.stopService()
     await console.close()
+    if console.failed:
+        raise SystemExit(1)
 
 
 def _line_console(reactor: Any, args: argparse.Namespace) -> LineConsole:

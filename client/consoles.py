@@ -12,6 +12,8 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from client.display import ERROR_PREFIX
+
 
 class PromptConsole:
     """A terminal: prompts with line editing and history, passwords not echoed.
@@ -19,6 +21,9 @@ class PromptConsole:
     Run it inside prompt_toolkit's `patch_stdout()`: lines shown while the user is typing
     then appear above the prompt and leave the half-typed line intact.
     """
+
+    failed = False
+    """A person at a terminal has seen the errors; the exit status does not repeat them."""
 
     def __init__(self) -> None:
         self._commands: PromptSession[str] = PromptSession()
@@ -56,6 +61,8 @@ class LineConsole(Protocol):
         self._ended = False
         self._reader: Deferred[str | None] | None = None
         self._closed: Deferred[None] = Deferred()
+        self.failed = False
+        """An `error:` line was shown: a script's command failed, so the exit status is 1."""
 
     def dataReceived(self, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
@@ -89,6 +96,7 @@ class LineConsole(Protocol):
         reader.callback(self._lines.popleft() if self._lines else None)
 
     def show(self, lines: list[str]) -> None:
+        self.failed = self.failed or any(line.startswith(ERROR_PREFIX) for line in lines)
         if lines and self.transport is not None:
             self.transport.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
 

@@ -9,6 +9,7 @@ from client.commands import USAGE
 from client.protocol import GROUP_CHAT_MSG, Frame
 
 WIDTH = 54
+ERROR_PREFIX = "error: "
 
 _HELP: dict[str, str] = {
     "help": "show this list / 显示所有支持的命令",
@@ -52,7 +53,7 @@ def info(text: str) -> str:
 
 
 def error(text: str) -> str:
-    return f"error: {text}"
+    return f"{ERROR_PREFIX}{text}"
 
 
 def unconfirmed(text: str) -> str:

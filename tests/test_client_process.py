@@ -190,6 +190,23 @@ class ChatTests(TestCase):
         await client.expect(rf"sent: chat:{carol}:note to self")
         self.assertEqual(await client.finish(), 0)
 
+    async def test_exit_status_is_1_when_one_command_of_a_script_failed(self) -> None:
+        node = await start_node(self)
+        setup = start_client(self, node, "setup")
+        dave = await sign_up(setup, "dave")
+        self.assertEqual(await setup.finish(), 0)
+        script = os.path.abspath(self.mktemp())
+        with open(script, "w", encoding="utf-8") as lines:
+            lines.write(f"login:{dave}:secret\naddfriend:999999\nchat:{dave}:still runs\n")
+        client = start_client(self, node, "script", "--script", script)
+        await client.expect(r"error: addfriend:999999 failed: no such user \(errno 120\)")
+        await client.expect(rf"sent: chat:{dave}:still runs")
+        self.assertEqual(await client.finish(), 1)
+        wrong = start_client(self, node, "wrong password")
+        wrong.type(f"login:{dave}:wrong")
+        await wrong.expect(r"error: login failed: .* \(errno 1\)")
+        self.assertEqual(await wrong.finish(), 1)
+
 
 class ListTests(TestCase):
     """`friends` and `groups` show the server's lists as they are now, not as at login."""
@@ -265,7 +282,7 @@ class ErrorTests(TestCase):
         alice.type("groupchat:999999:anyone?")
         await alice.expect(r"error: groupchat:999999:anyone\? not sent: .* \(errno 12[24]\)")
         alice.type("quit")
-        self.assertEqual(await alice.finish(), 0)
+        self.assertEqual(await alice.finish(), 1, "a script whose commands failed exits 1")
 
 
 class RestartTests(TestCase):
