@@ -112,7 +112,8 @@ class ClientProcess(ProcessProtocol):
 def start_client(testcase: TestCase, node: Node, name: str, *args: str) -> ClientProcess:
     client = ClientProcess(name)
     argv = [sys.executable, "-m", "client", "--port", str(node.port), *args]
-    reactor.spawnProcess(client, sys.executable, argv, env=dict(os.environ), path=ROOT)
+    env = {**os.environ, "XDG_STATE_HOME": os.path.abspath(testcase.mktemp())}
+    reactor.spawnProcess(client, sys.executable, argv, env=env, path=ROOT)
     testcase.addCleanup(client.kill)
     return client
 
@@ -173,8 +174,8 @@ class ChatTests(TestCase):
         await bob.expect(rf"{TIME} \[{a}\]alice said: while you were away")
 
         alice.type("quit")
-        self.assertEqual(await alice.finish(), 0)
-        self.assertEqual(await bob.finish(), 0)
+        self.assertEqual(await alice.finish(), 0, alice.output())
+        self.assertEqual(await bob.finish(), 0, bob.output())
         self.assertEqual(bob.count(r".* said: hello: how are you\?"), 1)
 
     async def test_script_file(self) -> None:
