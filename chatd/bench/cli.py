@@ -104,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
       help="members of the group, creator included (50)")
     a("--group-messages", type=positive(int), default=400,
       help="messages each member sends in group, one at a time (400, chatload's --gm)")
+    a("--devices", type=positive(int), default=1, metavar="N",
+      help="devices each user logs in (proto 2, device names d0 ... dN-1); the loops run on "
+           "the first, and every other one must get every message to the user and a copy "
+           "of every message it sent: rows chat.dev and group.dev count them (1)")
+    a("--history", action="store_true",
+      help="after chat and group, every user pages back through its conversations with "
+           "HISTORY and checks that every message sent is stored: the history row counts "
+           "the messages found and lost and times the requests")
     a("--idle", type=bounded(int, 0), metavar="N",
       help="connections the idle phase holds (default: every logged-in user); the others "
            "are closed first")
@@ -151,6 +159,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"cannot resolve {host}: {e}")
     if "resume" in opts.phases and (opts.proto != 2 or len(opts.addresses) < 2):
         p.error("the resume phase needs --proto 2 (tokens) and at least two --target")
+    if opts.devices > 1 and (opts.proto != 2 or "resume" in opts.phases):
+        p.error("--devices needs --proto 2 and does not go with the resume phase")
+    if opts.history:
+        opts.phases.append("history")
     opts.pairs = opts.users // 2 if opts.pairs is None else opts.pairs
     opts.run_id = new_run_id() if opts.run_id is None else opts.run_id
     return opts
