@@ -3,9 +3,11 @@ offline storage; and which frames are still in flight, here and to other nodes.
 
 Between nodes a frame travels in an envelope whose first line says how to report back:
     U <mid> <report-to> <token>\\n<frame>         on a user's channel (one recipient)
+    N\\n<frame>                                     on a user's channel: live only, no report
     G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
+    B <blocker> <blocked> <0|1>                   on the control channel: a block changed
 The receiving node reports once its copies are acknowledged, written to an original-dialect
 session, or stored; the sending node stores them itself if no report comes in time. Reports
 for one node are gathered for a reactor turn and go in one message.
@@ -68,6 +70,12 @@ class Inbox:
             self.unacked[mid] = (frame, done, self._clock.seconds())
         elif done is not None:
             done()
+
+    def notify(self, frame: bytes) -> None:
+        """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
+        reply is out; nothing waits for it and nothing is stored."""
+        if self.ready and self.needs_ack:
+            self.session.write(frame)
 
     def open(self) -> None:
         """The login reply is out: release what arrived meanwhile."""
@@ -160,6 +168,8 @@ class Router:
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
+        # called with (blocker, blocked, block) for a block changed on any node
+        self.on_block_changed: Callable[[int, int, bool], None] = lambda a, b, block: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -235,7 +245,22 @@ class Router:
         self.on_group_changed(group_id)
         self.bus.publish_control(b"C %d" % group_id).addErrback(lambda f: None)
 
+    def block_changed(self, blocker: int, blocked: int, block: bool) -> None:
+        """Tell every node (this one too) that `blocker` blocked or unblocked `blocked`."""
+        self.on_block_changed(blocker, blocked, block)
+        payload = b"B %d %d %d" % (blocker, blocked, block)
+        self.bus.publish_control(payload).addErrback(lambda f: None)
+
     # sending
+
+    def notify(self, user_id: int, frame: bytes) -> None:
+        """A live-only frame for the user's session, here or on another node; dropped when
+        the user is offline."""
+        inbox = self._inboxes.get(user_id)
+        if inbox is not None:
+            inbox.notify(frame)
+        else:
+            self.bus.publish(user_id, b"N\n" + frame).addErrback(lambda f: None)
 
     def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
         """Record the mid of (sender, cid) cluster-wide; fires with an earlier (mid, safe)."""
@@ -324,6 +349,11 @@ class Router:
 
     def from_user_channel(self, user_id: int, payload: bytes) -> None:
         line, frame = payload.split(b"\n", 1)
+        if line == b"N":
+            inbox = self._inboxes.get(user_id)
+            if inbox is not None:
+                inbox.notify(frame)
+            return
         _, mid, report_to, token = _header(line)
         self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
 
@@ -344,6 +374,8 @@ class Router:
         fields = _header(payload)
         if fields[0] == b"C":
             self.on_group_changed(int(fields[1]))
+        elif fields[0] == b"B":
+            self.on_block_changed(int(fields[1]), int(fields[2]), fields[3] == b"1")
 
     def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
         def report() -> None:

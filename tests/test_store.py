@@ -328,7 +328,8 @@ class MySQLStoreTests(StoreTests, TestCase):
                       " AND CHARACTER_SET_NAME IS NOT NULL", (self.database,))
             columns = c.fetchall()
         self.assertEqual(set(tables), {"User", "Friend", "AllGroup", "GroupUser",
-                                       "OfflineMessage", "ServerSecret", "TokenRevocation"})
+                                       "OfflineMessage", "ServerSecret", "TokenRevocation",
+                                       "SchemaVersion", "History", "ReadMarker", "Block"})
         for table, collation in tables.items():
             self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
         self.assertIn(("User", "name", "utf8mb4"), columns)
