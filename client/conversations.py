@@ -52,8 +52,8 @@ class Conversations:
 
     def begin(self, key: str, me: int, supported: bool) -> None:
         """A user logged in on this device (`key` names server, user and device);
-        `supported` is False for a server without conversations (it would refuse READ and
-        TYPING as unknown frames)."""
+        `supported` is False for a server without conversations (no `unread` in its
+        LOGIN_ACK; it would refuse READ and TYPING as unknown frames)."""
         self.supported = supported
         if key != self._key:
             self.end()

@@ -67,6 +67,7 @@ CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 15.0
 MAX_MIDS_PER_ACK = 1000
 REMEMBERED_MESSAGES = 10_000
+REMEMBERED_NAMES = 10_000
 
 Show = Callable[[list[str]], None]
 
@@ -163,6 +164,7 @@ class Session:
         self._request: _Request | None = None
         self._one_at_a_time = DeferredLock()
         self._missed_after = 0
+        self._names: OrderedDict[int, str] = OrderedDict()
         """The last mid this device had seen when it logged in: SYNC starts after it."""
         self.conversations = Conversations(
             show, clock, self._send, state or LastMids(None), self.person,
@@ -227,6 +229,7 @@ class Session:
     async def remove_friend(self, friend_id: int) -> Frame:
         reply = await self.request({"msgid": REMOVE_FRIEND, "friendid": friend_id})
         if not reply.get("errno"):
+            self._remember([self.person(friend_id)])
             self.friends = [f for f in self.friends if f.get("id") != friend_id]
         return reply
 
@@ -250,6 +253,7 @@ class Session:
         """The last `count` messages of a conversation, oldest first, and whether there are
         older ones; what is shown is marked read. Raises HistoryFailed when refused."""
         messages, more = await fetch_history(self.request, target, count)
+        self._remember(messages)
         for frame in messages:
             self.conversations.shown(frame)
         return messages, more
@@ -374,7 +378,7 @@ class Session:
         self.friends = list(reply.get("friends") or [])
         self.groups = list(reply.get("groups") or [])
         self.conversations.begin(f"{request['id']} {self.device}", request["id"],
-                                 "device" in reply)
+                                 "unread" in reply)
         self._missed_after = self.conversations.last_mid
         if again:
             self._show([display.info(f"logged in again as {display.user(self.me)}")])
@@ -436,7 +440,9 @@ class Session:
                 for frame in page:
                     self._show_once(frame)
         except RequestFailed as failure:
-            self._show([display.error(f"catching up failed: {failure}")])
+            if not self.closing:
+                self._show([display.info(f"catching up stopped: {failure}; it goes on after "
+                                         "logging in again")])
         except HistoryFailed as failure:
             self._show([display.reply_error(failure.args[0], "catching up failed")])
 
@@ -461,7 +467,19 @@ class Session:
         """A user with the name this session knows (me, a friend, a group member)."""
         people = [self.me or {}, *self.friends,
                   *(member for group in self.groups for member in group.get("users") or [])]
-        return next((p for p in people if p.get("id") == user_id), {"id": user_id})
+        known = next((p for p in people if p.get("id") == user_id), None)
+        if known is None and user_id in self._names:
+            return {"id": user_id, "name": self._names[user_id]}
+        return known or {"id": user_id}
+
+    def _remember(self, people: Iterable[Frame]) -> None:
+        """Names seen on chat frames and of friends removed, for `person`."""
+        for person in people:
+            if isinstance(person.get("id"), int) and isinstance(person.get("name"), str):
+                self._names[person["id"]] = person["name"]
+                self._names.move_to_end(person["id"])
+        while len(self._names) > REMEMBERED_NAMES:
+            self._names.popitem(last=False)
 
     def _named(self, entry: Frame) -> Frame:
         """The user (`peer`) or the group (`groupid`) an entry is about, named if known."""
@@ -498,6 +516,7 @@ class Session:
         if frame.get("cid") is not None:
             keys.append(("cid", frame.get("id"), frame["cid"]))
         if self._seen.add(keys):
+            self._remember([frame])
             self._show([self.describe(frame)])
             self.conversations.shown(frame)
         return frame.get("mid")

@@ -271,7 +271,7 @@ class CommandTests(ConversationCase):
         self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": True})
         self.assertEqual(self.type("unblock:2"), [{"msgid": 35, "userid": 2, "block": False}])
         self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": False})
-        self.assertEqual(self.console.shown, ["unblocked: [2]"])
+        self.assertEqual(self.console.shown, ["unblocked: [2]bob"])
         self.type("kick:3:1")
         self.wire.receive({"msgid": 34, "errno": 164, "errmsg": "cannot kick yourself",
                            "groupid": 3, "userid": 1})
