@@ -90,8 +90,8 @@ def parser() -> argparse.ArgumentParser:
            "127.0.0.1:6000; a bare PORT means 127.0.0.1:PORT)")
     a("-n", "--users", type=positive(int), default=2000, help="users (connections) (2000)")
     a("--phases", type=phase_list, default=["reg", "login", "chat", "group"],
-      help="comma list of reg,login,chat,group,idle,resume (reg,login,chat,group); chat, "
-           "group, idle and resume imply login, and login implies reg unless --idfile has "
+      help="comma list of reg,login,chat,group,history,idle,resume (reg,login,chat,group; "
+           "--history adds history); chat, group, history, idle and resume imply login, and login implies reg unless --idfile has "
            "every id; resume needs --proto 2 and two targets or more")
     a("--resume-kill", type=positive(int), metavar="PID",
       help="in the resume phase, SIGKILL this process (the node of the first target) "
