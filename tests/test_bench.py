@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from time import monotonic_ns
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.bench.cli import parse_target
+from chatd.bench.chat import ChatPhase
+from chatd.bench.cli import parse_args, parse_target
 from chatd.bench.history import HistoryCheck
 from chatd.bench.plan import (
     allocate,
@@ -24,8 +27,10 @@ from chatd.bench.plan import (
     worker_ranges,
 )
 from chatd.bench.pool import GroupHub
-from chatd.bench.run import effective_phases, load_ids, save_ids
+from chatd.bench.run import Bench, effective_phases, load_ids, save_ids
 from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
+from chatd.bench.wire import BenchConn
+from chatd.bench.worker import Worker
 from tests.nodeproc import start_node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,6 +195,54 @@ class HistoryCheckTests(SynchronousTestCase):
         self.assertEqual((check.take(page, b"c"), check.missing), (1, 2))
         self.assertEqual((check.take([{"msg": "B|c|5|0|1"}, {"msg": "B|c|3|0|2"}], b"c"),
                           check.missing), (2, 0))
+
+
+class TcpStringTransport(StringTransport):
+    """A memory transport with the TCP option the bench sets on every connection."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+class DevicesTests(SynchronousTestCase):
+    """--devices: what the other devices get is counted per device, on memory transports
+    (the server side is the test's: chatd serves one device per account for now)."""
+
+    def test_other_devices_count_their_payloads_once_and_the_parent_their_losses(self) -> None:
+        worker = Worker(MemoryReactorClock())
+        events: list[dict[str, Any]] = []
+        worker.emit = events.append  # type: ignore[method-assign]
+        worker.setup({"proto": 2, "devices": 2, "password": "pw", "targets": [],
+                      "users": [[0, "a", 10], [1, "b", 11]]})
+        sender, receiver = worker.users
+        for user in worker.users:
+            user.online = True
+            for device in (0, 1):
+                BenchConn(worker, user, device).makeConnection(TcpStringTransport())
+        worker.start_phase(ChatPhase(worker, {"pairs": 1, "messages": 2, "deadline": 0}))
+        for seq in (0, 1):
+            frame = json.loads(sender.conn.transport.value().splitlines()[seq])
+            assert sender.conn is not None and receiver.conn is not None
+            line = json.dumps({**frame, "id": 10, "mid": seq + 1}).encode() + b"\n"
+            receiver.conn.dataReceived(line)
+            receiver.extra[0].dataReceived(line * 2)
+            if seq == 0:
+                sender.extra[0].dataReceived(line)
+            sender.conn.dataReceived(b'{"msgid":16,"cid":"%s","mid":%d,"errno":0}\n'
+                                     % (frame["cid"].encode(), seq + 1))
+        self.assertEqual(events, [{"ev": "ready"}], "the phase waits for the missing copy")
+        worker.phase.tick(monotonic_ns() + 6 * 10**9)
+        [result] = [e for e in events if e.get("ev") == "result"]
+        chat, devices = result["result"], result["data"]["devices"]
+        self.assertEqual((chat["ok"], chat["sent"], chat["lost"], chat["dup"]), (2, 2, 0, 0))
+        self.assertEqual((devices["ok"], devices["dup"], devices["extra"]), (3, 2, {
+            "device1_ok": 3}))
+
+        opts = parse_args(["--proto", "2", "--devices", "2", "--processes", "1"])
+        bench = Bench(opts, MemoryReactorClock())
+        bench.record_devices({0: result}, 2 * chat["sent"])
+        row = bench.results["chat.dev"]
+        self.assertEqual((row["ok"], row["lost"], row["dup"], row["device1_lost"]), (3, 1, 2, 1))
 
 
 async def run_bench(testcase: TestCase, *args: str, code: int = 0

@@ -91,8 +91,9 @@ def parser() -> argparse.ArgumentParser:
     a("-n", "--users", type=positive(int), default=2000, help="users (connections) (2000)")
     a("--phases", type=phase_list, default=["reg", "login", "chat", "group"],
       help="comma list of reg,login,chat,group,history,idle,resume (reg,login,chat,group; "
-           "--history adds history); chat, group, history, idle and resume imply login, and login implies reg unless --idfile has "
-           "every id; resume needs --proto 2 and two targets or more")
+           "--history adds history); chat, group, history, idle and resume imply login, "
+           "and login implies reg unless --idfile has every id; resume needs --proto 2 and "
+           "two targets or more")
     a("--resume-kill", type=positive(int), metavar="PID",
       help="in the resume phase, SIGKILL this process (the node of the first target) "
            "before its users come back through the other targets; without it they drop "
