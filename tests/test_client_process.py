@@ -121,6 +121,14 @@ def start_client(testcase: TestCase, node: Node, name: str, *args: str,
     return client
 
 
+def start_script(testcase: TestCase, node: Node, *lines: str) -> ClientProcess:
+    """chat-client --script FILE, the file holding these lines."""
+    script = os.path.abspath(testcase.mktemp())
+    with open(script, "w", encoding="utf-8") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+    return start_client(testcase, node, "script", "--script", script)
+
+
 async def sign_up(client: ClientProcess, name: str, password: str = "secret") -> int:
     client.type(f"register:{name}:{password}")
     return int((await client.expect(rf"registered: \[(\d+)\]{name}; .*")).group(1))
@@ -186,10 +194,7 @@ class ChatTests(TestCase):
         setup = start_client(self, node, "setup")
         carol = await sign_up(setup, "carol")
         await setup.finish()
-        script = os.path.abspath(self.mktemp())
-        with open(script, "w", encoding="utf-8") as lines:
-            lines.write(f"login:{carol}:secret\nchat:{carol}:note to self\n")
-        client = start_client(self, node, "script", "--script", script)
+        client = start_script(self, node, f"login:{carol}:secret", f"chat:{carol}:note to self")
         await client.expect(rf"{TIME} \[{carol}\]carol said: note to self")
         await client.expect(rf"sent: chat:{carol}:note to self")
         self.assertEqual(await client.finish(), 0)
@@ -199,10 +204,8 @@ class ChatTests(TestCase):
         setup = start_client(self, node, "setup")
         dave = await sign_up(setup, "dave")
         self.assertEqual(await setup.finish(), 0)
-        script = os.path.abspath(self.mktemp())
-        with open(script, "w", encoding="utf-8") as lines:
-            lines.write(f"login:{dave}:secret\naddfriend:999999\nchat:{dave}:still runs\n")
-        client = start_client(self, node, "script", "--script", script)
+        client = start_script(self, node, f"login:{dave}:secret", "addfriend:999999",
+                              f"chat:{dave}:still runs")
         await client.expect(r"error: addfriend:999999 failed: no such user \(errno 120\)")
         await client.expect(rf"sent: chat:{dave}:still runs")
         self.assertEqual(await client.finish(), 1)
