@@ -164,8 +164,8 @@ class Session:
         self._request: _Request | None = None
         self._one_at_a_time = DeferredLock()
         self._missed_after = 0
-        self._names: OrderedDict[int, str] = OrderedDict()
         """The last mid this device had seen when it logged in: SYNC starts after it."""
+        self._names: OrderedDict[int, str] = OrderedDict()
         self.conversations = Conversations(
             show, clock, self._send, state or LastMids(None), self.person,
             typing_shown or (lambda person: show([display.typing(person)])))
@@ -538,7 +538,8 @@ class Session:
             self._show([display.reply_error(frame, f"{out.text} not sent")])
         else:
             self._show([f"sent: {display.clean(out.text)}"])
-            self._seen.add([("mid", frame.get("mid"))])
+            if frame.get("mid") is not None:
+                self._seen.add([("mid", frame["mid"])])
             self.conversations.confirmed(out.frame, frame.get("mid"), out.text)
         self._check_sent()
 
