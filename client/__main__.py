@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="read the input lines from FILE instead of the keyboard (non-interactive mode)")
     parser.add_argument(
         "--device", type=device_name, default=default_device(),
-        help="this device's name, 1-64 characters: a login with the name of a device that is "
-             "online takes its place (default USER@HOST, here %(default)s)")
+        help="this device's name, 1-64 characters, by which the server tells your devices "
+             "apart (default USER@HOST, here %(default)s)")
     parser.add_argument(
         "--state", metavar="FILE", default=state.default_path(),
         help="where the last message id seen per account and device is kept, to catch up "
@@ -46,7 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def default_device() -> str:
     """USER@HOST: the same on every run on this machine, so a restarted client takes over
     its own device rather than taking a second one."""
-    return device_name(f"{getpass.getuser()}@{socket.gethostname()}"[:MAX_DEVICE])
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "user"
+    try:
+        return device_name(f"{who}@{socket.gethostname()}"[:MAX_DEVICE].strip())
+    except argparse.ArgumentTypeError:
+        return "default"
 
 
 def device_name(text: str) -> str:
