@@ -45,6 +45,7 @@ OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
     MsgId.LEAVE_GROUP: (MsgId.LEAVE_GROUP_ACK, {}),
     MsgId.KICK_MEMBER: (MsgId.KICK_MEMBER_ACK, {}),
     MsgId.BLOCK: (MsgId.BLOCK_ACK, {}),
+    MsgId.DEVICES: (MsgId.DEVICES_ACK, {"devices": []}),
 }
 
 # Fields of a request repeated in its refusal, so that the client knows what was refused.
@@ -68,6 +69,7 @@ def handlers(service: ChatService) -> dict[int, Handler]:
         MsgId.HEARTBEAT: service.heartbeat,
         MsgId.FRIEND_LIST: service.friend_list,
         MsgId.GROUP_LIST: service.group_list,
+        MsgId.DEVICES: service.devices,
     }
 
 
@@ -85,6 +87,8 @@ class ChatProtocol(Protocol):
     user_id: int | None = None
     name = ""
     proto = 1
+    device = ""
+    since = 0
     inbox: Inbox | None = None
 
     def __init__(self, factory: "ChatFactory") -> None:

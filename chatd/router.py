@@ -4,6 +4,7 @@ offline storage; and which frames are still in flight, here and to other nodes.
 Between nodes a frame travels in an envelope whose first line says how to report back:
     U <mid> <report-to> <token>\\n<frame>         on a user's channel (one recipient)
     N\\n<frame>                                     on a user's channel: live only, no report
+    O                                             on a user's channel: stored offline, look
     G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
@@ -47,7 +48,7 @@ class Inbox:
     """
 
     __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
-                 "_held", "_clock")
+                 "catch_up", "_held", "_clock")
 
     def __init__(self, session: Session, clock: IReactorTime) -> None:
         self.session = session
@@ -56,6 +57,8 @@ class Inbox:
         self.ready = False
         # mids of the offline messages in the login reply, deleted from the store once acked
         self.offline_mids: AbstractSet[int] = frozenset()
+        # frames were stored offline while the login reply was being made: look again
+        self.catch_up = False
         self.unacked: dict[int, tuple[bytes, Done, float]] = {}
         self._held: list[tuple[int, bytes, Done]] = []
         self._clock = clock
@@ -84,16 +87,12 @@ class Inbox:
         for mid, frame, done in held:
             self.push(mid, frame, done)
 
-    def ack(self, mids: Iterable[int]) -> list[int]:
-        """Release acknowledged frames; return the mids that were not in flight."""
-        others = []
+    def ack(self, mids: Iterable[int]) -> None:
+        """Release acknowledged frames (mids not in flight are ignored)."""
         for mid in mids:
             entry = self.unacked.pop(mid, None)
-            if entry is None:
-                others.append(mid)
-            elif entry[1] is not None:
+            if entry is not None and entry[1] is not None:
                 entry[1]()
-        return others
 
     def expired(self, deadline: float) -> list[tuple[int, bytes, Done]]:
         """Remove and return the frames sent before `deadline` and still unacknowledged."""
@@ -170,6 +169,8 @@ class Router:
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
         # called with (blocker, blocked, block) for a block changed on any node
         self.on_block_changed: Callable[[int, int, bool], None] = lambda a, b, block: None
+        # called with a user id logged in here when frames were stored offline for them
+        self.on_offline_stored: Callable[[int], None] = lambda user_id: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -226,7 +227,7 @@ class Router:
         if self._inboxes.get(inbox.user_id) is inbox:
             del self._inboxes[inbox.user_id]
             self.bus.unsubscribe(inbox.user_id)
-        self._keep(inbox.user_id, inbox.drain())
+        self._keep(inbox.user_id, inbox.drain(), announce=True)
 
     async def online(self, user_ids: list[int]) -> set[int]:
         """Live presence: held by this node or, through the bus, by another. While the bus
@@ -343,7 +344,17 @@ class Router:
             if rows == 0 and len(user_ids) == 1:
                 fan.missing.add(user_ids[0])
             fan.done(len(user_ids))
+            self._announce_stored(user_ids)
         d.addCallbacks(stored, fan.failed)
+
+    def _announce_stored(self, user_ids: list[int]) -> None:
+        """Frames were stored offline for these users: one who is logging in meanwhile (here
+        or on another node) may have read the offline store before they were there."""
+        for user_id in user_ids:
+            if user_id in self._inboxes:
+                self.on_offline_stored(user_id)
+            else:
+                self.bus.publish(user_id, b"O\n").addErrback(lambda f: None)
 
     # receiving from other nodes
 
@@ -353,6 +364,10 @@ class Router:
             inbox = self._inboxes.get(user_id)
             if inbox is not None:
                 inbox.notify(frame)
+            return
+        if line == b"O":
+            if user_id in self._inboxes:
+                self.on_offline_stored(user_id)
             return
         _, mid, report_to, token = _header(line)
         self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
@@ -435,9 +450,10 @@ class Router:
         for token in [t for t, r in self._pending.items() if r.deadline < now]:
             self._give_up(token)
 
-    def _keep(self, user_id: int, frames: list[tuple[int, bytes, Done]], attempt: int = 0
-              ) -> None:
-        """Store frames nobody else holds; retried with back-off while the store is down."""
+    def _keep(self, user_id: int, frames: list[tuple[int, bytes, Done]], attempt: int = 0,
+              announce: bool = False) -> None:
+        """Store frames nobody else holds; retried with back-off while the store is down.
+        `announce`: the session left, and a new one may be logging in meanwhile."""
         if not frames:
             return
         rows = [(user_id, mid, frame[:-1].decode()) for mid, frame, _ in frames]
@@ -447,13 +463,15 @@ class Router:
             for _mid, _frame, done in frames:
                 if done is not None:
                     done()
+            if announce:
+                self._announce_stored([user_id])
 
         def retry(failure: Any) -> None:
             failure.trap(ServiceUnavailable)
             delay = STORE_RETRY_SECONDS[min(attempt, len(STORE_RETRY_SECONDS) - 1)]
             log.warn("user {uid}: cannot store {n} frames ({error}), retrying in {delay}s",
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
-            self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1)
+            self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1, announce)
 
         d.addCallbacks(stored, retry)
         d.addErrback(lambda f: log.failure("storing offline frames", f))

@@ -19,7 +19,7 @@ from chatd.history import HistoryWriter
 from chatd.messages import ChatError, Errno, MsgId, error_frame
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
-from chatd.router import Router
+from chatd.router import Inbox, Router
 from chatd.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, Unread, UserRecord
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
@@ -28,6 +28,7 @@ log = Logger()
 
 Handled = Coroutine[Any, Any, None] | None
 
+DEFAULT_DEVICE = "default"
 OFFLINE_IN_REPLY = 100
 OFFLINE_PER_LOGIN = 10_000
 
@@ -85,6 +86,7 @@ class ChatService:
         self._signer: TokenSigner | None = None
         router.on_group_changed = self._forget_group
         router.on_block_changed = self._block_changed
+        router.on_offline_stored = self._offline_stored
 
     # accounts
 
@@ -110,6 +112,8 @@ class ChatService:
         if not session.connected:
             return
         session.login(user_id, user.name, req.get("proto") or 1)
+        session.device = req.get("device") or DEFAULT_DEVICE
+        session.since = int(self.clock.seconds() * 1000)
         inbox = await self.router.attach(session)
         if inbox is None:
             session.logout()
@@ -143,9 +147,10 @@ class ChatService:
     async def _welcome(self, session: Session, user_id: int) -> None:
         """Send the login reply with friends, groups and offline messages, then open the inbox."""
         token = (await self._tokens()).issue(user_id) if session.proto == 2 else None
-        if session.proto == 2:
+        unread = session.proto == 2 and self.history.enabled
+        if unread:
             await self.history.flush()  # the unread counts include what this node accepted
-        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, session.proto == 2)
+        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, unread)
         friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
         self.blocks.load(user_id, welcome.blocked_by)
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
@@ -158,17 +163,46 @@ class ChatService:
         if session.proto == 2:
             reply["token"] = token
             reply["unread"] = unread_views(welcome.unread)
+            reply["device"] = session.device
         session.send(reply)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
             inbox.push(mid, frame.encode() + b"\n", None)
         mids = [mid for mid, _ in offline]
-        if inbox.needs_ack:
-            inbox.offline_mids = set(mids)
-        elif mids:
+        inbox.offline_mids = set(mids)
+        if not inbox.needs_ack and mids:
             self._forget_offline(user_id, mids)
         log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
                  uid=user_id, proto=session.proto, n=len(offline))
+        if inbox.catch_up:
+            self._offline_stored(user_id)
+
+    def _offline_stored(self, user_id: int) -> None:
+        """Frames were stored offline for a user logged in here: the login may have read the
+        store before they were in it, so send the ones this session has not had."""
+        inbox = self.router.inbox(user_id)
+        if inbox is None:
+            return
+        if not inbox.ready:
+            inbox.catch_up = True
+            return
+        inbox.catch_up = False
+        d = Deferred.fromCoroutine(self._catch_up(inbox))
+        d.addErrback(lambda f: log.warn("user {uid}: offline catch-up failed ({error}); "
+                                        "at the next login then", uid=user_id, error=f.value))
+
+    async def _catch_up(self, inbox: Inbox) -> None:
+        user_id = inbox.user_id
+        rows = await self.store.offline(user_id, OFFLINE_PER_LOGIN)
+        if self.router.inbox(user_id) is not inbox:
+            return
+        new = [(mid, text) for mid, text in rows
+               if mid not in inbox.offline_mids and mid not in inbox.unacked]
+        inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
+        for mid, text in new:
+            inbox.push(mid, text.encode() + b"\n", None)
+        if not inbox.needs_ack and new:
+            self._forget_offline(user_id, [mid for mid, _ in new])
 
     def _login_reply(self, session: Session, friends: list[tuple[int, str]],
                      groups: list[GroupRecord], offline: list[tuple[int, str]],
@@ -204,6 +238,12 @@ class ChatService:
         if inbox is not None:
             self.blocks.drop(inbox.user_id)
             self.router.detach(inbox)
+
+    def devices(self, session: Session, req: dict[str, Any]) -> Handled:
+        """The account's online sessions (one per account in this release)."""
+        session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0,
+                      "devices": [{"device": session.device, "since": session.since}]})
+        return None
 
     async def online(self, session: Session, user_ids: list[int]) -> set[int]:
         """Live presence as this session's user may see it: who blocked them is offline."""
@@ -386,10 +426,12 @@ class ChatService:
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]
         inbox = session.inbox
-        stored = [m for m in inbox.ack(mids) if m in inbox.offline_mids]
-        if stored:
-            inbox.offline_mids = inbox.offline_mids.difference(stored)
-            self._forget_offline(session.user_id, stored)
+        inbox.ack(mids)
+        if inbox.offline_mids:  # stored frames, in the login reply or sent after it
+            stored = [m for m in mids if m in inbox.offline_mids]
+            if stored:
+                inbox.offline_mids = inbox.offline_mids.difference(stored)
+                self._forget_offline(session.user_id, stored)
         return None
 
     def _forget_offline(self, user_id: int, mids: list[int]) -> None:

@@ -2,8 +2,11 @@
 MariaDB and Redis. Receipts, typing and notices cross nodes; block and member caches on every
 node follow a change made on another; history written by one node is read on the other."""
 
+import pymysql
 from twisted.trial.unittest import TestCase
 
+from chatd.store.mysql import parse_mysql_url
+from tests.harness import connect, deferLater, login, register
 from tests.test_cluster import Cluster, eventually
 
 ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK = 6, 10, 11, 16
@@ -72,3 +75,21 @@ class ClusterConversationTests(TestCase):
         a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "l"})
         await a.recv(SEND_ACK, cid="l")
         self.assertEqual([f for f in await c.quiet() if f["msgid"] == GROUP_CHAT], [])
+
+    async def test_a_message_stored_on_one_node_reaches_a_login_on_the_other(self):
+        """As in test_scenarios, across nodes: the store on the sender's node commits after
+        the login on the other node read the offline messages; the announcement on the
+        user's channel makes that node look again."""
+        cluster = await Cluster(self).start(2)
+        a = await cluster.user(cluster.nodes[0], "alice")
+        c = await connect(self, cluster.nodes[1])
+        bob = await register(c, "bob")
+        lock = pymysql.connect(**parse_mysql_url(cluster.db))
+        self.addCleanup(lock.close)
+        with lock.cursor() as cursor:
+            cursor.execute("SELECT id FROM User WHERE id = %s FOR UPDATE", (bob,))
+        a.send({"msgid": ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
+        await deferLater(0.3)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [])
+        lock.commit()
+        self.assertEqual((await c.recv(ONE_CHAT))["msg"], "while you log in")

@@ -136,6 +136,22 @@ class Conversations:
         page = await a.request({"msgid": SYNC, "after": 0}, SYNC_ACK)
         self.assertEqual(page["messages"], [])
 
+    async def test_turning_history_off_hides_what_was_kept(self):
+        db = self.database() or f"sqlite:{self.mktemp()}.sqlite3"
+        node = await start_node(self, db)
+        a, b = await self.users(node, "alice", "bob")
+        await self.chat(a, b.user_id, "kept")
+        await b.request({"msgid": 3}, 15)
+        off = await connect(self, await start_node(self, db, "--history-days", "0"))
+        ack = await login(off, b.user_id)
+        self.assertEqual((ack["errno"], ack["unread"]), (0, []))
+        page = await off.request({"msgid": HISTORY, "peer": a.user_id}, HISTORY_ACK)
+        self.assertEqual(page["messages"], [])
+        page = await off.request({"msgid": SYNC, "after": 0}, SYNC_ACK)
+        self.assertEqual(page["messages"], [])
+        page = await a.request({"msgid": HISTORY, "peer": b.user_id}, HISTORY_ACK)
+        self.assertEqual([m["msg"] for m in page["messages"]], ["kept"], "still kept")
+
     # read markers
 
     async def test_read_is_a_receipt_for_the_peer_and_sets_the_unread_counts(self):
@@ -256,6 +272,27 @@ class Conversations:
         self.assertEqual(err["errno"], 124)
         await self.group_chat(a, gid, "alone")
         self.assertEqual([f for f in await b.quiet() if f["msgid"] == GROUP_CHAT], [])
+
+    # devices
+
+    async def test_login_names_its_device_and_devices_lists_the_session(self):
+        node = await self.node()
+        (a,) = await self.users(node, "alice")
+        listed = await a.request({"msgid": 38}, 39)
+        self.assertEqual((listed["errno"], [d["device"] for d in listed["devices"]]),
+                         (0, ["default"]))
+        self.assertIsInstance(listed["devices"][0]["since"], int)
+        await a.request({"msgid": 3}, 15)
+        a.send({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+                "device": "laptop"})
+        ack = await a.recv(2)
+        self.assertEqual((ack["errno"], ack["device"], ack["unread"]), (0, "laptop", []))
+        listed = await a.request({"msgid": 38}, 39)
+        self.assertEqual([d["device"] for d in listed["devices"]], ["laptop"])
+        await a.request({"msgid": 3}, 15)
+        err = await a.request({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+                               "device": " x"}, ERROR)
+        self.assertEqual(err["errno"], 107)
 
     # blocking
 

@@ -256,6 +256,10 @@ class Store(HistoryQueries, RelationQueries):
             return stored
         return await self._run("save_offline", txn)
 
+    async def offline(self, user_id: int, limit: int) -> list[tuple[int, str]]:
+        """The user's stored frames as (mid, frame), oldest first."""
+        return await self._run("offline", self._offline, user_id, limit)
+
     def _offline(self, c: Cursor, user_id: int, limit: int) -> list[tuple[int, str]]:
         """The user's stored frames as (mid, frame), oldest first."""
         c.execute(self._q_offline, (user_id, limit))

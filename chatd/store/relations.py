@@ -56,19 +56,15 @@ class RelationQueries:
         """The user leaves; a leaving creator hands the group to the member who joined
         longest ago; the last one out deletes it."""
         def txn(c: Cursor) -> GroupChange:
-            c.execute(self._q_lock_group, (group_id,))
-            if c.fetchone() is None:
-                return GroupChange.NO_GROUP
-            c.execute(self._q_role, (group_id, user_id))
-            row = c.fetchone()
-            if row is None:
-                return GroupChange.NOT_MEMBER
+            role = self._locked_role(c, group_id, user_id)
+            if isinstance(role, GroupChange):
+                return role
             self._remove_member(c, group_id, user_id)
             c.execute(self._q_senior, (group_id,))
             heir = c.fetchone()
             if heir is None:
                 c.execute(self._q_delete_group, (group_id,))
-            elif row[0] == "creator":
+            elif role == "creator":
                 c.execute(self._q_promote, (group_id, int(heir[0])))
             return GroupChange.DONE
         return await self._run("leave_group", txn)
@@ -76,14 +72,10 @@ class RelationQueries:
     async def kick_member(self, group_id: int, by: int, user_id: int) -> GroupChange:
         """The creator `by` removes `user_id` from the group."""
         def txn(c: Cursor) -> GroupChange:
-            c.execute(self._q_lock_group, (group_id,))
-            if c.fetchone() is None:
-                return GroupChange.NO_GROUP
-            c.execute(self._q_role, (group_id, by))
-            row = c.fetchone()
-            if row is None:
-                return GroupChange.NOT_MEMBER
-            if row[0] != "creator":
+            role = self._locked_role(c, group_id, by)
+            if isinstance(role, GroupChange):
+                return role
+            if role != "creator":
                 return GroupChange.NOT_CREATOR
             if user_id == by:
                 return GroupChange.SELF
@@ -93,6 +85,15 @@ class RelationQueries:
             self._remove_member(c, group_id, user_id)
             return GroupChange.DONE
         return await self._run("kick_member", txn)
+
+    def _locked_role(self, c: Cursor, group_id: int, user_id: int) -> str | GroupChange:
+        """Lock the group's row, then the user's role in it (or why there is none)."""
+        c.execute(self._q_lock_group, (group_id,))
+        if c.fetchone() is None:
+            return GroupChange.NO_GROUP
+        c.execute(self._q_role, (group_id, user_id))
+        row = c.fetchone()
+        return GroupChange.NOT_MEMBER if row is None else row[0]
 
     def _remove_member(self, c: Cursor, group_id: int, user_id: int) -> None:
         c.execute(self._q_leave, (group_id, user_id))
