@@ -4,14 +4,21 @@ history and the commands that remove, leave, kick and block."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 from typing import Any
 
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output.vt100 import Vt100_Output
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from client.consoles import PromptConsole
 from client.controller import Controller
 from client.session import Session
 from client.state import LastMids
@@ -298,3 +305,37 @@ class CommandTests(ConversationCase):
         self.assertEqual(self.wire.sent(), [{"msgid": 35, "userid": 2, "block": True}])
         self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": True})
         self.assertEqual([self.successResultOf(d)["msgid"] for d in (first, second)], [39, 36])
+
+
+class Terminal(Vt100_Output):
+    """A terminal in memory that knows, as a real one answers, the rows below the cursor
+    (prompt_toolkit draws the toolbar only then)."""
+
+    def get_rows_below_cursor_position(self) -> int:
+        return 9
+
+
+class TerminalTests(SynchronousTestCase):
+    """The prompt_toolkit console: typing shows under the prompt and leaves the line alone."""
+
+    def test_typing_notice_in_the_toolbar_and_each_change_of_the_line_reported(self) -> None:
+        async def scenario() -> tuple[str, list[str], str | None]:
+            screen = io.StringIO()
+            output = Terminal(screen, lambda: Size(rows=10, columns=60), term="xterm",
+                              enable_cpr=False)
+            with create_pipe_input() as keys, create_app_session(input=keys, output=output):
+                console = PromptConsole()
+                changes: list[str] = []
+                console.watch_typing(changes.append)
+                line = console.read_line("[1]alice> ").asFuture(asyncio.get_running_loop())
+                keys.send_text("chat:2:h")
+                await asyncio.sleep(0.05)
+                console.show_typing({"id": 2, "name": "bob"})
+                await asyncio.sleep(0.05)
+                keys.send_text("i\r")
+                return screen.getvalue(), changes, await line
+
+        screen, changes, line = asyncio.run(scenario())
+        self.assertIn("[2]bob is typing…", screen)
+        self.assertEqual(line, "chat:2:hi")
+        self.assertEqual(changes[-3:], ["chat:2:", "chat:2:h", "chat:2:hi"])
