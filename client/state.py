@@ -51,13 +51,17 @@ class LastMids:
             del self._mids[next(iter(self._mids))]
         if self._path is None:
             return
+        folder = os.path.dirname(os.path.abspath(self._path))
+        temporary = ""
         try:
-            folder = os.path.dirname(os.path.abspath(self._path))
             os.makedirs(folder, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=folder, delete=False,
                                              encoding="utf-8") as f:
+                temporary = f.name
                 json.dump(self._mids, f)
-            os.replace(f.name, self._path)
+            os.replace(temporary, self._path)
             self.problem = ""
         except OSError as error:
             self.problem = f"cannot write {self._path}: {error}"
+            if temporary and os.path.exists(temporary):
+                os.unlink(temporary)

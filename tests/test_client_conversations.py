@@ -339,3 +339,15 @@ class TerminalTests(SynchronousTestCase):
         self.assertIn("[2]bob is typing…", screen)
         self.assertEqual(line, "chat:2:hi")
         self.assertEqual(changes[-3:], ["chat:2:", "chat:2:h", "chat:2:hi"])
+
+
+class StateFileTests(SynchronousTestCase):
+    def test_a_state_file_that_cannot_be_written_is_reported_and_kept_in_memory(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        path = os.path.join(folder, "last-mids.json")
+        os.makedirs(path)
+        state = LastMids(path, "s")
+        state.save("1 laptop", 7)
+        self.assertIn(f"cannot write {path}", state.problem)
+        self.assertEqual(os.listdir(folder), ["last-mids.json"], "no temporary file is left")
+        self.assertEqual(state.get("1 laptop"), 7)
