@@ -22,8 +22,8 @@ from chatd.store.history import HistoryRow
 log = Logger()
 
 DEFAULT_DAYS = 90
-FLUSH_SECONDS = 0.05
-FLUSH_ROWS = 1000
+FLUSH_SECONDS = 0.25
+FLUSH_ROWS = 2000
 RETRY_SECONDS = 1.0
 MAX_PENDING = 200_000
 EXPIRE_SECONDS = 60.0
@@ -38,7 +38,7 @@ class HistoryWriter:
         self.days = days
         self.enabled = days > 0
         self._clock = clock
-        self._rows: list[tuple[int, int, int, int, int, bytes]] = []
+        self._rows: list[tuple[int, int, int, int, bytes]] = []
         self._timer: Any = None
         self._writing: Deferred[None] | None = None
         self._expirer = LoopingCall(self.expire)
@@ -63,9 +63,9 @@ class HistoryWriter:
         group_id = frame.get("groupid")
         if group_id is None:
             to = frame["to"]
-            row = (mid, 0, min(sender, to), max(sender, to), sender, data)
+            row = (mid, min(sender, to), max(sender, to), sender, data)
         else:
-            row = (mid, group_id, 0, 0, sender, data)
+            row = (mid, 0, group_id, sender, data)
         self._rows.append(row)
         if len(self._rows) >= FLUSH_ROWS:
             self._write_soon(0)
@@ -140,8 +140,8 @@ class HistoryWriter:
             log.warn("history: expiry postponed ({error})", error=e)
 
 
-def _text(row: tuple[int, int, int, int, int, bytes]) -> HistoryRow:
+def _text(row: tuple[int, int, int, int, bytes]) -> HistoryRow:
     """The stored row: the frame as text without its line end (decoded once per batch, not
     on the message path)."""
-    mid, group_id, lo, hi, sender, data = row
-    return (mid, group_id, lo, hi, sender, data[:-1].decode())
+    mid, lo, hi, sender, data = row
+    return (mid, lo, hi, sender, data[:-1].decode())

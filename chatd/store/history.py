@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Cursor = Any
-HistoryRow = tuple[int, int, int, int, int, str]  # mid, groupid, userlo, userhi, sender, frame
+HistoryRow = tuple[int, int, int, int, str]  # mid, userlo, userhi, sender, frame
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class Unread:
 
 
 class HistoryQueries:
-    """History rows are keyed by conversation: (userlo, userhi) for 1:1, groupid for groups."""
+    """History rows are keyed by conversation: (userlo, userhi) for 1:1, (0, groupid) for a
+    group."""
 
     dialect: Any
 
@@ -31,21 +32,23 @@ class HistoryQueries:
         q = self.dialect.sql
         ignore = self.dialect.insert_ignore
         self._q_save_history = q(
-            f"{ignore} INTO History (mid, groupid, userlo, userhi, sender, message)"
-            " VALUES (?, ?, ?, ?, ?, ?)")
+            f"{ignore} INTO History (mid, userlo, userhi, sender, message)"
+            " VALUES (?, ?, ?, ?, ?)")
         self._q_pair_page = q(
             "SELECT mid, message FROM History WHERE userlo = ? AND userhi = ? AND mid < ?"
             " ORDER BY mid DESC LIMIT ?")
         self._q_joined = q("SELECT joined FROM GroupUser WHERE groupid = ? AND userid = ?")
         self._q_group_page = q(
-            "SELECT mid, message FROM History WHERE groupid = ? AND mid >= ? AND mid < ?"
+            "SELECT mid, message FROM History WHERE userlo = 0 AND userhi = ? AND mid >= ?"
+            " AND mid < ?"
             " ORDER BY mid DESC LIMIT ?")
         self._q_sync = q(
             "SELECT mid, message FROM History WHERE userlo = ? AND mid > ?"
-            " UNION ALL SELECT mid, message FROM History WHERE userhi = ? AND userlo <> ?"
-            " AND mid > ?"
+            " UNION ALL SELECT mid, message FROM History WHERE userhi = ? AND userlo <> 0"
+            " AND userlo <> ? AND mid > ?"
             " UNION ALL SELECT h.mid, h.message FROM GroupUser gu JOIN History h"
-            " ON h.groupid = gu.groupid AND h.mid >= gu.joined WHERE gu.userid = ? AND h.mid > ?"
+            " ON h.userlo = 0 AND h.userhi = gu.groupid AND h.mid >= gu.joined"
+            " WHERE gu.userid = ? AND h.mid > ?"
             " ORDER BY mid LIMIT ?")
         self._q_unread = q(
             "SELECT h.userhi, 0, COUNT(*), MAX(h.mid) FROM History h LEFT JOIN ReadMarker r"
@@ -54,10 +57,11 @@ class HistoryQueries:
             " GROUP BY h.userhi"
             " UNION ALL SELECT h.userlo, 0, COUNT(*), MAX(h.mid) FROM History h"
             " LEFT JOIN ReadMarker r ON r.userid = h.userhi AND r.groupid = 0"
-            " AND r.peer = h.userlo WHERE h.userhi = ? AND h.userlo <> ? AND h.sender <> ?"
+            " AND r.peer = h.userlo WHERE h.userhi = ? AND h.userlo <> 0 AND h.userlo <> ?"
+            " AND h.sender <> ?"
             " AND h.mid > COALESCE(r.mid, 0) GROUP BY h.userlo"
             " UNION ALL SELECT 0, gu.groupid, COUNT(*), MAX(h.mid) FROM GroupUser gu"
-            " JOIN History h ON h.groupid = gu.groupid AND h.mid >= gu.joined"
+            " JOIN History h ON h.userlo = 0 AND h.userhi = gu.groupid AND h.mid >= gu.joined"
             " LEFT JOIN ReadMarker r ON r.userid = gu.userid AND r.groupid = gu.groupid"
             " AND r.peer = 0 WHERE gu.userid = ? AND h.sender <> ?"
             " AND h.mid > COALESCE(r.mid, 0) GROUP BY gu.groupid")

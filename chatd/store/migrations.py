@@ -31,18 +31,17 @@ STEPS: list[tuple[int, str]] = [
     # a group's history from there, and the longest-standing member succeeds the creator.
     # Members from before this step have 0: they joined before any history was kept.
     (1, "ALTER TABLE GroupUser ADD COLUMN joined BIGINT UNSIGNED NOT NULL DEFAULT 0"),
-    # Every accepted chat message once: a 1:1 message under its two users (lower id first,
-    # groupid 0), a group message under its group (users 0). mid orders it and dates it.
+    # Every accepted chat message once, under its conversation: a 1:1 message under its two
+    # users (userlo < userhi, or both the same), a group message under (0, groupid). mid
+    # orders it and dates it. Two secondary indexes, not three: every message pays for each.
     (2, """CREATE TABLE History (
     mid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-    groupid INT UNSIGNED NOT NULL,
     userlo INT UNSIGNED NOT NULL,
     userhi INT UNSIGNED NOT NULL,
     sender INT UNSIGNED NOT NULL,
     message MEDIUMTEXT NOT NULL,
-    KEY ix_history_pair (userlo, userhi, mid),
-    KEY ix_history_hi (userhi, mid),
-    KEY ix_history_group (groupid, mid)
+    KEY ix_history_conversation (userlo, userhi, mid),
+    KEY ix_history_hi (userhi, mid)
 """ + TABLE),
     # Read up to `mid`, per user and conversation (peer 0 for a group, groupid 0 for a peer).
     (3, """CREATE TABLE ReadMarker (
