@@ -102,7 +102,13 @@ class ClusterConversationTests(TestCase):
         await b.request({"msgid": 35, "userid": a.user_id, "block": True}, 36)
         cluster.redis.start()
 
+        probes = iter(range(1000))
+
         async def refused():
-            a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "?", "cid": "probe"})
-            return (await a.recv(cid="probe", msgid=None)).get("errno") == 161
+            cid = f"probe{next(probes)}"
+            a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "?", "cid": cid})
+            try:
+                return (await a.recv(cid=cid, msgid=None, timeout=2)).get("errno") == 161
+            except AssertionError:  # neither refused nor acknowledged yet
+                return False
         await eventually(refused, 20, "the block reaches the other node after redis returns")
