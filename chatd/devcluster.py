@@ -1,5 +1,6 @@
 """`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
-temporary directories, three chatd nodes, nginx on port 8000; Ctrl-C stops all of it."""
+temporary directories, three chatd nodes, nginx on port 8000 passing client addresses with
+the PROXY protocol; Ctrl-C, SIGTERM and SIGHUP stop all of it."""
 
 import argparse
 import os
@@ -31,7 +32,8 @@ class NodeProcess:
         self.log = os.path.join(workdir, f"node{number}.log")
         self.proc = subprocess.Popen(
             [TWISTD, "--nodaemon", "--pidfile=", "--logfile", self.log, "chatd",
-             "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--db", db, "--redis", redis,
+             "--listen", f"haproxy:tcp:{self.port}:interface=127.0.0.1", "--db", db,
+             "--redis", redis,
              "--node-id", str(number), "--password-cost", str(cost)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
@@ -56,7 +58,10 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 def run(nodes: int, port: int, cost: int) -> None:
-    """Start everything, print where it is, wait for Ctrl-C, stop everything."""
+    """Start everything, print where it is, wait for Ctrl-C, SIGTERM or SIGHUP (its terminal
+    closed), stop everything."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     workdir = tempfile.mkdtemp(prefix="chatd-cluster-")
     started: list[MariaDB | Redis | NodeProcess | Nginx] = []
     try:
@@ -76,10 +81,10 @@ def run(nodes: int, port: int, cost: int) -> None:
         nginx.start()
         print(f"\n  clients:  telnet 127.0.0.1 {port}   or   .venv/bin/chat-client --port {port}")
         for node in chat_nodes:
-            print(f"  node {node.number}:   127.0.0.1:{node.port}   log {node.log}")
-        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\nCtrl-C stops the cluster.",
-              flush=True)
-        signal.signal(signal.SIGTERM, _interrupted)
+            print(f"  node {node.number}:   127.0.0.1:{node.port} (PROXY protocol, from nginx)"
+                  f"   log {node.log}")
+        print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\n"
+              "Ctrl-C (or SIGTERM, SIGHUP) stops the cluster.", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
@@ -87,6 +92,8 @@ def run(nodes: int, port: int, cost: int) -> None:
         print(f"make cluster: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the clean-up
         print(f"stopping ... (node logs kept in {workdir})", flush=True)
         for server in reversed(started):
             server.destroy()

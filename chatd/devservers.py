@@ -155,12 +155,15 @@ DEPLOY_CONF = os.path.join(os.path.dirname(__file__), "..", "deploy", "nginx.con
 
 
 class Nginx:
-    """A private nginx running deploy/nginx.conf with its upstreams and port replaced."""
+    """A private nginx running deploy/nginx.conf with its upstreams and port replaced; with
+    `proxy_protocol` (as deployed) the nodes must listen through haproxy:."""
 
-    def __init__(self, node_ports: list[int], port: int | None = None) -> None:
+    def __init__(self, node_ports: list[int], port: int | None = None,
+                 proxy_protocol: bool = True) -> None:
         self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
         self.port = port or free_port()
         self.node_ports = node_ports
+        self.proxy_protocol = proxy_protocol  # off: nodes listen on plain tcp:
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -170,6 +173,8 @@ class Nginx:
                           for p in self.node_ports)
         text = re.sub(r"(?m)^\s*server 127\.0\.0\.1:\d+[^\n]*\n", "", text)
         text = text.replace("least_conn;\n", "least_conn;\n" + servers, 1)
+        if not self.proxy_protocol:
+            text = re.sub(r"(?m)^\s*proxy_protocol on;\n", "", text)
         return re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
 
     def start(self) -> None:

@@ -75,6 +75,15 @@ class Errno(IntEnum):
     NOT_A_MEMBER = 124
     UNAVAILABLE = 130
     INTERNAL = 131
+    HASH_PENDING = 140
+    BUSY = 141
+    THROTTLED = 142
+    TOO_MANY_CONNECTIONS = 143
+    REGISTRATION_RATE = 144
+    OFFLINE_QUOTA = 145
+    GROUP_FULL = 146
+    TOO_MANY_GROUPS = 147
+    TOO_MANY_FRIENDS = 148
     NOT_A_FRIEND = 160
     BLOCKED = 161
     NOT_CREATOR = 162
@@ -109,6 +118,15 @@ ERRMSG: dict[Errno, str] = {
     Errno.NOT_A_MEMBER: "not a member of this group",
     Errno.UNAVAILABLE: "service temporarily unavailable, try again",
     Errno.INTERNAL: "internal error",
+    Errno.HASH_PENDING: "a login or registration is already in progress on this connection",
+    Errno.BUSY: "server busy, retry",
+    Errno.THROTTLED: "too many failed logins, retry later",
+    Errno.TOO_MANY_CONNECTIONS: "too many connections from this address",
+    Errno.REGISTRATION_RATE: "too many registrations from this address, retry later",
+    Errno.OFFLINE_QUOTA: "the recipient's offline mailbox is full",
+    Errno.GROUP_FULL: "the group is full",
+    Errno.TOO_MANY_GROUPS: "too many groups created",
+    Errno.TOO_MANY_FRIENDS: "too many friends",
     Errno.NOT_A_FRIEND: "not a friend",
     Errno.BLOCKED: "this user has blocked you",
     Errno.NOT_CREATOR: "only the group's creator may do this",
@@ -127,10 +145,11 @@ class ServiceUnavailable(Exception):
 class ChatError(Exception):
     """A request refused with a published errno; `detail` names the field when there is one."""
 
-    def __init__(self, errno: Errno, detail: str = "") -> None:
+    def __init__(self, errno: Errno, detail: str = "", **fields: Any) -> None:
         super().__init__(errno, detail)
         self.errno = errno
         self.detail = detail
+        self.fields = fields  # extra reply fields, e.g. `retry_after`
 
     @property
     def errmsg(self) -> str:
@@ -140,7 +159,8 @@ class ChatError(Exception):
 
 def error_frame(err: ChatError, ref: int | None = None, cid: Any = None) -> dict[str, Any]:
     """ERROR_MSG for a refused frame; `ref` and `cid` say which request it answers."""
-    frame: dict[str, Any] = {"msgid": MsgId.ERROR, "errno": int(err.errno), "errmsg": err.errmsg}
+    frame: dict[str, Any] = {"msgid": MsgId.ERROR, "errno": int(err.errno), "errmsg": err.errmsg,
+                             **err.fields}
     if ref is not None:
         frame["ref"] = ref
     if cid is not None:

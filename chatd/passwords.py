@@ -5,13 +5,19 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from chatd.messages import ChatError, Errno
 
 DEFAULT_COST = 14  # log2 of scrypt's n: 2^14 with r=8 takes 16 MiB and tens of milliseconds
 MAX_COST = 18  # 256 MiB per hash; above that OpenSSL's memory limit is in reach
@@ -22,6 +28,10 @@ _HASH_BYTES = 32
 # Hashing threads run this much nicer than the reactor: a login storm then uses the CPU the
 # reactor leaves idle instead of taking turns with it, and chat latency stays where it was.
 HASH_NICENESS = 10
+# Seconds a new hash may expect to wait for a thread; beyond it LOGIN/REG are refused at once
+# (errno 141). The expected wait is the queue's length times the mean time of a recent hash.
+DEFAULT_HASH_WAIT = 2.0
+_MEAN_WEIGHT = 0.2  # of the latest hash in the running mean
 
 T = TypeVar("T")
 _thread = threading.local()
@@ -73,21 +83,41 @@ def _background(fn: Callable[..., T], *args: object) -> T:
     return fn(*args)
 
 
+class Owner(Protocol):
+    """Who asked for a hash: a connection, whose work is dropped once it has closed."""
+
+    connected: bool
+
+
 class PasswordHasher:
     """Hashes and checks passwords on its own thread pool, one low-priority thread per core by
     default.
+
+    The queue in front of the pool is fair and bounded, so that one client cannot make
+    everybody else's login wait. A LOGIN or REG runs inside `slot(owner)`: an owner has one
+    slot (errno 140 for a second request while the first is in progress, before it costs a
+    query or a hash), and no slot is given while a hash would wait more than `max_wait`
+    seconds for a thread (errno 141). The work of an owner that disconnected is dropped before
+    it is hashed. The bound is in time, not in hashes, so that it means the same at any cost.
 
     Logins of unknown users are checked against a dummy hash of the same cost, so response
     time does not tell which user ids exist.
     """
 
     def __init__(self, reactor: IReactorThreads, cost: int = DEFAULT_COST,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, max_wait: float = DEFAULT_HASH_WAIT) -> None:
         self.cost = cost
+        self.max_wait = max_wait
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads or os.cpu_count() or 1,
-                                name="chatd-passwords")
+        self._threads = threads or os.cpu_count() or 1
+        self._pool = ThreadPool(minthreads=0, maxthreads=self._threads, name="chatd-passwords")
+        started = time.monotonic()
         self._dummy = hash_password(os.urandom(8).hex(), cost)
+        self._mean = time.monotonic() - started  # seconds a hash takes, from a running mean
+        self._queue: deque[tuple[Owner, Callable[..., Any], tuple[object, ...],
+                                 Deferred[Any]]] = deque()
+        self._owners: set[int] = set()  # id() of the owners holding their slot
+        self._running = 0
 
     def start(self) -> None:
         self._pool.start()
@@ -95,13 +125,54 @@ class PasswordHasher:
     def stop(self) -> None:
         self._pool.stop()
 
-    def hash(self, password: str) -> Deferred[str]:
-        return self._run(hash_password, password, self.cost)
+    @contextmanager
+    def slot(self, owner: Owner) -> Iterator[None]:
+        """The owner's one LOGIN/REG in progress; raises ChatError 140 or 141 when refused."""
+        if id(owner) in self._owners:
+            raise ChatError(Errno.HASH_PENDING)
+        if len(self._queue) * self._mean / self._threads > self.max_wait:
+            raise ChatError(Errno.BUSY)
+        self._owners.add(id(owner))
+        try:
+            yield
+        finally:
+            self._owners.discard(id(owner))
 
-    def check(self, password: str, stored: str | None) -> Deferred[bool]:
+    def hash(self, owner: Owner, password: str) -> Deferred[str]:
+        """A new salted hash, made unless the owner has gone by the time a thread is free."""
+        return self._submit(owner, hash_password, password, self.cost)
+
+    def check(self, owner: Owner, password: str, stored: str | None) -> Deferred[bool]:
+        """Whether `password` matches `stored` (None: an unknown user, never matches)."""
         if stored is None:
-            return self._run(check_password, password, self._dummy).addCallback(lambda _: False)
-        return self._run(check_password, password, stored)
+            return self._submit(owner, check_password, password, self._dummy).addCallback(
+                lambda _: False)
+        return self._submit(owner, check_password, password, stored)
 
-    def _run(self, fn: Callable[..., T], *args: object) -> Deferred[T]:
-        return deferToThreadPool(self._reactor, self._pool, _background, fn, *args)
+    def _submit(self, owner: Owner, fn: Callable[..., T], *args: object) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+        self._queue.append((owner, fn, args, d))
+        self._next()
+        return d
+
+    def _next(self) -> None:
+        """Start queued work on free threads, skipping the owners that went away."""
+        while self._running < self._threads and self._queue:
+            owner, fn, args, d = self._queue.popleft()
+            if not owner.connected:
+                d.errback(ChatError(Errno.BUSY))
+                continue
+            self._running += 1
+            work = deferToThreadPool(self._reactor, self._pool, _background, fn, *args)
+            work.addBoth(self._finished, owner, d, time.monotonic())
+
+    def _finished(self, result: object, owner: Owner, d: Deferred[Any], started: float
+                  ) -> None:
+        self._running -= 1
+        took = time.monotonic() - started
+        self._mean += _MEAN_WEIGHT * (took - self._mean)
+        self._next()
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)

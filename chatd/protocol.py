@@ -3,11 +3,12 @@
 No business rules live here: a valid request goes to the ChatService handler of its msgid.
 """
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -23,6 +24,9 @@ log = Logger()
 
 DEFAULT_MAX_FRAME = 65536
 DEFAULT_IDLE_TIMEOUT = 90.0
+DEFAULT_MAX_SEND_BUFFER = 1 << 20
+DEFAULT_MAX_CONNS_PER_ADDRESS = 500
+CLOSE_GRACE = 30.0  # seconds a connection closed for its send buffer has to drain
 PRELOGIN_TIMEOUT = 300.0
 RATE = 2000.0
 BURST = 4000.0
@@ -81,8 +85,19 @@ def _classify(line: bytes) -> Errno:
     return Errno.BAD_JSON
 
 
+def _host(address: Any) -> str:
+    """The client's address as the per-address limits and the logs name it."""
+    return str(getattr(address, "host", None) or address)
+
+
 class ChatProtocol(Protocol):
-    """One client connection; also the Session the service talks to."""
+    """One client connection; also the Session the service talks to.
+
+    It is a streaming producer of its transport, which pauses it when the client reads
+    slower than the node writes: bytes written (or, for an inbox, held back) while paused are
+    counted, and past `--max-send-buffer` the session ends: what the client had not received
+    is stored offline by the ordinary disconnect path.
+    """
 
     user_id: int | None = None
     name = ""
@@ -90,13 +105,18 @@ class ChatProtocol(Protocol):
     device = ""
     since = 0
     inbox: Inbox | None = None
+    address = ""
+    paused = False
+    _abort: IDelayedCall | None = None
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory
         self._dispatch = factory.dispatch
         self._max_frame = factory.max_frame
+        self._max_send = factory.max_send_buffer
         self._buffer = b""
         self._tokens = BURST
+        self._queued = 0
         self.last_seen = factory.clock.seconds()
 
     # Session
@@ -108,14 +128,33 @@ class ChatProtocol(Protocol):
         self.user_id, self.name, self.proto = None, "", 1
 
     def write(self, data: bytes) -> None:
+        if self.paused:
+            self.hold(len(data))
+            if not self.connected:
+                return
         self.transport.write(data)
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
-            self.transport.write(encode(frame))
+            self.write(encode(frame))
 
     def close(self) -> None:
         self.transport.loseConnection()
+
+    def hold(self, size: int) -> None:
+        """Count bytes queued for a client that is not reading; past the limit the session
+        ends at once (what it had not received is stored offline) and the connection gets
+        CLOSE_GRACE seconds to take what the transport still holds."""
+        self._queued += size
+        if self._queued > self._max_send and self.connected:
+            log.warn("closing connection of user {uid} from {addr}: over {limit} bytes queued "
+                     "for a client that does not read", uid=self.user_id, addr=self.address,
+                     limit=self._max_send)
+            self.connected = False
+            self.factory.service.end(self)
+            self.transport.loseConnection()
+            self._abort = self.factory.clock.callLater(CLOSE_GRACE,
+                                                       self.transport.abortConnection)
 
     # Twisted
 
@@ -124,12 +163,35 @@ class ChatProtocol(Protocol):
             setter = getattr(self.transport, option, None)
             if setter is not None:
                 setter(True)
+        self.address = _host(self.transport.getPeer())
         self.factory.sessions.add(self)
+        self.transport.registerProducer(self, True)
+        if not self.factory.admit(self.address):
+            log.info("refusing a connection from {addr}: over {limit} connections",
+                     addr=self.address, limit=self.factory.max_conns_per_address)
+            self.send(error_frame(ChatError(Errno.TOO_MANY_CONNECTIONS)))
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False  # Twisted leaves it set; a login still in flight checks it
         self.factory.sessions.discard(self)
+        self.factory.release(self.address)
         self.factory.service.end(self)
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The client caught up: release what its inbox held back."""
+        self.paused = False
+        self._queued = 0
+        if self.inbox is not None:
+            self.inbox.resume()
+
+    def stopProducing(self) -> None:
+        """Connection loss does the clean-up."""
 
     def dataReceived(self, data: bytes) -> None:
         now = self.factory.clock.seconds()
@@ -206,7 +268,8 @@ class ChatProtocol(Protocol):
         own = OWN_REPLY.get(msgid)
         if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
             ack, defaults = own
-            reply = {"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg, **defaults}
+            reply = {"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg, **defaults,
+                     **err.fields}
             if msgid > MsgId.GROUP_LIST_ACK:
                 reply.update((k, frame[k]) for k in ECHOED if k in frame)
             return self.send(reply)
@@ -239,18 +302,35 @@ class ChatFactory(Factory):
     def __init__(self, service: ChatService, clock: IReactorTime,
                  max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+                 max_conns_per_address: int = DEFAULT_MAX_CONNS_PER_ADDRESS,
                  more_handlers: dict[int, Handler] | None = None) -> None:
         self.service = service
         self.clock = clock
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
+        self.max_send_buffer = max_send_buffer
+        self.max_conns_per_address = max_conns_per_address
         self.dispatch = {**handlers(service), **(more_handlers or {})}
         self.sessions: set[ChatProtocol] = set()
+        self._per_address: Counter[str] = Counter()
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
         return ChatProtocol(self)
+
+    def admit(self, address: str) -> bool:
+        """Count a new connection (logged in or not); False when its address has too many."""
+        self._per_address[address] += 1
+        return self._per_address[address] <= self.max_conns_per_address
+
+    def release(self, address: str) -> None:
+        left = self._per_address[address] - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            del self._per_address[address]
 
     def startFactory(self) -> None:
         self._reaper.start(min(5.0, self.idle_timeout / 3), now=False)

@@ -14,6 +14,7 @@ session, or stored; the sending node stores them itself if no report comes in ti
 for one node are gathered for a reactor turn and go in one message.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from itertools import count
@@ -35,6 +36,7 @@ log = Logger()
 Done = Callable[[], None] | None
 
 DEFAULT_ACK_TIMEOUT = 10.0
+DEFAULT_OFFLINE_QUOTA = 10_000
 STORE_RETRY_SECONDS = (1, 2, 5, 10, 30)
 
 
@@ -42,9 +44,12 @@ class Inbox:
     """A logged-in user's mailbox on this node.
 
     Frames are held until the login reply has been written (so it is always the session's
-    first frame), then written in order. A proto-2 session's frames stay in `unacked` until it
-    acknowledges them; the router stores the ones left over offline. One per logged-in user,
-    so it is kept small: slots, and nothing allocated until it is needed.
+    first frame), then written in order. While the client does not read (its session is
+    paused) frames are held here rather than written: live ones count against the session's
+    send buffer, which ends the session past its limit, and what is held is stored offline
+    when the session ends. A proto-2 session's frames stay in `unacked` until it acknowledges
+    them; the router stores the ones left over offline. One per logged-in user, so it is kept
+    small: slots, and nothing allocated until it is needed.
     """
 
     __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
@@ -60,19 +65,26 @@ class Inbox:
         # frames were stored offline while the login reply was being made: look again
         self.catch_up = False
         self.unacked: dict[int, tuple[bytes, Done, float]] = {}
-        self._held: list[tuple[int, bytes, Done]] = []
+        self._held: deque[tuple[int, bytes, Done]] = deque()
         self._clock = clock
 
     def push(self, mid: int, frame: bytes, done: Done) -> None:
         """Send a frame; `done` runs once the frame can no longer be lost."""
-        if not self.ready:
-            self._held.append((mid, frame, done))
+        if self.ready and not self.session.paused:
+            self._write(mid, frame, done)
             return
-        self.session.write(frame)
+        self._held.append((mid, frame, done))
+        if self.ready:
+            self.session.hold(len(frame))
+
+    def _write(self, mid: int, frame: bytes, done: Done) -> None:
         if self.needs_ack:
             self.unacked[mid] = (frame, done, self._clock.seconds())
-        elif done is not None:
-            done()
+            self.session.write(frame)
+        else:
+            self.session.write(frame)
+            if done is not None:
+                done()
 
     def notify(self, frame: bytes) -> None:
         """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
@@ -81,11 +93,17 @@ class Inbox:
             self.session.write(frame)
 
     def open(self) -> None:
-        """The login reply is out: release what arrived meanwhile."""
+        """The login reply is out: release what arrived meanwhile, as far as the client reads
+        (the rest goes out at `resume`)."""
         self.ready = True
-        held, self._held = self._held, []
-        for mid, frame, done in held:
-            self.push(mid, frame, done)
+        held, session = self._held, self.session
+        while held and not session.paused:
+            self._write(*held.popleft())
+
+    def resume(self) -> None:
+        """The client reads again: write what was held back."""
+        if self.ready:
+            self.open()
 
     def ack(self, mids: Iterable[int]) -> None:
         """Release acknowledged frames (mids not in flight are ignored)."""
@@ -107,22 +125,24 @@ class Inbox:
 
     def drain(self) -> list[tuple[int, bytes, Done]]:
         """Everything not yet safe with the client, for offline storage when it leaves."""
-        out = self._held + [(mid, f, d) for mid, (f, d, _) in self.unacked.items()]
-        self._held = []
+        out = list(self._held) + [(mid, f, d) for mid, (f, d, _) in self.unacked.items()]
+        self._held.clear()
         self.unacked.clear()
         return out
 
 
 class _Fanout:
     """Counts the copies of one message until all are safe, then calls `then` with the users
-    that do not exist; `failed` instead if a copy could not be made safe. Plain callbacks, not
-    a Deferred: this runs once per message on the hot path."""
+    that do not exist and those whose offline mailbox is full; `failed` instead if a copy
+    could not be made safe. Plain callbacks, not a Deferred: this runs once per message on the
+    hot path."""
 
-    __slots__ = ("missing", "_left", "_then", "_failed")
+    __slots__ = ("missing", "full", "_left", "_then", "_failed")
 
-    def __init__(self, copies: int, then: Callable[[set[int]], None],
+    def __init__(self, copies: int, then: Callable[[set[int], set[int]], None],
                  failed: Callable[[Failure], None]) -> None:
         self.missing: set[int] = set()
+        self.full: set[int] = set()
         self._left = copies
         self._then: Callable[[set[int]], None] | None = then
         self._failed = failed
@@ -133,7 +153,7 @@ class _Fanout:
         self._left -= copies
         if self._left <= 0 and self._then is not None:
             then, self._then = self._then, None
-            then(self.missing)
+            then(self.missing, self.full)
 
     def failed(self, failure: Failure) -> None:
         if self._then is not None:
@@ -160,10 +180,12 @@ class Router:
     """The online map of this node plus the bus and the offline store."""
 
     def __init__(self, bus: Bus, store: Store, clock: IReactorTime,
-                 ack_timeout: float = DEFAULT_ACK_TIMEOUT) -> None:
+                 ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+                 offline_quota: int = DEFAULT_OFFLINE_QUOTA) -> None:
         self.bus = bus
         self.store = store
         self.ack_timeout = ack_timeout
+        self.offline_quota = offline_quota
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
@@ -275,9 +297,11 @@ class Router:
         self.bus.settle(sender, cid, mid)
 
     def deliver(self, user_ids: list[int], mid: int, frame: bytes,
-                then: Callable[[set[int]], None], failed: Callable[[Failure], None]) -> None:
-        """Send one message to each user; once every copy is safe, call `then` with the set of
-        users that do not exist (only known for copies that had to be stored)."""
+                then: Callable[[set[int], set[int]], None],
+                failed: Callable[[Failure], None]) -> None:
+        """Send one message to each user; once every copy is safe, call `then` with the users
+        that do not exist and the users whose offline mailbox is full (both only known for
+        copies that had to be stored; a full mailbox does not take the copy)."""
         fan = _Fanout(len(user_ids), then, failed)
         remote = []
         for user_id in user_ids:
@@ -340,15 +364,23 @@ class Router:
             self._store(remote.user_ids, remote.mid, remote.frame, remote.fan)
 
     def _store(self, user_ids: list[int], mid: int, frame: bytes, fan: _Fanout) -> None:
+        """Store a new message for users who are offline, within their --offline-quota."""
         text = frame[:-1].decode()
-        d = Deferred.fromCoroutine(self.store.save_offline([(u, mid, text) for u in user_ids]))
+        d = Deferred.fromCoroutine(self.store.save_new_offline(
+            [(u, mid, text) for u in user_ids], self.offline_quota))
+        d.addCallbacks(self._stored, fan.failed, (user_ids, mid, fan))
 
-        def stored(rows: int) -> None:
-            if rows == 0 and len(user_ids) == 1:
-                fan.missing.add(user_ids[0])
-            fan.done(len(user_ids))
-            self._announce_stored(user_ids)
-        d.addCallbacks(stored, fan.failed)
+    def _stored(self, result: tuple[int, set[int]], user_ids: list[int], mid: int,
+                fan: _Fanout) -> None:
+        rows, full = result
+        if full:
+            log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
+                     "for users {users}", quota=self.offline_quota, mid=mid, users=sorted(full))
+        elif rows == 0 and len(user_ids) == 1:
+            fan.missing.add(user_ids[0])
+        fan.full |= full
+        fan.done(len(user_ids))
+        self._announce_stored([u for u in user_ids if u not in full])
 
     def _announce_stored(self, user_ids: list[int]) -> None:
         """Frames were stored offline for these users: one who is logging in meanwhile (here
@@ -412,7 +444,7 @@ class Router:
     def _receive(self, user_ids: list[int], mid: int, frame: bytes,
                  report: Callable[[], None]) -> None:
         """Copies from another node: push to local sessions, store for users who left."""
-        fan = _Fanout(len(user_ids), lambda missing: report(), lambda failure: None)
+        fan = _Fanout(len(user_ids), lambda missing, full: report(), lambda failure: None)
         gone = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)

@@ -16,12 +16,14 @@ from twisted.logger import Logger
 from chatd.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
 from chatd.history import HistoryWriter
-from chatd.messages import ChatError, Errno, MsgId, error_frame
+from chatd.messages import ERRMSG, ChatError, Errno, MsgId, error_frame
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
+from chatd.quotas import Quotas
 from chatd.router import Inbox, Router
 from chatd.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, Unread, UserRecord
+from chatd.throttle import Throttle
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
 
 log = Logger()
@@ -72,10 +74,13 @@ class ChatService:
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
                  mids: MidGenerator, clock: IReactorTime, history: HistoryWriter,
+                 throttle: Throttle, quotas: Quotas,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
         self.hasher = hasher
+        self.throttle = throttle
+        self.quotas = quotas
         self.mids = mids
         self.history = history
         self.blocks = Blocks()
@@ -92,23 +97,34 @@ class ChatService:
     # accounts
 
     async def register(self, session: Session, req: dict[str, Any]) -> None:
-        password_hash = await self.hasher.hash(req["password"])
-        try:
-            user_id = await self.store.create_user(req["name"], password_hash)
-        except NameTaken:
-            raise ChatError(Errno.NAME_TAKEN) from None
+        with self.hasher.slot(session):
+            await self.throttle.check_registration(session.address)
+            password_hash = await self.hasher.hash(session, req["password"])
+            try:
+                user_id = await self.store.create_user(req["name"], password_hash)
+            except NameTaken:
+                raise ChatError(Errno.NAME_TAKEN) from None
         log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
         session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
 
     async def login(self, session: Session, req: dict[str, Any]) -> None:
+        """One login at a time per connection (the hasher's slot), so that a flood of them
+        costs neither queries nor hashes."""
         if session.user_id is not None:
             raise ChatError(Errno.ALREADY_LOGGED_IN)
+        with self.hasher.slot(session):
+            await self._login(session, req)
+
+    async def _login(self, session: Session, req: dict[str, Any]) -> None:
         user_id = req["id"]
         if self.router.inbox(user_id) is not None:
             raise ChatError(Errno.ALREADY_ONLINE)
+        await self.throttle.check_login(user_id, session.address)
         user = await self.store.user(user_id)
-        if not await self._authenticated(req, user):
-            log.info("login of user {uid} refused: bad id, password or token", uid=user_id)
+        if not await self._authenticated(session, req, user):
+            log.info("login of user {uid} from {addr} refused: bad id, password or token",
+                     uid=user_id, addr=session.address)
+            await self.throttle.login_failed(user_id, session.address)
             raise ChatError(Errno.BAD_LOGIN)
         if not session.connected:
             return
@@ -129,11 +145,13 @@ class ChatService:
             self.end(session)
             raise
 
-    async def _authenticated(self, req: dict[str, Any], user: UserRecord | None) -> bool:
+    async def _authenticated(self, session: Session, req: dict[str, Any],
+                             user: UserRecord | None) -> bool:
         """The password (always hashed, even for an unknown user) or a proto-2 resume token."""
         token = req.get("token")
         if token is None:
-            return await self.hasher.check(req["password"], user.password if user else None)
+            return await self.hasher.check(session, req["password"],
+                                           user.password if user else None)
         if user is None or req.get("proto") != 2:
             return False
         return (await self._tokens()).valid(token, user.id, user.tokens_revoked)
@@ -166,9 +184,9 @@ class ChatService:
             reply["unread"] = unread_views(welcome.unread)
             reply["device"] = session.device
         session.send(reply)
-        inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
-            inbox.push(mid, frame.encode() + b"\n", None)
+            inbox.push(mid, frame.encode() + b"\n", None)  # held: not counted as live traffic
+        inbox.open()
         mids = [mid for mid, _ in offline]
         inbox.offline_mids = set(mids)
         if not inbox.needs_ack and mids:
@@ -262,6 +280,7 @@ class ChatService:
         friend = await self.store.user(friend_id)
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
+        await self.quotas.check_friend(session.user_id, friend_id)
         await self.store.add_friend(session.user_id, friend_id)
         online = await self.online(session, [friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
@@ -269,6 +288,7 @@ class ChatService:
                                  "state": _state(friend_id in online)}})
 
     async def create_group(self, session: Session, req: dict[str, Any]) -> None:
+        await self.quotas.check_create_group(session.user_id)
         try:
             group_id = await self.store.create_group(
                 req["groupname"], req.get("groupdesc") or "", session.user_id, self.join_mark())
@@ -279,6 +299,7 @@ class ChatService:
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
 
     async def add_group(self, session: Session, req: dict[str, Any]) -> None:
+        await self.quotas.check_join(req["groupid"], session.user_id)
         group = await self.store.join_group(req["groupid"], session.user_id, self.join_mark())
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
@@ -405,20 +426,31 @@ class ChatService:
         self.history.record(mid, sender, frame, data)
         self.router.deliver(
             recipients, mid, data,
-            lambda missing: self._delivered(missing, sender, cid, mid, ref),
+            lambda missing, full: self._delivered(missing, full, sender, cid, mid, ref),
             lambda failure: self._not_delivered(failure, sender, cid, ref))
 
     def _current_session(self, user_id: int) -> Session | None:
         inbox = self.router.inbox(user_id)
         return inbox.session if inbox is not None else None
 
-    def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
-                   ref: int) -> None:
-        if missing:
+    def _delivered(self, missing: set[int], full: set[int], sender: int, cid: str | None,
+                   mid: int, ref: int) -> None:
+        """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
+        does not exist or has a full offline mailbox (a group message reached the rest); a
+        refused message leaves the history."""
+        if missing or (full and ref == MsgId.ONE_CHAT):
             self.history.forget(mid)
             session = self._current_session(sender)
-            if session is not None:
+            if session is None:
+                return
+            if missing:
                 session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
+            elif cid is not None and session.proto == 2:
+                session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid,
+                              "errno": int(Errno.OFFLINE_QUOTA),
+                              "errmsg": ERRMSG[Errno.OFFLINE_QUOTA]})
+            else:
+                session.send(error_frame(ChatError(Errno.OFFLINE_QUOTA), ref, cid))
         elif cid is not None:
             self.router.settle(sender, cid, mid)
             self._acknowledge(sender, cid, mid)

@@ -7,14 +7,17 @@ if TYPE_CHECKING:
 
 
 class Session(Protocol):
-    """One client connection. `user_id` is None until a login succeeds."""
+    """One client connection. `user_id` is None until a login succeeds; `address` is the
+    client's address (the real one behind nginx's proxy protocol), for per-address limits."""
 
     user_id: int | None
+    address: str
     name: str
     proto: int
     device: str
     since: int  # when the login succeeded, ms since the epoch
     connected: bool
+    paused: bool  # the client is not reading: its transport's buffer is over its mark
     inbox: "Inbox | None"
 
     def login(self, user_id: int, name: str, proto: int) -> None:
@@ -28,6 +31,10 @@ class Session(Protocol):
 
     def send(self, frame: dict[str, Any]) -> None:
         """Encode and write one frame."""
+
+    def hold(self, size: int) -> None:
+        """Count `size` bytes held back for this client while paused; past the session's
+        send-buffer limit the connection is closed."""
 
     def close(self) -> None:
         """End the connection (what it had in flight is handled by connection loss)."""

@@ -6,7 +6,6 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
@@ -15,12 +14,34 @@ from chatd.bus.redis import parse_redis_url
 from chatd.conversations import Conversations
 from chatd.history import DEFAULT_DAYS, HistoryWriter
 from chatd.mids import MAX_NODE, MidGenerator
-from chatd.passwords import DEFAULT_COST, MAX_COST, PasswordHasher
-from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
+from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
+from chatd.protocol import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNS_PER_ADDRESS,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_SEND_BUFFER,
+    ChatFactory,
+)
+from chatd.proxied import listening
+from chatd.quotas import (
+    DEFAULT_MAX_FRIENDS,
+    DEFAULT_MAX_GROUP_MEMBERS,
+    DEFAULT_MAX_GROUPS_CREATED,
+    QuotaLimits,
+    Quotas,
+)
 from chatd.relations import Relations
-from chatd.router import DEFAULT_ACK_TIMEOUT, Router
+from chatd.router import DEFAULT_ACK_TIMEOUT, DEFAULT_OFFLINE_QUOTA, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
+from chatd.throttle import (
+    DEFAULT_ADDRESS_FAILURES,
+    DEFAULT_LOGIN_BACKOFF,
+    DEFAULT_LOGIN_FAILURES,
+    DEFAULT_REGISTRATIONS,
+    Throttle,
+    ThrottleLimits,
+)
 from chatd.tokens import DEFAULT_LIFETIME
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
@@ -39,7 +60,8 @@ class Options(usage.Options):
     optParameters = [
         ["listen", "l", "tcp:6000",
          "Twisted server endpoint to listen on, e.g. tcp:6000, "
-         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock. "
+         "tcp:6000:interface=127.0.0.1, ssl:6001:privateKey=key.pem, unix:/run/chatd.sock; "
+         "haproxy:tcp:6001 behind nginx's proxy_protocol, so that limits see client addresses. "
          f"tcp, ssl and unix listeners get backlog={DEFAULT_BACKLOG} unless the string sets "
          "its own backlog."],
         ["db", None, None,
@@ -66,6 +88,36 @@ class Options(usage.Options):
          "offline (1-600).", float],
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
+        ["max-send-buffer", None, DEFAULT_MAX_SEND_BUFFER,
+         "Bytes queued for a client that does not read before its connection is closed "
+         "(65536-1073741824); what it had not received is stored offline.", int],
+        ["max-conns-per-address", None, DEFAULT_MAX_CONNS_PER_ADDRESS,
+         "Connections from one client address, logged in or not (1-1000000); behind nginx "
+         "listen through haproxy: so that the address is the client's.", int],
+        ["hash-wait", None, DEFAULT_HASH_WAIT,
+         "Seconds a LOGIN or REG may expect to wait for a password-hashing thread "
+         "(0.1-600); beyond it they are refused with errno 141 at once.", float],
+        ["login-failures", None, DEFAULT_LOGIN_FAILURES,
+         "Failed logins of one account from one address within a minute before further "
+         "attempts are refused (errno 142) (1-1000).", int],
+        ["address-failures", None, DEFAULT_ADDRESS_FAILURES,
+         "Failed logins from one address, any account, within a minute before it is "
+         "refused (errno 142) (1-100000).", int],
+        ["login-backoff", None, DEFAULT_LOGIN_BACKOFF,
+         "Seconds of the first lock-out after too many failed logins; each further failure "
+         "doubles it, up to an hour (1-3600).", float],
+        ["max-registrations", None, DEFAULT_REGISTRATIONS,
+         "Registrations from one address within a minute (1-100000); more get errno 144.",
+         int],
+        ["offline-quota", None, DEFAULT_OFFLINE_QUOTA,
+         "Offline messages stored for one user (1-10000000); a message beyond it is refused "
+         "(errno 145).", int],
+        ["max-friends", None, DEFAULT_MAX_FRIENDS,
+         "Friends of one user (1-1000000); more get errno 148.", int],
+        ["max-groups-created", None, DEFAULT_MAX_GROUPS_CREATED,
+         "Groups one user may create (1-1000000); more get errno 147.", int],
+        ["max-group-members", None, DEFAULT_MAX_GROUP_MEMBERS,
+         "Members of one group (2-1000000); more get errno 146.", int],
     ]
 
     def postOptions(self) -> None:
@@ -83,6 +135,17 @@ class Options(usage.Options):
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
         _check_range("history-days", self["history-days"], 0, 3650)
+        _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
+        _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
+        _check_range("hash-wait", self["hash-wait"], 0.1, 600)
+        _check_range("login-failures", self["login-failures"], 1, 1000)
+        _check_range("address-failures", self["address-failures"], 1, 100_000)
+        _check_range("login-backoff", self["login-backoff"], 1, 3600)
+        _check_range("max-registrations", self["max-registrations"], 1, 100_000)
+        _check_range("offline-quota", self["offline-quota"], 1, 10_000_000)
+        _check_range("max-friends", self["max-friends"], 1, 1_000_000)
+        _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
+        _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -126,7 +189,7 @@ class Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
-        super().__init__(serverFromString(reactor, with_backlog(description)), factory)
+        super().__init__(*listening(reactor, with_backlog(description), factory))
         self.description = description
 
     def privilegedStartService(self) -> None:
@@ -149,14 +212,21 @@ def with_backlog(description: str) -> str:
 def build_node(options: Options, reactor: Any) -> ChatNode:
     """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
     store = open_store(options["db"])
-    hasher = PasswordHasher(reactor, options["password-cost"])
+    hasher = PasswordHasher(reactor, options["password-cost"],
+                            max_wait=options["hash-wait"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
-    router = Router(bus, store, reactor, options["ack-timeout"])
+    router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"])
     history = HistoryWriter(store, reactor, options["history-days"])
+    throttle = Throttle(bus, ThrottleLimits(
+        options["login-failures"], options["address-failures"], options["login-backoff"],
+        options["max-registrations"]))
+    quotas = Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
+                                       options["max-group-members"]))
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          history, options["token-lifetime"])
+                          history, throttle, quotas, options["token-lifetime"])
     more = {**Conversations(service).handlers(), **Relations(service).handlers()}
-    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"], more)
+    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
+                          options["max-send-buffer"], options["max-conns-per-address"], more)
     return ChatNode(store, hasher, router, history, factory)
 
 

@@ -20,6 +20,7 @@ from client.connection import connect
 from client.consoles import LineConsole, PromptConsole
 from client.controller import Controller
 from client.session import Session
+from client.tls import client_tls
 
 MAX_DEVICE = 64
 
@@ -40,7 +41,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--state", metavar="FILE", default=state.default_path(),
         help="where the last message id seen per account and device is kept, to catch up "
              "from there on the next start (default %(default)s)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="connect with TLS, verifying the server's certificate and name against the "
+             "system's trust store (or --ca)")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="with --tls: trust the CA certificate (PEM) in FILE instead")
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="with --tls: encrypt without verifying the certificate (test servers only)")
+    args = parser.parse_args(argv)
+    if (args.ca or args.insecure) and not args.tls:
+        parser.error("--ca and --insecure need --tls")
+    return args
 
 
 def default_device() -> str:
@@ -96,7 +109,10 @@ async def _run(reactor: Any, args: argparse.Namespace, console: Any) -> None:
                       terminal.show_typing if terminal else None)
     if terminal:
         terminal.watch_typing(session.user_typing)
-    service = connect(session, reactor, args.host, args.port, console.show)
+    tls = client_tls(args.host, args.ca, args.insecure) if args.tls else None
+    if args.insecure:
+        console.show([display.info("--insecure: the server's certificate is not verified")])
+    service = connect(session, reactor, args.host, args.port, console.show, tls)
     await Controller(session, console).run()
     await service.stopService()
     await console.close()

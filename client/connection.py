@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -38,8 +38,10 @@ class _ReportingEndpoint:
         return failure
 
 
-def connect(session: Session, reactor: Any, host: str, port: int, show: Show) -> ClientService:
-    """Start connecting, for good: every lost connection is retried with back-off."""
+def connect(session: Session, reactor: Any, host: str, port: int, show: Show,
+            tls: Any = None) -> ClientService:
+    """Start connecting, for good: every lost connection is retried with back-off. `tls`, a
+    connection creator (client.tls), wraps the connection in TLS."""
     backoff = backoffPolicy(FIRST_RETRY, LONGEST_RETRY)
 
     def retry(attempt: int) -> float:
@@ -50,7 +52,10 @@ def connect(session: Session, reactor: Any, host: str, port: int, show: Show) ->
 
     where = f"{host}:{port}"
     show([display.info(f"connecting to {where}")])
-    endpoint = _ReportingEndpoint(HostnameEndpoint(reactor, host, port), where, show)
+    tcp: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
+    if tls is not None:
+        tcp = wrapClientTLS(tls, tcp)
+    endpoint = _ReportingEndpoint(tcp, where, show)
     service = ClientService(endpoint, ChatConnectionFactory(session, reactor),
                             retryPolicy=retry, clock=reactor)
     service.startService()

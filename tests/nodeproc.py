@@ -34,13 +34,16 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
+LISTEN = "tcp:{port}:interface=127.0.0.1"
 
 
-async def start_node(testcase: TestCase, *args: str) -> Node:
-    """Start a node for this test; it is stopped at the test's cleanup."""
+async def start_node(testcase: TestCase, *args: str, listen: str = LISTEN) -> Node:
+    """Start a node for this test; it is stopped at the test's cleanup. `listen` is the
+    --listen endpoint with `{port}` for the free port, e.g. haproxy:tcp:{port} behind nginx
+    with proxy_protocol on, or ssl:{port}:privateKey=...."""
     directory = os.path.abspath(testcase.mktemp())
     os.makedirs(directory)
-    node = Node(directory, free_port(), args)
+    node = Node(directory, free_port(), args, listen)
     testcase.addCleanup(lambda: Deferred.fromCoroutine(node.stop()))
     await node.start()
     return node
@@ -66,7 +69,9 @@ class _NodeOutput(ProcessProtocol):
 class Node:
     """One chatd node process; `start` and `restart` keep its port and database."""
 
-    def __init__(self, directory: str, port: int, args: tuple[str, ...]) -> None:
+    def __init__(self, directory: str, port: int, args: tuple[str, ...],
+                 listen: str = LISTEN) -> None:
+        self.listen = listen.format(port=port)
         self.directory = directory
         self.port = port
         self.db_path = os.path.join(directory, "chatd.sqlite3")
@@ -92,8 +97,8 @@ class Node:
 
     async def start(self) -> None:
         argv = [TWISTD, "--nodaemon", "--pidfile=", "chatd",
-                "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                "--db", f"sqlite:{self.db_path}", "--password-cost", "1", *self.args]
+                "--listen", self.listen, "--db", f"sqlite:{self.db_path}", "--password-cost", "1",
+                *self.args]
         self._process = _NodeOutput(self.log_path)
         reactor.spawnProcess(self._process, TWISTD, argv, env=dict(os.environ),
                              path=self.directory)

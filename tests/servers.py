@@ -40,8 +40,9 @@ def start_redis() -> Redis:
     return server
 
 
-def start_nginx(node_ports: list[int]) -> Nginx:
-    server = Nginx(node_ports)
+def start_nginx(node_ports: list[int], proxy_protocol: bool = False) -> Nginx:
+    """nginx in front of nodes; with `proxy_protocol` they must listen through haproxy:."""
+    server = Nginx(node_ports, proxy_protocol=proxy_protocol)
     try:
         server.start()
     except (RuntimeError, OSError) as e:

@@ -146,7 +146,8 @@ class SoakTest(TestCase):
 
     async def test_soak_with_a_node_killed_and_restarted(self):
         rng = random.Random(7)
-        cluster = await Cluster(self).start()
+        # every soak user registers from the one test address
+        cluster = await Cluster(self).start(3, "--max-registrations", str(USERS))
         stats = Stats()
         registrar = await connect(self, cluster.nodes[0])
         ids = [await register(registrar, f"soak{i}") for i in range(USERS)]

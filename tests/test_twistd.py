@@ -36,7 +36,11 @@ class PluginTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         for option in ("--listen", "--db", "--redis", "--node-id", "--max-frame",
                        "--password-cost", "--idle-timeout", "--ack-timeout", "CHATD_DB",
-                       "CHATD_REDIS"):
+                       "CHATD_REDIS", "--max-send-buffer", "--max-conns-per-address",
+                       "--hash-wait", "--login-failures", "--address-failures",
+                       "--login-backoff", "--max-registrations", "--offline-quota",
+                       "--max-friends", "--max-groups-created", "--max-group-members",
+                       "haproxy:"):
             self.assertIn(option, result.stdout)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess, words: str) -> None:

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from chatd import passwords
 from chatd.bus.local import LocalBus
 from chatd.codec import decode, encode, encode_text
+from chatd.messages import ChatError, Errno
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher, check_password, hash_password
 from chatd.router import Inbox, Router
@@ -142,6 +143,16 @@ class PasswordTests(SynchronousTestCase):
         self.assertEqual(stored.split("$")[1], str(highest))
 
 
+class Connection:
+    """Who the hasher works for; `connected` turns False when it goes away."""
+
+    def __init__(self) -> None:
+        self.connected = True
+
+
+OWNER = Connection()
+
+
 class PasswordHasherTests(TestCase):
     """The hasher's own thread pool delivers through the (global) reactor: it needs threads."""
 
@@ -165,10 +176,10 @@ class PasswordHasherTests(TestCase):
     async def test_hashing_and_checking_run_off_the_reactor_thread(self):
         hasher = self.hasher(1)
         hashing, checking = self.spy("hash_password"), self.spy("check_password")
-        d = hasher.hash("pw")
+        d = hasher.hash(OWNER, "pw")
         self.assertFalse(d.called)
         stored = await d
-        self.assertTrue(await hasher.check("pw", stored))
+        self.assertTrue(await hasher.check(OWNER, "pw", stored))
         self.assertEqual(len(hashing), 1)
         self.assertEqual(len(checking), 1)
         for thread in hashing + checking:
@@ -176,15 +187,15 @@ class PasswordHasherTests(TestCase):
 
     async def test_check_against_a_known_hash(self):
         hasher = self.hasher(1)
-        stored = await hasher.hash("pw")
+        stored = await hasher.hash(OWNER, "pw")
         self.assertTrue(stored.startswith("scrypt$1$"))
-        self.assertTrue(await hasher.check("pw", stored))
-        self.assertFalse(await hasher.check("pW", stored))
+        self.assertTrue(await hasher.check(OWNER, "pw", stored))
+        self.assertFalse(await hasher.check(OWNER, "pW", stored))
 
     async def test_an_unknown_user_never_matches_but_still_costs_a_hash(self):
         hasher = self.hasher(1)
         checking = self.spy("check_password")
-        self.assertFalse(await hasher.check("pw", None))
+        self.assertFalse(await hasher.check(OWNER, "pw", None))
         self.assertEqual(len(checking), 1)
 
     async def test_hashes_run_at_lower_priority_than_the_reactor(self):
@@ -197,18 +208,55 @@ class PasswordHasherTests(TestCase):
             seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
             return real(*args)
         self.patch(passwords, "hash_password", recording)
-        await hasher.hash("pw")
+        await hasher.hash(OWNER, "pw")
         reactor_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.assertEqual(seen, [min(reactor_priority + passwords.HASH_NICENESS, 19)])
 
+    async def test_a_second_slot_of_one_connection_is_refused_at_once(self):
+        hasher = self.hasher(1)
+        with hasher.slot(OWNER):
+            with self.assertRaises(ChatError) as caught, hasher.slot(OWNER):
+                pass
+            self.assertEqual(caught.exception.errno, Errno.HASH_PENDING)
+            await hasher.hash(OWNER, "pw")
+        with hasher.slot(OWNER):
+            self.assertFalse(await hasher.check(OWNER, "pw", None))
+
+    async def test_a_hash_that_would_wait_too_long_is_refused_with_busy(self):
+        hasher = PasswordHasher(reactor, 1, threads=1, max_wait=1e-9)
+        hasher.start()
+        self.addCleanup(hasher.stop)
+        running = [hasher.hash(Connection(), "pw") for _ in range(2)]  # 1 running, 1 queued
+        with self.assertRaises(ChatError) as caught, hasher.slot(Connection()):
+            pass
+        self.assertEqual(caught.exception.errno, Errno.BUSY)
+        for d in running:
+            await d
+        with hasher.slot(Connection()):
+            await hasher.hash(Connection(), "pw")
+
+    async def test_the_work_of_a_closed_connection_is_never_hashed(self):
+        hasher = PasswordHasher(reactor, 1, threads=1)
+        hasher.start()
+        self.addCleanup(hasher.stop)
+        hashing = self.spy("hash_password")
+        first, gone = Connection(), Connection()
+        running = hasher.hash(first, "pw")
+        queued = hasher.hash(gone, "pw")
+        gone.connected = False
+        await running
+        with self.assertRaises(ChatError):
+            await queued
+        self.assertEqual(len(hashing), 1)
+
     async def test_a_hash_made_at_one_cost_verifies_after_the_cost_changes(self):
         hasher = self.hasher(1)
-        old = await hasher.hash("pw")
+        old = await hasher.hash(OWNER, "pw")
         hasher.cost = 3
-        new = await hasher.hash("pw")
+        new = await hasher.hash(OWNER, "pw")
         self.assertTrue(new.startswith("scrypt$3$"))
-        self.assertTrue(await hasher.check("pw", old))
-        self.assertTrue(await self.hasher(5).check("pw", old))
+        self.assertTrue(await hasher.check(OWNER, "pw", old))
+        self.assertTrue(await self.hasher(5).check(OWNER, "pw", old))
 
 
 def mysql_tables() -> dict[str, dict[str, bool]]:
@@ -374,9 +422,14 @@ class RecordingSession:
     def __init__(self, user_id: int, proto: int) -> None:
         self.user_id, self.proto = user_id, proto
         self.written: list[bytes] = []
+        self.paused = False
+        self.held = 0
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+
+    def hold(self, size: int) -> None:
+        self.held += size
 
 
 class ClusterBus(LocalBus):
@@ -419,11 +472,12 @@ class ReportTests(SynchronousTestCase):
 
     def test_one_report_settles_every_copy_it_names(self):
         router, bus, clock = self.router()
-        settled: list[set[int]] = []
+        settled: list[tuple[set[int], set[int]]] = []
         for user_id in (7, 8):
-            router.deliver([user_id], 100 + user_id, b"{}\n", settled.append, self.fail)
+            router.deliver([user_id], 100 + user_id, b"{}\n",
+                           lambda missing, full: settled.append((missing, full)), self.fail)
         router.from_node_channel(b"A 1 2")
-        self.assertEqual(settled, [set(), set()])
+        self.assertEqual(settled, [(set(), set()), (set(), set())])
 
 
 class InboxTests(SynchronousTestCase):
@@ -452,6 +506,20 @@ class InboxTests(SynchronousTestCase):
         inbox.push(2, b"b\n", lambda: done.append(2))
         self.assertEqual(done, [1, 2])
         self.assertEqual(len(inbox.unacked), 0)
+
+    def test_original_dialect_frames_wait_while_the_client_does_not_read(self):
+        inbox, session, _ = self.inbox(1)
+        done: list[int] = []
+        inbox.open()
+        session.paused = True
+        inbox.push(1, b"a\n", lambda: done.append(1))
+        inbox.push(2, b"bb\n", lambda: done.append(2))
+        self.assertEqual((session.written, done, session.held), ([], [], 5))
+        self.assertEqual([mid for mid, _, _ in inbox.drain()], [1, 2])
+        inbox.push(3, b"c\n", lambda: done.append(3))
+        session.paused = False
+        inbox.resume()
+        self.assertEqual((session.written, done), ([b"c\n"], [3]))
 
     def test_proto_2_frames_stay_unacked_until_acknowledged(self):
         inbox, session, _ = self.inbox(2)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from chatd.bench.worker import Worker
 
 NAME_TAKEN = 3
+BUSY = 141  # "server busy, retry" (docs/protocol.md): the same request again after a pause
+RETRY_SECONDS = 0.2
 
 
 class WindowPhase(Phase):
@@ -151,10 +153,19 @@ class RequestPhase(WindowPhase):
         msgid = frame.get("msgid")
         if conn.user not in self.pending:
             super().on_frame(conn, frame)
+        elif msgid == self.reply and frame.get("errno") == BUSY:
+            self.worker.reactor.callLater(RETRY_SECONDS, self.retry, conn)
         elif msgid == self.reply:
             self.answered(conn.user, frame)
         elif msgid == ERROR:
             self.settle(conn.user, False, f"ERROR_MSG {frame}")
+
+    def retry(self, conn: BenchConn) -> None:
+        """Send a request the node was too busy to take again, on the same connection; its
+        time counts from the first attempt."""
+        request = self.request(conn.user)
+        if conn.user in self.pending and conn.connected and request is not None:
+            conn.send(request)
 
     def on_lost(self, user: User, why: str) -> None:
         super().on_lost(user, why)
@@ -226,6 +237,11 @@ class LoginPhase(RequestPhase):
         self.waiting[user] -= 1
         if conn.device == 0:
             user.token = frame.get("token") or user.token
+
+    def retry(self, conn: BenchConn) -> None:
+        """The LOGIN of this device again, after "server busy, retry"."""
+        if conn.user in self.pending and conn.connected:
+            conn.send(self.login(conn.user, conn.device))
 
     def answered(self, user: User, frame: dict[str, Any]) -> None:
         logged_in(self, user, frame)

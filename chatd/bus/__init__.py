@@ -50,6 +50,16 @@ class Bus(Protocol):
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
         """The node incarnation holding each user; users held by none are left out."""
 
+    def incr(self, key: str, ttl: float) -> Deferred[int]:
+        """Add one to a cluster-wide counter that expires `ttl` seconds after it was created;
+        fire with the new value (counters of the throttles)."""
+
+    def expire(self, key: str, ttl: float) -> Deferred[None]:
+        """Make an existing counter expire `ttl` seconds from now."""
+
+    def remaining(self, keys: list[str]) -> Deferred[list[float]]:
+        """Seconds until each counter expires; 0 for one that does not exist."""
+
 
 def open_bus(redis_url: str, node_id: int, reactor: Any) -> Bus:
     """RedisBus for a cluster, LocalBus for a node alone (empty URL)."""

@@ -9,6 +9,7 @@ from twisted.internet.interfaces import IReactorTime
 
 CID_SECONDS = 600.0
 CID_LIMIT = 100_000
+COUNTERS_SWEEP = 10_000
 
 
 class LocalBus:
@@ -21,6 +22,8 @@ class LocalBus:
         self.listener: Any = None
         self._clock = clock
         self._cids: OrderedDict[tuple[int, str], tuple[int, bool, float]] = OrderedDict()
+        self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires at)
+        self._sweep_at = COUNTERS_SWEEP
 
     def start(self) -> None:
         return None
@@ -68,3 +71,28 @@ class LocalBus:
         entry = self._cids.get((sender, cid))
         if entry is not None:
             self._cids[(sender, cid)] = (mid, True, entry[2])
+
+    def incr(self, key: str, ttl: float) -> Deferred[int]:
+        now = self._clock.seconds()
+        value, expires = self._counters.get(key, (0, 0.0))
+        if expires <= now:
+            value, expires = 0, now + ttl
+        self._counters[key] = (value + 1, expires)
+        if len(self._counters) >= self._sweep_at:
+            self._sweep(now)
+        return succeed(value + 1)
+
+    def expire(self, key: str, ttl: float) -> Deferred[None]:
+        entry = self._counters.get(key)
+        if entry is not None:
+            self._counters[key] = (entry[0], self._clock.seconds() + ttl)
+        return succeed(None)
+
+    def remaining(self, keys: list[str]) -> Deferred[list[float]]:
+        now = self._clock.seconds()
+        return succeed([max(0.0, self._counters.get(k, (0, now))[1] - now) for k in keys])
+
+    def _sweep(self, now: float) -> None:
+        """Forget expired counters, so memory follows the live ones, not all ever made."""
+        self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        self._sweep_at = max(COUNTERS_SWEEP, 2 * len(self._counters))

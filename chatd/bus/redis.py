@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import txredisapi
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -29,6 +29,7 @@ SESSION_PREFIX = "chatd:session:"
 SESSION_KEY = SESSION_PREFIX.encode()
 ALIVE_PREFIX = "chatd:alive:"
 CID_PREFIX = "chatd:cid:"
+COUNTER_PREFIX = "chatd:count:"
 CID_MS = 600_000
 ALIVE_MS = 3000
 PING_SECONDS = 30.0
@@ -44,6 +45,11 @@ if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. holder) == 1
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
+"""
+INCR = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
 """
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -338,6 +344,29 @@ class RedisBus:
         return d.addCallback(
             lambda r: {u: inc for u, inc in zip(user_ids, r, strict=True) if inc is not None})
 
+    def incr(self, key: str, ttl: float) -> Deferred[int]:
+        """INCR, and PEXPIRE when the counter is new: one script, one round trip."""
+        return self._counter(lambda cmd: cmd.eval(INCR, [COUNTER_PREFIX + key],
+                                                  [int(ttl * 1000)]))
+
+    def expire(self, key: str, ttl: float) -> Deferred[None]:
+        return self._counter(lambda cmd: cmd.execute_command(
+            b"PEXPIRE", COUNTER_PREFIX + key, int(ttl * 1000)))
+
+    def remaining(self, keys: list[str]) -> Deferred[list[float]]:
+        """PTTL of each counter, the requests pipelined on the command connection."""
+        def ask(cmd: _Commands) -> Deferred[list[float]]:
+            asked = [cmd.execute_command(b"PTTL", COUNTER_PREFIX + k) for k in keys]
+            return gatherResults(asked).addCallback(
+                lambda ms: [max(0, int(m)) / 1000 for m in ms])
+        return self._counter(ask)
+
+    def _counter(self, call: Any) -> Deferred[Any]:
+        try:
+            return call(self._command()).addErrback(_down)
+        except (BusDown, txredisapi.ConnectionError) as e:
+            return fail(BusDown(str(e)))
+
     def _release_all(self) -> None:
         for user_id in list(self._users):
             self.unsubscribe(user_id)
@@ -353,6 +382,12 @@ class RedisBus:
         for conn in (self._sub, self._cmd):
             if conn is not None:
                 conn.ping().addErrback(lambda f: None)
+
+
+def _down(failure: Any) -> None:
+    """A command lost with its connection is the bus being down, which callers expect."""
+    failure.trap(txredisapi.ConnectionError)
+    raise BusDown(str(failure.value))
 
 
 def _parse_cid_entry(value: bytes | None) -> tuple[int, bool] | None:

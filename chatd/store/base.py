@@ -119,6 +119,8 @@ class Store(HistoryQueries, RelationQueries):
             " JOIN GroupUser gu ON gu.groupid = g.id JOIN User u ON u.id = gu.userid"
             " WHERE mine.userid = ? ORDER BY g.id, u.id")
         self._q_member_ids = q("SELECT userid FROM GroupUser WHERE groupid = ?")
+        self._q_groups_created = q(
+            "SELECT COUNT(*) FROM GroupUser WHERE userid = ? AND grouprole = 'creator'")
         self._q_save_offline = q(
             f"{ignore} INTO OfflineMessage (userid, mid, message) SELECT id, ?, ? FROM User"
             " WHERE id = ?")
@@ -196,6 +198,23 @@ class Store(HistoryQueries, RelationQueries):
         c.execute(self._q_friends, (user_id,))
         return [(int(r[0]), r[1]) for r in c.fetchall()]
 
+    async def friend_counts(self, user_ids: list[int]) -> dict[int, int]:
+        """How many friends each of these users has (users without any are left out)."""
+        marks = ", ".join("?" * len(user_ids))
+        query = self.dialect.sql(
+            f"SELECT userid, COUNT(*) FROM Friend WHERE userid IN ({marks}) GROUP BY userid")
+
+        def txn(c: Cursor) -> dict[int, int]:
+            c.execute(query, tuple(user_ids))
+            return {int(r[0]): int(r[1]) for r in c.fetchall()}
+        return await self._run("friend_counts", txn)
+
+    async def groups_created(self, user_id: int) -> int:
+        def txn(c: Cursor) -> int:
+            c.execute(self._q_groups_created, (user_id,))
+            return int(c.fetchone()[0])
+        return await self._run("groups_created", txn)
+
     async def create_group(self, name: str, desc: str, creator: int, joined: int = 0) -> int:
         """Create a group with its creator as first member; NameTaken if the name exists.
         `joined` is the mid from which the creator reads the group's history."""
@@ -249,13 +268,32 @@ class Store(HistoryQueries, RelationQueries):
     async def save_offline(self, rows: Sequence[tuple[int, int, str]]) -> int:
         """Store (user id, mid, frame) rows and return how many were stored: a row for a
         user who does not exist is not. A repeated (user, mid) is stored once."""
-        def txn(c: Cursor) -> int:
-            stored = 0
-            for user_id, mid, frame in rows:
-                c.execute(self._q_save_offline, (mid, frame, user_id))
-                stored += max(c.rowcount, 0)
-            return stored
-        return await self._run("save_offline", txn)
+        return await self._run("save_offline", self._save_rows, rows)
+
+    def _save_rows(self, c: Cursor, rows: Sequence[tuple[int, int, str]]) -> int:
+        stored = 0
+        for user_id, mid, frame in rows:
+            c.execute(self._q_save_offline, (mid, frame, user_id))
+            stored += max(c.rowcount, 0)
+        return stored
+
+    async def save_new_offline(self, rows: Sequence[tuple[int, int, str]], quota: int
+                               ) -> tuple[int, set[int]]:
+        """Store rows as `save_offline` does, except for users who already hold `quota`
+        messages; return (rows stored, those users). Count and insert share a transaction,
+        so messages stored at the same moment pass the quota only on MySQL, and only by the
+        transactions running at that moment."""
+        users = sorted({row[0] for row in rows})
+        marks = ", ".join("?" * len(users))
+        query = self.dialect.sql(
+            f"SELECT userid FROM OfflineMessage WHERE userid IN ({marks})"
+            " GROUP BY userid HAVING COUNT(*) >= ?")
+
+        def txn(c: Cursor) -> tuple[int, set[int]]:
+            c.execute(query, (*users, quota))
+            full = {int(r[0]) for r in c.fetchall()}
+            return self._save_rows(c, [row for row in rows if row[0] not in full]), full
+        return await self._run("save_new_offline", txn)
 
     async def offline(self, user_id: int, limit: int) -> list[tuple[int, str]]:
         """The user's stored frames as (mid, frame), oldest first."""
