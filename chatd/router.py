@@ -89,7 +89,7 @@ class Inbox:
     def notify(self, frame: bytes) -> None:
         """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
         reply is out; nothing waits for it and nothing is stored."""
-        if self.ready and self.needs_ack:
+        if self.ready and self.needs_ack and not self.session.paused:
             self.session.write(frame)
 
     def open(self) -> None:

@@ -73,8 +73,8 @@ class ChatService:
     of the blockers of the users logged in here."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime, history: HistoryWriter,
-                 throttle: Throttle, quotas: Quotas,
+                 mids: MidGenerator, clock: IReactorTime, throttle: Throttle, quotas: Quotas,
+                 history: HistoryWriter,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
@@ -436,8 +436,7 @@ class ChatService:
     def _delivered(self, missing: set[int], full: set[int], sender: int, cid: str | None,
                    mid: int, ref: int) -> None:
         """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
-        does not exist or has a full offline mailbox (a group message reached the rest); a
-        refused message leaves the history."""
+        does not exist or has a full offline mailbox (a group message reached the rest)."""
         if missing or (full and ref == MsgId.ONE_CHAT):
             self.history.forget(mid)
             session = self._current_session(sender)

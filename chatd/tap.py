@@ -223,7 +223,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     quotas = Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
                                        options["max-group-members"]))
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          history, throttle, quotas, options["token-lifetime"])
+                          throttle, quotas, history, options["token-lifetime"])
     more = {**Conversations(service).handlers(), **Relations(service).handlers()}
     factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
                           options["max-send-buffer"], options["max-conns-per-address"], more)
