@@ -58,6 +58,7 @@ class Errno(IntEnum):
     NOT_A_MEMBER = 124
     UNAVAILABLE = 130
     INTERNAL = 131
+    BINARY_MESSAGE = 180
 
 
 ERRMSG: dict[Errno, str] = {
@@ -84,6 +85,7 @@ ERRMSG: dict[Errno, str] = {
     Errno.NOT_A_MEMBER: "not a member of this group",
     Errno.UNAVAILABLE: "service temporarily unavailable, try again",
     Errno.INTERNAL: "internal error",
+    Errno.BINARY_MESSAGE: "binary message: send each frame as one text message",
 }
 
 

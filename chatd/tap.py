@@ -8,6 +8,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
 from twisted.python import usage
 
 from chatd.bus import open_bus
@@ -19,6 +20,7 @@ from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
 from chatd.tokens import DEFAULT_LIFETIME
+from chatd.web.site import parse_origins, web_factory
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
 # Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
@@ -61,6 +63,12 @@ class Options(usage.Options):
         ["ack-timeout", None, DEFAULT_ACK_TIMEOUT,
          "Seconds a proto-2 client has to acknowledge a message before it is stored "
          "offline (1-600).", float],
+        ["web", None, "",
+         "Twisted server endpoint for the web client and its WebSocket (/ws), e.g. tcp:8080 or "
+         "ssl:8443:privateKey=key.pem; empty (the default) serves no web."],
+        ["web-origin", None, "",
+         "Comma-separated origins (scheme://host[:port]) whose pages may open the WebSocket; "
+         "empty (the default) allows only the site's own origin."],
     ]
 
     def postOptions(self) -> None:
@@ -71,6 +79,10 @@ class Options(usage.Options):
                 parse_redis_url(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis: {e}") from None
+        try:
+            self["web-origin"] = parse_origins(self["web-origin"])
+        except ValueError as e:
+            raise usage.UsageError(f"--web-origin: {e}") from None
         _check_range("node-id", self["node-id"], 0, MAX_NODE)
         _check_range("max-frame", self["max-frame"], 1024, 16 * 1024 * 1024)
         _check_range("password-cost", self["password-cost"], 1, MAX_COST)
@@ -116,7 +128,7 @@ class Listener(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, factory: ChatFactory, reactor: Any) -> None:
+    def __init__(self, description: str, factory: Factory, reactor: Any) -> None:
         super().__init__(serverFromString(reactor, with_backlog(description)), factory)
         self.description = description
 
@@ -161,4 +173,10 @@ def makeService(options: Options) -> IService:
         Listener(options["listen"], node.factory, reactor).setServiceParent(node)
     except ValueError as e:
         raise SystemExit(f"chatd: bad --listen {options['listen']!r}: {e}") from None
+    if options["web"]:
+        site = web_factory(node.factory, options["web-origin"])
+        try:
+            Listener(options["web"], site, reactor).setServiceParent(node)
+        except ValueError as e:
+            raise SystemExit(f"chatd: bad --web {options['web']!r}: {e}") from None
     return node
