@@ -52,6 +52,7 @@ class WebNode:
 
     def __init__(self, node: Node, listener: Any) -> None:
         self.node = node
+        self.listener = listener
         self.port: int = listener.getHost().port
         self.url = f"http://127.0.0.1:{self.port}/"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"

@@ -40,8 +40,8 @@ def start_redis() -> Redis:
     return server
 
 
-def start_nginx(node_ports: list[int]) -> Nginx:
-    server = Nginx(node_ports)
+def start_nginx(node_ports: list[int], web_ports: list[int] | None = None) -> Nginx:
+    server = Nginx(node_ports, web_ports=web_ports)
     try:
         server.start()
     except (RuntimeError, OSError) as e:
