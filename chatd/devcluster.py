@@ -1,5 +1,6 @@
 """`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
-temporary directories, three chatd nodes, nginx on port 8000; Ctrl-C stops all of it."""
+temporary directories, three chatd nodes, nginx on port 8000 for chat clients and on port 8080
+for the web client; Ctrl-C stops all of it."""
 
 import argparse
 import os
@@ -28,10 +29,12 @@ class NodeProcess:
     def __init__(self, number: int, db: str, redis: str, workdir: str, cost: int) -> None:
         self.number = number
         self.port = free_port()
+        self.web_port = free_port()
         self.log = os.path.join(workdir, f"node{number}.log")
         self.proc = subprocess.Popen(
             [TWISTD, "--nodaemon", "--pidfile=", "--logfile", self.log, "chatd",
              "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--db", db, "--redis", redis,
+             "--web", f"tcp:{self.web_port}:interface=127.0.0.1",
              "--node-id", str(number), "--password-cost", str(cost)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
@@ -55,7 +58,7 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run(nodes: int, port: int, cost: int) -> None:
+def run(nodes: int, port: int, web_port: int, cost: int) -> None:
     """Start everything, print where it is, wait for Ctrl-C, stop everything."""
     workdir = tempfile.mkdtemp(prefix="chatd-cluster-")
     started: list[MariaDB | Redis | NodeProcess | Nginx] = []
@@ -71,12 +74,15 @@ def run(nodes: int, port: int, cost: int) -> None:
         started += chat_nodes
         for node in chat_nodes:
             node.wait()
-        nginx = Nginx([n.port for n in chat_nodes], port)
+        nginx = Nginx([n.port for n in chat_nodes], port, [n.web_port for n in chat_nodes],
+                      web_port)
         started.append(nginx)
         nginx.start()
         print(f"\n  clients:  telnet 127.0.0.1 {port}   or   .venv/bin/chat-client --port {port}")
+        print(f"  web:      {nginx.url}")
         for node in chat_nodes:
-            print(f"  node {node.number}:   127.0.0.1:{node.port}   log {node.log}")
+            print(f"  node {node.number}:   127.0.0.1:{node.port}   web 127.0.0.1:{node.web_port}"
+                  f"   log {node.log}")
         print(f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\nCtrl-C stops the cluster.",
               flush=True)
         signal.signal(signal.SIGTERM, _interrupted)
@@ -98,10 +104,12 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Needs mariadb-server, redis-server, nginx and libnginx-mod-stream installed.")
     parser.add_argument("--nodes", type=int, default=3, help="chatd nodes to run (default 3)")
     parser.add_argument("--port", type=int, default=8000, help="nginx port (default 8000)")
+    parser.add_argument("--web-port", type=int, default=8080,
+                        help="nginx port of the web client (default 8080)")
     parser.add_argument("--password-cost", type=int, default=14,
                         help="scrypt cost of the nodes (default 14)")
     args = parser.parse_args(argv)
-    run(args.nodes, args.port, args.password_cost)
+    run(args.nodes, args.port, args.web_port, args.password_cost)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from chatd.web.socket import frame
 from tests.harness import deferLater, serve_web, start_node, user
 from tests.test_scenarios import ERROR, ONE_CHAT, Scenarios
 
@@ -42,8 +43,8 @@ class WebSocketScenarios(Scenarios, TestCase):
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         wire = a.transport.transport
-        for chunk in (_frame(1, b'{"msgid":6,"to":' + str(b.user_id).encode(), final=False),
-                      _frame(0, b',"msg":"in ', final=False), _frame(0, b'parts"}')):
+        for chunk in (_frame(b'{"msgid":6,"to":' + str(b.user_id).encode(), final=False),
+                      _continued(b',"msg":"in ', final=False), _continued(b'parts"}')):
             for byte in chunk:
                 wire.write(bytes([byte]))
         self.assertEqual((await b.recv(ONE_CHAT))["msg"], "in parts")
@@ -53,9 +54,9 @@ class WebSocketScenarios(Scenarios, TestCase):
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         wire = a.transport.transport
-        wire.write(_frame(1, b'{"msgid":6,"msg":"', final=False))
+        wire.write(_frame(b'{"msgid":6,"msg":"', final=False))
         for _ in range(200):
-            wire.write(_frame(0, b"x" * 1024, final=False))
+            wire.write(_continued(b"x" * 1024, final=False))
         self.assertEqual((await a.recv(ERROR))["errno"], 108)
         await a.closed
         b.send({"msgid": 18})
@@ -73,6 +74,15 @@ class WebSocketScenarios(Scenarios, TestCase):
         a.send((head + text + 'x"}').encode())
         self.assertEqual((await a.recv(ERROR))["errno"], 108)
 
+    async def test_server_frames_of_every_length_encoding_arrive_whole(self):
+        """RFC 6455 has three length forms: 7 bits, 16 bits, 64 bits."""
+        node = await self.node("--max-frame", "200000")
+        a = await user(self, node, "alice")
+        b = await user(self, node, "bob")
+        for text in ("x" * 10, "y" * 1000, "é" * 32768):
+            a.send({"msgid": 6, "to": b.user_id, "msg": text})
+            self.assertEqual((await b.recv(ONE_CHAT))["msg"], text)
+
     async def test_browser_and_tcp_sessions_chat_both_ways(self):
         web = await self.node()
         on_web = await user(self, web, "web")
@@ -86,6 +96,15 @@ class WebSocketScenarios(Scenarios, TestCase):
         got = await on_web.recv(ONE_CHAT)
         on_web.send({"msgid": 17, "mid": got["mid"]})
         await on_tcp.recv(16, cid="t1", mid=got["mid"])
+
+
+def _frame(payload: bytes, final: bool = True) -> bytes:
+    """A client's text frame with the mask key 0, so the payload shows as it is."""
+    return frame(payload, masked=True, final=final)
+
+
+def _continued(payload: bytes, final: bool = True) -> bytes:
+    return frame(payload, 0, masked=True, final=final)
 
 
 class Raw(Protocol):
@@ -147,13 +166,3 @@ class SiteTests(TestCase):
                           head)
         script = await _http(web.port, b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"content-type: text/javascript", script.lower())
-
-
-def _frame(opcode: int, payload: bytes, final: bool = True) -> bytes:
-    """One masked client frame (RFC 6455 5.2) with a zero mask, so the payload shows."""
-    head = bytes([(0x80 if final else 0) | opcode])
-    if len(payload) < 126:
-        head += bytes([0x80 | len(payload)])
-    else:
-        head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
-    return head + b"\0\0\0\0" + payload

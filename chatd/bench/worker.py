@@ -49,6 +49,7 @@ class Worker:
         self._by_index: dict[int, User] = {}
         self.targets: list[tuple[str, int]] = []
         self.proto = 1
+        self.ws = False
         self.password = ""
         self.cid_prefix = b"%x" % time_ns()
         """Proto 2 cids are this, the phase's letter and the sequence number: the server
@@ -91,6 +92,7 @@ class Worker:
         """Take this worker's users and settings (targets come as addresses, resolved)."""
         self.config = cmd
         self.proto = cmd["proto"]
+        self.ws = cmd["ws"]
         self.password = cmd["password"]
         self.targets = [(host, port) for host, port in cmd["targets"]]
         self.users = [User(index, name, uid) for index, name, uid in cmd["users"]]

@@ -15,6 +15,7 @@ from chatd.protocol import ChatFactory, ChatProtocol
 # Frame headers (up to 14 bytes a fragment) and the bytes of one read that may already belong
 # to the next message: how far the raw count may run past --max-frame before it closes.
 SLACK = 65536 + 4096
+TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
 
 class Meter(ProtocolWrapper):
@@ -35,6 +36,22 @@ class Meter(ProtocolWrapper):
         super().dataReceived(data)
 
 
+def frame(payload: bytes, opcode: int = TEXT, masked: bool = False, final: bool = True
+          ) -> bytes:
+    """One frame (RFC 6455 5.2). A server's is unmasked; a client's (chatd-bench, tests) has
+    the mask key 0, a value a random key may take, which leaves the payload as it is."""
+    size = len(payload)
+    first = (0x80 if final else 0) | opcode
+    mask = 0x80 if masked else 0
+    if size < 126:
+        head = bytes((first, mask | size))
+    elif size < 65536:
+        head = bytes((first, mask | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, mask | 127)) + size.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload if masked else head + payload
+
+
 @implementer(ITransport)
 class FrameTransport:
     """What the ChatProtocol writes to: each LF-ended frame becomes one text message."""
@@ -46,20 +63,12 @@ class FrameTransport:
         self._tcp = tcp
 
     def write(self, data: bytes) -> None:
-        if self.disconnecting:
-            return
-        try:
-            for frame in data.split(b"\n"):
-                if frame:
-                    self._ws.sendTextMessage(frame.decode())
-        except LocalProtocolError:
-            self._closing()
-
-    def _closing(self) -> None:
-        """The peer closed the WebSocket and the TCP connection is going: what is not
-        written now is never acknowledged, so the router stores it offline."""
-        self.disconnecting = True
-        self._tcp.loseConnection()
+        """Server frames are built here, not by wsproto: a chat frame is already UTF-8 bytes,
+        which wsproto would take only as text to encode again. After the
+        peer's Close the TCP transport is disconnecting and drops what comes: a frame that
+        is never acknowledged is stored offline by the router."""
+        if not self.disconnecting:
+            self._tcp.write(b"".join(frame(line) for line in data.split(b"\n") if line))
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
@@ -69,8 +78,8 @@ class FrameTransport:
             self.disconnecting = True
             try:
                 self._ws.loseConnection()
-            except LocalProtocolError:
-                self._closing()
+            except LocalProtocolError:  # the peer closed first; wsproto answered it
+                self._tcp.loseConnection()
 
     def abortConnection(self) -> None:
         self.disconnecting = True
