@@ -291,7 +291,7 @@ function friendAdded(friend) {
 function historyArrived(f) {
   if (f.errno !== 0) return sideStatus(f.errmsg);
   const messages = f.messages || [];
-  const key = messages.length ? keyOf(messages[0]) : state.pendingHistory;
+  const key = f.peer ? `u:${f.peer}` : f.groupid ? `g:${f.groupid}` : state.pendingHistory;
   state.pendingHistory = null;
   if (!key) return;
   const conv = conversation(key);
