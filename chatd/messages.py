@@ -5,7 +5,7 @@ from typing import Any
 
 
 class MsgId(IntEnum):
-    """msgid numbers: 1-10 as in the original C++ server, 11-18 added by chatd."""
+    """msgid numbers: 1-10 as in the original C++ server, 11 on added by chatd."""
 
     LOGIN = 1
     LOGIN_ACK = 2
@@ -29,6 +29,23 @@ class MsgId(IntEnum):
     FRIEND_LIST_ACK = 20
     GROUP_LIST = 21
     GROUP_LIST_ACK = 22
+    HISTORY = 23
+    HISTORY_ACK = 24
+    SYNC = 25
+    SYNC_ACK = 26
+    READ = 27
+    TYPING = 28
+    REMOVE_FRIEND = 29
+    REMOVE_FRIEND_ACK = 30
+    LEAVE_GROUP = 31
+    LEAVE_GROUP_ACK = 32
+    KICK_MEMBER = 33
+    KICK_MEMBER_ACK = 34
+    BLOCK = 35
+    BLOCK_ACK = 36
+    NOTICE = 37
+    DEVICES = 38
+    DEVICES_ACK = 39
 
 
 class Errno(IntEnum):
@@ -58,6 +75,14 @@ class Errno(IntEnum):
     NOT_A_MEMBER = 124
     UNAVAILABLE = 130
     INTERNAL = 131
+    NOT_A_FRIEND = 160
+    BLOCKED = 161
+    NOT_CREATOR = 162
+    TARGET_NOT_MEMBER = 163
+    KICK_SELF = 164
+    BLOCK_SELF = 165
+    TOO_MANY_DEVICES = 166
+    PEER_AND_GROUP = 167
     BINARY_MESSAGE = 180
 
 
@@ -85,6 +110,14 @@ ERRMSG: dict[Errno, str] = {
     Errno.NOT_A_MEMBER: "not a member of this group",
     Errno.UNAVAILABLE: "service temporarily unavailable, try again",
     Errno.INTERNAL: "internal error",
+    Errno.NOT_A_FRIEND: "not a friend",
+    Errno.BLOCKED: "this user has blocked you",
+    Errno.NOT_CREATOR: "only the group's creator may do this",
+    Errno.TARGET_NOT_MEMBER: "that user is not a member of this group",
+    Errno.KICK_SELF: "cannot kick yourself, leave the group instead",
+    Errno.BLOCK_SELF: "cannot block yourself",
+    Errno.TOO_MANY_DEVICES: "too many devices online",
+    Errno.PEER_AND_GROUP: "give peer or groupid, not both",
     Errno.BINARY_MESSAGE: "binary message: send each frame as one text message",
 }
 

@@ -35,3 +35,10 @@ class MidGenerator:
         else:
             self._last_ms, self._seq = self._last_ms + 1, 0
         return (self._last_ms << (NODE_BITS + SEQ_BITS)) | self._node | self._seq
+
+
+def mid_floor(seconds: float) -> int:
+    """The lowest mid any node can give a message at this time (seconds since the epoch):
+    mids order and date messages, so a time bound on them is a mid bound."""
+    ms = max(int(seconds * 1000) - EPOCH_MS, 0)
+    return ms << (NODE_BITS + SEQ_BITS)

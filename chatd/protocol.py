@@ -39,7 +39,17 @@ OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
     MsgId.ADD_GROUP: (MsgId.ADD_GROUP_ACK, {}),
     MsgId.FRIEND_LIST: (MsgId.FRIEND_LIST_ACK, {}),
     MsgId.GROUP_LIST: (MsgId.GROUP_LIST_ACK, {}),
+    MsgId.HISTORY: (MsgId.HISTORY_ACK, {"messages": [], "more": False}),
+    MsgId.SYNC: (MsgId.SYNC_ACK, {"messages": [], "more": False}),
+    MsgId.REMOVE_FRIEND: (MsgId.REMOVE_FRIEND_ACK, {}),
+    MsgId.LEAVE_GROUP: (MsgId.LEAVE_GROUP_ACK, {}),
+    MsgId.KICK_MEMBER: (MsgId.KICK_MEMBER_ACK, {}),
+    MsgId.BLOCK: (MsgId.BLOCK_ACK, {}),
+    MsgId.DEVICES: (MsgId.DEVICES_ACK, {"devices": []}),
 }
+
+# Fields of a request repeated in its refusal, so that the client knows what was refused.
+ECHOED = ("peer", "groupid", "friendid", "userid", "block")
 
 Handler = Callable[[Any, dict[str, Any]], Handled]
 
@@ -59,6 +69,7 @@ def handlers(service: ChatService) -> dict[int, Handler]:
         MsgId.HEARTBEAT: service.heartbeat,
         MsgId.FRIEND_LIST: service.friend_list,
         MsgId.GROUP_LIST: service.group_list,
+        MsgId.DEVICES: service.devices,
     }
 
 
@@ -76,6 +87,8 @@ class ChatProtocol(Protocol):
     user_id: int | None = None
     name = ""
     proto = 1
+    device = ""
+    since = 0
     inbox: Inbox | None = None
 
     def __init__(self, factory: "ChatFactory") -> None:
@@ -210,8 +223,10 @@ class ChatProtocol(Protocol):
         own = OWN_REPLY.get(msgid)
         if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
             ack, defaults = own
-            return self.send({"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg,
-                              **defaults})
+            reply = {"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg, **defaults}
+            if msgid > MsgId.GROUP_LIST_ACK:
+                reply.update((k, frame[k]) for k in ECHOED if k in frame)
+            return self.send(reply)
         cid = frame.get("cid") if type(frame.get("cid")) is str else None
         self.send(error_frame(err, msgid, cid))
 
@@ -240,12 +255,13 @@ class ChatFactory(Factory):
 
     def __init__(self, service: ChatService, clock: IReactorTime,
                  max_frame: int = DEFAULT_MAX_FRAME,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 more_handlers: dict[int, Handler] | None = None) -> None:
         self.service = service
         self.clock = clock
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
-        self.dispatch = handlers(service)
+        self.dispatch = {**handlers(service), **(more_handlers or {})}
         self.sessions: set[ChatProtocol] = set()
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock

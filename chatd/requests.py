@@ -8,6 +8,8 @@ from chatd.messages import ChatError, Errno, MsgId
 
 MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
+MAX_HISTORY_PAGE = 100
+MAX_SYNC_PAGE = 500
 
 
 class Field(ABC):
@@ -71,6 +73,14 @@ class IntListField(Field):
             raise ChatError(Errno.OUT_OF_RANGE, self.name)
 
 
+class BoolField(Field):
+    __slots__ = ()
+
+    def check(self, value: Any) -> None:
+        if type(value) is not bool:
+            raise ChatError(Errno.WRONG_TYPE, self.name)
+
+
 def _check_unicode(field: str, value: str) -> None:
     """JSON may escape a lone surrogate (\\ud800); such text cannot be sent on as UTF-8."""
     try:
@@ -92,7 +102,8 @@ CID = StrField("cid", 1, 64, required=False)
 SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.LOGIN: (_int("id"), StrField("password", 1, 128, required=False),
                   StrField("token", 1, 200, required=False),
-                  _int("proto", required=False, high=2)),
+                  _int("proto", required=False, high=2),
+                  NameField("device", 1, 64, required=False)),
     MsgId.LOGOUT: (USER_ID,),
     MsgId.REG: (NameField("name", 1, 50), PASSWORD),
     MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID),
@@ -106,7 +117,22 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.HEARTBEAT: (),
     MsgId.FRIEND_LIST: (USER_ID,),
     MsgId.GROUP_LIST: (USER_ID,),
+    MsgId.HISTORY: (USER_ID, _int("peer", required=False), _int("groupid", required=False),
+                    _int("before", required=False),
+                    _int("limit", required=False, high=MAX_HISTORY_PAGE)),
+    MsgId.SYNC: (USER_ID, _int("after", low=0), _int("limit", required=False, high=MAX_SYNC_PAGE)),
+    MsgId.READ: (USER_ID, _int("peer", required=False), _int("groupid", required=False),
+                 _int("mid")),
+    MsgId.TYPING: (USER_ID, _int("to")),
+    MsgId.REMOVE_FRIEND: (USER_ID, _int("friendid")),
+    MsgId.LEAVE_GROUP: (USER_ID, _int("groupid")),
+    MsgId.KICK_MEMBER: (USER_ID, _int("groupid"), _int("userid")),
+    MsgId.BLOCK: (USER_ID, _int("userid"), BoolField("block", 0, 0)),
+    MsgId.DEVICES: (USER_ID,),
 }
+
+# Requests naming a conversation by exactly one of `peer` and `groupid`.
+ONE_CONVERSATION = frozenset({MsgId.HISTORY, MsgId.READ})
 
 
 # SCHEMA as plain tuples: validate runs for every frame, and attribute lookups add up.
@@ -127,6 +153,12 @@ def validate(msgid: int, frame: dict[str, Any]) -> None:
         check(value)
     if msgid == MsgId.LOGIN and frame.get("password") is None and frame.get("token") is None:
         raise ChatError(Errno.MISSING_FIELD, "password")
+    if msgid in ONE_CONVERSATION:
+        peer, group_id = frame.get("peer"), frame.get("groupid")
+        if peer is not None and group_id is not None:
+            raise ChatError(Errno.PEER_AND_GROUP)
+        if peer is None and group_id is None:
+            raise ChatError(Errno.MISSING_FIELD, "peer")
     if msgid == MsgId.RECV_ACK:
         mids = frame.get("mids")
         if mids is None and frame.get("mid") is None:

@@ -3,9 +3,12 @@ offline storage; and which frames are still in flight, here and to other nodes.
 
 Between nodes a frame travels in an envelope whose first line says how to report back:
     U <mid> <report-to> <token>\\n<frame>         on a user's channel (one recipient)
+    N\\n<frame>                                     on a user's channel: live only, no report
+    O                                             on a user's channel: stored offline, look
     G <mid> <report-to> <token> <uid,...>\\n<frame> on a node's channel (group fan-out)
     A <token> [<token> ...]                       the report: these copies are safe
     C <groupid>                                   on the control channel: membership changed
+    B <blocker> <blocked> <0|1>                   on the control channel: a block changed
 The receiving node reports once its copies are acknowledged, written to an original-dialect
 session, or stored; the sending node stores them itself if no report comes in time. Reports
 for one node are gathered for a reactor turn and go in one message.
@@ -45,7 +48,7 @@ class Inbox:
     """
 
     __slots__ = ("session", "user_id", "needs_ack", "ready", "offline_mids", "unacked",
-                 "_held", "_clock")
+                 "catch_up", "_held", "_clock")
 
     def __init__(self, session: Session, clock: IReactorTime) -> None:
         self.session = session
@@ -54,6 +57,8 @@ class Inbox:
         self.ready = False
         # mids of the offline messages in the login reply, deleted from the store once acked
         self.offline_mids: AbstractSet[int] = frozenset()
+        # frames were stored offline while the login reply was being made: look again
+        self.catch_up = False
         self.unacked: dict[int, tuple[bytes, Done, float]] = {}
         self._held: list[tuple[int, bytes, Done]] = []
         self._clock = clock
@@ -69,6 +74,12 @@ class Inbox:
         elif done is not None:
             done()
 
+    def notify(self, frame: bytes) -> None:
+        """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
+        reply is out; nothing waits for it and nothing is stored."""
+        if self.ready and self.needs_ack:
+            self.session.write(frame)
+
     def open(self) -> None:
         """The login reply is out: release what arrived meanwhile."""
         self.ready = True
@@ -76,16 +87,12 @@ class Inbox:
         for mid, frame, done in held:
             self.push(mid, frame, done)
 
-    def ack(self, mids: Iterable[int]) -> list[int]:
-        """Release acknowledged frames; return the mids that were not in flight."""
-        others = []
+    def ack(self, mids: Iterable[int]) -> None:
+        """Release acknowledged frames (mids not in flight are ignored)."""
         for mid in mids:
             entry = self.unacked.pop(mid, None)
-            if entry is None:
-                others.append(mid)
-            elif entry[1] is not None:
+            if entry is not None and entry[1] is not None:
                 entry[1]()
-        return others
 
     def expired(self, deadline: float) -> list[tuple[int, bytes, Done]]:
         """Remove and return the frames sent before `deadline` and still unacknowledged."""
@@ -160,6 +167,10 @@ class Router:
         self.report_timeout = 2 * ack_timeout + 2
         # called with a group id, or with None for "any group" after the bus was away
         self.on_group_changed: Callable[[int | None], None] = lambda group_id: None
+        # called with (blocker, blocked, block) for a block changed on any node
+        self.on_block_changed: Callable[[int, int, bool], None] = lambda a, b, block: None
+        # called with a user id logged in here when frames were stored offline for them
+        self.on_offline_stored: Callable[[int], None] = lambda user_id: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -216,7 +227,7 @@ class Router:
         if self._inboxes.get(inbox.user_id) is inbox:
             del self._inboxes[inbox.user_id]
             self.bus.unsubscribe(inbox.user_id)
-        self._keep(inbox.user_id, inbox.drain())
+        self._keep(inbox.user_id, inbox.drain(), announce=True)
 
     async def online(self, user_ids: list[int]) -> set[int]:
         """Live presence: held by this node or, through the bus, by another. While the bus
@@ -235,7 +246,22 @@ class Router:
         self.on_group_changed(group_id)
         self.bus.publish_control(b"C %d" % group_id).addErrback(lambda f: None)
 
+    def block_changed(self, blocker: int, blocked: int, block: bool) -> None:
+        """Tell every node (this one too) that `blocker` blocked or unblocked `blocked`."""
+        self.on_block_changed(blocker, blocked, block)
+        payload = b"B %d %d %d" % (blocker, blocked, block)
+        self.bus.publish_control(payload).addErrback(lambda f: None)
+
     # sending
+
+    def notify(self, user_id: int, frame: bytes) -> None:
+        """A live-only frame for the user's session, here or on another node; dropped when
+        the user is offline."""
+        inbox = self._inboxes.get(user_id)
+        if inbox is not None:
+            inbox.notify(frame)
+        else:
+            self.bus.publish(user_id, b"N\n" + frame).addErrback(lambda f: None)
 
     def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
         """Record the mid of (sender, cid) cluster-wide; fires with an earlier (mid, safe)."""
@@ -318,12 +344,31 @@ class Router:
             if rows == 0 and len(user_ids) == 1:
                 fan.missing.add(user_ids[0])
             fan.done(len(user_ids))
+            self._announce_stored(user_ids)
         d.addCallbacks(stored, fan.failed)
+
+    def _announce_stored(self, user_ids: list[int]) -> None:
+        """Frames were stored offline for these users: one who is logging in meanwhile (here
+        or on another node) may have read the offline store before they were there."""
+        for user_id in user_ids:
+            if user_id in self._inboxes:
+                self.on_offline_stored(user_id)
+            else:
+                self.bus.publish(user_id, b"O\n").addErrback(lambda f: None)
 
     # receiving from other nodes
 
     def from_user_channel(self, user_id: int, payload: bytes) -> None:
         line, frame = payload.split(b"\n", 1)
+        if line == b"N":
+            inbox = self._inboxes.get(user_id)
+            if inbox is not None:
+                inbox.notify(frame)
+            return
+        if line == b"O":
+            if user_id in self._inboxes:
+                self.on_offline_stored(user_id)
+            return
         _, mid, report_to, token = _header(line)
         self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
 
@@ -344,6 +389,8 @@ class Router:
         fields = _header(payload)
         if fields[0] == b"C":
             self.on_group_changed(int(fields[1]))
+        elif fields[0] == b"B":
+            self.on_block_changed(int(fields[1]), int(fields[2]), fields[3] == b"1")
 
     def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
         def report() -> None:
@@ -403,9 +450,10 @@ class Router:
         for token in [t for t, r in self._pending.items() if r.deadline < now]:
             self._give_up(token)
 
-    def _keep(self, user_id: int, frames: list[tuple[int, bytes, Done]], attempt: int = 0
-              ) -> None:
-        """Store frames nobody else holds; retried with back-off while the store is down."""
+    def _keep(self, user_id: int, frames: list[tuple[int, bytes, Done]], attempt: int = 0,
+              announce: bool = False) -> None:
+        """Store frames nobody else holds; retried with back-off while the store is down.
+        `announce`: the session left, and a new one may be logging in meanwhile."""
         if not frames:
             return
         rows = [(user_id, mid, frame[:-1].decode()) for mid, frame, _ in frames]
@@ -415,13 +463,15 @@ class Router:
             for _mid, _frame, done in frames:
                 if done is not None:
                     done()
+            if announce:
+                self._announce_stored([user_id])
 
         def retry(failure: Any) -> None:
             failure.trap(ServiceUnavailable)
             delay = STORE_RETRY_SECONDS[min(attempt, len(STORE_RETRY_SECONDS) - 1)]
             log.warn("user {uid}: cannot store {n} frames ({error}), retrying in {delay}s",
                      uid=user_id, n=len(frames), error=failure.value, delay=delay)
-            self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1)
+            self._clock.callLater(delay, self._keep, user_id, frames, attempt + 1, announce)
 
         d.addCallbacks(stored, retry)
         d.addErrback(lambda f: log.failure("storing offline frames", f))

@@ -13,19 +13,22 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from chatd.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
+from chatd.history import HistoryWriter
 from chatd.messages import ChatError, Errno, MsgId, error_frame
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
-from chatd.router import Router
+from chatd.router import Inbox, Router
 from chatd.session import Session
-from chatd.store import GroupRecord, NameTaken, Store, UserRecord
+from chatd.store import GroupRecord, NameTaken, Store, Unread, UserRecord
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
 
 log = Logger()
 
 Handled = Coroutine[Any, Any, None] | None
 
+DEFAULT_DEVICE = "default"
 OFFLINE_IN_REPLY = 100
 OFFLINE_PER_LOGIN = 10_000
 
@@ -58,22 +61,32 @@ def group_views(groups: list[GroupRecord], online: set[int], proto: int) -> list
     return [encode_text(v) for v in views]
 
 
+def unread_views(unread: list[Unread]) -> list[dict[str, int]]:
+    return [{"groupid" if u.group_id else "peer": u.group_id or u.peer, "count": u.count,
+             "last_mid": u.last_mid} for u in unread]
+
+
 class ChatService:
-    """One per node; holds no per-connection state except the cache of group members."""
+    """One per node; holds no per-connection state except the caches of group members and
+    of the blockers of the users logged in here."""
 
     def __init__(self, store: Store, router: Router, hasher: PasswordHasher,
-                 mids: MidGenerator, clock: IReactorTime,
+                 mids: MidGenerator, clock: IReactorTime, history: HistoryWriter,
                  token_lifetime: float = DEFAULT_LIFETIME) -> None:
         self.store = store
         self.router = router
         self.hasher = hasher
         self.mids = mids
-        self._clock = clock
+        self.history = history
+        self.blocks = Blocks()
+        self.clock = clock
         self._members: dict[int, set[int]] = {}
         self._membership_changes = 0
         self._token_lifetime = token_lifetime
         self._signer: TokenSigner | None = None
         router.on_group_changed = self._forget_group
+        router.on_block_changed = self._block_changed
+        router.on_offline_stored = self._offline_stored
 
     # accounts
 
@@ -99,6 +112,8 @@ class ChatService:
         if not session.connected:
             return
         session.login(user_id, user.name, req.get("proto") or 1)
+        session.device = req.get("device") or DEFAULT_DEVICE
+        session.since = int(self.clock.seconds() * 1000)
         inbox = await self.router.attach(session)
         if inbox is None:
             session.logout()
@@ -126,34 +141,68 @@ class ChatService:
         """The cluster's token signer; its secret is read from the database on first use."""
         if self._signer is None:
             secret = await self.store.secret("token")
-            self._signer = TokenSigner(secret, self._token_lifetime, self._clock.seconds)
+            self._signer = TokenSigner(secret, self._token_lifetime, self.clock.seconds)
         return self._signer
 
     async def _welcome(self, session: Session, user_id: int) -> None:
         """Send the login reply with friends, groups and offline messages, then open the inbox."""
         token = (await self._tokens()).issue(user_id) if session.proto == 2 else None
-        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN)
+        unread = session.proto == 2 and self.history.enabled
+        if unread:
+            await self.history.flush()  # the unread counts include what this node accepted
+        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, unread)
         friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
+        self.blocks.load(user_id, welcome.blocked_by)
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
-        online = await self.router.online(list(set(ids)))
+        online = await self.online(session, list(set(ids)))
         if not session.connected:
             self.end(session)
             return
         inbox = session.inbox
         reply = self._login_reply(session, friends, groups, offline[:OFFLINE_IN_REPLY], online)
-        if token is not None:
+        if session.proto == 2:
             reply["token"] = token
+            reply["unread"] = unread_views(welcome.unread)
+            reply["device"] = session.device
         session.send(reply)
         inbox.open()
         for mid, frame in offline[OFFLINE_IN_REPLY:]:
             inbox.push(mid, frame.encode() + b"\n", None)
         mids = [mid for mid, _ in offline]
-        if inbox.needs_ack:
-            inbox.offline_mids = set(mids)
-        elif mids:
+        inbox.offline_mids = set(mids)
+        if not inbox.needs_ack and mids:
             self._forget_offline(user_id, mids)
         log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
                  uid=user_id, proto=session.proto, n=len(offline))
+        if inbox.catch_up:
+            self._offline_stored(user_id)
+
+    def _offline_stored(self, user_id: int) -> None:
+        """Frames were stored offline for a user logged in here: the login may have read the
+        store before they were in it, so send the ones this session has not had."""
+        inbox = self.router.inbox(user_id)
+        if inbox is None:
+            return
+        if not inbox.ready:
+            inbox.catch_up = True
+            return
+        inbox.catch_up = False
+        d = Deferred.fromCoroutine(self._catch_up(inbox))
+        d.addErrback(lambda f: log.warn("user {uid}: offline catch-up failed ({error}); "
+                                        "at the next login then", uid=user_id, error=f.value))
+
+    async def _catch_up(self, inbox: Inbox) -> None:
+        user_id = inbox.user_id
+        rows = await self.store.offline(user_id, OFFLINE_PER_LOGIN)
+        if self.router.inbox(user_id) is not inbox:
+            return
+        new = [(mid, text) for mid, text in rows
+               if mid not in inbox.offline_mids and mid not in inbox.unacked]
+        inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
+        for mid, text in new:
+            inbox.push(mid, text.encode() + b"\n", None)
+        if not inbox.needs_ack and new:
+            self._forget_offline(user_id, [mid for mid, _ in new])
 
     def _login_reply(self, session: Session, friends: list[tuple[int, str]],
                      groups: list[GroupRecord], offline: list[tuple[int, str]],
@@ -187,7 +236,19 @@ class ChatService:
         session.inbox = None
         session.logout()
         if inbox is not None:
+            self.blocks.drop(inbox.user_id)
             self.router.detach(inbox)
+
+    def devices(self, session: Session, req: dict[str, Any]) -> Handled:
+        """The account's online sessions (one per account in this release)."""
+        session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0,
+                      "devices": [{"device": session.device, "since": session.since}]})
+        return None
+
+    async def online(self, session: Session, user_ids: list[int]) -> set[int]:
+        """Live presence as this session's user may see it: who blocked them is offline."""
+        online = await self.router.online(user_ids)
+        return online - self.blocks.blockers(session.user_id)
 
     # friends and groups
 
@@ -195,11 +256,13 @@ class ChatService:
         friend_id = req["friendid"]
         if friend_id == session.user_id:
             raise ChatError(Errno.SELF_FRIEND)
+        if friend_id in self.blocks.blockers(session.user_id):
+            raise ChatError(Errno.BLOCKED)
         friend = await self.store.user(friend_id)
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
         await self.store.add_friend(session.user_id, friend_id)
-        online = await self.router.online([friend_id])
+        online = await self.online(session, [friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
                       "friend": {"id": friend_id, "name": friend.name,
                                  "state": _state(friend_id in online)}})
@@ -207,7 +270,7 @@ class ChatService:
     async def create_group(self, session: Session, req: dict[str, Any]) -> None:
         try:
             group_id = await self.store.create_group(
-                req["groupname"], req.get("groupdesc") or "", session.user_id)
+                req["groupname"], req.get("groupdesc") or "", session.user_id, self.join_mark())
         except NameTaken:
             raise ChatError(Errno.GROUP_NAME_TAKEN) from None
         self.router.group_changed(group_id)
@@ -215,25 +278,35 @@ class ChatService:
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
 
     async def add_group(self, session: Session, req: dict[str, Any]) -> None:
-        group = await self.store.join_group(req["groupid"], session.user_id)
+        group = await self.store.join_group(req["groupid"], session.user_id, self.join_mark())
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
         self.router.group_changed(group.id)
-        online = await self.router.online([m.id for m in group.members])
+        online = await self.online(session, [m.id for m in group.members])
         session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
                       "group": group_view(group, online)})
 
     async def friend_list(self, session: Session, req: dict[str, Any]) -> None:
         friends = await self.store.friends(session.user_id)
-        online = await self.router.online([f[0] for f in friends])
+        online = await self.online(session, [f[0] for f in friends])
         session.send({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0,
                       "friends": friend_views(friends, online, session.proto)})
 
     async def group_list(self, session: Session, req: dict[str, Any]) -> None:
         groups = await self.store.user_groups(session.user_id)
-        online = await self.router.online(list({m.id for g in groups for m in g.members}))
+        online = await self.online(session, list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
                       "groups": group_views(groups, online, session.proto)})
+
+    def join_mark(self) -> int:
+        """The mid from which a member joining now reads a group's history: a fresh one, so
+        that a message this node accepted in the same millisecond before the join is not
+        counted in (mids of one node increase strictly)."""
+        return self.mids.next()
+
+    def _block_changed(self, blocker: int, blocked: int, block: bool) -> None:
+        if self.router.inbox(blocked) is not None:
+            self.blocks.changed(blocker, blocked, block)
 
     def _forget_group(self, group_id: int | None) -> None:
         """Members changed (maybe on another node; None: any group may have): reload them at
@@ -248,6 +321,8 @@ class ChatService:
 
     def one_chat(self, session: Session, req: dict[str, Any]) -> Handled:
         to = req["to"]
+        if to in self.blocks.blockers(session.user_id):
+            raise ChatError(Errno.BLOCKED)
         frame = {"msgid": MsgId.ONE_CHAT, "id": session.user_id, "name": session.name,
                  "to": to, "toid": to}
         self._send_chat(session, req, frame, [to])
@@ -314,8 +389,10 @@ class ChatService:
                  recipients: list[int], mid: int) -> None:
         frame["mid"] = mid
         ref = frame["msgid"]
+        data = encode(frame)
+        self.history.record(mid, sender, frame, data)
         self.router.deliver(
-            recipients, mid, encode(frame),
+            recipients, mid, data,
             lambda missing: self._delivered(missing, sender, cid, mid, ref),
             lambda failure: self._not_delivered(failure, sender, cid, ref))
 
@@ -326,6 +403,7 @@ class ChatService:
     def _delivered(self, missing: set[int], sender: int, cid: str | None, mid: int,
                    ref: int) -> None:
         if missing:
+            self.history.forget(mid)
             session = self._current_session(sender)
             if session is not None:
                 session.send(error_frame(ChatError(Errno.NO_SUCH_USER), ref, cid))
@@ -348,10 +426,12 @@ class ChatService:
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]
         inbox = session.inbox
-        stored = [m for m in inbox.ack(mids) if m in inbox.offline_mids]
-        if stored:
-            inbox.offline_mids = inbox.offline_mids.difference(stored)
-            self._forget_offline(session.user_id, stored)
+        inbox.ack(mids)
+        if inbox.offline_mids:  # stored frames, in the login reply or sent after it
+            stored = [m for m in mids if m in inbox.offline_mids]
+            if stored:
+                inbox.offline_mids = inbox.offline_mids.difference(stored)
+                self._forget_offline(session.user_id, stored)
         return None
 
     def _forget_offline(self, user_id: int, mids: list[int]) -> None:
@@ -361,6 +441,6 @@ class ChatService:
             "they will be sent again", uid=user_id, n=len(mids), error=f.value))
 
     def heartbeat(self, session: Session, req: dict[str, Any]) -> Handled:
-        session.send({"msgid": MsgId.HEARTBEAT, "time": int(self._clock.seconds() * 1000)})
+        session.send({"msgid": MsgId.HEARTBEAT, "time": int(self.clock.seconds() * 1000)})
         return None
 

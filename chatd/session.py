@@ -12,6 +12,8 @@ class Session(Protocol):
     user_id: int | None
     name: str
     proto: int
+    device: str
+    since: int  # when the login succeeded, ms since the epoch
     connected: bool
     inbox: "Inbox | None"
 

@@ -13,9 +13,12 @@ from twisted.python import usage
 
 from chatd.bus import open_bus
 from chatd.bus.redis import parse_redis_url
+from chatd.conversations import Conversations
+from chatd.history import DEFAULT_DAYS, HistoryWriter
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.passwords import DEFAULT_COST, MAX_COST, PasswordHasher
 from chatd.protocol import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ChatFactory
+from chatd.relations import Relations
 from chatd.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
@@ -69,6 +72,8 @@ class Options(usage.Options):
         ["web-origin", None, "",
          "Comma-separated origins (scheme://host[:port]) whose pages may open the WebSocket; "
          "empty (the default) allows only the site's own origin."],
+        ["history-days", None, DEFAULT_DAYS,
+         "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
     ]
 
     def postOptions(self) -> None:
@@ -89,6 +94,7 @@ class Options(usage.Options):
         _check_range("idle-timeout", self["idle-timeout"], 5, 3600)
         _check_range("ack-timeout", self["ack-timeout"], 1, 600)
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
+        _check_range("history-days", self["history-days"], 0, 3650)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -101,13 +107,15 @@ class ChatNode(MultiService):
     what was in flight) before the database pool closes."""
 
     def __init__(self, store: Store, hasher: PasswordHasher, router: Router,
-                 factory: ChatFactory) -> None:
+                 history: HistoryWriter, factory: ChatFactory) -> None:
         super().__init__()
         self.store, self.hasher, self.router, self.factory = store, hasher, router, factory
+        self.history = history
 
     def startService(self) -> None:
         self.hasher.start()
         self.router.start()
+        self.history.start()
         super().startService()
 
     async def _stop(self) -> None:
@@ -116,6 +124,7 @@ class ChatNode(MultiService):
             self.factory.service.end(session)
             session.transport.loseConnection()
         await self.router.stop()
+        await self.history.stop()
         self.hasher.stop()
         self.store.close()
 
@@ -155,10 +164,12 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     hasher = PasswordHasher(reactor, options["password-cost"])
     bus = open_bus(options["redis"], options["node-id"], reactor)
     router = Router(bus, store, reactor, options["ack-timeout"])
+    history = HistoryWriter(store, reactor, options["history-days"])
     service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          options["token-lifetime"])
-    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"])
-    return ChatNode(store, hasher, router, factory)
+                          history, options["token-lifetime"])
+    more = {**Conversations(service).handlers(), **Relations(service).handlers()}
+    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"], more)
+    return ChatNode(store, hasher, router, history, factory)
 
 
 def makeService(options: Options) -> IService:

@@ -28,12 +28,14 @@ from chatd.requests import validate
 from chatd.tap import Options, build_node
 
 MAX_FRAME = 65536
-CLIENT_MSGIDS = {1, 3, 4, 6, 7, 8, 9, 10, 17, 18, 19, 21}
-SERVER_MSGIDS = {2, 5, 6, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22}
-PUBLISHED = {0, 1, 2, 3, *range(100, 113), *range(120, 125), 130, 131}
+CLIENT_MSGIDS = {1, 3, 4, 6, 7, 8, 9, 10, 17, 18, 19, 21, 23, 25, 27, 28, 29, 31, 33, 35, 38}
+SERVER_MSGIDS = {2, 5, 6, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 26, 27, 28, 30, 32, 34,
+                 36, 37, 39}
+PUBLISHED = {0, 1, 2, 3, *range(100, 113), *range(120, 125), 130, 131, *range(160, 168)}
 INTERNAL = 131
 FIELDS = ["id", "password", "proto", "name", "to", "toid", "msg", "time", "cid", "friendid",
-          "groupname", "groupdesc", "groupid", "mid", "mids"]
+          "groupname", "groupdesc", "groupid", "mid", "mids", "peer", "before", "limit",
+          "after", "userid", "block", "device"]
 TERMINATORS = [b"\n", b"\r\n", b"\0"]
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,

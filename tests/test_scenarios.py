@@ -1,10 +1,12 @@
 """The protocol's rules as a user sees them, over real TCP against a real node, once on SQLite
 and once on a private MariaDB."""
 
+import pymysql
 import ujson
 from twisted.trial.unittest import TestCase
 
-from tests.harness import connect, login, register, start_node, user
+from chatd.store.mysql import parse_mysql_url
+from tests.harness import connect, deferLater, login, register, start_node, user
 from tests.servers import mysql_database
 
 ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK, RECV_ACK = 6, 10, 11, 16, 17
@@ -162,6 +164,25 @@ class Scenarios:
         self.assertEqual((group["id"], group["groupid"], group["groupname"]), (gid, gid, "g"))
         self.assertEqual([ujson.loads(u)["role"] for u in group["users"]], ["creator", "normal"])
         self.assertNotIn("offlinemsg", full, "the original dialect deletes what it wrote")
+
+    async def test_offline_messages_past_the_login_reply_are_deleted_once_acknowledged(self):
+        """The login reply holds the oldest 100; the rest follow as chat frames, and their
+        RECV_ACKs delete them too (they were sent again at every login before)."""
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        for i in range(130):
+            a.send({"msgid": ONE_CHAT, "to": bob, "msg": str(i), "cid": str(i)})
+        for i in range(130):
+            await a.recv(SEND_ACK, cid=str(i))
+        ack = await login(c, bob)
+        later = [await c.recv(ONE_CHAT) for _ in range(30)]
+        self.assertEqual([m["msg"] for m in ack["offlinemsg"] + later],
+                         [str(i) for i in range(130)])
+        c.send({"msgid": RECV_ACK, "mids": [m["mid"] for m in ack["offlinemsg"] + later]})
+        await c.request({"msgid": 3}, 15)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [])
 
     # friends and groups
 
@@ -504,3 +525,27 @@ class MySQLScenarios(Scenarios, TestCase):
         if not hasattr(self, "_db"):
             self._db = mysql_database()
         return self._db
+
+    async def test_a_message_stored_while_its_recipient_logs_in_reaches_that_session(self):
+        """The store of a message for an offline user commits after the login read the
+        offline messages (held back here by a row lock the store's INSERT ... SELECT waits
+        for): the session that logged in gets it at once, not at its next login."""
+        node = await self.node()
+        a = await user(self, node, "alice")
+        c = await connect(self, node)
+        bob = await register(c, "bob")
+        lock = pymysql.connect(**parse_mysql_url(self.database()))
+        self.addCleanup(lock.close)
+        with lock.cursor() as cursor:
+            cursor.execute("SELECT id FROM User WHERE id = %s FOR UPDATE", (bob,))
+        a.send({"msgid": ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
+        await deferLater(0.3)
+        ack = await login(c, bob)
+        self.assertEqual(ack["offlinemsg"], [])
+        lock.commit()
+        got = await c.recv(ONE_CHAT)
+        self.assertEqual(got["msg"], "while you log in")
+        c.send({"msgid": RECV_ACK, "mid": got["mid"]})
+        await a.recv(SEND_ACK, cid="w")
+        await c.request({"msgid": 3}, 15)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [], "deleted once acknowledged")

@@ -4,11 +4,12 @@ import threading
 
 import pymysql
 from twisted.enterprise import adbapi
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from chatd.store import NameTaken, open_store
+from chatd.store import NameTaken, Unread, open_store
 from chatd.store.mysql import POOL_MIN, parse_mysql_url
+from chatd.store.relations import GroupChange
 from tests.servers import mysql_database
 
 HASH = "scrypt$1$8$1$c2FsdA==$aGFzaA=="
@@ -293,6 +294,77 @@ class StoreTests:
             await again.create_user("alice", HASH)
 
 
+    # relations and history
+
+    async def test_the_longest_standing_member_succeeds_the_creator(self):
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        gid = await self.store.create_group("team", "", alice, joined=10)
+        await self.store.join_group(gid, carol, joined=20)
+        await self.store.join_group(gid, bob, joined=30)
+        self.assertEqual(await self.store.leave_group(gid, alice), GroupChange.DONE)
+        (group,) = await self.store.user_groups(bob)
+        self.assertEqual([(m.id, m.role) for m in group.members],
+                         [(bob, "normal"), (carol, "creator")])
+        self.assertEqual(await self.store.leave_group(gid, alice), GroupChange.NOT_MEMBER)
+        self.assertEqual(await self.store.kick_member(gid, bob, carol), GroupChange.NOT_CREATOR)
+        self.assertEqual(await self.store.kick_member(gid, carol, bob), GroupChange.DONE)
+        self.assertEqual(await self.store.member_ids(gid), {carol})
+
+    async def test_members_leaving_together_delete_the_group(self):
+        names = [f"u{i}" for i in range(6)]
+        ids = await self.users(*names)
+        gid = await self.store.create_group("team", "", ids[0])
+        for uid in ids[1:]:
+            await self.store.join_group(gid, uid)
+        results = await gatherResults([Deferred.fromCoroutine(self.store.leave_group(gid, u))
+                                       for u in ids])
+        self.assertEqual(set(results), {GroupChange.DONE})
+        self.assertEqual(await self.store.member_ids(gid), set())
+        self.assertEqual(await self.store.leave_group(gid, ids[0]), GroupChange.NO_GROUP)
+        self.assertGreater(await self.store.create_group("team", "", ids[0]), gid)
+
+    async def test_unread_counts_follow_the_read_marker(self):
+        alice, bob = await self.users("alice", "bob")
+        gid = await self.store.create_group("team", "", alice, joined=0)
+        await self.store.join_group(gid, bob, joined=15)
+        await self.store.save_history([(10, alice, bob, alice, "a1"),
+                                       (11, alice, bob, bob, "b1"),
+                                       (12, alice, bob, alice, "a2"),
+                                       (14, 0, gid, alice, "before bob joined"),
+                                       (16, 0, gid, alice, "g1")])
+        unread = (await self.store.welcome(bob, 10, unread=True)).unread
+        self.assertEqual(sorted(unread, key=lambda u: u.group_id),
+                         [Unread(alice, 0, 2, 12), Unread(0, gid, 1, 16)])
+        self.assertTrue(await self.store.mark_read(bob, 0, alice, 10))
+        self.assertTrue(await self.store.mark_read(bob, gid, 0, 16))
+        self.assertEqual((await self.store.welcome(bob, 10, unread=True)).unread,
+                         [Unread(alice, 0, 1, 12)])
+        self.assertFalse(await self.store.mark_read(bob, gid + 1, 0, 16))
+        self.assertEqual((await self.store.welcome(alice, 10, unread=True)).unread,
+                         [Unread(bob, 0, 1, 11)])
+
+    async def test_a_group_whose_id_is_a_user_id_stays_out_of_that_users_sync(self):
+        alice, bob = await self.users("alice", "bob")
+        gid = await self.store.create_group("team", "", alice)
+        self.assertEqual(gid, alice)
+        await self.store.save_history([(1, 0, gid, alice, "to the group"),
+                                       (2, alice, bob, alice, "to bob")])
+        self.assertEqual([m for m, _ in await self.store.sync(bob, 0, 10)], [2])
+        self.assertEqual([m for m, _ in await self.store.sync(alice, 0, 10)], [1, 2])
+        self.assertEqual(await self.store.pair_history(bob, bob, 1 << 62, 10), [])
+        self.assertEqual((await self.store.welcome(bob, 10, unread=True)).unread,
+                         [Unread(alice, 0, 1, 2)])
+
+    async def test_expiry_goes_in_batches_and_keeps_younger_messages(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.save_history([(m, alice, bob, alice, "x") for m in range(1, 8)])
+        self.assertEqual(await self.store.expire_history(6, 2), 2)
+        self.assertEqual(await self.store.expire_history(6, 2), 2)
+        self.assertEqual(await self.store.expire_history(6, 2), 1)
+        self.assertEqual(await self.store.expire_history(6, 2), 0)
+        self.assertEqual([m for m, _ in await self.store.sync(alice, 0, 10)], [6, 7])
+
+
 class SQLiteStoreTests(StoreTests, TestCase):
     """The embedded default: a SQLite file in the test's temp dir."""
 
@@ -328,7 +400,8 @@ class MySQLStoreTests(StoreTests, TestCase):
                       " AND CHARACTER_SET_NAME IS NOT NULL", (self.database,))
             columns = c.fetchall()
         self.assertEqual(set(tables), {"User", "Friend", "AllGroup", "GroupUser",
-                                       "OfflineMessage", "ServerSecret", "TokenRevocation"})
+                                       "OfflineMessage", "ServerSecret", "TokenRevocation",
+                                       "SchemaVersion", "History", "ReadMarker", "Block"})
         for table, collation in tables.items():
             self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
         self.assertIn(("User", "name", "utf8mb4"), columns)

@@ -18,7 +18,7 @@ from tests.servers import mysql_database
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
-          "TokenRevocation"}
+          "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:

@@ -6,12 +6,14 @@ from chatd.store.base import (
     NameTaken,
     Store,
     StoreUnavailable,
+    Unread,
     UserRecord,
 )
 from chatd.store.mysql import MySQLDialect
 from chatd.store.sqlite import SQLiteDialect
 
-__all__ = ["GroupRecord", "Member", "NameTaken", "Store", "StoreUnavailable", "UserRecord",
+__all__ = ["GroupRecord", "Member", "NameTaken", "Store", "StoreUnavailable", "Unread",
+           "UserRecord",
            "open_store"]
 
 

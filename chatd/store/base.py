@@ -9,6 +9,8 @@ from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
 from chatd.messages import ServiceUnavailable
+from chatd.store.history import HistoryQueries, Unread
+from chatd.store.relations import RelationQueries
 
 T = TypeVar("T")
 Cursor = Any
@@ -49,10 +51,13 @@ class GroupRecord:
 
 @dataclass(frozen=True)
 class Welcome:
-    """A user's friends (id, name), groups and first stored frames (mid, frame)."""
+    """A user's friends (id, name), groups, first stored frames (mid, frame), the users who
+    blocked them, and (when asked for) their unread conversations."""
     friends: list[tuple[int, str]]
     groups: list[GroupRecord]
     offline: list[tuple[int, str]]
+    blocked_by: set[int] = field(default_factory=set)
+    unread: list[Unread] = field(default_factory=list)
 
 
 class Dialect(Protocol):
@@ -60,6 +65,7 @@ class Dialect(Protocol):
 
     name: str
     insert_ignore: str
+    for_update: str
     lost_connection: tuple[type[Exception], ...]
     integrity_error: type[Exception]
 
@@ -77,7 +83,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store:
+class Store(HistoryQueries, RelationQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -100,7 +106,8 @@ class Store:
             "SELECT u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
             " WHERE f.userid = ? ORDER BY u.id")
         self._q_create_group = q("INSERT INTO AllGroup (groupname, groupdesc) VALUES (?, ?)")
-        self._q_join = q(f"{ignore} INTO GroupUser (groupid, userid, grouprole) VALUES (?, ?, ?)")
+        self._q_join = q(f"{ignore} INTO GroupUser (groupid, userid, grouprole, joined)"
+                         " VALUES (?, ?, ?, ?)")
         self._q_group = q("SELECT id, groupname, groupdesc FROM AllGroup WHERE id = ?")
         self._q_group_members = q(
             "SELECT u.id, u.name, gu.grouprole FROM GroupUser gu JOIN User u ON u.id = gu.userid"
@@ -116,6 +123,8 @@ class Store:
             " WHERE id = ?")
         self._q_offline = q(
             "SELECT mid, message FROM OfflineMessage WHERE userid = ? ORDER BY mid LIMIT ?")
+        self._prepare_history()
+        self._prepare_relations()
 
     def close(self) -> None:
         self._pool.close()
@@ -186,8 +195,9 @@ class Store:
         c.execute(self._q_friends, (user_id,))
         return [(int(r[0]), r[1]) for r in c.fetchall()]
 
-    async def create_group(self, name: str, desc: str, creator: int) -> int:
-        """Create a group with its creator as first member; NameTaken if the name exists."""
+    async def create_group(self, name: str, desc: str, creator: int, joined: int = 0) -> int:
+        """Create a group with its creator as first member; NameTaken if the name exists.
+        `joined` is the mid from which the creator reads the group's history."""
         def txn(c: Cursor) -> int:
             self.dialect.revive(c)
             try:
@@ -195,18 +205,20 @@ class Store:
             except self.dialect.integrity_error as e:
                 raise NameTaken(name) from e
             group_id = int(c.lastrowid)
-            c.execute(self._q_join, (group_id, creator, "creator"))
+            c.execute(self._q_join, (group_id, creator, "creator", joined))
             return group_id
         return await self._run("create_group", txn, retry=False)
 
-    async def join_group(self, group_id: int, user_id: int) -> GroupRecord | None:
-        """Add a normal member (repeating is harmless); None when there is no such group."""
+    async def join_group(self, group_id: int, user_id: int, joined: int = 0
+                         ) -> GroupRecord | None:
+        """Add a normal member (repeating is harmless and keeps the first `joined`, the mid
+        from which the member reads the group's history); None when there is no group."""
         def txn(c: Cursor) -> GroupRecord | None:
             c.execute(self._q_group, (group_id,))
             row = c.fetchone()
             if row is None:
                 return None
-            c.execute(self._q_join, (group_id, user_id, "normal"))
+            c.execute(self._q_join, (group_id, user_id, "normal", joined))
             c.execute(self._q_group_members, (group_id,))
             members = [Member(int(r[0]), r[1], r[2]) for r in c.fetchall()]
             return GroupRecord(int(row[0]), row[1], row[2], members)
@@ -244,17 +256,22 @@ class Store:
             return stored
         return await self._run("save_offline", txn)
 
+    async def offline(self, user_id: int, limit: int) -> list[tuple[int, str]]:
+        """The user's stored frames as (mid, frame), oldest first."""
+        return await self._run("offline", self._offline, user_id, limit)
+
     def _offline(self, c: Cursor, user_id: int, limit: int) -> list[tuple[int, str]]:
         """The user's stored frames as (mid, frame), oldest first."""
         c.execute(self._q_offline, (user_id, limit))
         return [(int(r[0]), r[1]) for r in c.fetchall()]
 
-    async def welcome(self, user_id: int, limit: int) -> Welcome:
+    async def welcome(self, user_id: int, limit: int, unread: bool = False) -> Welcome:
         """What a login reply needs, in one interaction: one thread hop and one transaction
-        instead of three, which is most of a login's cost once the hash is done."""
+        instead of several, which is most of a login's cost once the hash is done."""
         def txn(c: Cursor) -> Welcome:
             return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
-                           self._offline(c, user_id, limit))
+                           self._offline(c, user_id, limit), self._blocked_by(c, user_id),
+                           self._unread(c, user_id) if unread else [])
         return await self._run("welcome", txn)
 
     async def delete_offline(self, user_id: int, mids: Iterable[int]) -> None:

@@ -7,7 +7,7 @@ import pymysql
 from twisted.enterprise import adbapi
 
 from chatd.store.base import StoreUnavailable
-from chatd.store.schema import mysql_statements
+from chatd.store.migrations import LOCK_WAIT_SECONDS, migrate_mysql
 
 POOL_MIN = 2
 POOL_MAX = 8
@@ -36,6 +36,7 @@ class MySQLDialect:
     """PyMySQL with `%s` placeholders; lost connections are retried once by the Store."""
 
     name = "mysql"
+    for_update = " FOR UPDATE"
     insert_ignore = "INSERT IGNORE"
     lost_connection = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
     integrity_error = pymysql.err.IntegrityError
@@ -64,12 +65,11 @@ class MySQLDialect:
 
     def create_schema(self) -> None:
         try:
-            conn = pymysql.connect(**self.connect_args)
+            # a node waiting for another's migration must not time out its own connection
+            conn = pymysql.connect(**{**self.connect_args,
+                                      "read_timeout": LOCK_WAIT_SECONDS + 60})
             try:
-                with conn.cursor() as cursor:
-                    for stmt in mysql_statements():
-                        cursor.execute(stmt)
-                conn.commit()
+                migrate_mysql(conn)
             finally:
                 conn.close()
         except pymysql.err.Error as e:

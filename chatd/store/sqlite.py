@@ -5,7 +5,9 @@ import sqlite3
 from twisted.enterprise import adbapi
 
 from chatd.store.base import StoreUnavailable
-from chatd.store.schema import sqlite_statements
+from chatd.store.migrations import migrate_sqlite
+
+MIGRATION_WAIT_SECONDS = 120
 
 
 def _open(conn: sqlite3.Connection) -> None:
@@ -17,6 +19,7 @@ class SQLiteDialect:
     """sqlite3 behind adbapi with a single connection (cp_min = cp_max = 1)."""
 
     name = "sqlite"
+    for_update = ""
     insert_ignore = "INSERT OR IGNORE"
     lost_connection: tuple[type[Exception], ...] = ()
     integrity_error = sqlite3.IntegrityError
@@ -37,10 +40,10 @@ class SQLiteDialect:
 
     def create_schema(self) -> None:
         try:
-            conn = sqlite3.connect(self.path)
-            with conn:
-                for stmt in sqlite_statements():
-                    conn.execute(stmt)
-            conn.close()
+            conn = sqlite3.connect(self.path, timeout=MIGRATION_WAIT_SECONDS)
+            try:
+                migrate_sqlite(conn)
+            finally:
+                conn.close()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {e}") from e

@@ -1,0 +1,90 @@
+"""Reading conversations: HISTORY, SYNC, read markers (READ) and TYPING.
+
+Beside the service, not inside it: these requests read what the history writer kept and send
+live-only frames; none of them is on the path of a chat message.
+"""
+
+from typing import Any
+
+from chatd.codec import decode, encode
+from chatd.messages import ChatError, Errno, MsgId
+from chatd.service import ChatService, Handled
+from chatd.session import Session
+
+HISTORY_PAGE = 50
+SYNC_PAGE = 500
+TYPING_SECONDS = 1.0
+TYPING_REMEMBERED = 10_000
+NEWEST = (1 << 63) - 1  # above every mid: "before" when the newest page is asked for
+
+
+class Conversations:
+    """Handlers of msgids 23-28; collaborators come from the node's ChatService."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+        self.store = service.store
+        self.router = service.router
+        self._typing: dict[tuple[int, int], float] = {}
+
+    def handlers(self) -> dict[int, Any]:
+        return {MsgId.HISTORY: self.history, MsgId.SYNC: self.sync, MsgId.READ: self.read,
+                MsgId.TYPING: self.typing}
+
+    async def history(self, session: Session, req: dict[str, Any]) -> None:
+        """One page of a conversation, newest messages before `before`, sent oldest first."""
+        user_id = session.user_id
+        before = req.get("before") or NEWEST
+        limit = req.get("limit") or HISTORY_PAGE
+        await self.service.history.flush()
+        peer = req.get("peer")
+        if peer is not None:
+            rows = await self.store.pair_history(user_id, peer, before, limit + 1)
+            reply: dict[str, Any] = {"msgid": MsgId.HISTORY_ACK, "errno": 0, "peer": peer}
+        else:
+            group_id = req["groupid"]
+            found = await self.store.group_history(group_id, user_id, before, limit + 1)
+            if found is None:
+                raise ChatError(Errno.NOT_A_MEMBER)
+            rows = found
+            reply = {"msgid": MsgId.HISTORY_ACK, "errno": 0, "groupid": group_id}
+        if not self.service.history.enabled:
+            rows = []  # what an earlier run with history on kept is not shown either
+        reply["more"] = len(rows) > limit
+        reply["messages"] = [decode(text) for _, text in reversed(rows[:limit])]
+        session.send(reply)
+
+    async def sync(self, session: Session, req: dict[str, Any]) -> None:
+        """Everything of the user's conversations after a mid, oldest first."""
+        limit = req.get("limit") or SYNC_PAGE
+        rows: list[tuple[int, str]] = []
+        if self.service.history.enabled:
+            await self.service.history.flush()
+            rows = await self.store.sync(session.user_id, req["after"], limit + 1)
+        session.send({"msgid": MsgId.SYNC_ACK, "errno": 0, "more": len(rows) > limit,
+                      "messages": [decode(text) for _, text in rows[:limit]]})
+
+    async def read(self, session: Session, req: dict[str, Any]) -> None:
+        """Store the read marker; a 1:1 READ is a receipt for the peer's devices."""
+        user_id = session.user_id
+        peer, group_id, mid = req.get("peer"), req.get("groupid"), req["mid"]
+        if not await self.store.mark_read(user_id, group_id or 0, peer or 0, mid):
+            raise ChatError(Errno.NOT_A_MEMBER)
+        if peer is not None and peer != user_id:
+            self.router.notify(peer, encode({"msgid": MsgId.READ, "peer": peer, "mid": mid,
+                                             "id": user_id}))
+
+    def typing(self, session: Session, req: dict[str, Any]) -> Handled:
+        """Live only, at most one a second per sender and recipient; refused to a blocker."""
+        user_id, to = session.user_id, req["to"]
+        if to in self.service.blocks.blockers(user_id):
+            raise ChatError(Errno.BLOCKED)
+        now = self.service.clock.seconds()
+        key = (user_id, to)
+        if now - self._typing.get(key, -TYPING_SECONDS) < TYPING_SECONDS:
+            return None
+        if len(self._typing) >= TYPING_REMEMBERED:
+            self._typing = {k: t for k, t in self._typing.items() if now - t < TYPING_SECONDS}
+        self._typing[key] = now
+        self.router.notify(to, encode({"msgid": MsgId.TYPING, "id": user_id, "to": to}))
+        return None

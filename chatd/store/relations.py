@@ -1,0 +1,111 @@
+"""Queries that undo relations: removing a friend, leaving and kicking from groups, blocking.
+
+A mixin of Store (it uses Store's `_run` and dialect). The group changes lock the group's row
+first, so two members leaving at once cannot both miss that the group became empty.
+"""
+
+from enum import Enum
+from typing import Any
+
+Cursor = Any
+
+
+class GroupChange(Enum):
+    """The outcome of a leave or a kick."""
+    DONE = "done"
+    NO_GROUP = "no group"
+    NOT_MEMBER = "not a member"        # the one leaving or kicking
+    NOT_CREATOR = "not the creator"    # the one kicking
+    TARGET_NOT_MEMBER = "target not a member"
+    SELF = "kicking oneself"
+
+
+class RelationQueries:
+
+    dialect: Any
+
+    async def _run(self, name: str, fn: Any, *args: Any, retry: bool = True) -> Any: ...
+
+    def _prepare_relations(self) -> None:
+        q = self.dialect.sql
+        ignore = self.dialect.insert_ignore
+        self._q_unfriend = q(
+            "DELETE FROM Friend WHERE (userid = ? AND friendid = ?)"
+            " OR (userid = ? AND friendid = ?)")
+        self._q_lock_group = q(f"SELECT id FROM AllGroup WHERE id = ?{self.dialect.for_update}")
+        self._q_role = q("SELECT grouprole FROM GroupUser WHERE groupid = ? AND userid = ?")
+        self._q_leave = q("DELETE FROM GroupUser WHERE groupid = ? AND userid = ?")
+        self._q_forget_marker = q("DELETE FROM ReadMarker WHERE userid = ? AND groupid = ?")
+        self._q_senior = q(
+            "SELECT userid FROM GroupUser WHERE groupid = ? ORDER BY joined, userid LIMIT 1")
+        self._q_promote = q(
+            "UPDATE GroupUser SET grouprole = 'creator' WHERE groupid = ? AND userid = ?")
+        self._q_delete_group = q("DELETE FROM AllGroup WHERE id = ?")
+        self._q_block = q(f"{ignore} INTO Block (userid, blockedid) VALUES (?, ?)")
+        self._q_unblock = q("DELETE FROM Block WHERE userid = ? AND blockedid = ?")
+        self._q_blocked_by = q("SELECT userid FROM Block WHERE blockedid = ?")
+
+    async def remove_friend(self, user_id: int, friend_id: int) -> bool:
+        """End a friendship on both sides; False when there was none."""
+        def txn(c: Cursor) -> bool:
+            c.execute(self._q_unfriend, (user_id, friend_id, friend_id, user_id))
+            return c.rowcount > 0
+        return await self._run("remove_friend", txn)
+
+    async def leave_group(self, group_id: int, user_id: int) -> GroupChange:
+        """The user leaves; a leaving creator hands the group to the member who joined
+        longest ago; the last one out deletes it."""
+        def txn(c: Cursor) -> GroupChange:
+            role = self._locked_role(c, group_id, user_id)
+            if isinstance(role, GroupChange):
+                return role
+            self._remove_member(c, group_id, user_id)
+            c.execute(self._q_senior, (group_id,))
+            heir = c.fetchone()
+            if heir is None:
+                c.execute(self._q_delete_group, (group_id,))
+            elif role == "creator":
+                c.execute(self._q_promote, (group_id, int(heir[0])))
+            return GroupChange.DONE
+        return await self._run("leave_group", txn)
+
+    async def kick_member(self, group_id: int, by: int, user_id: int) -> GroupChange:
+        """The creator `by` removes `user_id` from the group."""
+        def txn(c: Cursor) -> GroupChange:
+            role = self._locked_role(c, group_id, by)
+            if isinstance(role, GroupChange):
+                return role
+            if role != "creator":
+                return GroupChange.NOT_CREATOR
+            if user_id == by:
+                return GroupChange.SELF
+            c.execute(self._q_role, (group_id, user_id))
+            if c.fetchone() is None:
+                return GroupChange.TARGET_NOT_MEMBER
+            self._remove_member(c, group_id, user_id)
+            return GroupChange.DONE
+        return await self._run("kick_member", txn)
+
+    def _locked_role(self, c: Cursor, group_id: int, user_id: int) -> str | GroupChange:
+        """Lock the group's row, then the user's role in it (or why there is none)."""
+        c.execute(self._q_lock_group, (group_id,))
+        if c.fetchone() is None:
+            return GroupChange.NO_GROUP
+        c.execute(self._q_role, (group_id, user_id))
+        row = c.fetchone()
+        return GroupChange.NOT_MEMBER if row is None else row[0]
+
+    def _remove_member(self, c: Cursor, group_id: int, user_id: int) -> None:
+        c.execute(self._q_leave, (group_id, user_id))
+        c.execute(self._q_forget_marker, (user_id, group_id))
+
+    async def set_block(self, user_id: int, blocked_id: int, block: bool) -> None:
+        """`user_id` blocks (or unblocks) `blocked_id`; repeating changes nothing."""
+        def txn(c: Cursor) -> None:
+            c.execute(self._q_block if block else self._q_unblock, (user_id, blocked_id))
+        await self._run("set_block", txn)
+
+    def _blocked_by(self, c: Cursor, user_id: int) -> set[int]:
+        """The users who blocked `user_id`."""
+        c.execute(self._q_blocked_by, (user_id,))
+        return {int(r[0]) for r in c.fetchall()}

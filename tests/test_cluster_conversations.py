@@ -1,0 +1,95 @@
+"""Conversation features across a real cluster: two `twistd chatd` processes sharing a private
+MariaDB and Redis. Receipts, typing and notices cross nodes; block and member caches on every
+node follow a change made on another; history written by one node is read on the other."""
+
+import pymysql
+from twisted.trial.unittest import TestCase
+
+from chatd.store.mysql import parse_mysql_url
+from tests.harness import connect, deferLater, login, register
+from tests.test_cluster import Cluster, eventually
+
+ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK = 6, 10, 11, 16
+HISTORY, HISTORY_ACK, READ, TYPING, NOTICE = 23, 24, 27, 28, 37
+
+
+class ClusterConversationTests(TestCase):
+    timeout = 120
+
+    async def test_receipts_typing_and_history_cross_nodes(self):
+        cluster = await Cluster(self).start(2)
+        a = await cluster.user(cluster.nodes[0], "alice")
+        b = await cluster.user(cluster.nodes[1], "bob")
+        a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "hi", "cid": "1"})
+        got = await b.recv(ONE_CHAT)
+        await a.recv(SEND_ACK, cid="1")
+        a.send({"msgid": TYPING, "to": b.user_id})
+        self.assertEqual(await b.recv(TYPING), {"msgid": TYPING, "id": a.user_id,
+                                                "to": b.user_id})
+        b.send({"msgid": READ, "peer": a.user_id, "mid": got["mid"]})
+        self.assertEqual(await a.recv(READ), {"msgid": READ, "peer": a.user_id,
+                                              "mid": got["mid"], "id": b.user_id})
+
+        async def kept():
+            page = await b.request({"msgid": HISTORY, "peer": a.user_id}, HISTORY_ACK)
+            return [m["mid"] for m in page["messages"]]
+        self.assertEqual(await eventually(kept, 5, "history written by the other node"),
+                         [got["mid"]])
+
+    async def test_a_block_made_on_one_node_holds_on_the_other_at_once(self):
+        cluster = await Cluster(self).start(2)
+        a = await cluster.user(cluster.nodes[0], "alice")
+        b = await cluster.user(cluster.nodes[1], "bob")
+        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        await b.request({"msgid": 35, "userid": a.user_id, "block": True}, 36)
+        a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "let me in", "cid": "x"})
+        self.assertEqual((await a.recv(ERROR, cid="x"))["errno"], 161)
+        friends = (await a.request({"msgid": 19}, 20))["friends"]
+        self.assertEqual(friends[0]["state"], "offline")
+        await b.request({"msgid": 35, "userid": a.user_id, "block": False}, 36)
+        a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "thanks", "cid": "y"})
+        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "thanks")
+
+    async def test_member_caches_on_every_node_follow_kick_and_leave(self):
+        cluster = await Cluster(self).start(2)
+        n1, n2 = cluster.nodes
+        a = await cluster.user(n1, "alice")
+        b = await cluster.user(n2, "bob")
+        c = await cluster.user(n2, "carol")
+        gid = (await a.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
+        for m in (b, c):
+            await m.request({"msgid": 9, "groupid": gid}, 14)
+        for sender, others in ((a, (b, c)), (c, (a, b))):  # both nodes cache the members
+            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "all", "cid": "all"})
+            for o in others:
+                await o.recv(GROUP_CHAT, msg="all")
+            await sender.recv(SEND_ACK, cid="all")
+        await a.request({"msgid": 33, "groupid": gid, "userid": b.user_id}, 34)
+        self.assertEqual(await b.recv(NOTICE), {"msgid": NOTICE, "kind": "kicked",
+                                                "groupid": gid})
+        c.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "after kick", "cid": "k"})
+        await a.recv(GROUP_CHAT, msg="after kick")
+        await c.recv(SEND_ACK, cid="k")
+        self.assertEqual([f for f in await b.quiet() if f["msgid"] == GROUP_CHAT], [])
+        await c.request({"msgid": 31, "groupid": gid}, 32)
+        a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "l"})
+        await a.recv(SEND_ACK, cid="l")
+        self.assertEqual([f for f in await c.quiet() if f["msgid"] == GROUP_CHAT], [])
+
+    async def test_a_message_stored_on_one_node_reaches_a_login_on_the_other(self):
+        """As in test_scenarios, across nodes: the store on the sender's node commits after
+        the login on the other node read the offline messages; the announcement on the
+        user's channel makes that node look again."""
+        cluster = await Cluster(self).start(2)
+        a = await cluster.user(cluster.nodes[0], "alice")
+        c = await connect(self, cluster.nodes[1])
+        bob = await register(c, "bob")
+        lock = pymysql.connect(**parse_mysql_url(cluster.db))
+        self.addCleanup(lock.close)
+        with lock.cursor() as cursor:
+            cursor.execute("SELECT id FROM User WHERE id = %s FOR UPDATE", (bob,))
+        a.send({"msgid": ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
+        await deferLater(0.3)
+        self.assertEqual((await login(c, bob))["offlinemsg"], [])
+        lock.commit()
+        self.assertEqual((await c.recv(ONE_CHAT))["msg"], "while you log in")
