@@ -141,6 +141,16 @@ class Browser:
         self.wait(lambda: self.text("#conn") == "online", "online after registering")
         return int(self.text("#me").rsplit("id ", 1)[1].rstrip(")"))
 
+    def log_in(self, user_id: int, password: str = "secret") -> None:
+        self.wait(lambda: self.find("#login-form").is_displayed(), "the login form")
+        self.type("#login-id", str(user_id))
+        self.type("#login-password", password)
+        self.find("#login-form button").click()
+        self.wait(lambda: self.text("#conn") == "online", "online after logging in")
+
+    def scroll_to_top(self) -> None:
+        self.driver.execute_script("document.getElementById('messages').scrollTop = 0")
+
     def add_friend(self, user_id: int) -> None:
         self.type("#add-friend-id", f"{user_id}\n")
         self.wait(lambda: self.all(f'#friends [data-key="u:{user_id}"]'), "the new friend")

@@ -60,6 +60,42 @@ class BrowserTests(TestCase):
         await alice.do(alice.screenshots, "chat")
         await bob.do(bob.screenshots, "chat")
 
+    async def test_the_read_receipt_and_the_typing_indicator_appear(self):
+        web = await web_node(self)
+        alice, bob, a_id, b_id = await pair(self, web.url)
+        await alice.do(alice.say, "are you there?")
+        await alice.do(alice.wait, lambda: alice.states() == ["sent"], "sent")
+        await bob.do(bob.open_chat, f"u:{a_id}")
+        await alice.do(alice.wait, lambda: alice.states() == ["read"],
+                       "read once bob has the conversation open")
+        await bob.do(bob.find("#text").send_keys, "yes, just")
+        await alice.do(alice.shows, "#typing", "bob is typing…")
+        await alice.do(alice.screenshots, "read-and-typing")
+        await alice.do(alice.wait, lambda: alice.text("#typing") == "",
+                       "the indicator goes when the typing stops", 10)
+
+    async def test_history_comes_from_the_server_and_scrolling_up_loads_older_pages(self):
+        web = await web_node(self)
+        first = await Browser.open(self, web.url, "alice")
+        a_id = await first.do(first.register, "alice")
+        terminal = await user(self, web.node, "bob")
+        terminal.auto_ack = True
+        await terminal.request({"msgid": 7, "friendid": a_id}, 12)
+        for i in range(70):
+            terminal.send({"msgid": ONE_CHAT, "to": a_id, "msg": f"m{i}", "cid": f"c{i}"})
+        for i in range(70):
+            await terminal.recv(16, cid=f"c{i}")
+        await first.do(first.driver.quit)
+        other = await Browser.open(self, web.url, "alice-elsewhere")
+        await other.do(other.log_in, a_id)
+        await other.do(other.open_chat, f"u:{terminal.user_id}")
+        await other.do(other.wait, lambda: other.messages() == [f"m{i}" for i in range(20, 70)],
+                       "the newest page from the server")
+        await other.do(other.scroll_to_top)
+        await other.do(other.wait, lambda: other.messages() == [f"m{i}" for i in range(70)],
+                       "the older page after scrolling up")
+        await other.do(other.screenshots, "history")
+
     async def test_a_reload_keeps_the_login_and_the_history(self):
         web = await web_node(self)
         alice, bob, a_id, b_id = await pair(self, web.url)
