@@ -35,6 +35,16 @@ async def pair(case: TestCase, url: str, url_b: str | None = None):
     return alice, bob, a_id, b_id
 
 
+async def browser_and_terminal(case: TestCase):
+    """alice in a browser, bob on a TCP connection (acknowledging what he gets)."""
+    web = await web_node(case)
+    browser = await Browser.open(case, web.url, "alice")
+    a_id = await browser.do(browser.register, "alice")
+    terminal = await user(case, web.node, "bob")
+    terminal.auto_ack = True
+    return web, browser, a_id, terminal
+
+
 class BrowserTests(TestCase):
     timeout = 120
 
@@ -75,11 +85,7 @@ class BrowserTests(TestCase):
                        "the indicator goes when the typing stops", 10)
 
     async def test_history_comes_from_the_server_and_scrolling_up_loads_older_pages(self):
-        web = await web_node(self)
-        first = await Browser.open(self, web.url, "alice")
-        a_id = await first.do(first.register, "alice")
-        terminal = await user(self, web.node, "bob")
-        terminal.auto_ack = True
+        web, first, a_id, terminal = await browser_and_terminal(self)
         await terminal.request({"msgid": 7, "friendid": a_id}, 12)
         for i in range(70):
             terminal.send({"msgid": ONE_CHAT, "to": a_id, "msg": f"m{i}", "cid": f"c{i}"})
@@ -136,11 +142,7 @@ class BrowserTests(TestCase):
         await alice.do(alice.screenshots, "reconnected")
 
     async def test_a_browser_user_and_a_tcp_client_user_chat(self):
-        web = await web_node(self)
-        browser = await Browser.open(self, web.url, "alice")
-        a_id = await browser.do(browser.register, "alice")
-        terminal = await user(self, web.node, "bob")
-        terminal.auto_ack = True
+        _, browser, a_id, terminal = await browser_and_terminal(self)
         await browser.do(browser.add_friend, terminal.user_id)
         await browser.do(browser.open_chat, f"u:{terminal.user_id}")
         await browser.do(browser.say, "from the browser")

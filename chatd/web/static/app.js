@@ -241,45 +241,41 @@ function insert(conv, message) {
   }
 }
 
+// The server settled one of our messages (SEND_ACK or a refusal): take it out of the outbox
+// and let `update` mark it. False when the cid is not one of ours in flight.
+function settle(cid, update) {
+  const index = state.outbox.findIndex((o) => o.frame.cid === cid);
+  if (index < 0) return false;
+  const { key } = state.outbox[index];
+  state.outbox.splice(index, 1);
+  const message = conversation(key).messages.find((m) => m.cid === cid && m.own);
+  if (message) update(message, key);
+  if (key === state.active) renderMessages(false);
+  saveLocal();
+  return true;
+}
+
 function sendAcked(f) {
-  const index = state.outbox.findIndex((o) => o.frame.cid === f.cid);
-  if (index >= 0) {
-    const { key } = state.outbox[index];
-    state.outbox.splice(index, 1);
-    const message = conversation(key).messages.find((m) => m.cid === f.cid && m.own);
-    if (message) {
-      message.mid = f.mid;
-      if (message.state !== "read") message.state = "sent";
-      conversation(key).messages.sort((a, b) => compareMids(a.mid, b.mid));
-      if (compareMids(state.readUpTo.get(key) ?? "0", f.mid) >= 0) message.state = "read";
-    }
-    if (key === state.active) renderMessages(false);
-    saveLocal();
-  }
+  settle(f.cid, (message, key) => {
+    message.mid = f.mid;
+    if (message.state !== "read") message.state = "sent";
+    conversation(key).messages.sort((a, b) => compareMids(a.mid, b.mid));
+    if (compareMids(state.readUpTo.get(key) ?? "0", f.mid) >= 0) message.state = "read";
+  });
 }
 
 function refused(f) {
   if (f.errno === 104 && f.ref === M.HISTORY) state.supports.history = false;
   if (f.errno === 104 && f.ref === M.READ) state.supports.read = false;
   if (f.errno === 104 && f.ref === M.TYPING) state.supports.typing = false;
-  if (f.errno === 104) return;
-  if (f.cid) {
-    const index = state.outbox.findIndex((o) => o.frame.cid === f.cid);
-    if (index >= 0) {
-      const { key } = state.outbox[index];
-      state.outbox.splice(index, 1);
-      const message = conversation(key).messages.find((m) => m.cid === f.cid && m.own);
-      if (message) {
-        message.state = "failed";
-        message.error = f.errmsg;
-      }
-      if (key === state.active) renderMessages(false);
-      saveLocal();
-      return;
-    }
-  }
+  if (f.errno === 104) return undefined;
+  const failed = f.cid && settle(f.cid, (message) => {
+    message.state = "failed";
+    message.error = f.errmsg;
+  });
+  if (failed) return undefined;
   if (f.errno === 110 && state.loggedIn) return connection.drop();
-  sideStatus(f.errmsg);
+  return sideStatus(f.errmsg);
 }
 
 function friendAdded(friend) {
@@ -660,29 +656,26 @@ $("logout").addEventListener("click", () => {
   if (!connection.send({ msgid: M.LOGOUT })) loggedOut();
 });
 
-$("add-friend-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const id = number($("add-friend-id"));
-  if (!id) return sideStatus("A user id is a number.");
-  connection.send({ msgid: M.ADD_FRIEND, friendid: id });
-  $("add-friend-id").value = "";
-  return undefined;
-});
+// A form that sends one request naming an id typed into it.
+function idForm(form, input, what, request) {
+  $(form).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = number($(input));
+    if (!id) return sideStatus(`A ${what} id is a number.`);
+    connection.send(request(id));
+    $(input).value = "";
+    return undefined;
+  });
+}
+
+idForm("add-friend-form", "add-friend-id", "user", (id) => ({ msgid: M.ADD_FRIEND, friendid: id }));
+idForm("join-group-form", "join-group-id", "group", (id) => ({ msgid: M.ADD_GROUP, groupid: id }));
 
 $("create-group-form").addEventListener("submit", (event) => {
   event.preventDefault();
   connection.send({ msgid: M.CREATE_GROUP, groupname: $("group-name").value.trim(),
                     groupdesc: "" });
   $("group-name").value = "";
-});
-
-$("join-group-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const id = number($("join-group-id"));
-  if (!id) return sideStatus("A group id is a number.");
-  connection.send({ msgid: M.ADD_GROUP, groupid: id });
-  $("join-group-id").value = "";
-  return undefined;
 });
 
 $("composer").addEventListener("submit", (event) => {
