@@ -36,7 +36,7 @@ class PluginTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         for option in ("--listen", "--db", "--redis", "--node-id", "--max-frame",
                        "--password-cost", "--idle-timeout", "--ack-timeout", "CHATD_DB",
-                       "CHATD_REDIS"):
+                       "CHATD_REDIS", "--web", "--web-origin"):
             self.assertIn(option, result.stdout)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess, words: str) -> None:
@@ -50,6 +50,10 @@ class PluginTests(TestCase):
                                   "--max-frame must be between 1024 and 16777216")
         self.assertOneLineFailure(twistd("--redis", "http://x"), "--redis: not a redis://")
         self.assertOneLineFailure(twistd("--node-id", "5000"), "--node-id must be between")
+        self.assertOneLineFailure(twistd("--web-origin", "chat.example"),
+                                  "--web-origin: not an origin (scheme://host[:port])")
+        self.assertOneLineFailure(twistd("--web", "nonsense:1", "--listen", "tcp:0"),
+                                  "chatd: bad --web 'nonsense:1'")
 
     def test_an_unreachable_database_is_one_line_and_a_failure(self):
         with socket.socket() as s:
@@ -69,6 +73,10 @@ class PluginTests(TestCase):
             db = os.path.join(self.mktemp() + ".sqlite3")
             self.assertOneLineFailure(
                 twistd("--db", f"sqlite:{db}", "--listen", f"tcp:{port}:interface=127.0.0.1"),
+                f"chatd: cannot listen on tcp:{port}")
+            self.assertOneLineFailure(
+                twistd("--db", f"sqlite:{db}", "--listen", "tcp:0",
+                       "--web", f"tcp:{port}:interface=127.0.0.1"),
                 f"chatd: cannot listen on tcp:{port}")
 
 
