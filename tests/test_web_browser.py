@@ -102,6 +102,29 @@ class BrowserTests(TestCase):
                        "the older page after scrolling up")
         await other.do(other.screenshots, "history")
 
+    async def test_a_group_is_created_joined_used_and_a_member_removed(self):
+        web = await web_node(self)
+        alice, bob, a_id, b_id = await pair(self, web.url)
+        await alice.do(alice.type, "#group-name", "team\n")
+        found = await alice.do(alice.wait, lambda: alice.all('#groups [data-key^="g:"]'),
+                               "the new group in the list")
+        key = await alice.do(found[0].get_attribute, "data-key")
+        await bob.do(bob.type, "#join-group-id", key[2:] + "\n")
+        await bob.do(bob.wait, lambda: bob.all(f'[data-key="{key}"]'), "the group joined")
+        await alice.do(alice.open_chat, key)
+        await alice.do(alice.wait, lambda: "bob" in alice.text("#members"),
+                       "bob among the members")
+        await alice.do(alice.say, "hi team")
+        await bob.do(bob.shows, f'[data-key="{key}"] .badge', "1")
+        await bob.do(bob.open_chat, key)
+        await bob.do(bob.shows, "#messages .who", "alice")
+        await alice.do(alice.screenshots, "group")
+        await alice.do(alice.find("#members .kick").click)
+        await bob.do(bob.shows, "#notice", f"You were removed from group {key[2:]}.")
+        await bob.do(bob.wait, lambda: not bob.all(f'[data-key="{key}"]'), "the group gone")
+        await alice.do(alice.wait, lambda: "bob" not in alice.text("#members"),
+                       "bob no longer a member")
+
     async def test_a_reload_keeps_the_login_and_the_history(self):
         web = await web_node(self)
         alice, bob, a_id, b_id = await pair(self, web.url)

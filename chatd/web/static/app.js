@@ -389,6 +389,7 @@ function openConversation(key, focus = true) {
   renderLists();
   updateComposer();
   if (!conv.loaded && state.supports.history && state.loggedIn) requestHistory(key, null);
+  if (key.startsWith("g:") && state.loggedIn) connection.send({ msgid: M.GROUP_LIST });
   markRead();
   saveLocal();
   if (focus) $("text").focus();
@@ -729,8 +730,11 @@ document.addEventListener("visibilitychange", () => {
   if (state.loggedIn) connection.send({ msgid: M.FRIEND_LIST });
 });
 
+// The server pushes no presence or membership changes: ask for them now and then.
 setInterval(() => {
-  if (state.loggedIn && !document.hidden) connection.send({ msgid: M.FRIEND_LIST });
+  if (!state.loggedIn || document.hidden) return;
+  connection.send({ msgid: M.FRIEND_LIST });
+  connection.send({ msgid: M.GROUP_LIST });
 }, PRESENCE_EVERY_MS);
 
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);
