@@ -139,7 +139,7 @@ class BrowserTests(TestCase):
         await alice.do(alice.wait, lambda: alice.text("#conn") == "online", "online again")
         await alice.do(alice.open_chat, f"u:{b_id}")
         await alice.do(alice.wait, lambda: alice.messages() == ["before the reload"]
-                       and alice.states() == ["sent"], "her message and its state")
+                       and alice.states() == ["read"], "her message, read by bob")
         await bob.do(bob.say, "after the reload")
         await alice.do(alice.shows, "#messages .text", "after the reload")
         await bob.do(bob.screenshots, "reloaded")
@@ -203,7 +203,8 @@ class BrowserTests(TestCase):
         await alice.do(alice.say, "across the cluster")
         await bob.do(bob.open_chat, f"u:{a_id}")
         await bob.do(bob.shows, "#messages .text", "across the cluster")
-        await alice.do(alice.wait, lambda: alice.states() == ["sent"], "sent")
+        await alice.do(alice.wait, lambda: alice.states() == ["read"],
+                       "the read receipt from the other node")
         await bob.do(bob.say, "and back")
         await alice.do(alice.shows, "#messages .text", "and back")
         await alice.do(alice.screenshots, "cluster")
