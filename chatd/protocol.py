@@ -132,7 +132,9 @@ class ChatProtocol(Protocol):
         self.factory.service.end(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self._refill()
+        now = self.factory.clock.seconds()
+        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        self.last_seen = now
         if b"\0" in data:
             data = data.replace(b"\0", b"\n")
         lines = (self._buffer + data).split(b"\n")
@@ -151,7 +153,9 @@ class ChatProtocol(Protocol):
         """One whole message of a transport that frames messages itself (a WebSocket): the
         same limits and error frames as a line, without the line framing. A binary message
         is refused: frames are text."""
-        self._refill()
+        now = self.factory.clock.seconds()  # as in dataReceived, kept there inline (hot path)
+        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        self.last_seen = now
         if len(data) > self._max_frame:
             return self.frame_too_large()
         if not text:
@@ -159,12 +163,6 @@ class ChatProtocol(Protocol):
             return self.send(error_frame(ChatError(Errno.BINARY_MESSAGE)))
         if data and not data.isspace():
             self.frameReceived(data)
-
-    def _refill(self) -> None:
-        """Rate tokens grow back with time; any input counts as a sign of life."""
-        now = self.factory.clock.seconds()
-        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
-        self.last_seen = now
 
     def _oversized(self, line: bytes) -> bool:
         """The limit counts the frame, not the CR of a CRLF terminator."""
