@@ -83,6 +83,20 @@ class WebSocketScenarios(Scenarios, TestCase):
             a.send({"msgid": 6, "to": b.user_id, "msg": text})
             self.assertEqual((await b.recv(ONE_CHAT))["msg"], text)
 
+    async def test_a_session_can_be_the_producer_of_its_connection(self):
+        """A session that registers itself as its transport's producer (to hear that a
+        client reads slowly) is registered with the WebSocket's TCP connection."""
+        node = await self.node()
+        a = await user(self, node, "alice")
+        session = next(s for s in node.node.node.factory.sessions if s.user_id == a.user_id)
+        session.transport.registerProducer(session, True)
+        tcp = session.transport._tcp.transport
+        self.assertIs(tcp.producer, session)
+        session.transport.unregisterProducer()
+        self.assertIsNone(tcp.producer)
+        a.send({"msgid": 18})
+        await a.recv(18)
+
     async def test_browser_and_tcp_sessions_chat_both_ways(self):
         web = await self.node()
         on_web = await user(self, web, "web")

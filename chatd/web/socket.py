@@ -92,10 +92,14 @@ class FrameTransport:
         return self._tcp.getHost()
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self._ws.attachProducer(producer)
+        """On the TCP side directly (the WebSocket's attachProducer adapts its transport to
+        IConsumer, which the byte counting wrapper, Meter, does not declare), in place of the
+        HTTP channel that registered itself there and has nothing more to send."""
+        self._tcp.unregisterProducer()
+        self._tcp.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self._ws.detachProducer()
+        self._tcp.unregisterProducer()
 
     def pauseProducing(self) -> None:
         self._tcp.pauseProducing()
