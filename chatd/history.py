@@ -22,8 +22,8 @@ from chatd.store.history import HistoryRow
 log = Logger()
 
 DEFAULT_DAYS = 90
-FLUSH_SECONDS = 0.05
-FLUSH_ROWS = 1000
+FLUSH_SECONDS = 0.25
+FLUSH_ROWS = 2000
 RETRY_SECONDS = 1.0
 MAX_PENDING = 200_000
 EXPIRE_SECONDS = 60.0
@@ -38,7 +38,7 @@ class HistoryWriter:
         self.days = days
         self.enabled = days > 0
         self._clock = clock
-        self._rows: list[tuple[int, int, int, int, bytes]] = []
+        self._rows: list[HistoryRow] = []  # frames with their line end
         self._timer: Any = None
         self._writing: Deferred[None] | None = None
         self._expirer = LoopingCall(self.expire)
@@ -96,7 +96,8 @@ class HistoryWriter:
         rows, self._rows = self._rows, []
         failed = False
         try:
-            await self.store.save_history([_text(r) for r in rows])
+            await self.store.save_history([(mid, lo, hi, sender, data[:-1])
+                                           for mid, lo, hi, sender, data in rows])
         except ServiceUnavailable as e:
             self._keep_for_retry(rows, e)
             failed = True
@@ -139,9 +140,3 @@ class HistoryWriter:
         except ServiceUnavailable as e:
             log.warn("history: expiry postponed ({error})", error=e)
 
-
-def _text(row: tuple[int, int, int, int, bytes]) -> HistoryRow:
-    """The stored row: the frame as text without its line end (decoded once per batch, not
-    on the message path)."""
-    mid, lo, hi, sender, data = row
-    return (mid, lo, hi, sender, data[:-1].decode())

@@ -171,6 +171,9 @@ class Router:
         self.on_block_changed: Callable[[int, int, bool], None] = lambda a, b, block: None
         # called with a user id logged in here when frames were stored offline for them
         self.on_offline_stored: Callable[[int], None] = lambda user_id: None
+        # called with the users logged in here after the bus came back (changes announced
+        # meanwhile were missed)
+        self.on_bus_back: Callable[[list[int]], None] = lambda user_ids: None
         self._clock = clock
         self._inboxes: dict[int, Inbox] = {}
         self._pending: dict[int, _Remote] = {}
@@ -422,8 +425,10 @@ class Router:
 
     def bus_reconnected(self) -> None:
         """Claim every local user again; a user another node took meanwhile is closed here.
-        Group changes announced while the bus was away were missed: forget every group."""
+        Group and block changes announced while the bus was away were missed: forget every
+        group, reload the blocks."""
         self.on_group_changed(None)
+        self.on_bus_back(list(self._inboxes))
         d = Deferred.fromCoroutine(self.bus.reclaim(list(self._inboxes)))
 
         def close(lost: list[int]) -> None:

@@ -87,6 +87,7 @@ class ChatService:
         router.on_group_changed = self._forget_group
         router.on_block_changed = self._block_changed
         router.on_offline_stored = self._offline_stored
+        router.on_bus_back = self._reload_blocks
 
     # accounts
 
@@ -307,6 +308,17 @@ class ChatService:
     def _block_changed(self, blocker: int, blocked: int, block: bool) -> None:
         if self.router.inbox(blocked) is not None:
             self.blocks.changed(blocker, blocked, block)
+
+    def _reload_blocks(self, user_ids: list[int]) -> None:
+        """Blocks changed while the bus was away were not announced: read them again."""
+        d = Deferred.fromCoroutine(self.store.blockers_of(user_ids))
+
+        def reload(blockers: dict[int, set[int]]) -> None:
+            for user_id in user_ids:
+                if self.router.inbox(user_id) is not None:
+                    self.blocks.load(user_id, blockers.get(user_id, set()))
+        d.addCallbacks(reload, lambda f: log.warn("reloading blocks failed: {error}",
+                                                  error=f.value))
 
     def _forget_group(self, group_id: int | None) -> None:
         """Members changed (maybe on another node; None: any group may have): reload them at

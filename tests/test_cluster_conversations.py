@@ -93,3 +93,22 @@ class ClusterConversationTests(TestCase):
         self.assertEqual((await login(c, bob))["offlinemsg"], [])
         lock.commit()
         self.assertEqual((await c.recv(ONE_CHAT))["msg"], "while you log in")
+
+    async def test_a_block_made_while_redis_is_away_holds_once_it_is_back(self):
+        cluster = await Cluster(self).start(2)
+        a = await cluster.user(cluster.nodes[0], "alice")
+        b = await cluster.user(cluster.nodes[1], "bob")
+        cluster.redis.stop()
+        await b.request({"msgid": 35, "userid": a.user_id, "block": True}, 36)
+        cluster.redis.start()
+
+        probes = iter(range(1000))
+
+        async def refused():
+            cid = f"probe{next(probes)}"
+            a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "?", "cid": cid})
+            try:
+                return (await a.recv(cid=cid, msgid=None, timeout=2)).get("errno") == 161
+            except AssertionError:  # neither refused nor acknowledged yet
+                return False
+        await eventually(refused, 20, "the block reaches the other node after redis returns")

@@ -327,11 +327,11 @@ class StoreTests:
         alice, bob = await self.users("alice", "bob")
         gid = await self.store.create_group("team", "", alice, joined=0)
         await self.store.join_group(gid, bob, joined=15)
-        await self.store.save_history([(10, alice, bob, alice, "a1"),
-                                       (11, alice, bob, bob, "b1"),
-                                       (12, alice, bob, alice, "a2"),
-                                       (14, 0, gid, alice, "before bob joined"),
-                                       (16, 0, gid, alice, "g1")])
+        await self.store.save_history([(10, alice, bob, alice, b"a1"),
+                                       (11, alice, bob, bob, b"b1"),
+                                       (12, alice, bob, alice, b"a2"),
+                                       (14, 0, gid, alice, b"before bob joined"),
+                                       (16, 0, gid, alice, b"g1")])
         unread = (await self.store.welcome(bob, 10, unread=True)).unread
         self.assertEqual(sorted(unread, key=lambda u: u.group_id),
                          [Unread(alice, 0, 2, 12), Unread(0, gid, 1, 16)])
@@ -347,8 +347,10 @@ class StoreTests:
         alice, bob = await self.users("alice", "bob")
         gid = await self.store.create_group("team", "", alice)
         self.assertEqual(gid, alice)
-        await self.store.save_history([(1, 0, gid, alice, "to the group"),
-                                       (2, alice, bob, alice, "to bob")])
+        await self.store.save_history([(1, 0, gid, alice, b"to the group"),
+                                       (2, alice, bob, alice, "to bob 😀 '\\".encode())])
+        self.assertEqual(await self.store.pair_history(alice, bob, 3, 10),
+                         [(2, "to bob 😀 '\\")])
         self.assertEqual([m for m, _ in await self.store.sync(bob, 0, 10)], [2])
         self.assertEqual([m for m, _ in await self.store.sync(alice, 0, 10)], [1, 2])
         self.assertEqual(await self.store.pair_history(bob, bob, 1 << 62, 10), [])
@@ -357,7 +359,7 @@ class StoreTests:
 
     async def test_expiry_goes_in_batches_and_keeps_younger_messages(self):
         alice, bob = await self.users("alice", "bob")
-        await self.store.save_history([(m, alice, bob, alice, "x") for m in range(1, 8)])
+        await self.store.save_history([(m, alice, bob, alice, b"x") for m in range(1, 8)])
         self.assertEqual(await self.store.expire_history(6, 2), 2)
         self.assertEqual(await self.store.expire_history(6, 2), 2)
         self.assertEqual(await self.store.expire_history(6, 2), 1)

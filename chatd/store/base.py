@@ -66,6 +66,7 @@ class Dialect(Protocol):
     name: str
     insert_ignore: str
     for_update: str
+    inline_rows: bool  # bulk inserts as one statement built by the caller (see save_history)
     lost_connection: tuple[type[Exception], ...]
     integrity_error: type[Exception]
 

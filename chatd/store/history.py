@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Cursor = Any
-HistoryRow = tuple[int, int, int, int, str]  # mid, userlo, userhi, sender, frame
+# mid, userlo, userhi, sender, the frame as delivered (UTF-8 JSON without its line end)
+HistoryRow = tuple[int, int, int, int, bytes]
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,9 @@ class HistoryQueries:
     def _prepare_history(self) -> None:
         q = self.dialect.sql
         ignore = self.dialect.insert_ignore
-        self._q_save_history = q(
-            f"{ignore} INTO History (mid, userlo, userhi, sender, message)"
-            " VALUES (?, ?, ?, ?, ?)")
+        head = f"{ignore} INTO History (mid, userlo, userhi, sender, message) VALUES "
+        self._q_history_head = head
+        self._q_save_history = q(head + "(?, ?, ?, ?, ?)")
         self._q_pair_page = q(
             "SELECT mid, message FROM History WHERE userlo = ? AND userhi = ? AND mid < ?"
             " ORDER BY mid DESC LIMIT ?")
@@ -75,9 +76,25 @@ class HistoryQueries:
         self._q_forget_history = q("DELETE FROM History WHERE mid = ?")
 
     async def save_history(self, rows: Sequence[HistoryRow]) -> None:
-        """Keep messages, one multi-row INSERT for all of them; a repeated mid is kept once."""
-        def txn(c: Cursor) -> None:
-            c.executemany(self._q_save_history, rows)
+        """Keep messages, one multi-row INSERT for all of them; a repeated mid is kept once.
+
+        On MySQL the statement is built here, with the frames as hex literals (bytes.hex is
+        C): PyMySQL's executemany would escape every value in Python on a pool thread, holding
+        the GIL that the reactor needs for every message. SQLite binds in C anyway.
+        """
+        if self.dialect.inline_rows:
+            statement = self._q_history_head + ",".join(
+                f"({mid:d},{lo:d},{hi:d},{sender:d},X'{frame.hex()}')"
+                for mid, lo, hi, sender, frame in rows)
+
+            def txn(c: Cursor) -> None:
+                c.execute(statement)
+        else:
+            text_rows = [(mid, lo, hi, sender, frame.decode())
+                         for mid, lo, hi, sender, frame in rows]
+
+            def txn(c: Cursor) -> None:
+                c.executemany(self._q_save_history, text_rows)
         await self._run("save_history", txn)
 
     async def forget_history(self, mid: int) -> None:

@@ -36,6 +36,7 @@ class MySQLDialect:
     """PyMySQL with `%s` placeholders; lost connections are retried once by the Store."""
 
     name = "mysql"
+    inline_rows = True
     for_update = " FOR UPDATE"
     insert_ignore = "INSERT IGNORE"
     lost_connection = (pymysql.err.OperationalError, pymysql.err.InterfaceError)

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 Cursor = Any
+BLOCKERS_CHUNK = 500
 
 
 class GroupChange(Enum):
@@ -104,6 +105,20 @@ class RelationQueries:
         def txn(c: Cursor) -> None:
             c.execute(self._q_block if block else self._q_unblock, (user_id, blocked_id))
         await self._run("set_block", txn)
+
+    async def blockers_of(self, user_ids: list[int]) -> dict[int, set[int]]:
+        """For each of these users who is blocked by anyone, who blocked them."""
+        def txn(c: Cursor) -> dict[int, set[int]]:
+            found: dict[int, set[int]] = {}
+            for start in range(0, len(user_ids), BLOCKERS_CHUNK):
+                chunk = user_ids[start:start + BLOCKERS_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                c.execute(self.dialect.sql(
+                    f"SELECT blockedid, userid FROM Block WHERE blockedid IN ({marks})"), chunk)
+                for blocked, blocker in c.fetchall():
+                    found.setdefault(int(blocked), set()).add(int(blocker))
+            return found
+        return await self._run("blockers_of", txn)
 
     def _blocked_by(self, c: Cursor, user_id: int) -> set[int]:
         """The users who blocked `user_id`."""

@@ -19,6 +19,7 @@ class SQLiteDialect:
     """sqlite3 behind adbapi with a single connection (cp_min = cp_max = 1)."""
 
     name = "sqlite"
+    inline_rows = False
     for_update = ""
     insert_ignore = "INSERT OR IGNORE"
     lost_connection: tuple[type[Exception], ...] = ()
