@@ -32,6 +32,7 @@ from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_resul
 from chatd.bench.wire import BenchConn
 from chatd.bench.worker import Worker
 from tests.nodeproc import start_node
+from tests.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_TIMEOUT = 60.0
@@ -266,12 +267,15 @@ class BenchAgainstNodeTests(TestCase):
 
     timeout = 90
 
-    async def check_all_phases(self, proto: str, size: int) -> None:
-        node = await start_node(self)
+    async def check_all_phases(self, proto: str, size: int, ws: bool = False) -> None:
+        web = free_port()
+        node = await start_node(self, *(["--web", f"tcp:{web}:interface=127.0.0.1"] if ws else []))
         code, out, report = await run_bench(
-            self, "--target", f"127.0.0.1:{node.port}", "-n", "20", "-m", "10",
+            self, "--target", f"127.0.0.1:{web if ws else node.port}", "-n", "20", "-m", "10",
             "--group-size", str(size), "--group-messages", "10", "--proto", proto,
-            "--phases", "reg,login,chat,group,idle", "--idle-seconds", "0.5")
+            "--phases", "reg,login,chat,group,idle", "--idle-seconds", "0.5",
+            *(["--ws"] if ws else []))
+        self.assertEqual(report["params"]["ws"], ws)
         phases = report["phases"]
         self.assertEqual(list(phases), ["connect", "reg", "login", "chat", "group", "idle"])
         for name in ("connect", "reg", "login"):
@@ -295,6 +299,10 @@ class BenchAgainstNodeTests(TestCase):
     async def test_proto_2_group_spread_over_both_workers(self) -> None:
         """Each worker has 8 or 12 of the 20 users: 15 members take turns across processes."""
         await self.check_all_phases("2", 15)
+
+    async def test_every_phase_over_websocket(self) -> None:
+        """--ws: the same load through the node's --web listener, one frame per message."""
+        await self.check_all_phases("2", 5, ws=True)
 
     async def test_two_targets_and_existing_users_from_an_idfile(self) -> None:
         """Users alternate between two independent nodes; a second run with the same names
@@ -383,5 +391,5 @@ class HelpTests(TestCase):
                        "--group-size", "--group-messages", "--idle", "--idle-seconds",
                        "--processes", "--password", "--prefix", "--run-id", "--idfile",
                        "--proto", "--json", "--timeout", "--max-time", "--pid", "--window",
-                       "--resume-kill", "--devices", "--history"):
+                       "--resume-kill", "--devices", "--history", "--ws"):
             self.assertIn(option.encode(), out)

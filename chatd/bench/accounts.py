@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from chatd.bench.phase import Phase
 from chatd.bench.wire import ERROR, LOGIN, LOGIN_ACK, REG, REG_ACK, BenchConn, User, encode
+from chatd.bench.wslink import WebSocketLink
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IConnector
@@ -91,8 +92,11 @@ class _UserFactory(ClientFactory):
         self.user = user
         self.device = device
 
-    def buildProtocol(self, addr: Any) -> BenchConn:
-        return BenchConn(self.worker, self.user, self.device)
+    def buildProtocol(self, addr: Any) -> BenchConn | WebSocketLink:
+        conn = BenchConn(self.worker, self.user, self.device)
+        if self.worker.ws:
+            return WebSocketLink(conn, f"{addr.host}:{addr.port}")
+        return conn
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.worker.phase.on_connect_failed(self.user, reason.getErrorMessage())

@@ -132,6 +132,9 @@ def parser() -> argparse.ArgumentParser:
     a("--proto", type=int, choices=(1, 2), default=1,
       help="1: the original dialect (what the performance targets use); 2: cids, SEND_ACK "
            "and RECV_ACK (1)")
+    a("--ws", action="store_true",
+      help="connect over WebSocket: the targets are the nodes' --web endpoints (path /ws), "
+           "one frame per text message")
     a("--window", type=positive(int), default=200,
       help="connects, registrations or logins in flight, over all workers (200)")
     a("--timeout", type=positive(float), default=5.0,

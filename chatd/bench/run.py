@@ -81,7 +81,7 @@ class Bench:
         self.rss: dict[str, Any] = {}
         self.params: dict[str, Any] = {
             "targets": opts.target, "users": opts.users, "processes": len(self.ranges),
-            "proto": opts.proto, "phases": self.phases, "messages": opts.messages,
+            "proto": opts.proto, "ws": opts.ws, "phases": self.phases, "messages": opts.messages,
             "pairs": 0, "group_size": 0, "group_messages": opts.group_messages,
             "idle": 0, "idle_seconds": opts.idle_seconds, "timeout": opts.timeout,
             "max_time": opts.max_time, "window": opts.window, "run_id": opts.run_id,
@@ -109,7 +109,8 @@ class Bench:
         users = [[i, user_name(opts.prefix, opts.run_id, i), self.ids[i]]
                  for i in self.ranges[wid]]
         return {"cmd": "setup", "users": users, "targets": opts.addresses, "proto": opts.proto,
-                "password": opts.password, "timeout": opts.timeout, "devices": opts.devices}
+                "ws": opts.ws, "password": opts.password, "timeout": opts.timeout,
+                "devices": opts.devices}
 
     def worker_of(self, user: int) -> int:
         return next(w for w, r in enumerate(self.ranges) if user in r)

@@ -54,6 +54,7 @@ class Worker:
         """Devices each user logs in (--devices)."""
         self.history_checks: dict[User, list[HistoryCheck]] = {}
         """What the history phase verifies: the conversations the loops filled."""
+        self.ws = False
         self.password = ""
         self.cid_prefix = b"%x" % time_ns()
         """Proto 2 cids are this, the phase's letter and the sequence number: the server
@@ -103,6 +104,7 @@ class Worker:
         self.config = cmd
         self.proto = cmd["proto"]
         self.devices = cmd.get("devices", 1)
+        self.ws = cmd["ws"]
         self.password = cmd["password"]
         self.targets = [(host, port) for host, port in cmd["targets"]]
         self.users = [User(index, name, uid, self.devices) for index, name, uid in cmd["users"]]
