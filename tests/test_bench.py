@@ -213,7 +213,7 @@ class DevicesTests(SynchronousTestCase):
         worker = Worker(MemoryReactorClock())
         events: list[dict[str, Any]] = []
         worker.emit = events.append  # type: ignore[method-assign]
-        worker.setup({"proto": 2, "devices": 2, "password": "pw", "targets": [],
+        worker.setup({"proto": 2, "devices": 2, "ws": False, "password": "pw", "targets": [],
                       "users": [[0, "a", 10], [1, "b", 11]]})
         sender, receiver = worker.users
         for user in worker.users:
