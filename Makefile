@@ -12,15 +12,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
-## run: one node on the embedded defaults (SQLite file chatd.sqlite3, no Redis), tcp:6000
+## run: one node on the embedded defaults (SQLite file chatd.sqlite3, no Redis), tcp:6000,
+## and the web client on http://127.0.0.1:8080/
 run: $(STAMP)
-	$(BIN)/twistd --nodaemon --pidfile= chatd
+	$(BIN)/twistd --nodaemon --pidfile= chatd --web tcp:8080
 
 ## test: the whole trial suite, with the throwaway MariaDB/Redis/nginx it starts itself
 test: $(STAMP)
 	tests/run-suite
 
-## cluster: private MariaDB + Redis, three nodes, nginx on 8000, in the foreground (Ctrl-C stops)
+## cluster: private MariaDB + Redis, three nodes, nginx on 8000 (TCP) and 8080 (web), in the
+## foreground (Ctrl-C stops)
 cluster: $(STAMP)
 	$(BIN)/python -m chatd.devcluster
 

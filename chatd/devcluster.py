@@ -1,7 +1,7 @@
 """`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
 temporary directories, three chatd nodes each with its admin listener (docs/operations.md),
-nginx on port 8000 passing client addresses with the PROXY protocol; Ctrl-C, SIGTERM and
-SIGHUP stop all of it."""
+nginx on port 8000 for chat clients (passing client addresses with the PROXY protocol) and on
+port 8080 for the web client; Ctrl-C, SIGTERM and SIGHUP stop all of it."""
 
 import argparse
 import os
@@ -33,11 +33,14 @@ class NodeProcess:
         self.number = number
         self.port = free_port()
         self.admin_port = free_port()
+        self.web_port = free_port()
         self.log = os.path.join(workdir, f"node{number}.log")
         self.proc = subprocess.Popen(
             [TWISTD, "--nodaemon", "--pidfile=", "--logfile", self.log, "chatd",
              "--listen", f"haproxy:tcp:{self.port}:interface=127.0.0.1", "--db", db,
              "--redis", redis, "--node-id", str(number), "--password-cost", str(cost),
+             "--web", f"tcp:{self.web_port}:interface=127.0.0.1", "--web-trusted-proxy",
+             "127.0.0.1",
              "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
              "--admin-token-file", token_file],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -62,7 +65,7 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run(nodes: int, port: int, cost: int) -> None:
+def run(nodes: int, port: int, web_port: int, cost: int) -> None:
     """Start everything, print where it is, wait for Ctrl-C, SIGTERM or SIGHUP (its terminal
     closed), stop everything."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -85,13 +88,16 @@ def run(nodes: int, port: int, cost: int) -> None:
         started += chat_nodes
         for node in chat_nodes:
             node.wait()
-        nginx = Nginx([n.port for n in chat_nodes], port)
+        nginx = Nginx([n.port for n in chat_nodes], port, [n.web_port for n in chat_nodes],
+                      web_port)
         started.append(nginx)
         nginx.start()
         print(f"\n  clients:  telnet 127.0.0.1 {port}   or   .venv/bin/chat-client --port {port}")
+        print(f"  web:      {nginx.url}")
         for node in chat_nodes:
             print(f"  node {node.number}:   127.0.0.1:{node.port} (PROXY protocol, from nginx)"
-                  f"   admin http://127.0.0.1:{node.admin_port}   log {node.log}")
+                  f"   web 127.0.0.1:{node.web_port}   admin http://127.0.0.1:{node.admin_port}"
+                  f"   log {node.log}")
         print(f"  admin token file: {token_file}\n"
               f"  try:  .venv/bin/chatd-admin --url http://127.0.0.1:{chat_nodes[0].admin_port}"
               f" --token-file {token_file} nodes\n"
@@ -117,10 +123,12 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Needs mariadb-server, redis-server, nginx and libnginx-mod-stream installed.")
     parser.add_argument("--nodes", type=int, default=3, help="chatd nodes to run (default 3)")
     parser.add_argument("--port", type=int, default=8000, help="nginx port (default 8000)")
+    parser.add_argument("--web-port", type=int, default=8080,
+                        help="nginx port of the web client (default 8080)")
     parser.add_argument("--password-cost", type=int, default=14,
                         help="scrypt cost of the nodes (default 14)")
     args = parser.parse_args(argv)
-    run(args.nodes, args.port, args.password_cost)
+    run(args.nodes, args.port, args.web_port, args.password_cost)
 
 
 if __name__ == "__main__":

@@ -155,27 +155,38 @@ DEPLOY_CONF = os.path.join(os.path.dirname(__file__), "..", "deploy", "nginx.con
 
 
 class Nginx:
-    """A private nginx running deploy/nginx.conf with its upstreams and port replaced; with
+    """A private nginx running deploy/nginx.conf with its upstreams and ports replaced: the
+    stream server in front of `node_ports`, the http server in front of `web_ports`; with
     `proxy_protocol` (as deployed) the nodes must listen through haproxy:."""
 
     def __init__(self, node_ports: list[int], port: int | None = None,
+                 web_ports: list[int] | None = None, web_port: int | None = None,
                  proxy_protocol: bool = True) -> None:
         self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
         self.port = port or free_port()
+        self.web_port = web_port or free_port()
         self.node_ports = node_ports
+        self.web_ports = web_ports or node_ports
         self.proxy_protocol = proxy_protocol  # off: nodes listen on plain tcp:
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/"
 
     def config(self) -> str:
         with open(DEPLOY_CONF, encoding="utf-8") as f:
             text = f.read()
-        servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"
-                          for p in self.node_ports)
         text = re.sub(r"(?m)^\s*server 127\.0\.0\.1:\d+[^\n]*\n", "", text)
-        text = text.replace("least_conn;\n", "least_conn;\n" + servers, 1)
+        for upstream, ports in (("chatd", self.node_ports), ("chatd_web", self.web_ports)):
+            servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"
+                              for p in ports)
+            head = f"upstream {upstream} {{\n        zone {upstream} 64k;\n        least_conn;\n"
+            text = text.replace(head, head + servers, 1)
         if not self.proxy_protocol:
             text = re.sub(r"(?m)^\s*proxy_protocol on;\n", "", text)
-        return re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
+        text = re.sub(r"listen 8000\b", f"listen 127.0.0.1:{self.port}", text)
+        return re.sub(r"listen 8080\b", f"listen 127.0.0.1:{self.web_port}", text)
 
     def start(self) -> None:
         binary = _binary("nginx")

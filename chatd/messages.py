@@ -95,6 +95,7 @@ class Errno(IntEnum):
     BLOCK_SELF = 165
     TOO_MANY_DEVICES = 166
     PEER_AND_GROUP = 167
+    BINARY_MESSAGE = 180
 
 
 ERRMSG: dict[Errno, str] = {
@@ -141,6 +142,7 @@ ERRMSG: dict[Errno, str] = {
     Errno.BLOCK_SELF: "cannot block yourself",
     Errno.TOO_MANY_DEVICES: "too many devices online",
     Errno.PEER_AND_GROUP: "give peer or groupid, not both",
+    Errno.BINARY_MESSAGE: "binary message: send each frame as one text message",
 }
 
 

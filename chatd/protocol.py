@@ -222,11 +222,27 @@ class ChatProtocol(Protocol):
             if self.transport.disconnecting:
                 return
             if len(line) > self._max_frame and self._oversized(line):
-                return self._too_large()
+                return self.frame_too_large()
             if line and not line.isspace():
                 self.frameReceived(line)
         if len(self._buffer) > self._max_frame and self._oversized(self._buffer):
-            self._too_large()
+            self.frame_too_large()
+
+    def messageReceived(self, data: bytes, text: bool = True) -> None:
+        """One whole message of a transport that frames messages itself (a WebSocket): the
+        same limits and error frames as a line, without the line framing. A binary message
+        is refused: frames are text."""
+        self._stats.bytes_in += len(data)
+        now = self.factory.clock.seconds()  # as in dataReceived, kept there inline (hot path)
+        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        self.last_seen = now
+        if len(data) > self._max_frame:
+            return self.frame_too_large()
+        if not text:
+            self._tokens -= 1
+            return self.error(ChatError(Errno.BINARY_MESSAGE))
+        if data and not data.isspace():
+            self.frameReceived(data)
 
     def _oversized(self, line: bytes) -> bool:
         """The limit counts the frame, not the CR of a CRLF terminator."""
@@ -314,7 +330,7 @@ class ChatProtocol(Protocol):
             err = ChatError(Errno.INTERNAL)
         self.refuse(msgid, frame, err)
 
-    def _too_large(self) -> None:
+    def frame_too_large(self) -> None:
         log.info("closing connection of user {uid}: frame over {limit} bytes",
                  uid=self.user_id, limit=self._max_frame)
         self._buffer = b""

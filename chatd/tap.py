@@ -48,6 +48,7 @@ from chatd.throttle import (
     ThrottleLimits,
 )
 from chatd.tokens import DEFAULT_LIFETIME
+from chatd.web.site import parse_origins, web_factory
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
 # Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
@@ -91,6 +92,16 @@ class Options(usage.Options):
         ["ack-timeout", None, DEFAULT_ACK_TIMEOUT,
          "Seconds a proto-2 client has to acknowledge a message before it is stored "
          "offline (1-600).", float],
+        ["web", None, "",
+         "Twisted server endpoint for the web client and its WebSocket (/ws), e.g. tcp:8080 or "
+         "ssl:8443:privateKey=key.pem; empty (the default) serves no web."],
+        ["web-origin", None, "",
+         "Comma-separated origins (scheme://host[:port]) whose pages may open the WebSocket; "
+         "empty (the default) allows only the site's own origin."],
+        ["web-trusted-proxy", None, "",
+         "Comma-separated proxy addresses (e.g. nginx's 127.0.0.1) whose X-Real-IP header "
+         "names a WebSocket client's address for the per-address limits and the logs; empty "
+         "(the default) believes no header."],
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
         ["max-devices", None, DEFAULT_MAX_DEVICES,
@@ -146,6 +157,12 @@ class Options(usage.Options):
                 parse_redis_url(self["redis"])
             except ValueError as e:
                 raise usage.UsageError(f"--redis: {e}") from None
+        try:
+            self["web-origin"] = parse_origins(self["web-origin"])
+            self["web-trusted-proxy"] = frozenset(
+                filter(None, (a.strip() for a in self["web-trusted-proxy"].split(","))))
+        except ValueError as e:
+            raise usage.UsageError(f"--web-origin: {e}") from None
         _check_range("node-id", self["node-id"], 0, MAX_NODE)
         _check_range("max-frame", self["max-frame"], 1024, 16 * 1024 * 1024)
         _check_range("password-cost", self["password-cost"], 1, MAX_COST)
@@ -303,6 +320,10 @@ def makeService(options: Options) -> IService:
         Listener(options["listen"], node.factory, reactor).setServiceParent(node)
         if options["admin"]:
             admin_listener(node, options, reactor).setServiceParent(node)
+        if options["web"]:
+            site = web_factory(node.factory, options["web-origin"],
+                               options["web-trusted-proxy"])
+            Listener(options["web"], site, reactor, "--web").setServiceParent(node)
     except ValueError as e:
         raise SystemExit(f"chatd: bad listener endpoint: {e}") from None
     return node

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 1000
+"""Most messages one history command shows (the client asks for them page by page)."""
+
 
 class CommandError(ValueError):
     """The line is not a valid command; the message says what to type instead."""
@@ -78,6 +82,59 @@ class Groups:
 
 
 @dataclass(frozen=True)
+class History:
+    """The last `count` messages with a user (`history:`) or in a group (`ghistory:`)."""
+
+    target: int
+    count: int = DEFAULT_HISTORY
+    group: bool = False
+
+    def __str__(self) -> str:
+        return f"{'ghistory' if self.group else 'history'}:{self.target}" + (
+            f":{self.count}" if self.count != DEFAULT_HISTORY else "")
+
+
+@dataclass(frozen=True)
+class RemoveFriend:
+    friend_id: int
+
+    def __str__(self) -> str:
+        return f"removefriend:{self.friend_id}"
+
+
+@dataclass(frozen=True)
+class LeaveGroup:
+    group_id: int
+
+    def __str__(self) -> str:
+        return f"leavegroup:{self.group_id}"
+
+
+@dataclass(frozen=True)
+class Kick:
+    group_id: int
+    user_id: int
+
+    def __str__(self) -> str:
+        return f"kick:{self.group_id}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Block:
+    user_id: int
+    block: bool = True
+
+    def __str__(self) -> str:
+        return f"{'block' if self.block else 'unblock'}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Devices:
+    def __str__(self) -> str:
+        return "devices"
+
+
+@dataclass(frozen=True)
 class Quit:
     def __str__(self) -> str:
         return "quit"
@@ -116,7 +173,7 @@ class AskRegister:
 
 
 Command = (Help | Chat | AddFriend | CreateGroup | AddGroup | GroupChat | Loginout | Friends
-           | Groups | Quit)
+           | Groups | History | RemoveFriend | LeaveGroup | Kick | Block | Devices | Quit)
 MenuChoice = Login | Register | AskLogin | AskRegister | Quit
 
 USAGE: dict[str, str] = {
@@ -129,8 +186,17 @@ USAGE: dict[str, str] = {
     "loginout": "loginout",
     "friends": "friends",
     "groups": "groups",
+    "history": "history:friendid[:count]",
+    "ghistory": "ghistory:groupid[:count]",
+    "removefriend": "removefriend:friendid",
+    "leavegroup": "leavegroup:groupid",
+    "kick": "kick:groupid:userid",
+    "block": "block:userid",
+    "unblock": "unblock:userid",
+    "devices": "devices",
     "quit": "quit",
 }
+
 
 MENU_HELP = ("invalid input! choose 1 (login), 2 (register) or 3 (quit), "
              "or type login:userid:password or register:username:password")
@@ -189,6 +255,19 @@ def parse_password(text: str) -> str:
     return text
 
 
+def typing_target(line: str) -> int | None:
+    """The friend a half-typed `chat:friendid:message` line is a message to, once the
+    message has begun; None for anything else."""
+    name, _, rest = line.partition(":")
+    target, colon, msg = rest.partition(":")
+    if name.strip().lower() != "chat" or not colon or not msg:
+        return None
+    try:
+        return parse_id(target, "friendid")
+    except CommandError:
+        return None
+
+
 def _no_argument(command: Command) -> Callable[[str | None], Command]:
     def parse(rest: str | None) -> Command:
         if rest is not None and rest.strip():
@@ -221,6 +300,25 @@ def _create_group(rest: str | None) -> CreateGroup:
     return CreateGroup(name.strip(), desc)
 
 
+def _history(group: bool) -> Callable[[str | None], History]:
+    def parse(rest: str | None) -> History:
+        target, colon, count = (rest or "").partition(":")
+        target_id = parse_id(target, "groupid" if group else "friendid")
+        if not colon:
+            return History(target_id, group=group)
+        if not count.strip().isdecimal() or not 1 <= int(count) <= MAX_HISTORY:
+            raise CommandError(f"count must be a number from 1 to {MAX_HISTORY}")
+        return History(target_id, int(count), group)
+    return parse
+
+
+def _kick(rest: str | None) -> Kick:
+    group, colon, user = (rest or "").partition(":")
+    if not colon:
+        raise CommandError("missing userid")
+    return Kick(parse_id(group, "groupid"), parse_id(user, "userid"))
+
+
 _PARSERS: dict[str, Callable[[str | None], Command]] = {
     "help": _no_argument(Help()),
     "chat": _chat,
@@ -231,5 +329,13 @@ _PARSERS: dict[str, Callable[[str | None], Command]] = {
     "loginout": _no_argument(Loginout()),
     "friends": _no_argument(Friends()),
     "groups": _no_argument(Groups()),
+    "history": _history(group=False),
+    "ghistory": _history(group=True),
+    "removefriend": lambda rest: RemoveFriend(parse_id(rest, "friendid")),
+    "leavegroup": lambda rest: LeaveGroup(parse_id(rest, "groupid")),
+    "kick": _kick,
+    "block": lambda rest: Block(parse_id(rest, "userid")),
+    "unblock": lambda rest: Block(parse_id(rest, "userid"), block=False),
+    "devices": _no_argument(Devices()),
     "quit": _no_argument(Quit()),
 }

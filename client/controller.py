@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred
 
 from client import commands, display
 from client.commands import CommandError
+from client.history import HistoryFailed
 from client.protocol import Frame
 from client.session import Outgoing, RequestFailed, Session
 
@@ -48,7 +49,7 @@ class Controller:
             pass
         unsent = await self._drain()
         self._console.show([display.unconfirmed(out.text) for out in unsent])
-        self._session.closing = True
+        self._session.close()
 
     async def _read(self, prompt: str, password: bool = False) -> str:
         line = await self._console.read_line(prompt, password)
@@ -131,7 +132,47 @@ class Controller:
                     show([f"group joined: {display.group_title(group)}", *display.members(group)])
             case commands.Loginout():
                 await self._logout()
+            case _:
+                await self._converse(command)
         return True
+
+    async def _converse(self, command: commands.Command) -> None:
+        """The conversation commands of proto 2 (docs/client.md)."""
+        session, show, ask = self._session, self._console.show, self._ask
+        match command:
+            case commands.History(target, count, group):
+                await self._history(command, {"groupid" if group else "peer": target}, count)
+            case commands.RemoveFriend(friend_id):
+                who = session.person(friend_id)
+                if await ask(f"{command} failed", session.remove_friend(friend_id)):
+                    show([f"friend removed: {display.user(who)}"])
+            case commands.LeaveGroup(group_id):
+                if await ask(f"{command} failed", session.leave_group(group_id)):
+                    show([f"group left: [{group_id}]"])
+            case commands.Kick(group_id, user_id):
+                if await ask(f"{command} failed", session.kick(group_id, user_id)):
+                    show([f"member removed: [{group_id}] {display.user(session.person(user_id))}"])
+            case commands.Block(user_id, block):
+                if await ask(f"{command} failed", session.block(user_id, block)):
+                    word = "blocked" if block else "unblocked"
+                    show([f"{word}: {display.user(session.person(user_id))}"])
+            case commands.Devices():
+                if reply := await ask(f"{command} failed", session.devices()):
+                    show(display.devices(reply.get("devices") or [], session.device))
+
+    async def _history(self, command: commands.History, target: Frame, count: int) -> None:
+        try:
+            messages, more = await self._session.history(target, count)
+        except RequestFailed as failure:
+            self._console.show([display.error(f"{command} failed: {failure}")])
+            return
+        except HistoryFailed as failure:
+            self._console.show([display.reply_error(failure.args[0], f"{command} failed")])
+            return
+        lines = [self._session.describe(frame) for frame in messages]
+        title = (f"in group [{target['groupid']}]" if "groupid" in target
+                 else f"with {display.user(self._session.person(target['peer']))}")
+        self._console.show(display.history(title, lines, more))
 
     async def _logout(self) -> None:
         await self._drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from collections.abc import Iterable
 
@@ -9,6 +10,7 @@ from client.commands import USAGE
 from client.protocol import GROUP_CHAT_MSG, Frame
 
 WIDTH = 54
+ERROR_PREFIX = "error: "
 
 _HELP: dict[str, str] = {
     "help": "show this list / 显示所有支持的命令",
@@ -20,7 +22,19 @@ _HELP: dict[str, str] = {
     "loginout": "log out / 注销",
     "friends": "show the friend list / 好友列表",
     "groups": "show the groups and their members / 群组列表",
+    "history": "the last messages with a user (default 20) / 聊天记录",
+    "ghistory": "the last messages of a group (default 20) / 群聊记录",
+    "removefriend": "end a friendship, on both sides / 删除好友",
+    "leavegroup": "leave a group / 退出群组",
+    "kick": "remove a member from your group (creator only) / 踢出群成员",
+    "block": "refuse a user's messages, typing and friend requests / 屏蔽用户",
+    "unblock": "stop blocking a user / 取消屏蔽",
+    "devices": "list your devices that are online / 在线设备",
     "quit": "leave the client / 退出",
+}
+NOTICES: dict[str, str] = {
+    "logged_in_elsewhere": "another login took over this device; you are logged out",
+    "banned": "your account has been banned",
 }
 
 
@@ -52,7 +66,7 @@ def info(text: str) -> str:
 
 
 def error(text: str) -> str:
-    return f"error: {text}"
+    return f"{ERROR_PREFIX}{text}"
 
 
 def unconfirmed(text: str) -> str:
@@ -74,13 +88,64 @@ def user(person: Frame) -> str:
     return f"[{clean(person.get('id'))}]{clean(person.get('name', ''))}"
 
 
-def message(frame: Frame, received_at: str) -> str:
-    """`2026-11-26 10:00:01 [12]alice said: hello`, group messages prefixed `群消息[gid]:`."""
+def message(frame: Frame, received_at: str, to: Frame | None = None) -> str:
+    """`2026-11-26 10:00:01 [12]alice said: hello`, group messages prefixed `群消息[gid]:`.
+    The user's own one-to-one messages (from another device, a sync or a history) name
+    the peer `to`: `[1]me said to [12]alice: hi`."""
     when = clean(frame.get("time") or received_at)
-    line = f"{when} {user(frame)} said: {clean(frame.get('msg'))}"
+    said = f"said to {user(to)}" if to is not None else "said"
+    line = f"{when} {user(frame)} {said}: {clean(frame.get('msg'))}"
     if frame.get("msgid") == GROUP_CHAT_MSG:
         return f"群消息[{clean(frame.get('groupid'))}]:{line}"
     return line
+
+
+def unread(entry: Frame, name: Frame) -> str:
+    """`unread: 3 from [2]bob` or `unread: 1 in group [7]dev`, from LOGIN_ACK's `unread`;
+    `name` is the user or the group."""
+    count = clean(entry.get("count"))
+    if "groupid" in entry:
+        return f"unread: {count} in group {group_title({**name, 'groupdesc': ''})}"
+    return f"unread: {count} from {user(name)}"
+
+
+def read_receipt(reader: Frame, text: str) -> str:
+    """`read: [2]bob read chat:2:hello`: the peer has read the user's message up to that one."""
+    return f"read: {user(reader)} read {clean(text)}"
+
+
+def typing(person: Frame) -> str:
+    return f"typing: {user(person)}"
+
+
+def notice(frame: Frame, group: Frame) -> str:
+    """A NOTICE frame as one `notice:` line; `group` names the group of a "kicked" one."""
+    kind = frame.get("kind")
+    if kind == "kicked":
+        return f"notice: you were removed from group {group_title({**group, 'groupdesc': ''})}"
+    if kind == "broadcast":
+        return f"notice: broadcast: {clean(frame.get('msg'))}"
+    text = NOTICES.get(str(kind), clean(kind))
+    return f"notice: {text}" + (f": {clean(frame['msg'])}" if frame.get("msg") else "")
+
+
+def devices(entries: Iterable[Frame], mine: str) -> list[str]:
+    """`device: laptop since 2026-11-29 10:00:00 (this one)`, one line per online session."""
+    lines = []
+    for entry in entries:
+        since = entry.get("since")
+        when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since / 1000))
+                if isinstance(since, int) and since >= 0 else clean(since))
+        this = " (this one)" if entry.get("device") == mine else ""
+        lines.append(f"device: {clean(entry.get('device'))} since {when}{this}")
+    return lines
+
+
+def history(title: str, lines: list[str], more: bool) -> list[str]:
+    """The messages of a history command between a rule and a line that counts them."""
+    tail = f"history: {len(lines)} message(s) {title}" + (
+        ", older ones exist" if more else "")
+    return [rule(f"history {title}", "-"), *lines, tail]
 
 
 def presence(person: Frame) -> str:

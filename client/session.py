@@ -4,7 +4,8 @@ Every chat carries a `cid` and stays in the outbox until SEND_ACK; after a recon
 logs in again by itself (with the resume token of its last login, or the password when the
 token is refused) and re-sends the outbox. Every chat received is acknowledged with
 RECV_ACK and shown once, however often the server delivers it (dedupe by `mid` and by
-sender + `cid`).
+sender + `cid`). Each login names this client's device and catches up with SYNC from the last
+mid the device has seen (client/conversations.py keeps it).
 """
 
 from __future__ import annotations
@@ -17,32 +18,47 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from client import display
+from client.conversations import Conversations
+from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import (
     ADD_FRIEND_MSG,
     ADD_GROUP_MSG,
+    BLOCK,
     CREATE_GROUP_MSG,
+    DEVICES,
     ERROR_MSG,
     FRIEND_LIST_MSG,
     GROUP_CHAT_MSG,
     GROUP_LIST_MSG,
+    HISTORY,
+    KICK_MEMBER,
+    LEAVE_GROUP,
     LOGIN_MSG,
     LOGIN_MSG_ACK,
     LOGINOUT_MSG,
+    NOTICE,
     ONE_CHAT_MSG,
+    READ,
     RECV_ACK,
     REG_MSG,
+    REMOVE_FRIEND,
     SEND_ACK,
+    SYNC,
+    TYPING,
     ChatConnection,
     Frame,
 )
+from client.state import LastMids
 
 REPLY_TO = {LOGIN_MSG: 2, LOGINOUT_MSG: 15, REG_MSG: 5, ADD_FRIEND_MSG: 12,
-            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14, FRIEND_LIST_MSG: 20, GROUP_LIST_MSG: 22}
+            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14, FRIEND_LIST_MSG: 20, GROUP_LIST_MSG: 22,
+            HISTORY: 24, SYNC: 26, REMOVE_FRIEND: 30, LEAVE_GROUP: 32, KICK_MEMBER: 34,
+            BLOCK: 36, DEVICES: 39}
 BAD_LOGIN = 1
 ACCOUNT_IN_USE = 2
 SERVICE_UNAVAILABLE = 130
@@ -51,6 +67,7 @@ CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 15.0
 MAX_MIDS_PER_ACK = 1000
 REMEMBERED_MESSAGES = 10_000
+REMEMBERED_NAMES = 10_000
 
 Show = Callable[[list[str]], None]
 
@@ -62,11 +79,13 @@ class _Credentials:
 
     user_id: int
     password: str
+    device: str
     token: str = ""
 
     def login_frame(self) -> Frame:
         secret = {"token": self.token} if self.token else {"password": self.password}
-        return {"msgid": LOGIN_MSG, "id": self.user_id, **secret, "proto": 2}
+        return {"msgid": LOGIN_MSG, "id": self.user_id, **secret, "proto": 2,
+                "device": self.device}
 
 
 class RequestFailed(Exception):
@@ -133,13 +152,23 @@ class _Request:
 class Session:
     """The user's session with chatd across any number of connections."""
 
-    def __init__(self, show: Show, clock: IReactorTime) -> None:
+    def __init__(self, show: Show, clock: IReactorTime, device: str = "default",
+                 state: LastMids | None = None,
+                 typing_shown: Callable[[Frame], None] | None = None) -> None:
         self._show = show
         self._clock = clock
+        self.device = device
         self._connection: ChatConnection | None = None
         self._online = False
         self._credentials: _Credentials | None = None
         self._request: _Request | None = None
+        self._one_at_a_time = DeferredLock()
+        self._missed_after = 0
+        """The last mid this device had seen when it logged in: SYNC starts after it."""
+        self._names: OrderedDict[int, str] = OrderedDict()
+        self.conversations = Conversations(
+            show, clock, self._send, state or LastMids(None), self.person,
+            typing_shown or (lambda person: show([display.typing(person)])))
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
         self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
@@ -160,9 +189,13 @@ class Session:
         return await self.request({"msgid": REG_MSG, "name": name, "password": password})
 
     async def login(self, user_id: int, password: str) -> Frame:
-        """Log in; on success the summary and offline messages are shown before this returns."""
-        return await self.request(
-            {"msgid": LOGIN_MSG, "id": user_id, "password": password, "proto": 2})
+        """Log in; on success the summary, the unread counts, the offline messages and what
+        this device missed (SYNC) are shown before this returns."""
+        reply = await self.request({"msgid": LOGIN_MSG, "id": user_id, "password": password,
+                                    "proto": 2, "device": self.device})
+        if not reply.get("errno"):
+            await self._catch_up()
+        return reply
 
     async def logout(self) -> Frame:
         reply = await self.request({"msgid": LOGINOUT_MSG})
@@ -193,6 +226,38 @@ class Session:
             self.groups = _replace(self.groups, "groupid", reply["group"])
         return reply
 
+    async def remove_friend(self, friend_id: int) -> Frame:
+        reply = await self.request({"msgid": REMOVE_FRIEND, "friendid": friend_id})
+        if not reply.get("errno"):
+            self._remember([self.person(friend_id)])
+            self.friends = [f for f in self.friends if f.get("id") != friend_id]
+        return reply
+
+    async def leave_group(self, group_id: int) -> Frame:
+        reply = await self.request({"msgid": LEAVE_GROUP, "groupid": group_id})
+        if not reply.get("errno"):
+            self.groups = [g for g in self.groups if g.get("groupid") != group_id]
+        return reply
+
+    async def kick(self, group_id: int, user_id: int) -> Frame:
+        return await self.request({"msgid": KICK_MEMBER, "groupid": group_id,
+                                   "userid": user_id})
+
+    async def block(self, user_id: int, block: bool) -> Frame:
+        return await self.request({"msgid": BLOCK, "userid": user_id, "block": block})
+
+    async def devices(self) -> Frame:
+        return await self.request({"msgid": DEVICES})
+
+    async def history(self, target: Frame, count: int) -> tuple[list[Frame], bool]:
+        """The last `count` messages of a conversation, oldest first, and whether there are
+        older ones; what is shown is marked read. Raises HistoryFailed when refused."""
+        messages, more = await fetch_history(self.request, target, count)
+        self._remember(messages)
+        for frame in messages:
+            self.conversations.shown(frame)
+        return messages, more
+
     async def friend_list(self) -> Frame:
         """The server's current friend list: others' presence and friendships change after
         login without the session hearing of it."""
@@ -213,15 +278,14 @@ class Session:
         """Send a request and return its reply or its ERROR_MSG; both carry `errno`."""
         if wait and not self._online and not await self._until_online.wait(CONNECT_TIMEOUT):
             raise RequestFailed("not connected to the server (still trying); try again")
-        if self._connection is None:
-            raise RequestFailed("not connected to the server")
-        if self._request is not None:
-            raise RequestFailed("another request is waiting for its reply")
-        reply: Deferred[Frame] = Deferred(lambda _: setattr(self, "_request", None))
-        reply.addTimeout(REPLY_TIMEOUT, self._clock, onTimeoutCancel=_no_reply)
-        self._request = _Request(frame, reply)
-        self._connection.send_frame(frame)
-        return await reply
+        async with self._one_at_a_time:
+            if self._connection is None:
+                raise RequestFailed("not connected to the server")
+            reply: Deferred[Frame] = Deferred(lambda _: setattr(self, "_request", None))
+            reply.addTimeout(REPLY_TIMEOUT, self._clock, onTimeoutCancel=_no_reply)
+            self._request = _Request(frame, reply)
+            self._connection.send_frame(frame)
+            return await reply
 
     # Chat: fire and forget for the caller; the outbox makes it reliable.
 
@@ -279,6 +343,12 @@ class Session:
         msgid = frame.get("msgid")
         if msgid in (ONE_CHAT_MSG, GROUP_CHAT_MSG):
             self._chat_received(frame)
+        elif msgid == READ:
+            self.conversations.read_received(frame)
+        elif msgid == TYPING:
+            self.conversations.typing_received(frame)
+        elif msgid == NOTICE:
+            self._notice(frame)
         elif msgid == SEND_ACK:
             self._send_acked(frame)
         elif msgid == ERROR_MSG and frame.get("cid") in self._outbox:
@@ -302,14 +372,20 @@ class Session:
         messages come before live ones."""
         again = self._credentials is not None
         password = request.get("password") or (self._credentials and self._credentials.password)
-        self._credentials = _Credentials(request["id"], password or "", reply.get("token") or "")
+        self._credentials = _Credentials(request["id"], password or "", self.device,
+                                         reply.get("token") or "")
         self.me = {"id": reply.get("id"), "name": reply.get("name")}
         self.friends = list(reply.get("friends") or [])
         self.groups = list(reply.get("groups") or [])
+        self.conversations.begin(f"{request['id']} {self.device}", request["id"],
+                                 "unread" in reply)
+        self._missed_after = self.conversations.last_mid
         if again:
             self._show([display.info(f"logged in again as {display.user(self.me)}")])
         else:
             self._show(display.login_summary(self.me, self.friends, self.groups))
+            self._show([display.unread(entry, self._named(entry))
+                        for entry in reply.get("unread") or [] if isinstance(entry, dict)])
         mids = [self._show_once(frame) for frame in reply.get("offlinemsg") or []]
         self._acknowledge([mid for mid in mids if mid is not None])
         self._go_online()
@@ -322,6 +398,7 @@ class Session:
         except RequestFailed:
             return
         if not reply.get("errno"):
+            await self._catch_up()
             return
         if reply.get("errno") == BAD_LOGIN and credentials.token:
             self._show([display.info("the resume token was refused; using the password")])
@@ -349,8 +426,82 @@ class Session:
         self._show([display.unconfirmed(out.text) for out in self._outbox.values()])
         self._outbox.clear()
         self._check_sent()
+        self.conversations.end()
         self._credentials = self.me = None
         self.friends, self.groups = [], []
+
+    async def _catch_up(self) -> None:
+        """Show what this device missed while it was away: every message after the last
+        mid it has seen (none on its first login: the unread counts tell)."""
+        if not self._missed_after or not self.conversations.supported:
+            return
+        try:
+            async for page in sync_pages(self.request, self._missed_after):
+                for frame in page:
+                    self._show_once(frame)
+        except RequestFailed as failure:
+            if not self.closing:
+                self._show([display.info(f"catching up stopped: {failure}; it goes on after "
+                                         "logging in again")])
+        except HistoryFailed as failure:
+            self._show([display.reply_error(failure.args[0], "catching up failed")])
+
+    def _notice(self, frame: Frame) -> None:
+        """A NOTICE: shown; a kick takes the group off the list, and a login elsewhere on
+        this device logs the user out here (logging in again would take the device back)."""
+        group_id = frame.get("groupid")
+        self._show([display.notice(frame, self._named({"groupid": group_id}))])
+        if frame.get("kind") == "kicked":
+            self.groups = [g for g in self.groups if g.get("groupid") != group_id]
+        elif frame.get("kind") == "logged_in_elsewhere" and self._credentials is not None:
+            self._forget_user()
+
+    def describe(self, frame: Frame) -> str:
+        """A chat frame's line; the user's own one-to-one messages to others name the peer."""
+        me = (self.me or {}).get("id")
+        to_other = frame.get("msgid") == ONE_CHAT_MSG and frame.get("to") != me
+        to = self.person(frame.get("to")) if frame.get("id") == me and to_other else None
+        return display.message(frame, self._now(), to)
+
+    def person(self, user_id: object) -> Frame:
+        """A user with the name this session knows (me, a friend, a group member)."""
+        people = [self.me or {}, *self.friends,
+                  *(member for group in self.groups for member in group.get("users") or [])]
+        known = next((p for p in people if p.get("id") == user_id), None)
+        if known is None and user_id in self._names:
+            return {"id": user_id, "name": self._names[user_id]}
+        return known or {"id": user_id}
+
+    def _remember(self, people: Iterable[Frame]) -> None:
+        """Names seen on chat frames and of friends removed, for `person`."""
+        for person in people:
+            if isinstance(person.get("id"), int) and isinstance(person.get("name"), str):
+                self._names[person["id"]] = person["name"]
+                self._names.move_to_end(person["id"])
+        while len(self._names) > REMEMBERED_NAMES:
+            self._names.popitem(last=False)
+
+    def _named(self, entry: Frame) -> Frame:
+        """The user (`peer`) or the group (`groupid`) an entry is about, named if known."""
+        if "groupid" in entry:
+            return next((g for g in self.groups if g.get("groupid") == entry["groupid"]),
+                        {"groupid": entry["groupid"]})
+        return self.person(entry.get("peer"))
+
+    def user_typing(self, line: str) -> None:
+        """The line being typed changed (interactive console)."""
+        if self._credentials is not None:
+            self.conversations.user_typing(line)
+
+    def close(self) -> None:
+        """The client is leaving: no more reconnect news; the last mid is written."""
+        self.closing = True
+        self.conversations.end()
+
+    def _send(self, frame: Frame) -> None:
+        """Send a frame that is worth nothing later (READ, TYPING) if connected now."""
+        if self._online and self._connection is not None:
+            self._connection.send_frame(frame)
 
     def _chat_received(self, frame: Frame) -> None:
         mid = self._show_once(frame)
@@ -365,7 +516,9 @@ class Session:
         if frame.get("cid") is not None:
             keys.append(("cid", frame.get("id"), frame["cid"]))
         if self._seen.add(keys):
-            self._show([display.message(frame, self._now())])
+            self._remember([frame])
+            self._show([self.describe(frame)])
+            self.conversations.shown(frame)
         return frame.get("mid")
 
     def _acknowledge(self, mids: list[int]) -> None:
@@ -385,6 +538,9 @@ class Session:
             self._show([display.reply_error(frame, f"{out.text} not sent")])
         else:
             self._show([f"sent: {display.clean(out.text)}"])
+            if frame.get("mid") is not None:
+                self._seen.add([("mid", frame["mid"])])
+            self.conversations.confirmed(out.frame, frame.get("mid"), out.text)
         self._check_sent()
 
     def _check_sent(self) -> None:

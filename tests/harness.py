@@ -1,5 +1,5 @@
 """Integration harness: a real chatd node in this process on a loopback port, and a wire client
-that speaks to it over real TCP."""
+that speaks to it over real TCP or over a real WebSocket."""
 
 from typing import Any
 
@@ -9,8 +9,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, c
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater as _later
 from twisted.trial.unittest import TestCase
+from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
 from chatd.tap import ChatNode, Options, build_node
+from chatd.web.site import web_factory
 
 WAIT = 5.0
 
@@ -45,6 +47,30 @@ async def start_node(case: TestCase, db: str | None = None, *args: str) -> Node:
     return node
 
 
+class WebNode:
+    """A node's --web listener: `connect` gives WebSocket clients for it."""
+
+    def __init__(self, node: Node, listener: Any) -> None:
+        self.node = node
+        self.listener = listener
+        self.port: int = listener.getHost().port
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def service(self) -> Any:
+        return self.node.service
+
+
+async def serve_web(case: TestCase, node: Node, origins: frozenset[str] = frozenset(),
+                    trusted_proxies: frozenset[str] = frozenset()) -> WebNode:
+    """Add a web listener (static client and /ws) to a started node."""
+    listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        web_factory(node.node.factory, origins, trusted_proxies))
+    case.addCleanup(listener.stopListening)
+    return WebNode(node, listener)
+
+
 class Client(Protocol):
     """A test client: sends frames, and waits for the frames a user would see."""
 
@@ -67,6 +93,7 @@ class Client(Protocol):
         self._match()
 
     def connectionLost(self, reason: Any) -> None:
+        self.connected = False
         self.closed.callback(None)
         for _, d in self._waiting:
             d.errback(AssertionError(f"connection closed; frames so far: {self.frames}"))
@@ -115,19 +142,61 @@ class Client(Protocol):
         return frames
 
 
+class WebSocketClient(Client):
+    """The same test client over a WebSocket: one frame per text message. Bytes that are
+    UTF-8 go as a text message without their terminator, others as a binary message."""
+
+    def negotiationStarted(self, transport: WebSocketTransport) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        self.connected = True
+
+    def textMessageReceived(self, message: str) -> None:
+        self.dataReceived(message.encode() + b"\n")
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        raise AssertionError(f"the server sent a binary message: {data!r}")
+
+    def pongReceived(self, payload: bytes) -> None:
+        pass
+
+    def send(self, frame: dict[str, Any] | bytes, end: bytes = b"\n") -> None:
+        if not isinstance(frame, bytes):
+            return self.transport.sendTextMessage(ujson.dumps(frame))
+        for terminator in (b"\r\n", b"\n", b"\0"):
+            if frame.endswith(terminator):
+                frame = frame[:-len(terminator)]
+                break
+        try:
+            self.transport.sendTextMessage(frame.decode())
+        except UnicodeDecodeError:
+            self.transport.sendBytesMessage(frame)
+
+    def buildProtocol(self, url: str) -> "WebSocketClient":
+        return self
+
+
 def deferLater(seconds: float) -> defer.Deferred[None]:
     return _later(reactor, seconds, lambda: None)
 
 
 async def connect(case: TestCase, node: Any) -> Client:
-    """A client connected to anything with a `port` on loopback (node, nginx)."""
-    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port), Client())
+    """A client connected to anything with a `port` on loopback (node, nginx); a WebSocket
+    client for anything with a `ws_url`."""
+    client: Client
+    if hasattr(node, "ws_url"):
+        client = await WebSocketClientEndpoint.new(reactor, node.ws_url).connect(
+            WebSocketClient())
+    else:
+        client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port),
+                                       Client())
     case.addCleanup(_disconnect, client)
     return client
 
 
 async def _disconnect(client: Client) -> None:
-    if client.transport.connected:
+    if client.connected:
         client.transport.loseConnection()
         await client.closed
 

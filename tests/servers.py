@@ -40,9 +40,10 @@ def start_redis() -> Redis:
     return server
 
 
-def start_nginx(node_ports: list[int], proxy_protocol: bool = False) -> Nginx:
+def start_nginx(node_ports: list[int], proxy_protocol: bool = False,
+                web_ports: list[int] | None = None) -> Nginx:
     """nginx in front of nodes; with `proxy_protocol` they must listen through haproxy:."""
-    server = Nginx(node_ports, proxy_protocol=proxy_protocol)
+    server = Nginx(node_ports, proxy_protocol=proxy_protocol, web_ports=web_ports)
     try:
         server.start()
     except (RuntimeError, OSError) as e:

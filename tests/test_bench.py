@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from time import monotonic_ns
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.bench.cli import parse_target
+from chatd.bench.chat import ChatPhase
+from chatd.bench.cli import parse_args, parse_target
+from chatd.bench.history import HistoryCheck
 from chatd.bench.plan import (
     allocate,
     pair_up,
@@ -23,9 +27,12 @@ from chatd.bench.plan import (
     worker_ranges,
 )
 from chatd.bench.pool import GroupHub
-from chatd.bench.run import effective_phases, load_ids, save_ids
+from chatd.bench.run import Bench, effective_phases, load_ids, save_ids
 from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
+from chatd.bench.wire import BenchConn
+from chatd.bench.worker import Worker
 from tests.nodeproc import start_node
+from tests.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_TIMEOUT = 60.0
@@ -179,18 +186,80 @@ class PlanTests(SynchronousTestCase):
         self.assertEqual(hub.counts, {})
 
 
-async def run_bench(testcase: TestCase, *args: str) -> tuple[int, str, dict[str, Any]]:
-    """Run chatd-bench as a user would; its exit status, stdout and JSON report."""
+class HistoryCheckTests(SynchronousTestCase):
+
+    def test_only_the_bench_messages_sent_are_counted_each_once(self) -> None:
+        check = HistoryCheck({"peer": 7}, {3: 2, 5: 1})
+        page = [{"msg": "B|c|3|1|99"}, {"msg": "B|c|3|1|99"}, {"msg": "B|g|5|0|1"},
+                {"msg": "B|c|3|2|1"}, {"msg": "B|c|4|0|1"}, {"msg": "hello|c|x|y|z"},
+                {"msg": None}, "junk"]
+        self.assertEqual((check.take(page, b"c"), check.missing), (1, 2))
+        self.assertEqual((check.take([{"msg": "B|c|5|0|1"}, {"msg": "B|c|3|0|2"}], b"c"),
+                          check.missing), (2, 0))
+
+
+class TcpStringTransport(StringTransport):
+    """A memory transport with the TCP option the bench sets on every connection."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+class DevicesTests(SynchronousTestCase):
+    """--devices: what the other devices get is counted per device, on memory transports
+    (the server side is the test's: chatd serves one device per account for now)."""
+
+    def test_other_devices_count_their_payloads_once_and_the_parent_their_losses(self) -> None:
+        worker = Worker(MemoryReactorClock())
+        events: list[dict[str, Any]] = []
+        worker.emit = events.append  # type: ignore[method-assign]
+        worker.setup({"proto": 2, "devices": 2, "ws": False, "password": "pw", "targets": [],
+                      "users": [[0, "a", 10], [1, "b", 11]]})
+        sender, receiver = worker.users
+        for user in worker.users:
+            user.online = True
+            for device in (0, 1):
+                BenchConn(worker, user, device).makeConnection(TcpStringTransport())
+        worker.start_phase(ChatPhase(worker, {"pairs": 1, "messages": 2, "deadline": 0}))
+        for seq in (0, 1):
+            frame = json.loads(sender.conn.transport.value().splitlines()[seq])
+            assert sender.conn is not None and receiver.conn is not None
+            line = json.dumps({**frame, "id": 10, "mid": seq + 1}).encode() + b"\n"
+            receiver.conn.dataReceived(line)
+            receiver.extra[0].dataReceived(line * 2)
+            if seq == 0:
+                sender.extra[0].dataReceived(line)
+            sender.conn.dataReceived(b'{"msgid":16,"cid":"%s","mid":%d,"errno":0}\n'
+                                     % (frame["cid"].encode(), seq + 1))
+        self.assertEqual(events, [{"ev": "ready"}], "the phase waits for the missing copy")
+        worker.phase.tick(monotonic_ns() + 6 * 10**9)
+        [result] = [e for e in events if e.get("ev") == "result"]
+        chat, devices = result["result"], result["data"]["devices"]
+        self.assertEqual((chat["ok"], chat["sent"], chat["lost"], chat["dup"]), (2, 2, 0, 0))
+        self.assertEqual((devices["ok"], devices["dup"], devices["extra"]), (3, 2, {
+            "device1_ok": 3}))
+
+        opts = parse_args(["--proto", "2", "--devices", "2", "--processes", "1"])
+        bench = Bench(opts, MemoryReactorClock())
+        bench.record_devices({0: result}, 2 * chat["sent"])
+        row = bench.results["chat.dev"]
+        self.assertEqual((row["ok"], row["lost"], row["dup"], row["device1_lost"]), (3, 1, 2, 1))
+
+
+async def run_bench(testcase: TestCase, *args: str, code: int = 0
+                    ) -> tuple[int, str, dict[str, Any]]:
+    """Run chatd-bench as a user would; its exit status (`code` expected), stdout and JSON
+    report."""
     path = os.path.abspath(testcase.mktemp())
     argv = ["-m", "chatd.bench", "--json", path, "--processes", "2", "--timeout", "5",
             "--max-time", "40", *args]
     d = getProcessOutputAndValue(sys.executable, argv, env=dict(os.environ), path=ROOT)
     d.addTimeout(RUN_TIMEOUT, reactor)
-    out, err, code = await d
-    if code != 0 or not os.path.exists(path):
-        testcase.fail(f"chatd-bench exited {code}:\n{out.decode()}\n{err.decode()}")
+    out, err, exit_code = await d
+    if exit_code != code or not os.path.exists(path):
+        testcase.fail(f"chatd-bench exited {exit_code}:\n{out.decode()}\n{err.decode()}")
     with open(path, encoding="utf-8") as f:
-        return code, out.decode(), json.load(f)
+        return exit_code, out.decode(), json.load(f)
 
 
 class BenchAgainstNodeTests(TestCase):
@@ -198,12 +267,15 @@ class BenchAgainstNodeTests(TestCase):
 
     timeout = 90
 
-    async def check_all_phases(self, proto: str, size: int) -> None:
-        node = await start_node(self)
+    async def check_all_phases(self, proto: str, size: int, ws: bool = False) -> None:
+        web = free_port()
+        node = await start_node(self, *(["--web", f"tcp:{web}:interface=127.0.0.1"] if ws else []))
         code, out, report = await run_bench(
-            self, "--target", f"127.0.0.1:{node.port}", "-n", "20", "-m", "10",
+            self, "--target", f"127.0.0.1:{web if ws else node.port}", "-n", "20", "-m", "10",
             "--group-size", str(size), "--group-messages", "10", "--proto", proto,
-            "--phases", "reg,login,chat,group,idle", "--idle-seconds", "0.5")
+            "--phases", "reg,login,chat,group,idle", "--idle-seconds", "0.5",
+            *(["--ws"] if ws else []))
+        self.assertEqual(report["params"]["ws"], ws)
         phases = report["phases"]
         self.assertEqual(list(phases), ["connect", "reg", "login", "chat", "group", "idle"])
         for name in ("connect", "reg", "login"):
@@ -228,6 +300,10 @@ class BenchAgainstNodeTests(TestCase):
         """Each worker has 8 or 12 of the 20 users: 15 members take turns across processes."""
         await self.check_all_phases("2", 15)
 
+    async def test_every_phase_over_websocket(self) -> None:
+        """--ws: the same load through the node's --web listener, one frame per message."""
+        await self.check_all_phases("2", 5, ws=True)
+
     async def test_two_targets_and_existing_users_from_an_idfile(self) -> None:
         """Users alternate between two independent nodes; a second run with the same names
         finds them taken and logs in with the ids the first one saved."""
@@ -245,6 +321,37 @@ class BenchAgainstNodeTests(TestCase):
         _, _, again = await run_bench(self, *args)
         self.assertEqual(again["phases"]["reg"]["existing"], 10)
         self.assertEqual(again["phases"]["idle"]["ok"], 10)
+
+
+class HistoryTests(TestCase):
+    """--history: every message the chat and group phases sent is found in HISTORY, and a
+    node that keeps no history is caught."""
+
+    timeout = 90
+
+    async def test_every_message_sent_is_in_the_history(self) -> None:
+        node = await start_node(self)
+        _, out, report = await run_bench(
+            self, "--target", f"127.0.0.1:{node.port}", "-n", "12", "-m", "150",
+            "--group-size", "4", "--group-messages", "30", "--proto", "2", "--history")
+        history = report["phases"]["history"]
+        # Both ends of 6 pairs read their 150 messages; the creator reads 4 x 30.
+        self.assertEqual((history["ok"], history["lost"], history["fail"]),
+                         (2 * 6 * 150 + 4 * 30, 0, 0))
+        self.assertEqual(history["pages"], 12 * 2 + 2)
+        self.assertEqual(history["samples"], history["pages"])
+        self.assertIn("history ", out)
+
+    async def test_a_node_without_history_loses_everything(self) -> None:
+        node = await start_node(self, "--history-days", "0")
+        _, out, report = await run_bench(
+            self, "--target", f"127.0.0.1:{node.port}", "-n", "8", "-m", "5",
+            "--group-size", "3", "--group-messages", "2", "--proto", "1", "--history",
+            code=1)
+        phases = report["phases"]
+        self.assertEqual((phases["chat"]["lost"], phases["group"]["lost"]), (0, 0))
+        self.assertEqual((phases["history"]["ok"], phases["history"]["lost"]),
+                         (0, 2 * 4 * 5 + 3 * 2))
 
 
 class ResumeTests(TestCase):
@@ -284,5 +391,5 @@ class HelpTests(TestCase):
                        "--group-size", "--group-messages", "--idle", "--idle-seconds",
                        "--processes", "--password", "--prefix", "--run-id", "--idfile",
                        "--proto", "--json", "--timeout", "--max-time", "--pid", "--window",
-                       "--resume-kill"):
+                       "--resume-kill", "--devices", "--history", "--ws"):
             self.assertIn(option.encode(), out)

@@ -12,20 +12,27 @@ from client.commands import (
     AddGroup,
     AskLogin,
     AskRegister,
+    Block,
     Chat,
     CommandError,
     CreateGroup,
+    Devices,
     Friends,
     GroupChat,
     Groups,
     Help,
+    History,
+    Kick,
+    LeaveGroup,
     Login,
     Loginout,
     Quit,
     Register,
+    RemoveFriend,
     parse_command,
     parse_id,
     parse_menu,
+    typing_target,
 )
 
 ids = st.integers(min_value=1, max_value=2**63 - 1)
@@ -48,6 +55,26 @@ class CommandTests(SynchronousTestCase):
     def test_modern_commands(self) -> None:
         self.assertEqual([parse_command(line) for line in ("friends", "groups", "quit")],
                          [Friends(), Groups(), Quit()])
+
+    def test_conversation_commands(self) -> None:
+        for line, command in [
+            ("history:2", History(2, 20)),
+            ("history:2:1000", History(2, 1000)),
+            ("ghistory:3:5", History(3, 5, group=True)),
+            ("removefriend:2", RemoveFriend(2)),
+            ("leavegroup:3", LeaveGroup(3)),
+            ("kick:3:4", Kick(3, 4)),
+            ("block:5", Block(5)),
+            ("unblock:5", Block(5, block=False)),
+            ("devices", Devices()),
+        ]:
+            self.assertEqual(parse_command(line), command, line)
+            self.assertEqual(str(command), line)
+
+    def test_typing_target_is_the_friend_of_a_begun_chat_message(self) -> None:
+        self.assertEqual([typing_target(line) for line in (
+            "chat:2:h", " Chat: 2 :hello", "chat:2:", "chat:2", "chat:x:h", "groupchat:3:h",
+            "help")], [2, 2, None, None, None, None, None])
 
     def test_message_is_the_rest_of_the_line_verbatim(self) -> None:
         self.assertEqual(parse_command("chat:2: at 10:00: lunch? "), Chat(2, " at 10:00: lunch? "))
@@ -81,6 +108,15 @@ class CommandTests(SynchronousTestCase):
              "groupname must not be empty; usage: creategroup:groupname:groupdesc"),
             ("groupchat:1", "missing message; usage: groupchat:groupid:message"),
             ("loginout:now", "loginout takes no argument; usage: loginout"),
+            ("history", "friendid must be a positive number; usage: history:friendid[:count]"),
+            ("history:2:0", "count must be a number from 1 to 1000; "
+                            "usage: history:friendid[:count]"),
+            ("ghistory:3:1001", "count must be a number from 1 to 1000; "
+                                "usage: ghistory:groupid[:count]"),
+            ("kick:3", "missing userid; usage: kick:groupid:userid"),
+            ("kick:x:3", "groupid must be a positive number; usage: kick:groupid:userid"),
+            ("unblock:me", "userid must be a positive number; usage: unblock:userid"),
+            ("devices:all", "devices takes no argument; usage: devices"),
         ]:
             with self.assertRaises(CommandError) as raised:
                 parse_command(line)

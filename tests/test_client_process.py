@@ -18,6 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from tests import harness
 from tests.nodeproc import Node, start_node
 from tests.test_cluster import Cluster
 
@@ -109,12 +110,23 @@ class ClientProcess(ProcessProtocol):
             await self.ended
 
 
-def start_client(testcase: TestCase, node: Node, name: str, *args: str) -> ClientProcess:
+def start_client(testcase: TestCase, node: Node, name: str, *args: str,
+                 state_home: str | None = None) -> ClientProcess:
+    """A client with a state folder of its own, or `state_home` (a restarted client)."""
     client = ClientProcess(name)
     argv = [sys.executable, "-m", "client", "--port", str(node.port), *args]
-    reactor.spawnProcess(client, sys.executable, argv, env=dict(os.environ), path=ROOT)
+    env = {**os.environ, "XDG_STATE_HOME": state_home or os.path.abspath(testcase.mktemp())}
+    reactor.spawnProcess(client, sys.executable, argv, env=env, path=ROOT)
     testcase.addCleanup(client.kill)
     return client
+
+
+def start_script(testcase: TestCase, node: Node, *lines: str) -> ClientProcess:
+    """chat-client --script FILE, the file holding these lines."""
+    script = os.path.abspath(testcase.mktemp())
+    with open(script, "w", encoding="utf-8") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+    return start_client(testcase, node, "script", "--script", script)
 
 
 async def sign_up(client: ClientProcess, name: str, password: str = "secret") -> int:
@@ -173,8 +185,8 @@ class ChatTests(TestCase):
         await bob.expect(rf"{TIME} \[{a}\]alice said: while you were away")
 
         alice.type("quit")
-        self.assertEqual(await alice.finish(), 0)
-        self.assertEqual(await bob.finish(), 0)
+        self.assertEqual(await alice.finish(), 0, alice.output())
+        self.assertEqual(await bob.finish(), 0, bob.output())
         self.assertEqual(bob.count(r".* said: hello: how are you\?"), 1)
 
     async def test_script_file(self) -> None:
@@ -182,13 +194,25 @@ class ChatTests(TestCase):
         setup = start_client(self, node, "setup")
         carol = await sign_up(setup, "carol")
         await setup.finish()
-        script = os.path.abspath(self.mktemp())
-        with open(script, "w", encoding="utf-8") as lines:
-            lines.write(f"login:{carol}:secret\nchat:{carol}:note to self\n")
-        client = start_client(self, node, "script", "--script", script)
+        client = start_script(self, node, f"login:{carol}:secret", f"chat:{carol}:note to self")
         await client.expect(rf"{TIME} \[{carol}\]carol said: note to self")
         await client.expect(rf"sent: chat:{carol}:note to self")
         self.assertEqual(await client.finish(), 0)
+
+    async def test_exit_status_is_1_when_one_command_of_a_script_failed(self) -> None:
+        node = await start_node(self)
+        setup = start_client(self, node, "setup")
+        dave = await sign_up(setup, "dave")
+        self.assertEqual(await setup.finish(), 0)
+        client = start_script(self, node, f"login:{dave}:secret", "addfriend:999999",
+                              f"chat:{dave}:still runs")
+        await client.expect(r"error: addfriend:999999 failed: no such user \(errno 120\)")
+        await client.expect(rf"sent: chat:{dave}:still runs")
+        self.assertEqual(await client.finish(), 1)
+        wrong = start_client(self, node, "wrong password")
+        wrong.type(f"login:{dave}:wrong")
+        await wrong.expect(r"error: login failed: .* \(errno 1\)")
+        self.assertEqual(await wrong.finish(), 1)
 
 
 class ListTests(TestCase):
@@ -265,7 +289,103 @@ class ErrorTests(TestCase):
         alice.type("groupchat:999999:anyone?")
         await alice.expect(r"error: groupchat:999999:anyone\? not sent: .* \(errno 12[24]\)")
         alice.type("quit")
-        self.assertEqual(await alice.finish(), 0)
+        self.assertEqual(await alice.finish(), 1, "a script whose commands failed exits 1")
+
+
+class ConversationTests(TestCase):
+    """The conversation commands against a real node: history, receipts, unread counts,
+    typing, and removing, leaving, kicking and blocking as both sides see them."""
+
+    async def test_history_receipts_unread_and_typing(self) -> None:
+        node = await start_node(self)
+        state = os.path.abspath(self.mktemp())
+        alice = start_client(self, node, "alice")
+        bob = start_client(self, node, "bob", state_home=state)
+        a, b = await sign_up(alice, "alice"), await sign_up(bob, "bob")
+        await log_in(alice, a, "alice")
+        await log_in(bob, b, "bob")
+        alice.type(f"addfriend:{b}", f"chat:{b}:one", f"chat:{b}:two: with a colon")
+        await alice.expect(rf"sent: chat:{b}:two: with a colon")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: two: with a colon")
+        await alice.expect(rf"read: \[{b}\]bob read chat:{b}:two: with a colon")
+
+        bob.type(f"history:{a}", f"history:{a}:1")
+        await bob.expect_block(rf"-+history with \[{a}\]alice-+",
+                               rf"{TIME} \[{a}\]alice said: one",
+                               rf"{TIME} \[{a}\]alice said: two: with a colon",
+                               rf"history: 2 message\(s\) with \[{a}\]alice")
+        await bob.expect_block(rf"-+history with \[{a}\]alice-+",
+                               rf"{TIME} \[{a}\]alice said: two: with a colon",
+                               rf"history: 1 message\(s\) with \[{a}\]alice, older ones exist")
+        alice.type("creategroup:dev:", f"chat:{a}:note")
+        gid = int((await alice.expect(r"group created: \[(\d+)\]dev")).group(1))
+        bob.type(f"addgroup:{gid}", f"groupchat:{gid}:hi all")
+        await bob.expect(rf"sent: groupchat:{gid}:hi all")
+        bob.type(f"ghistory:{gid}")
+        await bob.expect_block(rf"-+history in group \[{gid}\]-+",
+                               rf"群消息\[{gid}\]:{TIME} \[{b}\]bob said: hi all",
+                               rf"history: 1 message\(s\) in group \[{gid}\]")
+        self.assertEqual(await bob.finish(), 0, bob.output())
+
+        alice.type(f"chat:{b}:while you were away", f"groupchat:{gid}:and here")
+        await alice.expect(rf"sent: groupchat:{gid}:and here")
+        bob = start_client(self, node, "bob again", state_home=state)
+        await log_in(bob, b, "bob")
+        await bob.expect(rf"unread: 1 from \[{a}\]alice")
+        await bob.expect(rf"unread: 1 in group \[{gid}\]dev")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: while you were away")
+        await bob.expect(rf"群消息\[{gid}\]:{TIME} \[{a}\]alice said: and here")
+
+        carol = await harness.user(self, node, "carol")
+        carol.send({"msgid": 28, "to": b})
+        await bob.expect(r"typing: \[3\]")
+        carol.send({"msgid": 6, "to": b, "msg": "hello bob", "cid": "c1", "time": "now"})
+        read = await carol.recv(27)
+        self.assertEqual((read["peer"], read["id"]), (3, b))
+        await bob.expect(r"now \[3\]carol said: hello bob")
+        alice.type("quit")
+        self.assertEqual(await alice.finish(), 0, alice.output())
+        self.assertEqual(await bob.finish(), 0, bob.output())
+        self.assertEqual(bob.count(r".* said: while you were away"), 1, bob.output())
+
+    async def test_remove_leave_kick_and_block(self) -> None:
+        node = await start_node(self)
+        alice, bob = start_client(self, node, "alice"), start_client(self, node, "bob")
+        carol = start_client(self, node, "carol")
+        a, b, c = (await sign_up(alice, "alice"), await sign_up(bob, "bob"),
+                   await sign_up(carol, "carol"))
+        for client, uid, name in ((alice, a, "alice"), (bob, b, "bob"), (carol, c, "carol")):
+            await log_in(client, uid, name)
+        alice.type(f"addfriend:{b}", "creategroup:team:")
+        gid = int((await alice.expect(r"group created: \[(\d+)\]team")).group(1))
+        bob.type(f"addgroup:{gid}")
+        await bob.expect(rf"group joined: \[{gid}\]team")
+        carol.type(f"addgroup:{gid}")
+        await carol.expect(rf"group joined: \[{gid}\]team")
+
+        alice.type(f"removefriend:{b}", f"kick:{gid}:{b}", "friends", "help")
+        await alice.expect(rf"friend removed: \[{b}\]bob")
+        await alice.expect(rf"member removed: \[{gid}\] \[{b}\]bob")
+        await alice.expect_block(r"-+friend list-+", r"help +show this list.*")
+        await bob.expect(rf"notice: you were removed from group \[{gid}\]team")
+        bob.type(f"groupchat:{gid}:still here?")
+        await bob.expect(rf"error: groupchat:{gid}:still here\? not sent: .*\(errno 124\)")
+        carol.type(f"leavegroup:{gid}", f"ghistory:{gid}")
+        await carol.expect(rf"group left: \[{gid}\]")
+        await carol.expect(rf"error: ghistory:{gid} failed: .*\(errno 124\)")
+
+        bob.type(f"block:{a}")
+        await bob.expect(rf"blocked: \[{a}\]")
+        alice.type(f"chat:{b}:hello?")
+        await alice.expect(rf"error: chat:{b}:hello\? not sent: .*\(errno 161\)")
+        bob.type(f"unblock:{a}")
+        await bob.expect(rf"unblocked: \[{a}\]")
+        alice.type(f"chat:{b}:hello again")
+        await bob.expect(rf"{TIME} \[{a}\]alice said: hello again")
+        alice.type(f"kick:{gid}:{a}")
+        await alice.expect(rf"error: kick:{gid}:{a} failed: .*\(errno 164\)")
+        for client in (alice, bob, carol):
+            self.assertEqual(await client.finish(), 1, client.output())
 
 
 class RestartTests(TestCase):
@@ -304,8 +424,8 @@ class RestartTests(TestCase):
                          timeout=20)
 
         alice.type("quit")
-        self.assertEqual(await alice.finish(), 0)
-        self.assertEqual(await bob.finish(), 0)
+        self.assertEqual(await alice.finish(), 0, alice.output())
+        self.assertEqual(await bob.finish(), 0, bob.output())
         self.assertEqual(bob.count(r".* said: are you there\?"), 1, bob.output())
         self.assertEqual(bob.count(r".* said: sent while the server was down"), 1, bob.output())
         self.assertEqual(alice.count(rf"sent: chat:{b}:are you there\?"), 1, alice.output())

@@ -69,7 +69,7 @@ class SessionCase(SynchronousTestCase):
         wire = self.connect()
         reply = Deferred.fromCoroutine(self.session.login(1, "pw"))
         self.assertEqual(wire.sent(),
-                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2}])
+                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2, "device": "default"}])
         wire.receive(login_ack(offline))
         self.assertEqual(self.successResultOf(reply)["errno"], 0)
         return wire
@@ -211,7 +211,8 @@ class ReconnectTests(SessionCase):
         self.session.chat(2, "second", "chat:2:second")
         self.take_shown()
         again = self.connect()
-        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "token": "t1", "proto": 2}])
+        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "token": "t1", "proto": 2,
+                                         "device": "default"}])
         again.receive(login_ack())
         resent = again.sent()
         self.assertEqual(resent[0], first)
@@ -228,7 +229,7 @@ class ReconnectTests(SessionCase):
         again.receive(login_ack(token="t2"))
         again.lose()
         self.assertEqual(self.connect().sent(),
-                         [{"msgid": 1, "id": 1, "token": "t2", "proto": 2}])
+                         [{"msgid": 1, "id": 1, "token": "t2", "proto": 2, "device": "default"}])
 
     def test_a_refused_token_falls_back_to_the_password(self) -> None:
         self.log_in().lose()
@@ -236,7 +237,8 @@ class ReconnectTests(SessionCase):
         again = self.connect()
         again.sent()
         again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
-        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "password": "pw", "proto": 2}])
+        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "password": "pw", "proto": 2,
+                                         "device": "default"}])
         again.receive(login_ack(token="t3"))
         self.assertTrue(self.session.logged_in)
         self.assertIn("info: the resume token was refused; using the password",
@@ -386,7 +388,7 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(self.console.prompts,
                          [("choice:", False), ("userid:", False), ("userpassword:", True)])
         self.assertEqual(self.wire.sent(),
-                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2}])
+                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2, "device": "default"}])
         self.wire.receive(login_ack())
         self.assertEqual(self.console.prompts[-1], ("[1]alice> ", False))
         self.assertIn("chat:friendid:message            one-to-one chat / 一对一聊天",

@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 from chatd.devservers import Nginx, Redis
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
-from tests.servers import mysql_database, private_mariadb, start_nginx, start_redis
+from tests.servers import free_port, mysql_database, private_mariadb, start_nginx, start_redis
 
 ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
 
@@ -24,15 +24,18 @@ class Cluster:
         self.nodes: list = []
         self.nginx: Nginx | None = None
 
-    async def start(self, count: int = 3, *args: str) -> "Cluster":
+    async def start(self, count: int = 3, *args: str, web: bool = False) -> "Cluster":
+        """`web`: each node also serves --web on a port of its own, behind nginx's http."""
         self.redis = start_redis()
         self.case.addCleanup(self.redis.destroy)
+        self.web_ports = [free_port() for _ in range(count)] if web else []
         self.nodes = await defer.gatherResults([
             defer.Deferred.fromCoroutine(start_node(
                 self.case, "--db", self.db, "--redis", self.redis.url,
-                "--node-id", str(i + 1), "--ack-timeout", "2", *args))
+                "--node-id", str(i + 1), "--ack-timeout", "2", *args,
+                *(["--web", f"tcp:{self.web_ports[i]}:interface=127.0.0.1"] if web else [])))
             for i in range(count)])
-        self.nginx = start_nginx([n.port for n in self.nodes])
+        self.nginx = start_nginx([n.port for n in self.nodes], web_ports=self.web_ports or None)
         self.case.addCleanup(self.nginx.destroy)
         return self
 

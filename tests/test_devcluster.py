@@ -27,10 +27,11 @@ def listening(port: int) -> bool:
 class MakeClusterTests(SynchronousTestCase):
 
     def run_and_stop(self, signum: int) -> None:
-        nginx = free_port()
+        nginx, web = free_port(), free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "chatd.devcluster", "--nodes", "1", "--port", str(nginx),
-             "--password-cost", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             "--web-port", str(web), "--password-cost", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         self.addCleanup(proc.kill)
         output = []
@@ -43,7 +44,9 @@ class MakeClusterTests(SynchronousTestCase):
         if proc.poll() is not None and "not installed" in text:
             raise unavailable(text)
         ports = [nginx] + sorted({int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)})
-        self.assertEqual(len(ports), 5, text)  # nginx, the node, its admin, MariaDB, Redis
+        # nginx for chat and for the web, the node, its web and admin listeners, MariaDB, Redis
+        self.assertEqual(len(ports), 7, text)
+        self.assertIn(web, ports, text)
         self.assertTrue(all(listening(p) for p in ports), text)
         proc.send_signal(signum)
         self.assertEqual(proc.wait(STOP), 0)

@@ -40,7 +40,8 @@ class PluginTests(TestCase):
                        "--hash-wait", "--login-failures", "--address-failures",
                        "--login-backoff", "--max-registrations", "--offline-quota",
                        "--max-friends", "--max-groups-created", "--max-group-members",
-                       "haproxy:", "--admin", "--admin-token-file", "--log-format"):
+                       "haproxy:", "--admin", "--admin-token-file", "--log-format",
+                       "--web", "--web-origin"):
             self.assertIn(option, result.stdout)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess, words: str) -> None:
@@ -72,6 +73,12 @@ class PluginTests(TestCase):
                                          "--admin", "bogus:1"),
                                   "chatd: bad listener endpoint: --admin 'bogus:1'")
 
+    def test_bad_web_options_are_one_line_and_a_failure(self):
+        self.assertOneLineFailure(twistd("--web-origin", "chat.example"),
+                                  "--web-origin: not an origin (scheme://host[:port])")
+        self.assertOneLineFailure(twistd("--web", "nonsense:1", "--listen", "tcp:0"),
+                                  "chatd: bad listener endpoint: --web 'nonsense:1'")
+
     def test_an_unreachable_database_is_one_line_and_a_failure(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -90,6 +97,10 @@ class PluginTests(TestCase):
             db = os.path.join(self.mktemp() + ".sqlite3")
             self.assertOneLineFailure(
                 twistd("--db", f"sqlite:{db}", "--listen", f"tcp:{port}:interface=127.0.0.1"),
+                f"chatd: cannot listen on tcp:{port}")
+            self.assertOneLineFailure(
+                twistd("--db", f"sqlite:{db}", "--listen", "tcp:0",
+                       "--web", f"tcp:{port}:interface=127.0.0.1"),
                 f"chatd: cannot listen on tcp:{port}")
 
 

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from chatd.bench.phase import Phase
 from chatd.bench.wire import ERROR, LOGIN, LOGIN_ACK, REG, REG_ACK, BenchConn, User, encode
+from chatd.bench.wslink import WebSocketLink
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IConnector
@@ -83,32 +84,51 @@ class WindowPhase(Phase):
 
 
 class _UserFactory(ClientFactory):
-    """Builds the one connection of one user and reports a failed attempt to the phase."""
+    """Builds one connection of one user (its `device`) and reports a failed attempt to
+    the phase."""
 
-    def __init__(self, worker: Worker, user: User) -> None:
+    def __init__(self, worker: Worker, user: User, device: int = 0) -> None:
         self.worker = worker
         self.user = user
+        self.device = device
 
-    def buildProtocol(self, addr: Any) -> BenchConn:
-        return BenchConn(self.worker, self.user)
+    def buildProtocol(self, addr: Any) -> BenchConn | WebSocketLink:
+        conn = BenchConn(self.worker, self.user, self.device)
+        if self.worker.ws:
+            return WebSocketLink(conn, f"{addr.host}:{addr.port}")
+        return conn
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.worker.phase.on_connect_failed(self.user, reason.getErrorMessage())
 
 
 class ConnectPhase(WindowPhase):
+    """Connects every user, all its devices (--devices) to the same target; a user counts
+    once, when the last of them is connected."""
+
     name = "connect"
     unit = "conns/s"
 
+    def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
+        super().__init__(worker, cmd)
+        self.connecting: dict[User, int] = {}
+
     def begin(self, user: User) -> None:
         host, port = self.worker.target_of(user)
-        self.worker.reactor.connectTCP(host, port, _UserFactory(self.worker, user),
-                                       timeout=max(1, round(self.timeout_ns / 1e9)))
+        self.connecting[user] = self.worker.devices
+        for device in range(self.worker.devices):
+            self.worker.reactor.connectTCP(host, port, _UserFactory(self.worker, user, device),
+                                           timeout=max(1, round(self.timeout_ns / 1e9)))
 
     def on_connected(self, conn: BenchConn) -> None:
-        self.settle(conn.user, True)
+        left = self.connecting.pop(conn.user, 1) - 1
+        if left:
+            self.connecting[conn.user] = left
+        else:
+            self.settle(conn.user, True)
 
     def on_connect_failed(self, user: User, why: str) -> None:
+        self.connecting.pop(user, None)
         self.settle(user, False, f"connect: {why}")
 
 
@@ -138,18 +158,18 @@ class RequestPhase(WindowPhase):
         if conn.user not in self.pending:
             super().on_frame(conn, frame)
         elif msgid == self.reply and frame.get("errno") == BUSY:
-            self.worker.reactor.callLater(RETRY_SECONDS, self.retry, conn.user)
+            self.worker.reactor.callLater(RETRY_SECONDS, self.retry, conn)
         elif msgid == self.reply:
             self.answered(conn.user, frame)
         elif msgid == ERROR:
             self.settle(conn.user, False, f"ERROR_MSG {frame}")
 
-    def retry(self, user: User) -> None:
-        """Send a request the node was too busy to take again; its time counts from the
-        first attempt."""
-        request = self.request(user)
-        if user in self.pending and user.conn is not None and request is not None:
-            user.conn.send(request)
+    def retry(self, conn: BenchConn) -> None:
+        """Send a request the node was too busy to take again, on the same connection; its
+        time counts from the first attempt."""
+        request = self.request(conn.user)
+        if conn.user in self.pending and conn.connected and request is not None:
+            conn.send(request)
 
     def on_lost(self, user: User, why: str) -> None:
         super().on_lost(user, why)
@@ -181,17 +201,51 @@ class RegPhase(RequestPhase):
 
 
 class LoginPhase(RequestPhase):
+    """LOGIN on every device of a user (--devices N names them d0 … dN-1); the user counts
+    once, when the last one is logged in."""
+
     name = "login"
     unit = "ops/s"
     reply = LOGIN_ACK
 
-    def request(self, user: User) -> bytes | None:
+    def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
+        super().__init__(worker, cmd)
+        self.waiting: dict[User, int] = {}
+
+    def begin(self, user: User) -> None:
+        conns = user.conns()
         if not user.uid:
-            return None
-        frame = {"msgid": LOGIN, "id": user.uid, "password": self.worker.password}
+            self.skip(user, "no user id (registration failed and none in --idfile)")
+        elif len(conns) < self.worker.devices:
+            self.skip(user, "not connected")
+        else:
+            self.waiting[user] = len(conns)
+            for conn in conns:
+                conn.send(self.login(user, conn.device))
+
+    def login(self, user: User, device: int) -> bytes:
+        frame: dict[str, Any] = {"msgid": LOGIN, "id": user.uid,
+                                 "password": self.worker.password}
         if self.worker.proto == 2:
             frame["proto"] = 2
+        if self.worker.devices > 1:
+            frame["device"] = f"d{device}"
         return encode(frame)
+
+    def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
+        user = conn.user
+        if user not in self.pending or frame.get("msgid") != LOGIN_ACK or \
+                frame.get("errno") != 0 or self.waiting.get(user, 0) <= 1:
+            super().on_frame(conn, frame)
+            return
+        self.waiting[user] -= 1
+        if conn.device == 0:
+            user.token = frame.get("token") or user.token
+
+    def retry(self, conn: BenchConn) -> None:
+        """The LOGIN of this device again, after "server busy, retry"."""
+        if conn.user in self.pending and conn.connected:
+            conn.send(self.login(conn.user, conn.device))
 
     def answered(self, user: User, frame: dict[str, Any]) -> None:
         logged_in(self, user, frame)

@@ -34,6 +34,7 @@ class Pair:
 class ChatPhase(ClosedLoop):
     name = "chat"
     unit = "msgs/s"
+    kind = b"c"
 
     def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
         online = [u.index for u in worker.users if u.online]
@@ -134,6 +135,15 @@ class ChatPhase(ClosedLoop):
                 self.advance(pair)
         super().tick(now)
 
+    def device_copies_expected(self) -> int:
+        """Every other device of the receiver gets each message, and so does every other
+        device of the sender (the copy of what it sent)."""
+        return 2 * self.result.sent * (self.worker.devices - 1)
+
     def finish(self) -> None:
         self.result.lost = self.result.sent - self.result.ok
+        for pair in self.pairs:
+            sent = {pair.sender.index: pair.seq}
+            self.worker.expect_history(pair.sender, {"peer": pair.receiver.uid}, sent)
+            self.worker.expect_history(pair.receiver, {"peer": pair.sender.uid}, sent)
         super().finish()

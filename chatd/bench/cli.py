@@ -90,9 +90,10 @@ def parser() -> argparse.ArgumentParser:
            "127.0.0.1:6000; a bare PORT means 127.0.0.1:PORT)")
     a("-n", "--users", type=positive(int), default=2000, help="users (connections) (2000)")
     a("--phases", type=phase_list, default=["reg", "login", "chat", "group"],
-      help="comma list of reg,login,chat,group,idle,resume (reg,login,chat,group); chat, "
-           "group, idle and resume imply login, and login implies reg unless --idfile has "
-           "every id; resume needs --proto 2 and two targets or more")
+      help="comma list of reg,login,chat,group,history,idle,resume (reg,login,chat,group; "
+           "--history adds history); chat, group, history, idle and resume imply login, "
+           "and login implies reg unless --idfile has every id; resume needs --proto 2 and "
+           "two targets or more")
     a("--resume-kill", type=positive(int), metavar="PID",
       help="in the resume phase, SIGKILL this process (the node of the first target) "
            "before its users come back through the other targets; without it they drop "
@@ -104,6 +105,14 @@ def parser() -> argparse.ArgumentParser:
       help="members of the group, creator included (50)")
     a("--group-messages", type=positive(int), default=400,
       help="messages each member sends in group, one at a time (400, chatload's --gm)")
+    a("--devices", type=positive(int), default=1, metavar="N",
+      help="devices each user logs in (proto 2, device names d0 ... dN-1); the loops run on "
+           "the first, and every other one must get every message to the user and a copy "
+           "of every message it sent: rows chat.dev and group.dev count them (1)")
+    a("--history", action="store_true",
+      help="after chat and group, every user pages back through its conversations with "
+           "HISTORY and checks that every message sent is stored: the history row counts "
+           "the messages found and lost and times the requests")
     a("--idle", type=bounded(int, 0), metavar="N",
       help="connections the idle phase holds (default: every logged-in user); the others "
            "are closed first")
@@ -123,6 +132,9 @@ def parser() -> argparse.ArgumentParser:
     a("--proto", type=int, choices=(1, 2), default=1,
       help="1: the original dialect (what the performance targets use); 2: cids, SEND_ACK "
            "and RECV_ACK (1)")
+    a("--ws", action="store_true",
+      help="connect over WebSocket: the targets are the nodes' --web endpoints (path /ws), "
+           "one frame per text message")
     a("--window", type=positive(int), default=200,
       help="connects, registrations or logins in flight, over all workers (200)")
     a("--timeout", type=positive(float), default=5.0,
@@ -151,6 +163,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"cannot resolve {host}: {e}")
     if "resume" in opts.phases and (opts.proto != 2 or len(opts.addresses) < 2):
         p.error("the resume phase needs --proto 2 (tokens) and at least two --target")
+    if opts.devices > 1 and (opts.proto != 2 or "resume" in opts.phases):
+        p.error("--devices needs --proto 2 and does not go with the resume phase")
+    if opts.history:
+        opts.phases.append("history")
     opts.pairs = opts.users // 2 if opts.pairs is None else opts.pairs
     opts.run_id = new_run_id() if opts.run_id is None else opts.run_id
     return opts

@@ -156,6 +156,7 @@ class GroupPhase(ClosedLoop):
 
     name = "group"
     unit = "deliveries/s"
+    kind = b"g"
 
     def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
         local = [i for i in cmd["members"] if worker.has_user(i)]
@@ -170,6 +171,7 @@ class GroupPhase(ClosedLoop):
         self.alone = len(local) == len(cmd["members"])
         self.fin_sent = False
         self.cid = worker.proto == 2
+        self.members: list[int] = cmd["members"]
 
     def loops(self) -> list[Sender]:
         return list(self.senders.values())
@@ -294,7 +296,17 @@ class GroupPhase(ClosedLoop):
         for sender in self.senders.values():
             self.close(sender)
 
+    def device_copies_expected(self) -> int:
+        """Every other device of each local member gets every message of the group (its
+        own ones as copies); the members of other workers are taken to send them all."""
+        sent = self.result.sent if self.alone else len(self.members) * self.messages
+        return sent * len(self.senders) * (self.worker.devices - 1)
+
     def stop(self) -> None:
         if self.batch:
             self.flush()
+        creator = self.members[0]
+        if creator in self.senders:
+            self.worker.expect_history(self.worker.user(creator), {"groupid": self.gid},
+                                       {m: self.messages for m in self.members})
         self.finish()

@@ -11,7 +11,7 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from chatd.bench.phase import Phase
-from chatd.bench.wire import User
+from chatd.bench.wire import BenchConn, User
 
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker
@@ -30,8 +30,9 @@ class IdlePhase(Phase):
     def start(self) -> None:
         self.started = monotonic_ns()
         for user in self.worker.users:
-            if user not in self.keep and user.conn is not None:
-                user.conn.transport.loseConnection()
+            if user not in self.keep:
+                for conn in user.conns():
+                    conn.transport.loseConnection()
 
     def progress(self) -> int:
         return (monotonic_ns() - self.started) // 1_000_000_000
@@ -39,6 +40,9 @@ class IdlePhase(Phase):
     def on_lost(self, user: User, why: str) -> None:
         if user in self.keep:
             self.result.error(f"held connection lost: {why}")
+
+    def on_device_lost(self, conn: BenchConn, why: str) -> None:
+        self.on_lost(conn.user, why)
 
     def tick(self, now: int) -> None:
         if now - self.started >= self.hold_ns:

@@ -58,6 +58,16 @@ class Phase:
     def on_lost(self, user: User, why: str) -> None:
         self.result.extra["disconnects"] = self.result.extra.get("disconnects", 0) + 1
 
+    def on_device_lost(self, conn: BenchConn, why: str) -> None:
+        """One of a user's other devices (--devices) lost its connection."""
+        extra = self.result.extra
+        extra["device_disconnects"] = extra.get("device_disconnects", 0) + 1
+
+    def on_device_payloads(self, conn: BenchConn, payloads: list[bytes]) -> None:
+        """Bench payloads that reached one of a user's other devices (--devices)."""
+        for _ in payloads:
+            self.stray()
+
     def on_payloads(self, conn: BenchConn, payloads: list[bytes]) -> None:
         """The bench payloads (`B|<kind>|<sender>|<seq>|<send time ns>`) of one read."""
         for _ in payloads:
@@ -81,6 +91,9 @@ class Phase:
 class ClosedLoop(Phase):
     """Senders with one message out at a time, for chat and group.
 
+    With --devices N the loops run on the users' first devices; the others' deliveries are
+    counted apart (`devices`), and the phase also waits for them at the end.
+
     The phase's work is through when the last sender is; in proto 2 it then waits (up to
     --timeout) for the SEND_ACKs of what it sent, so that they are counted here and do not
     spill into the next phase. The rate is taken at the first moment, not the second.
@@ -90,6 +103,9 @@ class ClosedLoop(Phase):
         super().__init__(worker, cmd)
         self.active = senders
         self.through_at = 0
+        self.devices = PhaseResult(f"{self.name}.dev", self.unit)
+        """What the users' other devices received (--devices): each should have every
+        message to the user and a copy of every message the user sent."""
 
     def start(self) -> None:
         loops = self.loops()
@@ -123,9 +139,44 @@ class ClosedLoop(Phase):
             return 0
         return max(0, self.result.sent - self.result.extra.get("send_acks", 0))
 
+    def device_copies_expected(self) -> int:
+        """How many payloads this worker's other devices should get in all."""
+        return 0
+
     def check_acks(self) -> None:
-        if self.through_at and not self.acks_missing():
+        if self.through_at and not self.acks_missing() and \
+                self.devices.ok >= self.device_copies_expected():
             self.done()
+
+    def on_device_payloads(self, conn: BenchConn, payloads: list[bytes]) -> None:
+        """Counted, once per device, with their latency; they do not move the loops on."""
+        now = monotonic_ns()
+        devices, seen, kind = self.devices, conn.seen, self.kind
+        latencies: list[int] = []
+        for payload in payloads:
+            if payload[2:3] != kind:
+                self.stray()
+            elif payload in seen:
+                devices.dup += 1
+            else:
+                seen.add(payload)
+                try:
+                    latencies.append((now - int(payload.rsplit(b"|", 1)[1])) // 1000)
+                except ValueError:
+                    self.on_garbage(conn, payload)
+        devices.ok += len(latencies)
+        devices.hist.add_many(latencies)
+        key = f"device{conn.device}_ok"
+        devices.extra[key] = devices.extra.get(key, 0) + len(latencies)
+        if self.through_at:
+            self.check_acks()
+
+    def finish(self) -> None:
+        """The other devices' result travels with the phase's (the parent adds them up)."""
+        if self.worker.devices > 1:
+            self.devices.t0, self.devices.t1 = self.result.t0, monotonic_ns()
+            self.data["devices"] = self.devices.to_wire()
+        super().finish()
 
     def done(self) -> None:
         """Everything sent is through (and acknowledged)."""
@@ -135,6 +186,9 @@ class ClosedLoop(Phase):
         super().on_frame(conn, frame)
         if frame.get("msgid") == SEND_ACK:
             self.check_acks()
+
+    kind = b"?"
+    """The payload kind of the phase's messages: b"c" or b"g"."""
 
     def tick(self, now: int) -> None:
         if self.through_at and now - self.through_at > self.timeout_ns:

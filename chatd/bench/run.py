@@ -22,14 +22,14 @@ from chatd.bench.plan import (
 from chatd.bench.pool import GroupHub, WorkerPool
 from chatd.bench.stats import PhaseResult, merge_results
 
-ORDER = ("reg", "login", "chat", "group", "idle", "resume")
+ORDER = ("reg", "login", "chat", "group", "history", "idle", "resume")
 
 
 def effective_phases(requested: list[str], have_ids: bool) -> list[str]:
     """The phases that must run for those requested: chat, group and idle need logged-in
     users, and logging in needs ids, from registration when --idfile has none."""
     wanted = set(requested)
-    if wanted & {"chat", "group", "idle", "resume"}:
+    if wanted & {"chat", "group", "history", "idle", "resume"}:
         wanted.add("login")
     if "login" in wanted and not have_ids:
         wanted.add("reg")
@@ -81,10 +81,11 @@ class Bench:
         self.rss: dict[str, Any] = {}
         self.params: dict[str, Any] = {
             "targets": opts.target, "users": opts.users, "processes": len(self.ranges),
-            "proto": opts.proto, "phases": self.phases, "messages": opts.messages,
+            "proto": opts.proto, "ws": opts.ws, "phases": self.phases, "messages": opts.messages,
             "pairs": 0, "group_size": 0, "group_messages": opts.group_messages,
             "idle": 0, "idle_seconds": opts.idle_seconds, "timeout": opts.timeout,
-            "max_time": opts.max_time, "window": opts.window, "run_id": opts.run_id}
+            "max_time": opts.max_time, "window": opts.window, "run_id": opts.run_id,
+            "devices": opts.devices}
         self.max_time_reached = False
 
     async def run(self) -> dict[str, Any]:
@@ -108,7 +109,8 @@ class Bench:
         users = [[i, user_name(opts.prefix, opts.run_id, i), self.ids[i]]
                  for i in self.ranges[wid]]
         return {"cmd": "setup", "users": users, "targets": opts.addresses, "proto": opts.proto,
-                "password": opts.password, "timeout": opts.timeout}
+                "ws": opts.ws, "password": opts.password, "timeout": opts.timeout,
+                "devices": opts.devices}
 
     def worker_of(self, user: int) -> int:
         return next(w for w, r in enumerate(self.ranges) if user in r)
@@ -151,7 +153,9 @@ class Bench:
                 for w in workers if quota[w]}
         answers = await self.pool.run_phase("chat", cmds, sum(quota) * opts.messages,
                                             "msgs/s")
-        self.record(merge_results("chat", "msgs/s", [a["result"] for a in answers.values()]))
+        result = merge_results("chat", "msgs/s", [a["result"] for a in answers.values()])
+        self.record(result)
+        self.record_devices(answers, result.sent * 2)
 
     async def phase_group(self) -> None:
         online = [self.online.get(w, []) for w in range(len(self.ranges))]
@@ -209,6 +213,24 @@ class Bench:
             result.merge(PhaseResult.from_wire(answer["result"]))
         result.lost = max(0, result.sent * (size - 1) - result.ok)
         result.extra.update(gid=gid, members=size)
+        self.record_devices(answers, result.sent * size)
+
+    def record_devices(self, answers: dict[int, dict[str, Any]], per_device: int) -> None:
+        """The row of the users' other devices (--devices): each of them should have got
+        `per_device` payloads; what they did not is lost, per device number too."""
+        parts = [a["data"]["devices"] for a in answers.values() if "devices" in a["data"]]
+        if self.opts.devices < 2 or not parts:
+            return
+        result = merge_results(parts[0]["name"], parts[0]["unit"], parts)
+        result.sent = per_device * (self.opts.devices - 1)
+        result.lost = max(0, result.sent - result.ok)
+        for device in range(1, self.opts.devices):
+            got = result.extra.get(f"device{device}_ok", 0)
+            result.extra[f"device{device}_lost"] = max(0, per_device - got)
+        self.record(result)
+
+    async def phase_history(self) -> None:
+        await self.simple_phase("history", "msgs/s", window=self.window)
 
     async def phase_idle(self) -> None:
         online = sorted(i for users in self.online.values() for i in users)

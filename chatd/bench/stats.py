@@ -176,7 +176,7 @@ def merge_results(name: str, unit: str, parts: list[dict[str, Any]]) -> PhaseRes
     return total
 
 
-HEADER = (f"{'phase':<8}{'ok':>9}{'fail':>7}{'lost':>7}{'dup':>6}{'secs':>8}{'rate':>10}"
+HEADER = (f"{'phase':<10}{'ok':>9}{'fail':>7}{'lost':>7}{'dup':>6}{'secs':>8}{'rate':>10}"
           f"  {'unit':<13}{'p50ms':>8}{'p99ms':>8}{'p99.9ms':>9}{'maxms':>9}")
 
 
@@ -187,7 +187,7 @@ def table_row(name: str, s: dict[str, Any]) -> str:
         latencies = (f"{s['p50_ms']:>8.2f}{s['p99_ms']:>8.2f}{s['p999_ms']:>9.2f}"
                      f"{s['max_ms']:>9.2f}")
     rate = f"{s['rate']:>10.0f}" if s["rate"] else f"{'-':>10}"
-    return (f"{name:<8}{s['ok']:>9}{s['fail']:>7}{s['lost']:>7}{s['dup']:>6}{s['secs']:>8.2f}"
+    return (f"{name:<10}{s['ok']:>9}{s['fail']:>7}{s['lost']:>7}{s['dup']:>6}{s['secs']:>8.2f}"
             f"{rate}  {s['unit']:<13}{latencies}")
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 LOGIN, LOGIN_ACK, REG, REG_ACK, ONE_CHAT = 1, 2, 4, 5, 6
 CREATE_GROUP, ADD_GROUP, GROUP_CHAT, ERROR = 8, 9, 10, 11
 ADD_GROUP_ACK, SEND_ACK, RECV_ACK, HEARTBEAT = 14, 16, 17, 18
+HISTORY, HISTORY_ACK = 23, 24
 
 CHAT_HEADS = (b'{"msgid":6,', b'{"msgid":10,')
 PAYLOAD = b'"msg":"B|'
@@ -43,11 +44,14 @@ def encode(frame: dict[str, Any]) -> bytes:
 
 
 class User:
-    """One benchmark user: its index in the whole run, account and connection."""
+    """One benchmark user: its index in the whole run, account and connections.
 
-    __slots__ = ("index", "name", "uid", "conn", "online", "token")
+    `conn` is its first device, the one that sends and whose deliveries drive the closed
+    loops; with --devices N, `extra` holds the connections of devices 1 … N-1."""
 
-    def __init__(self, index: int, name: str, uid: int) -> None:
+    __slots__ = ("index", "name", "uid", "conn", "online", "token", "extra")
+
+    def __init__(self, index: int, name: str, uid: int, devices: int = 1) -> None:
         self.index = index
         self.name = name
         self.uid = uid
@@ -55,6 +59,11 @@ class User:
         self.online = False
         self.token = ""
         """The resume token of its last proto-2 login (docs/protocol.md)."""
+        self.extra: list[BenchConn | None] = [None] * (devices - 1)
+
+    def conns(self) -> list[BenchConn]:
+        """Every connected device, the first one first."""
+        return [c for c in (self.conn, *self.extra) if c is not None]
 
 
 class BenchConn(Protocol):
@@ -62,18 +71,29 @@ class BenchConn(Protocol):
     as one list, the rest as decoded dicts. In proto 2 every received chat frame is
     acknowledged with one RECV_ACK per read, not one per frame."""
 
-    def __init__(self, worker: Worker, user: User) -> None:
+    def __init__(self, worker: Worker, user: User, device: int = 0) -> None:
         self.worker = worker
         self.user = user
+        self.device = device
+        """0 for the user's first device, 1 … N-1 for the others of --devices N."""
+        self.seen: set[bytes] = set()
+        """The payloads an extra device has received, to count its duplicates."""
         self._buffer = b""
         self._mids: list[bytes] = []
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
-        self.user.conn = self
+        if self.device:
+            self.user.extra[self.device - 1] = self
+        else:
+            self.user.conn = self
         self.worker.phase.on_connected(self)
 
     def connectionLost(self, reason: Failure) -> None:
+        if self.device:
+            self.user.extra[self.device - 1] = None
+            self.worker.phase.on_device_lost(self, reason.getErrorMessage())
+            return
         self.user.conn = None
         self.user.online = False
         self.worker.phase.on_lost(self.user, reason.getErrorMessage())
@@ -99,7 +119,10 @@ class BenchConn(Protocol):
             if line.strip(b"\r\0"):
                 self._slow_path(phase, line, payloads)
         if payloads:
-            phase.on_payloads(self, payloads)
+            if self.device:
+                phase.on_device_payloads(self, payloads)
+            else:
+                phase.on_payloads(self, payloads)
         if self._mids:
             self._send_acks()
         if len(self._buffer) > MAX_BUFFER:

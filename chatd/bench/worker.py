@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from chatd.bench.accounts import ConnectPhase, LoginPhase, RegPhase, ResumePhase
 from chatd.bench.chat import ChatPhase
 from chatd.bench.group import CreateGroupPhase, GroupPhase, JoinGroupPhase
+from chatd.bench.history import HistoryCheck, HistoryPhase
 from chatd.bench.idle import IdlePhase
 from chatd.bench.logs import log_problems_to_stderr
 from chatd.bench.phase import Phase
@@ -29,7 +30,7 @@ from chatd.bench.wire import HEARTBEAT, User, encode
 PHASES: dict[str, type[Phase]] = {
     "connect": ConnectPhase, "reg": RegPhase, "login": LoginPhase, "chat": ChatPhase,
     "group_create": CreateGroupPhase, "group_join": JoinGroupPhase, "group": GroupPhase,
-    "idle": IdlePhase, "resume": ResumePhase,
+    "idle": IdlePhase, "resume": ResumePhase, "history": HistoryPhase,
 }
 TICK = 0.1
 PROGRESS_EVERY = 5
@@ -49,6 +50,11 @@ class Worker:
         self._by_index: dict[int, User] = {}
         self.targets: list[tuple[str, int]] = []
         self.proto = 1
+        self.devices = 1
+        """Devices each user logs in (--devices)."""
+        self.history_checks: dict[User, list[HistoryCheck]] = {}
+        """What the history phase verifies: the conversations the loops filled."""
+        self.ws = False
         self.password = ""
         self.cid_prefix = b"%x" % time_ns()
         """Proto 2 cids are this, the phase's letter and the sequence number: the server
@@ -68,6 +74,12 @@ class Worker:
 
     def resume_target_of(self, user: User) -> tuple[str, int]:
         return self.targets[resume_target(user.index, len(self.targets))]
+
+    def expect_history(self, user: User, target: dict[str, int], sent: dict[int, int]
+                       ) -> None:
+        """`user`'s HISTORY of `target` ({"peer": uid} or {"groupid": gid}) must hold the
+        first `sent[i]` messages of each sender index i."""
+        self.history_checks.setdefault(user, []).append(HistoryCheck(target, sent))
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.control is not None:
@@ -91,9 +103,11 @@ class Worker:
         """Take this worker's users and settings (targets come as addresses, resolved)."""
         self.config = cmd
         self.proto = cmd["proto"]
+        self.devices = cmd.get("devices", 1)
+        self.ws = cmd["ws"]
         self.password = cmd["password"]
         self.targets = [(host, port) for host, port in cmd["targets"]]
-        self.users = [User(index, name, uid) for index, name, uid in cmd["users"]]
+        self.users = [User(index, name, uid, self.devices) for index, name, uid in cmd["users"]]
         self._by_index = {u.index: u for u in self.users}
         ticker = LoopingCall(self.tick)
         ticker.clock = self.reactor
@@ -131,8 +145,8 @@ class Worker:
     def heartbeat(self) -> None:
         frame = encode({"msgid": HEARTBEAT})
         for user in self.users:
-            if user.conn is not None:
-                user.conn.send(frame)
+            for conn in user.conns():
+                conn.send(frame)
 
     def shutdown(self) -> None:
         """The parent is gone: exit; the kernel closes the connections."""

@@ -1,0 +1,110 @@
+"""The twisted.web tree of `--web`: the web client's static files at / and the chat
+WebSocket at /ws, with security headers on every response."""
+
+import os
+from urllib.parse import urlsplit
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IAddress
+from twisted.protocols.policies import WrappingFactory
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+from twisted.web.websocket import WebSocketResource
+
+from chatd.protocol import ChatFactory
+from chatd.web.socket import ChatSocket, Meter
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+# No inline script or style, nothing from another site, no framing: a message that slips
+# through as HTML still runs nothing.
+HEADERS = {
+    b"Content-Security-Policy": b"default-src 'self'; script-src 'self'; style-src 'self'; "
+                                b"img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                                b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    b"X-Content-Type-Options": b"nosniff",
+    b"Referrer-Policy": b"no-referrer",
+}
+
+
+class ChatSocketResource(WebSocketResource):
+    """/ws. The Origin is checked before the upgrade (the factory cannot refuse later), so
+    another site cannot open a session with a user's browser. A client that sends no Origin
+    is no browser and carries no one else's credentials: it may connect."""
+
+    def __init__(self, factory: ChatFactory, origins: frozenset[str],
+                 trusted_proxies: frozenset[str]) -> None:
+        super().__init__(self)
+        self.chat_factory = factory
+        self.origins = origins
+        self.trusted_proxies = trusted_proxies
+
+    def render_GET(self, request: Request) -> bytes | int:
+        origin = request.getHeader("origin")
+        if origin is not None and not self.allowed(origin, request):
+            request.setResponseCode(403)
+            request.setHeader("content-type", "text/plain; charset=utf-8")
+            return b"origin not allowed\n"
+        return super().render_GET(request)
+
+    def allowed(self, origin: str, request: Request) -> bool:
+        """In --web-origin, or (without it) the site's own host."""
+        origin = origin.lower().rstrip("/")
+        if self.origins:
+            return origin in self.origins
+        return urlsplit(origin).netloc == (request.getHeader("host") or "").lower()
+
+    def buildProtocol(self, request: Request) -> ChatSocket:
+        return ChatSocket(self.chat_factory, request.channel.transport, self.client(request))
+
+    def client(self, request: Request) -> IAddress:
+        """The browser's address, for the per-address limits and the logs: a proxy in
+        --web-trusted-proxy (nginx) names it in X-Real-IP; anyone else's header is ignored,
+        or a client could pick the address its limits are counted under."""
+        peer = request.getClientAddress()
+        named = request.getHeader("x-real-ip")
+        if named and getattr(peer, "host", None) in self.trusted_proxies:
+            return IPv4Address("TCP", named.strip(), 0)
+        return peer
+
+
+class StaticFiles(File):
+    """The web client: files only, no directory listings, JavaScript served as modules need."""
+
+    contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
+                    ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8"}
+
+    def directoryListing(self) -> Resource:
+        return self.childNotFound
+
+
+class WebSite(Site):
+    """Sets the security headers on every response, errors included."""
+
+    def getResourceFor(self, request: Request) -> Resource:
+        for name, value in HEADERS.items():
+            request.setHeader(name, value)
+        return super().getResourceFor(request)
+
+
+def web_factory(chat: ChatFactory, origins: frozenset[str],
+                trusted_proxies: frozenset[str] = frozenset()) -> WrappingFactory:
+    """The factory for the --web listener; `origins` empty means the site's own origin;
+    `trusted_proxies` are the addresses whose X-Real-IP header names the client."""
+    root = StaticFiles(STATIC)
+    root.putChild(b"ws", ChatSocketResource(chat, origins, trusted_proxies))
+    wrapped = WrappingFactory(WebSite(root))
+    wrapped.protocol = Meter
+    return wrapped
+
+
+def parse_origins(value: str) -> frozenset[str]:
+    """--web-origin: comma-separated scheme://host[:port] origins; ValueError names a bad one."""
+    origins = set()
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ValueError(f"not an origin (scheme://host[:port]): {item!r}")
+        origins.add(item.lower().rstrip("/"))
+    return frozenset(origins)
