@@ -255,7 +255,7 @@ class ErrorTests(TestCase):
     """Every mistake gets a clear line: bad syntax here, error frames from the server."""
 
     async def test_bad_commands_and_error_frames(self) -> None:
-        node = await start_node(self)
+        node = await start_node(self, "--max-devices", "1")
         alice = start_client(self, node, "alice")
         alice.type("7", "1", "not-a-number")
         await alice.expect(r"error: invalid input! .*")
@@ -264,9 +264,9 @@ class ErrorTests(TestCase):
         alice.type(f"login:{a}:wrong")
         await alice.expect(r"error: login failed: id or password is invalid \(errno 1\)")
         await log_in(alice, a, "alice")
-        second = start_client(self, node, "second alice")
+        second = start_client(self, node, "second alice", "--device", "another")
         second.type(f"login:{a}:secret")
-        await second.expect(r"error: login failed: .* \(errno 2\)")
+        await second.expect(r"error: login failed: .* \(errno 166\)")
 
         alice.type("chat:bob:hi", f"chat:{a}", "creategroup::x", "loginout:now", "dance")
         await alice.expect(r"error: friendid must be a positive number; "
