@@ -47,7 +47,14 @@ class ClusterConversationTests(TestCase):
         friends = (await a.request({"msgid": 19}, 20))["friends"]
         self.assertEqual(friends[0]["state"], "offline")
         await b.request({"msgid": 35, "userid": a.user_id, "block": False}, 36)
-        a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "thanks", "cid": "y"})
+        for attempt in range(50):  # the unblock reaches alice's node through redis, after b's ack
+            cid = f"y{attempt}"
+            a.send({"msgid": ONE_CHAT, "to": b.user_id, "msg": "thanks", "cid": cid})
+            reply = await a.recv(cid=cid)
+            if reply["msgid"] == SEND_ACK:
+                break
+            self.assertEqual(reply["errno"], 161)
+            await deferLater(0.1)
         self.assertEqual((await b.recv(ONE_CHAT))["msg"], "thanks")
 
     async def test_member_caches_on_every_node_follow_kick_and_leave(self):
