@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
+from chatd.store.batch import Batcher, each
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
 
@@ -101,17 +103,24 @@ class Dialect(Protocol):
 class Store(HistoryQueries, RelationQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
-    def __init__(self, dialect: Dialect, stats: Stats | None = None) -> None:
+    def __init__(self, dialect: Dialect, stats: Stats | None = None,
+                 call_later: Callable[..., Any] | None = None) -> None:
         self.dialect = dialect
         self.stats = stats or Stats()
         self._pool = dialect.make_pool()
+        if call_later is None:
+            from twisted.internet import reactor
+            call_later = reactor.callLater  # type: ignore[attr-defined]
+        self._users = Batcher("user", self._user_records, self._run_batch, call_later)
+        self._welcomes = Batcher("welcome", self._welcome_each, self._run_batch, call_later)
         q = dialect.sql
         ignore = dialect.insert_ignore
         self._q_create_user = q("INSERT INTO User (name, password) VALUES (?, ?)")
-        self._q_user = q(
+        self._q_users = (
             "SELECT u.id, u.name, u.password, t.revoked, b.userid FROM User u"
             " LEFT JOIN TokenRevocation t ON t.userid = u.id"
-            " LEFT JOIN Ban b ON b.userid = u.id WHERE u.id = ?")
+            " LEFT JOIN Ban b ON b.userid = u.id WHERE u.id IN ({})")
+        self._q_user = q(self._q_users.format("?"))
         self._q_new_secret = q(f"{ignore} INTO ServerSecret (name, secret) VALUES (?, ?)")
         self._q_secret = q("SELECT secret FROM ServerSecret WHERE name = ?")
         self._q_new_revocation = q(
@@ -188,6 +197,10 @@ class Store(HistoryQueries, RelationQueries):
         except self.dialect.lost_connection as e:
             raise StoreUnavailable(f"{name}: {e}") from None
 
+    def _run_batch(self, name: str, fn: Callable[..., list[Any]], keys: list[Any]
+                   ) -> Deferred[list[Any]]:
+        return Deferred.fromCoroutine(self._run(name, fn, keys))
+
     def _revived(self, cursor: Cursor, fn: Callable[..., T], *args: Any) -> T:
         self.dialect.revive(cursor)
         return fn(cursor, *args)
@@ -204,13 +217,16 @@ class Store(HistoryQueries, RelationQueries):
         return await self._run("create_user", txn, retry=False)
 
     async def user(self, user_id: int) -> UserRecord | None:
-        def txn(c: Cursor) -> UserRecord | None:
-            c.execute(self._q_user, (user_id,))
-            row = c.fetchone()
-            if row is None:
-                return None
-            return UserRecord(int(row[0]), row[1], row[2], int(row[3] or 0), row[4] is not None)
-        return await self._run("user", txn)
+        """The user's record (None for no such user); the lookups of one reactor turn are
+        one query."""
+        return await self._users(user_id)
+
+    def _user_records(self, c: Cursor, user_ids: list[int]) -> list[UserRecord | None]:
+        c.execute(self.dialect.sql(self._q_users.format(", ".join("?" * len(user_ids)))),
+                  user_ids)
+        found = {int(r[0]): UserRecord(int(r[0]), r[1], r[2], int(r[3] or 0), r[4] is not None)
+                 for r in c.fetchall()}
+        return [found.get(user_id) for user_id in user_ids]
 
     async def ping(self) -> None:
         """A trivial query: the health check's proof that the database answers."""
@@ -395,12 +411,19 @@ class Store(HistoryQueries, RelationQueries):
 
     async def welcome(self, user_id: int, limit: int, unread: bool = False) -> Welcome:
         """What a login reply needs, in one interaction: one thread hop and one transaction
-        instead of several, which is most of a login's cost once the hash is done."""
-        def txn(c: Cursor) -> Welcome:
-            return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
-                           self._offline(c, user_id, limit), self._blocked_by(c, user_id),
-                           self._unread(c, user_id) if unread else [])
-        return await self._run("welcome", txn)
+        instead of several, which is most of a login's cost once the hash is done; the
+        welcomes asked for in one reactor turn share the interaction."""
+        return await self._welcomes((user_id, limit, unread))
+
+    def _welcome_each(self, c: Cursor, asked: list[tuple[int, int, bool]]
+                      ) -> list[Welcome | Exception]:
+        return each(c, asked, self._welcome, self.dialect.lost_connection)
+
+    def _welcome(self, c: Cursor, asked: tuple[int, int, bool]) -> Welcome:
+        user_id, limit, unread = asked
+        return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
+                       self._offline(c, user_id, limit), self._blocked_by(c, user_id),
+                       self._unread(c, user_id) if unread else [])
 
     async def delete_offline(self, user_id: int, mids: Iterable[int]) -> None:
         """Forget stored frames the client has (delete on acknowledgement, not on send)."""
