@@ -9,8 +9,10 @@ SEVERAL = b"*"  # `locate`'s answer for a user whose devices are on several node
 class Claim(NamedTuple):
     """What a login's claim got: `result`; `taken_from`, the node whose session of the same
     device it took over (b"" for none); `spread`, whether the user's devices are now on more
-    than one node."""
+    than one node; `lapsing_ms`, for a refusal (HELD) because of a node that has stopped
+    renewing its liveness lease, the milliseconds the lease has left (0 otherwise)."""
 
     result: int
     taken_from: bytes = b""
     spread: bool = False
+    lapsing_ms: int = 0

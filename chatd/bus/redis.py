@@ -14,10 +14,10 @@ import txredisapi
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
-from chatd.bus.claim import CLAIMED, Claim
+from chatd.bus.claim import CLAIMED, HELD, Claim
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
@@ -34,6 +34,10 @@ CID_PREFIX = "chatd:cid:"
 COUNTER_PREFIX = "chatd:count:"
 CID_MS = 600_000
 ALIVE_MS = 3000
+# A holder whose lease has less than this left has missed its beats (a live node renews it
+# every ALIVE_MS / 3): a login refused because of it claims again once the lease has run out.
+LAPSING_MS = ALIVE_MS // 2
+LEASE_MARGIN_MS = 50  # past the lease's end before claiming again (Redis expires keys lazily)
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
 
@@ -43,11 +47,18 @@ REPLY_TIMEOUT = 5
 # subscribed (as today's single-session rule): to the user's channel for an original-dialect
 # session, to the device's own channel for a device (the claimant has subscribed to both, hence
 # "more than one" where it is one of them). Dead holders' devices are deleted on the way.
+# A refusal names the milliseconds left of the holder's lease when it is lapsing (0 when not).
 # ARGV: node, user channel, alive prefix, device ('' = proto 1), max devices, device channel
-# prefix, since, mode ('login', 'takeover' or 'reclaim'). Returns {result, taken from, spread}.
+# prefix, since, mode ('login', 'takeover' or 'reclaim'), lapsing ms.
+# Returns {result, taken from, spread, ms left of a lapsing holder}.
 CLAIM = """
 local node, device = ARGV[1], ARGV[4]
 local function alive(holder) return redis.call('EXISTS', ARGV[3] .. holder) == 1 end
+local function lapsing(holder)
+  local left = redis.call('PTTL', ARGV[3] .. holder)
+  if left < tonumber(ARGV[9]) then return math.max(left, 1) end
+  return 0
+end
 local function subscribed(channel, least)
   return tonumber(redis.call('PUBSUB', 'NUMSUB', channel)[2]) >= least
 end
@@ -69,15 +80,15 @@ end
 if live == 0 and previous == '' then
   local holder = redis.call('GET', KEYS[1])
   if holder and holder ~= node and holder ~= '*' and alive(holder)
-     and subscribed(ARGV[2], 2) then return {0, '', 0} end
+     and subscribed(ARGV[2], 2) then return {0, '', 0, lapsing(holder)} end
 end
 if device == '' then
-  if live > 0 then return {0, '', 0} end
+  if live > 0 then return {0, '', 0, 0} end
   redis.call('SET', KEYS[1], node)
-  return {1, '', 0}
+  return {1, '', 0, 0}
 end
-if previous ~= '' and ARGV[8] ~= 'takeover' then return {0, '', 0} end
-if live >= tonumber(ARGV[5]) then return {2, '', 0} end
+if previous ~= '' and ARGV[8] ~= 'takeover' then return {0, '', 0, lapsing(previous)} end
+if live >= tonumber(ARGV[5]) then return {2, '', 0, 0} end
 redis.call('HSET', KEYS[2], device, node .. ' ' .. ARGV[7])
 nodes[node] = true
 local count, only = 0, node
@@ -86,7 +97,7 @@ for holder in pairs(nodes) do
   only = holder
 end
 if count == 1 then redis.call('SET', KEYS[1], only) else redis.call('SET', KEYS[1], '*') end
-return {1, previous, count > 1 and 1 or 0}
+return {1, previous, count > 1 and 1 or 0, 0}
 """
 INCR = """
 local n = redis.call('INCR', KEYS[1])
@@ -370,8 +381,11 @@ class RedisBus:
                 self._confirm.setdefault(channel, []).append(confirmed)
                 sub.send_command(b"SUBSCRIBE", channel)
                 await confirmed
-            claim = await self._claim(cmd, user_id, device, since, max_devices,
-                                      "takeover" if takeover else "login")
+            mode = "takeover" if takeover else "login"
+            claim = await self._claim(cmd, user_id, device, since, max_devices, mode)
+            if claim.result == HELD and claim.lapsing_ms:
+                claim = await self._claim_after_lease(user_id, device, since, max_devices,
+                                                      mode, claim.lapsing_ms)
         except BaseException:
             self._drop(user_id, device)
             raise
@@ -379,13 +393,21 @@ class RedisBus:
             self._drop(user_id, device)
         return claim
 
+    async def _claim_after_lease(self, user_id: int, device: str, since: int,
+                                 max_devices: int, mode: str, lapsing_ms: int) -> Claim:
+        """The account is held by a node that stopped renewing its lease (killed, or frozen
+        with its connections still open): wait for the lease to run out, then claim again.
+        A holder that beats meanwhile is alive after all, and the answer is errno 2."""
+        await deferLater(self._reactor, (lapsing_ms + LEASE_MARGIN_MS) / 1000, lambda: None)
+        return await self._claim(self._command(), user_id, device, since, max_devices, mode)
+
     async def _claim(self, cmd: _Commands, user_id: int, device: str, since: int,
                      max_devices: int, mode: str) -> Claim:
-        result, taken_from, spread = await cmd.eval(
+        result, taken_from, spread, lapsing_ms = await cmd.eval(
             CLAIM, _keys(user_id), [self.incarnation, user_channel(user_id), ALIVE_PREFIX,
                                     device, max_devices, f"{DEVICE_PREFIX}{user_id}:", since,
-                                    mode])
-        return Claim(int(result), taken_from or b"", int(spread) == 1)
+                                    mode, LAPSING_MS])
+        return Claim(int(result), taken_from or b"", int(spread) == 1, int(lapsing_ms))
 
     def unsubscribe(self, user_id: int, device: str) -> None:
         if self._drop(user_id, device) and self._cmd is not None:
