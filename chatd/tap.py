@@ -15,7 +15,7 @@ from chatd.bus.redis import parse_redis_url
 from chatd.conversations import Conversations
 from chatd.devices import DEFAULT_MAX_DEVICES
 from chatd.history import DEFAULT_DAYS, HistoryWriter
-from chatd.logformat import FORMATS, use_json_logs
+from chatd.logformat import FORMATS, use_chatd_logs
 from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.operator import Operator
@@ -146,7 +146,9 @@ class Options(usage.Options):
          "without it /admin/v1 is not served."],
         ["log-format", None, "text",
          "text, or json: one JSON object per line with the event's fields (for Loki or "
-         "Elasticsearch), to twistd's --logfile or standard output."],
+         "Elasticsearch), to twistd's --logfile or standard output; the lines of a reactor "
+         "turn are written together at its end. Text logs give way to twistd's --logger or "
+         "--syslog."],
     ]
 
     def postOptions(self) -> None:
@@ -186,8 +188,8 @@ class Options(usage.Options):
         if self["log-format"] not in FORMATS:
             raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}")
         parent = getattr(self, "parent", None)
-        if self["log-format"] == "json" and parent is not None:
-            use_json_logs(parent)
+        if parent is not None:
+            use_chatd_logs(parent, self["log-format"])
 
 
 MIN_TOKEN = 16

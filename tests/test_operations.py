@@ -14,7 +14,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import LogLevel
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, formatEventAsClassicLogText
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
@@ -23,7 +24,7 @@ from twisted.web.http_headers import Headers
 from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
-from chatd.logformat import json_file_observer
+from chatd.logformat import LineObserver, SecondClock, TurnWriter, classic_line, json_file_observer
 from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
@@ -345,6 +346,33 @@ class UnitTests(TestCase):
         got = {s.labels["outcome"]: s.value for s in families["chatd_logins"].samples}
         self.assertEqual(got, {"ok": 2, "bad_password": 1, "already_online": 1, "banned": 1,
                                "unavailable": 0, "busy": 0, "throttled": 1, "error": 1})
+
+    def test_text_logs_are_twisteds_lines_written_once_per_reactor_turn(self):
+        class Reactor(MemoryReactorClock):
+            def callFromThread(self, f: Any, *args: Any) -> None:
+                self.callLater(0, f, *args)
+
+        class Out(StringIO):
+            flushes = 0
+
+            def flush(self) -> None:
+                self.flushes += 1
+
+        clock, out = Reactor(), Out()
+        clock.running = True
+        observer = LineObserver(classic_line(SecondClock()), TurnWriter(out, clock))
+        events = [{"log_format": "user {uid} logged in", "uid": i, "log_time": 1764433000.5 + i / 2,
+                   "log_level": LogLevel.info, "log_namespace": "chatd.service"}
+                  for i in range(4)]
+        for event in events:
+            observer(event)
+        self.assertEqual(out.getvalue(), "")
+        clock.advance(0)
+        self.assertEqual(out.getvalue(), "".join(formatEventAsClassicLogText(e) for e in events))
+        self.assertEqual(out.flushes, 1)
+        clock.running = False
+        observer(events[0])
+        self.assertEqual(out.flushes, 2, "written at once while the reactor is not running")
 
     def test_json_log_records_keep_fields_and_tracebacks(self):
         out = StringIO()

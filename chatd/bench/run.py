@@ -260,7 +260,8 @@ class Bench:
                 os.kill(self.opts.resume_kill, signal.SIGKILL)
             except OSError as e:
                 raise RuntimeError(f"--resume-kill {self.opts.resume_kill}: {e}") from None
-        cmds = {w: self.command("resume", users=users, window=self.window)
+        cmds = {w: self.command("resume", users=users, window=self.window,
+                                killed=bool(self.opts.resume_kill))
                 for w, users in leaving.items() if users}
         answers = await self.pool.run_phase("resume", cmds, self.params["resumed"], "ops/s")
         self.record(merge_results("resume", "ops/s", [a["result"] for a in answers.values()]))
