@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from time import monotonic_ns
 from typing import Any
 
@@ -27,7 +29,7 @@ from chatd.bench.plan import (
     worker_ranges,
 )
 from chatd.bench.pool import GroupHub
-from chatd.bench.run import Bench, effective_phases, load_ids, save_ids
+from chatd.bench.run import Bench, _running, effective_phases, load_ids, save_ids
 from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
 from chatd.bench.wire import BenchConn
 from chatd.bench.worker import Worker
@@ -373,12 +375,36 @@ class ResumeTests(TestCase):
         self.assertEqual(second.log().count("logged in (proto 2"), 10)
         self.assertFalse(first.running, "--resume-kill killed the first node")
 
+    def test_a_killed_process_counts_as_gone_only_when_its_last_thread_is(self) -> None:
+        """Its sockets (to Redis too) close with its last thread: a process whose main thread
+        has exited (a zombie in /proc/PID/stat) still holds them while another thread runs."""
+        code = ("import ctypes, sys, threading, time\n"
+                "threading.Thread(target=sys.stdin.read).start()\n"
+                "ctypes.CDLL(None).pthread_exit(None)\n")
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.stdin.close)
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(_state(child.pid), "Z", "the main thread has exited")
+        self.assertTrue(_running(child.pid), "another thread still runs")
+        child.stdin.close()
+        while _running(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertFalse(_running(child.pid))
+
     async def test_resume_needs_proto_2_and_two_targets(self) -> None:
         out, err, code = await getProcessOutputAndValue(
             sys.executable, ["-m", "chatd.bench", "--phases", "resume", "--target", "1",
                              "--target", "2"], env=dict(os.environ), path=ROOT)
         self.assertEqual(code, 2)
         self.assertIn(b"resume phase needs --proto 2", err)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
 
 
 class HelpTests(TestCase):

@@ -268,13 +268,7 @@ def logged_in(phase: WindowPhase, user: User, frame: dict[str, Any]) -> None:
 class ResumePhase(WindowPhase):
     """The users of the first target lose it (the parent killed its node, or they drop their
     connections here) and log in again through the other targets with their resume tokens,
-    as the bundled client does; each user is timed from the start of its turn to LOGIN_ACK.
-
-    When the node was killed a user goes back once its connection has dropped, as a real
-    client would: the kernel closes a dead node's connections to Redis before those to its
-    clients, so no client of a crashed node can reach another node while Redis still counts
-    the dead one. Dropping the connection here at once raced the kill itself.
-    """
+    as the bundled client does; each user is timed from the start of its turn to LOGIN_ACK."""
 
     name = "resume"
     unit = "ops/s"
@@ -284,15 +278,14 @@ class ResumePhase(WindowPhase):
         chosen = set(cmd["users"])
         self.queue = deque(u for u in worker.users if u.index in chosen)
         self.connecting: set[User] = set()
-        self.killed = bool(cmd.get("killed"))
 
     def begin(self, user: User) -> None:
         if not user.token:
             self.skip(user, "no resume token (log in with --proto 2)")
-        elif user.conn is None:
-            self.reconnect(user)
-        elif not self.killed:
+        elif user.conn is not None:
             user.conn.transport.abortConnection()
+        else:
+            self.reconnect(user)
 
     def reconnect(self, user: User) -> None:
         self.connecting.add(user)

@@ -12,6 +12,8 @@ from collections import Counter
 from time import monotonic_ns
 from typing import Any
 
+from twisted.internet.task import deferLater
+
 from chatd.bench.plan import (
     allocate,
     pick_members,
@@ -23,6 +25,7 @@ from chatd.bench.pool import GroupHub, WorkerPool
 from chatd.bench.stats import PhaseResult, merge_results
 
 ORDER = ("reg", "login", "chat", "group", "history", "idle", "resume")
+KILL_WAIT = 10.0  # seconds a node killed by --resume-kill has to exit
 
 
 def effective_phases(requested: list[str], have_ids: bool) -> list[str]:
@@ -65,12 +68,36 @@ def rss_kib(pids: list[int]) -> int | None:
     return total
 
 
+def _running(pid: int) -> bool:
+    """Whether any thread of the process is left. A killed process's files (its sockets)
+    close with its last thread, which may be well after its main thread is a zombie."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] not in "ZX":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 class Bench:
     """The parent's plan and results for one run."""
 
     def __init__(self, opts: Namespace, reactor: Any) -> None:
         self.opts = opts
         self.ranges = worker_ranges(opts.users, opts.processes)
+        self.reactor = reactor
         self.pool = WorkerPool(reactor, len(self.ranges))
         self.deadline = monotonic_ns() + int(opts.max_time * 1e9)
         self.ids = load_ids(opts.idfile, opts.users)
@@ -260,11 +287,21 @@ class Bench:
                 os.kill(self.opts.resume_kill, signal.SIGKILL)
             except OSError as e:
                 raise RuntimeError(f"--resume-kill {self.opts.resume_kill}: {e}") from None
-        cmds = {w: self.command("resume", users=users, window=self.window,
-                                killed=bool(self.opts.resume_kill))
+            self.params["kill_wait_ms"] = await self.gone(self.opts.resume_kill)
+        cmds = {w: self.command("resume", users=users, window=self.window)
                 for w, users in leaving.items() if users}
         answers = await self.pool.run_phase("resume", cmds, self.params["resumed"], "ops/s")
         self.record(merge_results("resume", "ops/s", [a["result"] for a in answers.values()]))
+
+    async def gone(self, pid: int) -> int:
+        """Wait (up to KILL_WAIT) until the killed node has exited, and so closed its
+        connections: to Redis, and to its users, whose clients notice only then in a real
+        crash. Starting at once raced the kill itself: a token login could reach another node
+        while Redis still counted the dying one. Returns the milliseconds waited."""
+        started = time.monotonic()
+        while _running(pid) and time.monotonic() - started < KILL_WAIT:
+            await deferLater(self.reactor, 0.01, lambda: None)
+        return round((time.monotonic() - started) * 1000)
 
     def sample_rss(self, key: str) -> None:
         if self.opts.pid:
