@@ -95,9 +95,10 @@ def parser() -> argparse.ArgumentParser:
            "and login implies reg unless --idfile has every id; resume needs --proto 2 and "
            "two targets or more")
     a("--resume-kill", type=positive(int), metavar="PID",
-      help="in the resume phase, SIGKILL this process (the node of the first target) "
-           "before its users come back through the other targets; without it they drop "
-           "their connections themselves")
+      help="in the resume phase, SIGKILL this process (the node of the first target) and "
+           "wait (up to 10 s) until its last thread has exited, closing its sockets, before "
+           "its users come back through the other targets; without it they drop their "
+           "connections themselves")
     a("-m", "--messages", type=positive(int), default=300,
       help="messages per pair in chat (300)")
     a("--pairs", type=bounded(int, 0), help="chat pairs (users/2)")
