@@ -262,6 +262,25 @@ class StoreTests:
                          [(gid, {bob, alice})])
         self.assertEqual(welcome.offline, [(4, "sooner"), (5, "later")])
 
+    async def test_lookups_and_welcomes_of_one_moment_share_interactions_each_its_answer(self):
+        alice, bob = await self.users("alice", "bob")
+        await self.store.add_friend(alice, bob)
+        await self.store.save_offline([(bob, 7, "for bob")])
+        await self.store.ban(bob, "spam")
+        before = self.store.stats.store_calls.get("user")
+        calls = sum(before.counts) if before else 0
+        records = await gatherResults([Deferred.fromCoroutine(self.store.user(u))
+                                       for u in (alice, bob + 100, bob, alice)])
+        self.assertEqual([r and (r.id, r.name, r.banned) for r in records],
+                         [(alice, "alice", False), None, (bob, "bob", True),
+                          (alice, "alice", False)])
+        self.assertEqual(sum(self.store.stats.store_calls["user"].counts), calls + 1,
+                         "four lookups in one reactor turn, one interaction")
+        welcomes = await gatherResults([Deferred.fromCoroutine(self.store.welcome(u, 10))
+                                        for u in (alice, bob)])
+        self.assertEqual([(w.friends, w.offline) for w in welcomes],
+                         [([(bob, "bob")], []), ([(alice, "alice")], [(7, "for bob")])])
+
     async def test_revoking_tokens_is_read_back_with_the_user_and_never_moves_back(self):
         alice, bob = await self.users("alice", "bob")
         self.assertEqual((await self.store.user(alice)).tokens_revoked, 0)

@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python import usage
@@ -234,6 +234,16 @@ class PasswordHasherTests(TestCase):
             await d
         with hasher.slot(Connection()):
             await hasher.hash(Connection(), "pw")
+
+    async def test_cheap_hashes_share_trips_to_a_thread_each_with_its_own_answer(self):
+        hasher = self.hasher(1)
+        stored = await hasher.hash(OWNER, "pw")
+        trips = self.spy("_background")
+        owners = [Connection() for _ in range(20)]
+        answers = await gatherResults([hasher.check(owner, "pw" if i % 2 else "no", stored)
+                                       for i, owner in enumerate(owners)])
+        self.assertEqual(answers, [bool(i % 2) for i in range(20)])
+        self.assertLess(len(trips), 20)
 
     async def test_the_work_of_a_closed_connection_is_never_hashed(self):
         hasher = PasswordHasher(reactor, 1, threads=1)
