@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import txredisapi
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
@@ -99,6 +99,7 @@ end
 if count == 1 then redis.call('SET', KEYS[1], only) else redis.call('SET', KEYS[1], '*') end
 return {1, previous, count > 1 and 1 or 0, 0}
 """
+CLAIM_SCRIPT = CLAIM.encode()
 INCR = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -376,11 +377,15 @@ class RedisBus:
         channels = [user_channel(user_id)] + ([device_channel(user_id, device)] if device else [])
         self._held.setdefault(user_id, set()).add(device)
         try:
+            confirmed = []
             for channel in channels:
-                confirmed: Deferred[None] = Deferred()
-                self._confirm.setdefault(channel, []).append(confirmed)
-                sub.send_command(b"SUBSCRIBE", channel)
-                await confirmed
+                confirmed.append(Deferred())
+                self._confirm.setdefault(channel, []).append(confirmed[-1])
+            sub.send_command(b"SUBSCRIBE", *channels)
+            try:
+                await gatherResults(confirmed, consumeErrors=True)
+            except FirstError as e:
+                e.subFailure.raiseException()
             mode = "takeover" if takeover else "login"
             claim = await self._claim(cmd, user_id, device, since, max_devices, mode)
             if claim.result == HELD and claim.lapsing_ms:
@@ -403,10 +408,10 @@ class RedisBus:
 
     async def _claim(self, cmd: _Commands, user_id: int, device: str, since: int,
                      max_devices: int, mode: str) -> Claim:
-        result, taken_from, spread, lapsing_ms = await cmd.eval(
-            CLAIM, _keys(user_id), [self.incarnation, user_channel(user_id), ALIVE_PREFIX,
-                                    device, max_devices, f"{DEVICE_PREFIX}{user_id}:", since,
-                                    mode, LAPSING_MS])
+        args = [self.incarnation, user_channel(user_id), ALIVE_PREFIX, device, max_devices,
+                f"{DEVICE_PREFIX}{user_id}:", since, mode, LAPSING_MS]
+        result, taken_from, spread, lapsing_ms = await cmd.send(
+            b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args])
         return Claim(int(result), taken_from or b"", int(spread) == 1, int(lapsing_ms))
 
     def unsubscribe(self, user_id: int, device: str) -> None:
@@ -501,7 +506,7 @@ class RedisBus:
     def remaining(self, keys: list[str]) -> Deferred[list[float]]:
         """PTTL of each counter, the requests pipelined on the command connection."""
         def ask(cmd: _Commands) -> Deferred[list[float]]:
-            asked = [cmd.execute_command(b"PTTL", COUNTER_PREFIX + k) for k in keys]
+            asked = [cmd.send(b"PTTL", (COUNTER_PREFIX + k).encode()) for k in keys]
             return gatherResults(asked).addCallback(
                 lambda ms: [max(0, int(m)) / 1000 for m in ms])
         return self._counter(ask)
@@ -535,6 +540,13 @@ class RedisBus:
         for conn in (self._sub, self._cmd):
             if conn is not None:
                 conn.ping().addErrback(lambda f: None)
+
+
+def _bytes(value: str | bytes | int) -> bytes:
+    """An argument of a lean command (`_Commands.send`)."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
 
 
 def _down(failure: Any) -> None:
