@@ -206,3 +206,8 @@ class ChatSocketTests(TestCase):
         self.assertEqual(ujson.loads(error)["errno"], 108)
         self.assertEqual(close, (CLOSE, (1000).to_bytes(2, "big")))
         self.assertTrue(self.tcp.disconnecting)
+
+    def test_each_line_written_at_once_is_its_own_message(self):
+        self.socket.chat.transport.write(b'{"a":1}\n')
+        self.socket.chat.transport.writeSequence([b'{"b":2}\n{"c":', b'3}\n'])
+        self.assertEqual(self.sent(), [(TEXT, b'{"a":1}'), (TEXT, b'{"b":2}'), (TEXT, b'{"c":3}')])

@@ -39,7 +39,11 @@ class FrameTransport:
         """A chat frame is already UTF-8 bytes: each line is one text message as it is.
         After a Close (the peer's or ours) nothing more is sent: a frame that is never
         acknowledged is stored offline by the router."""
-        if not self.disconnecting:
+        if self.disconnecting:
+            return
+        if data.find(b"\n") == len(data) - 1:  # one frame, as the ChatProtocol writes them
+            self._tcp.write(frame(data[:-1]))
+        else:
             self._tcp.write(b"".join(frame(line) for line in data.split(b"\n") if line))
 
     def writeSequence(self, data: list[bytes]) -> None:
