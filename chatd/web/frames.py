@@ -98,9 +98,11 @@ class FrameReader:
         pos, end = 0, len(buf)
         while end - pos >= 2:
             first, second = buf[pos], buf[pos + 1]
-            size, start = self._length(buf, pos, second & 0x7F)
-            if start < 0:
-                break
+            size, start = second & 0x7F, pos + 2
+            if size >= 126:
+                size, start = self._length(buf, start, size)
+                if start < 0:
+                    break
             opcode = first & 0x0F
             self._check(first, second, opcode, size)
             if start + 4 + size > end:
@@ -116,12 +118,9 @@ class FrameReader:
                 self._gather(opcode, payload)
         self._buffer = buf[pos:]
 
-    def _length(self, buf: bytes, pos: int, size: int) -> tuple[int, int]:
-        """The payload length and where the mask key starts; start -1 when the header is not
-        all here yet."""
-        start = pos + 2
-        if size < 126:
-            return size, start
+    def _length(self, buf: bytes, start: int, size: int) -> tuple[int, int]:
+        """A 16-bit (126) or 64-bit (127) length from `start`, and where the mask key starts;
+        start -1 when the header is not all here yet."""
         wide = 2 if size == 126 else 8
         if len(buf) < start + wide:
             return 0, -1
