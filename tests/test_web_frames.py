@@ -81,6 +81,14 @@ class FrameReaderTests(TestCase):
                 + masked(b"rts", CONTINUATION))
         self.assertEqual(self.read(wire), [(PING, b"ping"), (PONG, b""), (TEXT, b"in parts")])
 
+    def test_empty_fragments_hold_no_memory(self):
+        """A message that never ends, in empty fragments: what is kept stays the message."""
+        reader = FrameReader(100)
+        flood = masked(b"", CONTINUATION, final=False) * 10_000
+        self.assertEqual(list(reader.feed(masked(b"x", final=False) + flood)), [])
+        self.assertEqual(reader._gathered, b"x")
+        self.assertEqual(list(reader.feed(masked(b"y", CONTINUATION))), [(TEXT, b"xy")])
+
     def test_a_utf8_character_may_be_split_between_fragments(self):
         text = "é".encode()
         wire = masked(text[:1], final=False) + masked(text[1:], CONTINUATION)

@@ -88,8 +88,9 @@ class FrameReader:
         self.limit = limit
         self._buffer = b""
         self._opcode: int | None = None  # of the message whose fragments are being gathered
-        self._parts: list[bytes] = []
-        self._size = 0
+        # A bytearray, not a list of parts: a flood of empty or one-byte fragments then
+        # holds no more memory than the message it spells.
+        self._gathered = bytearray()
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
         """The messages and control frames complete with this read; a partial frame is kept
@@ -145,23 +146,22 @@ class FrameReader:
             raise ProtocolViolation(PROTOCOL_ERROR, f"opcode {opcode}")
         elif self._opcode is not None:
             raise ProtocolViolation(PROTOCOL_ERROR, "new message inside a fragmented one")
-        if self._size + size > self.limit:
+        if len(self._gathered) + size > self.limit:
             raise MessageTooLarge()
 
     def _gather(self, opcode: int, payload: bytes) -> None:
         if opcode != CONTINUATION:
             self._opcode = opcode
-        self._parts.append(payload)
-        self._size += len(payload)
+        self._gathered += payload
 
     def _whole(self, opcode: int, payload: bytes) -> tuple[int, bytes]:
         """The message this final frame ends, its fragments joined; a text one must be UTF-8
         (a chat frame is checked again only when it is not ASCII, as here)."""
         if opcode == CONTINUATION:
             opcode = self._opcode
-            self._parts.append(payload)
-            payload = b"".join(self._parts)
-            self._opcode, self._parts, self._size = None, [], 0
+            self._gathered += payload
+            payload = bytes(self._gathered)
+            self._opcode, self._gathered = None, bytearray()
         if opcode == TEXT and not payload.isascii():
             try:
                 payload.decode("utf-8")
