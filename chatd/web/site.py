@@ -51,6 +51,11 @@ class ChatSocketResource(Resource):
             request.setResponseCode(403)
             request.setHeader("content-type", "text/plain; charset=utf-8")
             return b"origin not allowed\n"
+        return self.upgrade(request)
+
+    def upgrade(self, request: Request) -> bytes | int:
+        """wsproto's handshake answers the upgrade (or 400); then the connection's bytes go
+        to a ChatSocket."""
         handshake = H11Handshake(ConnectionType.SERVER)
         headers = [(name, value) for name, values in request.requestHeaders.getAllRawHeaders()
                    for value in values]
