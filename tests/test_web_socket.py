@@ -6,7 +6,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
-from chatd.web.socket import frame
+from chatd.web.frames import frame
 from tests.harness import deferLater, serve_web, start_node, user
 from tests.test_scenarios import ERROR, ONE_CHAT, Scenarios
 
@@ -90,7 +90,7 @@ class WebSocketScenarios(Scenarios, TestCase):
         a = await user(self, node, "alice")
         session = next(s for s in node.node.node.factory.sessions if s.user_id == a.user_id)
         session.transport.registerProducer(session, True)
-        tcp = session.transport._tcp.transport
+        tcp = session.transport._tcp
         self.assertIs(tcp.producer, session)
         session.transport.unregisterProducer()
         self.assertIsNone(tcp.producer)

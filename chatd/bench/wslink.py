@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from chatd.web.socket import CLOSE, PING, PONG, TEXT, frame
+from chatd.web.frames import CLOSE, PING, PONG, TEXT, frame
 
 PATH = b"/ws"
 MAX_HANDSHAKE = 16384

@@ -6,14 +6,16 @@ from urllib.parse import urlsplit
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IAddress
-from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
-from twisted.web.websocket import WebSocketResource
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
 
 from chatd.protocol import ChatFactory
-from chatd.web.socket import ChatSocket, Meter
+from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 
@@ -28,14 +30,17 @@ HEADERS = {
 }
 
 
-class ChatSocketResource(WebSocketResource):
-    """/ws. The Origin is checked before the upgrade (the factory cannot refuse later), so
-    another site cannot open a session with a user's browser. A client that sends no Origin
-    is no browser and carries no one else's credentials: it may connect."""
+class ChatSocketResource(Resource):
+    """/ws. The Origin is checked before the upgrade, so another site cannot open a session
+    with a user's browser. A client that sends no Origin is no browser and carries no one
+    else's credentials: it may connect.
+
+    The upgrade is wsproto's handshake, as in twisted.web.websocket.WebSocketResource; the
+    frames after it are read by ChatSocket, not by wsproto (see chatd.web.frames)."""
 
     def __init__(self, factory: ChatFactory, origins: frozenset[str],
                  trusted_proxies: frozenset[str]) -> None:
-        super().__init__(self)
+        super().__init__()
         self.chat_factory = factory
         self.origins = origins
         self.trusted_proxies = trusted_proxies
@@ -46,7 +51,26 @@ class ChatSocketResource(WebSocketResource):
             request.setResponseCode(403)
             request.setHeader("content-type", "text/plain; charset=utf-8")
             return b"origin not allowed\n"
-        return super().render_GET(request)
+        return self.upgrade(request)
+
+    def upgrade(self, request: Request) -> bytes | int:
+        """wsproto's handshake answers the upgrade (or 400); then the connection's bytes go
+        to a ChatSocket."""
+        handshake = H11Handshake(ConnectionType.SERVER)
+        headers = [(name, value) for name, values in request.requestHeaders.getAllRawHeaders()
+                   for value in values]
+        try:
+            handshake.initiate_upgrade_connection(headers, request.path)
+        except RemoteProtocolError:
+            request.setResponseCode(400)
+            request.setHeader("content-type", "text/plain")
+            return b"websocket protocol negotiation error"
+        request.channel.transport.write(handshake.send(AcceptConnection()))
+        # The private hook twisted.web.websocket upgrades with: the channel's bytes go to
+        # the ChatSocket from here on.
+        request.channel._protocolUpgradeForWebsockets(
+            ChatSocket(self.chat_factory, self.client(request)))
+        return NOT_DONE_YET
 
     def allowed(self, origin: str, request: Request) -> bool:
         """In --web-origin, or (without it) the site's own host."""
@@ -54,9 +78,6 @@ class ChatSocketResource(WebSocketResource):
         if self.origins:
             return origin in self.origins
         return urlsplit(origin).netloc == (request.getHeader("host") or "").lower()
-
-    def buildProtocol(self, request: Request) -> ChatSocket:
-        return ChatSocket(self.chat_factory, request.channel.transport, self.client(request))
 
     def client(self, request: Request) -> IAddress:
         """The browser's address, for the per-address limits and the logs: a proxy in
@@ -89,14 +110,12 @@ class WebSite(Site):
 
 
 def web_factory(chat: ChatFactory, origins: frozenset[str],
-                trusted_proxies: frozenset[str] = frozenset()) -> WrappingFactory:
+                trusted_proxies: frozenset[str] = frozenset()) -> WebSite:
     """The factory for the --web listener; `origins` empty means the site's own origin;
     `trusted_proxies` are the addresses whose X-Real-IP header names the client."""
     root = StaticFiles(STATIC)
     root.putChild(b"ws", ChatSocketResource(chat, origins, trusted_proxies))
-    wrapped = WrappingFactory(WebSite(root))
-    wrapped.protocol = Meter
-    return wrapped
+    return WebSite(root)
 
 
 def parse_origins(value: str) -> frozenset[str]:

@@ -4,52 +4,25 @@ ChatProtocol a TCP connection gets, so every limit, throttle and rule applies un
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IPushProducer, ITransport
-from twisted.protocols.policies import ProtocolWrapper
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.websocket import WebSocketTransport
-from wsproto.utilities import LocalProtocolError
 from zope.interface import implementer
 
 from chatd.protocol import ChatFactory, ChatProtocol
-
-# Frame headers (up to 14 bytes a fragment) and the bytes of one read that may already belong
-# to the next message: how far the raw count may run past --max-frame before it closes.
-SLACK = 65536 + 4096
-TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
-
-
-class Meter(ProtocolWrapper):
-    """Counts the bytes a WebSocket peer sends between two complete messages, and cuts a
-    message that grows past the limit: Twisted gathers fragments without one."""
-
-    socket: "ChatSocket | None" = None
-    limit = 0
-    pending = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.socket is not None:
-            if self.pending > self.limit:
-                return
-            self.pending += len(data)
-            if self.pending > self.limit:
-                return self.socket.too_large()
-        super().dataReceived(data)
-
-
-def frame(payload: bytes, opcode: int = TEXT, masked: bool = False, final: bool = True
-          ) -> bytes:
-    """One frame (RFC 6455 5.2). A server's is unmasked; a client's (chatd-bench, tests) has
-    the mask key 0, a value a random key may take, which leaves the payload as it is."""
-    size = len(payload)
-    first = (0x80 if final else 0) | opcode
-    mask = 0x80 if masked else 0
-    if size < 126:
-        head = bytes((first, mask | size))
-    elif size < 65536:
-        head = bytes((first, mask | 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((first, mask | 127)) + size.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + payload if masked else head + payload
+from chatd.web.frames import (
+    BINARY,
+    CLOSE,
+    NORMAL,
+    PING,
+    PONG,
+    TEXT,
+    FrameReader,
+    MessageTooLarge,
+    ProtocolViolation,
+    close_code,
+    close_frame,
+    frame,
+)
 
 
 @implementer(ITransport)
@@ -58,29 +31,33 @@ class FrameTransport:
 
     disconnecting = False
 
-    def __init__(self, ws: WebSocketTransport, tcp: Any, peer: IAddress) -> None:
-        self._ws = ws
+    def __init__(self, tcp: Any, peer: IAddress) -> None:
         self._tcp = tcp
         self._peer = peer
 
     def write(self, data: bytes) -> None:
-        """Server frames are built here, not by wsproto: a chat frame is already UTF-8 bytes,
-        which wsproto would take only as text to encode again. After the
-        peer's Close the TCP transport is disconnecting and drops what comes: a frame that
-        is never acknowledged is stored offline by the router."""
-        if not self.disconnecting:
+        """A chat frame is already UTF-8 bytes: each line is one text message as it is.
+        After a Close (the peer's or ours) nothing more is sent: a frame that is never
+        acknowledged is stored offline by the router."""
+        if self.disconnecting:
+            return
+        if data.find(b"\n") == len(data) - 1:  # one frame, as the ChatProtocol writes them
+            self._tcp.write(frame(data[:-1]))
+        else:
             self._tcp.write(b"".join(frame(line) for line in data.split(b"\n") if line))
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
 
     def loseConnection(self) -> None:
+        self.close(NORMAL)
+
+    def close(self, code: int | None) -> None:
+        """The closing handshake (RFC 6455 7.1.2): a Close frame, then the TCP connection."""
         if not self.disconnecting:
             self.disconnecting = True
-            try:
-                self._ws.loseConnection()
-            except LocalProtocolError:  # the peer closed first; wsproto answered it
-                self._tcp.loseConnection()
+            self._tcp.write(close_frame(code))
+            self._tcp.loseConnection()
 
     def abortConnection(self) -> None:
         self.disconnecting = True
@@ -94,9 +71,8 @@ class FrameTransport:
         return self._tcp.getHost()
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        """On the TCP side directly (the WebSocket's attachProducer adapts its transport to
-        IConsumer, which the byte counting wrapper, Meter, does not declare), in place of the
-        HTTP channel that registered itself there and has nothing more to send."""
+        """On the TCP connection, in place of the HTTP channel that registered itself there
+        and has nothing more to send."""
         self._tcp.unregisterProducer()
         self._tcp.registerProducer(producer, streaming)
 
@@ -113,48 +89,47 @@ class FrameTransport:
         self._tcp.stopProducing()
 
 
-class ChatSocket:
-    """The WebSocketProtocol of one browser session."""
+class ChatSocket(Protocol):
+    """The byte protocol of one upgraded connection: the client's frames are cut by a
+    FrameReader and each text message goes to the ChatProtocol as one frame."""
 
     chat: ChatProtocol | None = None
 
-    def __init__(self, factory: ChatFactory, tcp: Any, peer: IAddress) -> None:
+    def __init__(self, factory: ChatFactory, peer: IAddress) -> None:
         self._factory = factory
-        self._tcp = tcp
         self._peer = peer
-        self._transport: FrameTransport | None = None
-        self._meter = tcp if isinstance(tcp, Meter) else None
-        if self._meter is not None:
-            self._meter.socket, self._meter.limit = self, factory.max_frame + SLACK
+        self._reader = FrameReader(factory.max_frame)
+        self._out: FrameTransport | None = None
 
-    def negotiationStarted(self, transport: WebSocketTransport) -> None:
-        self._transport = FrameTransport(transport, self._tcp, self._peer)
-
-    def negotiationFinished(self) -> None:
+    def connectionMade(self) -> None:
+        """Called once the upgrade is answered: the chat session starts here."""
+        self._out = FrameTransport(self.transport, self._peer)
         self.chat = self._factory.buildProtocol(self._peer)
-        self.chat.makeConnection(self._transport)
+        self.chat.makeConnection(self._out)
 
-    def textMessageReceived(self, message: str) -> None:
-        self._received()
-        self.chat.messageReceived(message.encode())
-
-    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        self._received()
-        self.chat.messageReceived(bytes(data), text=False)
-
-    def pongReceived(self, payload: bytes) -> None:
-        """Browsers answer pings; chatd's liveness is the HEARTBEAT frame instead."""
-
-    def too_large(self) -> None:
-        if self.chat is not None:
+    def dataReceived(self, data: bytes) -> None:
+        out = self._out
+        if out.disconnecting:  # after a Close: what the peer still sends is not read
+            return
+        try:
+            for opcode, payload in self._reader.feed(data):
+                if out.disconnecting:
+                    return
+                if opcode == TEXT:
+                    self.chat.messageReceived(payload)
+                elif opcode == BINARY:
+                    self.chat.messageReceived(payload, text=False)
+                elif opcode == PING:
+                    self.transport.write(frame(payload, PONG))
+                elif opcode == CLOSE:
+                    return out.close(close_code(payload))
+        except MessageTooLarge:
             self.chat.frame_too_large()
+        except ProtocolViolation as e:
+            out.close(e.code)
 
     def connectionLost(self, reason: Failure) -> None:
-        if self._transport is not None:
-            self._transport.disconnecting = True
+        if self._out is not None:
+            self._out.disconnecting = True
         if self.chat is not None:
             self.chat.connectionLost(reason)
-
-    def _received(self) -> None:
-        if self._meter is not None:
-            self._meter.pending = 0
