@@ -32,6 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
 from chatd.messages import MsgId
+from chatd.protocol import BURST
 
 CHUNK = 1000  # frames between two turns of the reactor (history writes, timers)
 PAD = "x" * 40
@@ -155,7 +156,10 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
 
         def settle() -> None:
             """Proto-2 recipients acknowledge what they got (SEND_ACKs go out); the mids are
-            read from their inboxes, not parsed from their transports (no tool cost)."""
+            read from their inboxes, not parsed from their transports (no tool cost). The
+            loop sends faster than a client may (protocol.RATE): refill the sender's bucket, as
+            the time a real client takes would."""
+            sender._tokens = BURST
             for session, transport, _ in users:
                 transport.clear()
                 mids = list(session.inbox.unacked)
