@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import passwords
@@ -475,9 +476,17 @@ class ReportTests(SynchronousTestCase):
     def test_one_report_settles_every_copy_it_names(self):
         router, bus, clock = self.router()
         settled: list[tuple[set[int], set[int]]] = []
+        case = self
+
+        class Receipt:
+            def delivered(self, missing: set[int], full: set[int]) -> None:
+                settled.append((missing, full))
+
+            def failed(self, failure: Failure) -> None:
+                case.fail(failure)
+
         for user_id in (7, 8):
-            router.deliver([user_id], 100 + user_id, b"{}\n",
-                           lambda missing, full: settled.append((missing, full)), self.fail)
+            router.deliver([user_id], 100 + user_id, b"{}\n", Receipt())
         router.from_node_channel(b"A 1 2")
         self.assertEqual(settled, [(set(), set()), (set(), set())])
 
