@@ -4,7 +4,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from typing import Any
 
-from chatd.messages import ChatError, Errno, MsgId
+from chatd.messages import LOGIN, ONE_CHAT, RECV_ACK, ChatError, Errno, MsgId
 
 MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
@@ -140,9 +140,35 @@ _CHECKS = {msgid: tuple((f.name, f.check, f.required) for f in fields)
            for msgid, fields in SCHEMA.items()}
 
 
+def _login(frame: dict[str, Any]) -> None:
+    if frame.get("password") is None and frame.get("token") is None:
+        raise ChatError(Errno.MISSING_FIELD, "password")
+
+
+def _one_conversation(frame: dict[str, Any]) -> None:
+    peer, group_id = frame.get("peer"), frame.get("groupid")
+    if peer is not None and group_id is not None:
+        raise ChatError(Errno.PEER_AND_GROUP)
+    if peer is None and group_id is None:
+        raise ChatError(Errno.MISSING_FIELD, "peer")
+
+
+def _recv_ack(frame: dict[str, Any]) -> None:
+    mids = frame.get("mids")
+    if mids is None and frame.get("mid") is None:
+        raise ChatError(Errno.MISSING_FIELD, "mid")
+    if mids is not None and not all(1 <= m <= MAX_INT for m in mids):
+        raise ChatError(Errno.OUT_OF_RANGE, "mids")
+
+
+# Rules across fields, by msgid: a dictionary lookup instead of a comparison per rule.
+_ACROSS = {LOGIN: _login, RECV_ACK: _recv_ack,
+           **dict.fromkeys(ONE_CONVERSATION, _one_conversation)}
+
+
 def validate(msgid: int, frame: dict[str, Any]) -> None:
     """Raise ChatError for the first field that breaks the contract; normalise `toid` to `to`."""
-    if msgid == MsgId.ONE_CHAT and "to" not in frame and "toid" in frame:
+    if msgid == ONE_CHAT and "to" not in frame and "toid" in frame:
         frame["to"] = frame["toid"]
     for name, check, required in _CHECKS[msgid]:
         value = frame.get(name)
@@ -151,17 +177,6 @@ def validate(msgid: int, frame: dict[str, Any]) -> None:
                 raise ChatError(Errno.MISSING_FIELD, name)
             continue
         check(value)
-    if msgid == MsgId.LOGIN and frame.get("password") is None and frame.get("token") is None:
-        raise ChatError(Errno.MISSING_FIELD, "password")
-    if msgid in ONE_CONVERSATION:
-        peer, group_id = frame.get("peer"), frame.get("groupid")
-        if peer is not None and group_id is not None:
-            raise ChatError(Errno.PEER_AND_GROUP)
-        if peer is None and group_id is None:
-            raise ChatError(Errno.MISSING_FIELD, "peer")
-    if msgid == MsgId.RECV_ACK:
-        mids = frame.get("mids")
-        if mids is None and frame.get("mid") is None:
-            raise ChatError(Errno.MISSING_FIELD, "mid")
-        if mids is not None and not all(1 <= m <= MAX_INT for m in mids):
-            raise ChatError(Errno.OUT_OF_RANGE, "mids")
+    across = _ACROSS.get(msgid)
+    if across is not None:
+        across(frame)

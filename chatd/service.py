@@ -18,7 +18,16 @@ from twisted.python.failure import Failure
 from chatd.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
 from chatd.history import HistoryWriter
-from chatd.messages import ERRMSG, ChatError, Errno, MsgId, error_frame
+from chatd.messages import (
+    ERRMSG,
+    GROUP_CHAT,
+    ONE_CHAT,
+    SEND_ACK,
+    ChatError,
+    Errno,
+    MsgId,
+    error_frame,
+)
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
@@ -384,7 +393,7 @@ class ChatService:
         to = req["to"]
         if to in self.blocks.blockers(session.user_id):
             raise ChatError(Errno.BLOCKED)
-        frame = {"msgid": MsgId.ONE_CHAT, "id": session.user_id, "name": session.name,
+        frame = {"msgid": ONE_CHAT, "id": session.user_id, "name": session.name,
                  "to": to, "toid": to}
         self._send_chat(session, req, frame, [to])
         return None
@@ -412,7 +421,7 @@ class ChatService:
         sender = session.user_id
         if sender not in members:
             raise ChatError(Errno.NOT_A_MEMBER)
-        frame = {"msgid": MsgId.GROUP_CHAT, "id": sender, "name": session.name,
+        frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
                  "groupid": req["groupid"]}
         self._send_chat(session, req, frame, [m for m in members if m != sender])
 
@@ -459,7 +468,7 @@ class ChatService:
         """SEND_ACK to the sending device's current session, wherever the message came from."""
         session = self.router.session(sent.sender, sent.device)
         if session is not None and session.proto == 2:
-            session.send({"msgid": MsgId.SEND_ACK, "cid": sent.cid, "mid": sent.mid,
+            session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid,
                           "errno": 0})
             self.stats.send_ack.observe(self.clock.seconds() - sent.arrived)
 
@@ -512,7 +521,7 @@ class Sent:
     def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
         """SEND_ACK, or the error of a one-to-one message whose recipient does not exist or
         has a full offline mailbox (a group message reached the rest)."""
-        if not missing and not (full and self.ref == MsgId.ONE_CHAT):
+        if not missing and not (full and self.ref == ONE_CHAT):
             if self.cid is not None:
                 self.service.router.settle(self.sender, self.cid, self.mid)
                 self.service.acknowledge(self)
@@ -525,7 +534,7 @@ class Sent:
         errno = Errno.NO_SUCH_USER if missing else Errno.OFFLINE_QUOTA
         service.stats.error(errno)
         if not missing and self.cid is not None and session.proto == 2:
-            session.send({"msgid": MsgId.SEND_ACK, "cid": self.cid, "mid": self.mid,
+            session.send({"msgid": SEND_ACK, "cid": self.cid, "mid": self.mid,
                           "errno": int(errno), "errmsg": ERRMSG[errno]})
         else:
             session.send(error_frame(ChatError(errno), self.ref, self.cid))
