@@ -95,13 +95,13 @@ async def _answer(reactor: Any, session: Any, transport: _Transport, frame: dict
                   msgid: int) -> dict[str, Any]:
     """Send one request and wait for its reply (the store answers on its threads)."""
     session.dataReceived(_line(frame))
-    for _ in range(1000):
+    for _ in range(200):
         for reply in _replies(transport):
             if reply.get("msgid") == msgid:
                 if reply.get("errno"):
                     raise SystemExit(f"hotloop: {frame['msgid']} refused: {reply}")
                 return reply
-        await deferLater(reactor, 0.005, lambda: None)
+        await deferLater(reactor, 0.05, lambda: None)
     raise SystemExit(f"hotloop: no reply to {frame}: {transport.value()!r}")
 
 
