@@ -370,6 +370,12 @@ class CodecTests(SynchronousTestCase):
     def test_slashes_are_not_escaped(self):
         self.assertEqual(encode({"u": "a/b"}), b'{"u":"a/b"}\n')
 
+    def test_html_characters_and_floats_come_out_as_they_are(self):
+        # encode passes ujson's options by position: this pins what they mean
+        self.assertEqual(encode({"h": "<a&b>", "f": 0.1, "g": 1 / 3}),
+                         b'{"h":"<a&b>","f":0.1,"g":0.3333333333333333}\n')
+        self.assertEqual(encode_text({"h": "<é>"}), '{"h":"<é>"}')
+
     def test_encode_text_is_the_frame_without_its_terminator(self):
         value = {"id": 1, "name": "😀", "state": "online"}
         self.assertEqual(encode_text(value).encode() + b"\n", encode(value))
