@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from chatd import devices
 from chatd.bus import CLAIMED, FULL, SEVERAL, Bus
+from chatd.bus.cids import Remembered
 from chatd.devices import DEFAULT_MAX_DEVICES, Devices
 from chatd.messages import ChatError, Errno, ServiceUnavailable
 from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
@@ -420,9 +421,9 @@ class Router:
         else:
             self.bus.publish(user_id, b"N\n" + frame).addErrback(lambda f: None)
 
-    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
-        """Record the mid of (sender, cid) cluster-wide; fires with an earlier (mid, safe)."""
-        return self.bus.remember(sender, cid, mid)
+    def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
+        """Record the mid of (sender, cid) cluster-wide; `then` gets an earlier (mid, safe)."""
+        self.bus.remember(sender, cid, mid, then)
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         """(sender, cid) is safe: a repeat only needs its SEND_ACK again."""

@@ -442,18 +442,8 @@ class ChatService:
             return
         frame["cid"] = cid
         sent.arrived = self.clock.seconds()
-        d = self.router.remember(sent.sender, cid, sent.mid)
-        d.addErrback(lambda f: None)
-        d.addCallback(self._remembered, sent, frame, recipients)
-
-    def _remembered(self, prior: tuple[int, bool] | None, sent: "Sent",
-                    frame: dict[str, Any], recipients: list[int]) -> None:
-        if prior is not None:
-            sent.mid, safe = prior
-            if safe:
-                self.acknowledge(sent)
-                return
-        self._deliver(sent, frame, recipients)
+        sent.waiting = (frame, recipients)
+        self.router.remember(sent.sender, cid, sent.mid, sent.remembered)
 
     def _deliver(self, sent: "Sent", frame: dict[str, Any], recipients: list[int]) -> None:
         """Deliver to the recipients (their every device) and copy to the sender's other
@@ -506,7 +496,7 @@ class Sent:
     """One accepted chat message until every copy is safe: the router's receipt for it. One
     small object per message (not a Deferred, not closures): this is the hot path."""
 
-    __slots__ = ("service", "sender", "device", "cid", "mid", "ref", "arrived")
+    __slots__ = ("service", "sender", "device", "cid", "mid", "ref", "arrived", "waiting")
 
     def __init__(self, service: ChatService, session: Session, cid: str | None, mid: int,
                  ref: int) -> None:
@@ -517,6 +507,20 @@ class Sent:
         self.mid = mid
         self.ref = ref
         self.arrived = 0.0  # when it came in, for the SEND_ACK histogram (proto 2 only)
+        # the frame and its recipients while the cid registry is asked
+        self.waiting: tuple[dict[str, Any], list[int]] | None = None
+
+    def remembered(self, prior: tuple[int, bool] | None) -> None:
+        """The cid registry answered: a repeat keeps its first mid, and needs only its
+        SEND_ACK again when that message is already safe."""
+        frame, recipients = self.waiting  # type: ignore[misc]
+        self.waiting = None
+        if prior is not None:
+            self.mid, safe = prior
+            if safe:
+                self.service.acknowledge(self)
+                return
+        self.service._deliver(self, frame, recipients)
 
     def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
         """SEND_ACK, or the error of a one-to-one message whose recipient does not exist or
