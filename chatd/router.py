@@ -434,11 +434,12 @@ class Router:
         take its copy), tell `receipt`."""
         fan = _Fanout(len(user_ids), receipt)
         remote = []
+        inboxes, spread, done = self._inboxes, self._spread, fan.done  # once, not per member
         for user_id in user_ids:
-            inbox = self._inboxes.get(user_id)
+            inbox = inboxes.get(user_id)
             if inbox is not None:
-                inbox.push(mid, frame, fan.done)
-                if user_id in self._spread:
+                inbox.push(mid, frame, done)
+                if user_id in spread:
                     self._copy_elsewhere(user_id, frame)
             else:
                 remote.append(user_id)

@@ -131,6 +131,11 @@ async def _chatd_group(reactor: Any, users: list[tuple[Any, _Transport, int]]) -
         await _answer(reactor, session, member_transport,
                       {"msgid": MsgId.ADD_GROUP, "id": user_id, "groupid": group_id},
                       MsgId.ADD_GROUP_ACK)
+    # one message first, so that the node has the members cached, as it would under load
+    owner.dataReceived(group_frames(1, owner_id, group_id, 1)[0])
+    member, member_transport, _ = users[1]
+    await _answer(reactor, member, member_transport, {"msgid": MsgId.HEARTBEAT},
+                  MsgId.GROUP_CHAT)
     return group_id
 
 
