@@ -32,6 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
 from chatd.messages import MsgId
+from chatd.metrics import LOCAL, Stats
 from chatd.protocol import BURST
 
 CHUNK = 1000  # frames between two turns of the reactor (history writes, timers)
@@ -175,9 +176,20 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
             """Let the reactor run timers and the store's results (history writes)."""
             return deferLater(reactor, 0, lambda: None)
 
-        await _loop(sender.dataReceived, frames[:args.feed], settle, turn, args)
+        copies = node.stats.routes[LOCAL]
+        fed = frames[:args.feed]
+        await _loop(sender.dataReceived, fed, settle, turn, args)
+        _check(node.stats, node.stats.routes[LOCAL] - copies, len(fed) * (len(users) - 1))
         await node.history.flush()
         await node.stopService()
+
+
+def _check(stats: Stats, copies: int, expected: int) -> None:
+    """A count is only worth something if every message went through."""
+    print(f"{copies} copies delivered", file=sys.stderr)
+    if copies != expected:
+        raise SystemExit(f"hotloop: {copies} copies delivered, not {expected}; errors sent "
+                         f"(errno: count): {stats.errors}")
 
 
 async def _loop(feed: Callable[[bytes], None], frames: list[bytes], settle: Callable[[], None],
