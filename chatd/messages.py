@@ -48,6 +48,13 @@ class MsgId(IntEnum):
     DEVICES_ACK = 39
 
 
+# The msgids of the message path as plain ints: reading an IntEnum member off its class costs
+# about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
+LOGIN, ONE_CHAT, GROUP_CHAT, SEND_ACK, RECV_ACK = (
+    int(MsgId.LOGIN), int(MsgId.ONE_CHAT), int(MsgId.GROUP_CHAT), int(MsgId.SEND_ACK),
+    int(MsgId.RECV_ACK))
+
+
 class Errno(IntEnum):
     """Published error codes; a code never changes meaning once released."""
 

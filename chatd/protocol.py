@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.codec import decode, encode
-from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
+from chatd.messages import LOGIN, ChatError, Errno, MsgId, ServiceUnavailable, error_frame
 from chatd.requests import validate
 from chatd.router import Inbox
 from chatd.service import ChatService, Handled
@@ -120,6 +120,7 @@ class ChatProtocol(Protocol):
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory
+        self._seconds = factory.clock.seconds
         self._dispatch = factory.dispatch
         self._max_frame = factory.max_frame
         self._stats = factory.stats
@@ -211,8 +212,9 @@ class ChatProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._stats.bytes_in += len(data)
-        now = self.factory.clock.seconds()
-        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        now = self._seconds()
+        tokens = self._tokens + (now - self.last_seen) * RATE
+        self._tokens = tokens if tokens < BURST else BURST
         self.last_seen = now
         if b"\0" in data:
             data = data.replace(b"\0", b"\n")
@@ -233,8 +235,9 @@ class ChatProtocol(Protocol):
         same limits and error frames as a line, without the line framing. A binary message
         is refused: frames are text."""
         self._stats.bytes_in += len(data)
-        now = self.factory.clock.seconds()  # as in dataReceived, kept there inline (hot path)
-        self._tokens = min(BURST, self._tokens + (now - self.last_seen) * RATE)
+        now = self._seconds()  # as in dataReceived, kept there inline (hot path)
+        tokens = self._tokens + (now - self.last_seen) * RATE
+        self._tokens = tokens if tokens < BURST else BURST
         self.last_seen = now
         if len(data) > self._max_frame:
             return self.frame_too_large()
@@ -283,7 +286,7 @@ class ChatProtocol(Protocol):
         if self.user_id is None and msgid not in PRELOGIN:
             raise ChatError(Errno.NOT_LOGGED_IN)
         validate(msgid, frame)
-        if self.user_id is not None and msgid != MsgId.LOGIN:
+        if self.user_id is not None and msgid != LOGIN:
             claimed = frame.get("id")
             if claimed is not None and claimed != self.user_id:
                 raise ChatError(Errno.ID_MISMATCH)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from itertools import count
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from chatd import devices
 from chatd.bus import CLAIMED, FULL, SEVERAL, Bus
+from chatd.bus.cids import Remembered
 from chatd.devices import DEFAULT_MAX_DEVICES, Devices
 from chatd.messages import ChatError, Errno, ServiceUnavailable
 from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
@@ -143,34 +144,45 @@ class Inbox:
         return out
 
 
+class Receipt(Protocol):
+    """Who waits for the copies of one message: the sender's side, told once."""
+
+    def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
+        """Every copy is safe; `missing`: users that do not exist, `full`: users whose
+        offline mailbox is full (both only known for copies that had to be stored)."""
+
+    def failed(self, failure: Failure) -> None:
+        """A copy could not be made safe."""
+
+
+NOBODY: frozenset[int] = frozenset()
+
+
 class _Fanout:
-    """Counts the copies of one message until all are safe, then calls `then` with the users
-    that do not exist and those whose offline mailbox is full; `failed` instead if a copy
-    could not be made safe. Plain callbacks, not a Deferred: this runs once per message on the
-    hot path."""
+    """Counts the copies of one message until all are safe, then tells the receipt. Plain
+    calls, not a Deferred or closures: this runs once per message on the hot path, so the
+    sets of users are shared empty ones until a stored copy needs them."""
 
-    __slots__ = ("missing", "full", "_left", "_then", "_failed")
+    __slots__ = ("missing", "full", "_left", "_receipt")
 
-    def __init__(self, copies: int, then: Callable[[set[int], set[int]], None],
-                 failed: Callable[[Failure], None]) -> None:
-        self.missing: set[int] = set()
-        self.full: set[int] = set()
+    def __init__(self, copies: int, receipt: Receipt) -> None:
+        self.missing: AbstractSet[int] = NOBODY
+        self.full: AbstractSet[int] = NOBODY
         self._left = copies
-        self._then: Callable[[set[int]], None] | None = then
-        self._failed = failed
+        self._receipt: Receipt | None = receipt
         if copies == 0:
             self.done(0)
 
     def done(self, copies: int = 1) -> None:
         self._left -= copies
-        if self._left <= 0 and self._then is not None:
-            then, self._then = self._then, None
-            then(self.missing, self.full)
+        if self._left <= 0 and self._receipt is not None:
+            receipt, self._receipt = self._receipt, None
+            receipt.delivered(self.missing, self.full)
 
     def failed(self, failure: Failure) -> None:
-        if self._then is not None:
-            self._then = None
-            self._failed(failure)
+        if self._receipt is not None:
+            receipt, self._receipt = self._receipt, None
+            receipt.failed(failure)
 
 
 class _Remote:
@@ -182,6 +194,22 @@ class _Remote:
                  deadline: float) -> None:
         self.fan, self.user_ids, self.mid, self.frame, self.deadline = (
             fan, user_ids, mid, frame, deadline)
+
+
+class _Report:
+    """The receipt of copies from another node: once they are safe, report to it (whether
+    or not the users exist there; the sending node answers its sender)."""
+
+    __slots__ = ("router", "report_to", "token")
+
+    def __init__(self, router: "Router", report_to: bytes, token: bytes) -> None:
+        self.router, self.report_to, self.token = router, report_to, token
+
+    def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
+        self.router.report(self.report_to, self.token)
+
+    def failed(self, failure: Failure) -> None:
+        """Not reported: the sending node stores the copies itself when no report comes."""
 
 
 def _header(line: bytes) -> list[bytes]:
@@ -393,27 +421,25 @@ class Router:
         else:
             self.bus.publish(user_id, b"N\n" + frame).addErrback(lambda f: None)
 
-    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
-        """Record the mid of (sender, cid) cluster-wide; fires with an earlier (mid, safe)."""
-        return self.bus.remember(sender, cid, mid)
+    def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
+        """Record the mid of (sender, cid) cluster-wide; `then` gets an earlier (mid, safe)."""
+        self.bus.remember(sender, cid, mid, then)
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         """(sender, cid) is safe: a repeat only needs its SEND_ACK again."""
         self.bus.settle(sender, cid, mid)
 
-    def deliver(self, user_ids: list[int], mid: int, frame: bytes,
-                then: Callable[[set[int], set[int]], None],
-                failed: Callable[[Failure], None]) -> None:
-        """Send one message to each user; once every copy is safe, call `then` with the users
-        that do not exist and the users whose offline mailbox is full (both only known for
-        copies that had to be stored; a full mailbox does not take the copy)."""
-        fan = _Fanout(len(user_ids), then, failed)
+    def deliver(self, user_ids: list[int], mid: int, frame: bytes, receipt: Receipt) -> None:
+        """Send one message to each user; once every copy is safe (a full mailbox does not
+        take its copy), tell `receipt`."""
+        fan = _Fanout(len(user_ids), receipt)
         remote = []
+        inboxes, spread, done = self._inboxes, self._spread, fan.done  # once, not per member
         for user_id in user_ids:
-            inbox = self._inboxes.get(user_id)
+            inbox = inboxes.get(user_id)
             if inbox is not None:
-                inbox.push(mid, frame, fan.done)
-                if user_id in self._spread:
+                inbox.push(mid, frame, done)
+                if user_id in spread:
                     self._copy_elsewhere(user_id, frame)
             else:
                 remote.append(user_id)
@@ -497,8 +523,9 @@ class Router:
             log.warn("offline mailbox full (--offline-quota {quota}): message {mid} not stored "
                      "for users {users}", quota=self.offline_quota, mid=mid, users=sorted(full))
         elif rows == 0 and len(user_ids) == 1:
-            fan.missing.add(user_ids[0])
-        fan.full |= full
+            fan.missing = {user_ids[0]}
+        if full:
+            fan.full = fan.full | full
         fan.done(len(user_ids))
         self._announce_stored([u for u in user_ids if u not in full])
 
@@ -531,7 +558,7 @@ class Router:
         fields = _header(line)
         if fields[0] == b"U":
             _, mid, report_to, token = fields
-            self._receive([user_id], int(mid), frame, self._reporter(report_to, token))
+            self._receive([user_id], int(mid), frame, _Report(self, report_to, token))
         else:
             self._from_other_device(user_id, fields, frame)
 
@@ -563,7 +590,7 @@ class Router:
         elif fields[0] == b"G":
             _, mid, report_to, token, ids = fields
             user_ids = [int(u) for u in ids.split(b",")]
-            self._receive(user_ids, int(mid), frame, self._reporter(report_to, token))
+            self._receive(user_ids, int(mid), frame, _Report(self, report_to, token))
         else:
             self.on_node_message(payload)
 
@@ -576,12 +603,11 @@ class Router:
         else:
             self.on_control(payload)
 
-    def _reporter(self, report_to: bytes, token: bytes) -> Callable[[], None]:
-        def report() -> None:
-            if not self._reports:
-                self._clock.callLater(0, self._send_reports)
-            self._reports.setdefault(report_to, []).append(token)
-        return report
+    def report(self, report_to: bytes, token: bytes) -> None:
+        """Copies from the node `report_to` are safe: tell it, with this turn's others."""
+        if not self._reports:
+            self._clock.callLater(0, self._send_reports)
+        self._reports.setdefault(report_to, []).append(token)
 
     def _send_reports(self) -> None:
         """One PUBLISH per node for all the reports of this reactor turn: under load that
@@ -591,9 +617,9 @@ class Router:
             self.bus.publish_node(node, b"A " + b" ".join(tokens)).addErrback(lambda f: None)
 
     def _receive(self, user_ids: list[int], mid: int, frame: bytes,
-                 report: Callable[[], None]) -> None:
+                 report: _Report) -> None:
         """Copies from another node: push to local sessions, store for users who left."""
-        fan = _Fanout(len(user_ids), lambda missing, full: report(), lambda failure: None)
+        fan = _Fanout(len(user_ids), report)
         gone = []
         for user_id in user_ids:
             inbox = self._inboxes.get(user_id)

@@ -7,16 +7,27 @@ the protocol runs. A refusal is a ChatError; the protocol turns it into the righ
 
 import time
 from collections.abc import Coroutine
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
 from chatd.history import HistoryWriter
-from chatd.messages import ERRMSG, ChatError, Errno, MsgId, error_frame
+from chatd.messages import (
+    ERRMSG,
+    GROUP_CHAT,
+    ONE_CHAT,
+    SEND_ACK,
+    ChatError,
+    Errno,
+    MsgId,
+    error_frame,
+)
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.passwords import PasswordHasher
@@ -382,7 +393,7 @@ class ChatService:
         to = req["to"]
         if to in self.blocks.blockers(session.user_id):
             raise ChatError(Errno.BLOCKED)
-        frame = {"msgid": MsgId.ONE_CHAT, "id": session.user_id, "name": session.name,
+        frame = {"msgid": ONE_CHAT, "id": session.user_id, "name": session.name,
                  "to": to, "toid": to}
         self._send_chat(session, req, frame, [to])
         return None
@@ -410,7 +421,7 @@ class ChatService:
         sender = session.user_id
         if sender not in members:
             raise ChatError(Errno.NOT_A_MEMBER)
-        frame = {"msgid": MsgId.GROUP_CHAT, "id": sender, "name": session.name,
+        frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
                  "groupid": req["groupid"]}
         self._send_chat(session, req, frame, [m for m in members if m != sender])
 
@@ -422,86 +433,41 @@ class ChatService:
         already safe the sender just gets its SEND_ACK again, otherwise it is delivered again
         under the same mid, which recipients drop if they have it.
         """
-        sender = session.user_id
         frame["msg"] = req["msg"]
         frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
-        mid = self.mids.next()
         cid = req.get("cid")
-        device = session.device
+        sent = Sent(self, session, cid, self.mids.next(), frame["msgid"])
         if cid is None:
-            self._deliver(sender, device, None, frame, recipients, mid, 0.0)
+            self._deliver(sent, frame, recipients)
             return
         frame["cid"] = cid
-        arrived = self.clock.seconds()
-        d = self.router.remember(sender, cid, mid)
-        d.addErrback(lambda f: None)
-        d.addCallback(self._remembered, sender, device, cid, frame, recipients, mid, arrived)
+        sent.arrived = self.clock.seconds()
+        sent.waiting = (frame, recipients)
+        self.router.remember(sent.sender, cid, sent.mid, sent.remembered)
 
-    def _remembered(self, prior: tuple[int, bool] | None, sender: int, device: str, cid: str,
-                    frame: dict[str, Any], recipients: list[int], mid: int,
-                    arrived: float) -> None:
-        if prior is not None:
-            mid, safe = prior
-            if safe:
-                self._acknowledge(sender, device, cid, mid, arrived)
-                return
-        self._deliver(sender, device, cid, frame, recipients, mid, arrived)
-
-    def _deliver(self, sender: int, device: str, cid: str | None, frame: dict[str, Any],
-                 recipients: list[int], mid: int, arrived: float) -> None:
+    def _deliver(self, sent: "Sent", frame: dict[str, Any], recipients: list[int]) -> None:
         """Deliver to the recipients (their every device) and copy to the sender's other
         devices."""
-        frame["mid"] = mid
-        ref = frame["msgid"]
+        mid = frame["mid"] = sent.mid
         data = encode(frame)
-        self.history.record(mid, sender, frame, data)
-        self.router.deliver(
-            recipients, mid, data,
-            lambda missing, full: self._delivered(missing, full, sender, device, cid, mid, ref,
-                                                  arrived),
-            lambda failure: self._not_delivered(failure, sender, device, cid, ref))
-        self.router.to_other_devices(sender, device, data)
+        self.history.record(mid, sent.sender, frame, data)
+        self.router.deliver(recipients, mid, data, sent)
+        self.router.to_other_devices(sent.sender, sent.device, data)
 
-    def _delivered(self, missing: set[int], full: set[int], sender: int, device: str,
-                   cid: str | None, mid: int, ref: int, arrived: float) -> None:
-        """Every copy is safe: SEND_ACK, or the error of a one-to-one message whose recipient
-        does not exist or has a full offline mailbox (a group message reached the rest)."""
-        if missing or (full and ref == MsgId.ONE_CHAT):
-            self.history.forget(mid)
-            session = self.router.session(sender, device)
-            if session is None:
-                return
-            errno = Errno.NO_SUCH_USER if missing else Errno.OFFLINE_QUOTA
-            self.stats.error(errno)
-            if not missing and cid is not None and session.proto == 2:
-                session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid,
-                              "errno": int(errno), "errmsg": ERRMSG[errno]})
-            else:
-                session.send(error_frame(ChatError(errno), ref, cid))
-        elif cid is not None:
-            self.router.settle(sender, cid, mid)
-            self._acknowledge(sender, device, cid, mid, arrived)
-
-    def _acknowledge(self, sender: int, device: str, cid: str, mid: int,
-                     arrived: float) -> None:
+    def acknowledge(self, sent: "Sent") -> None:
         """SEND_ACK to the sending device's current session, wherever the message came from."""
-        session = self.router.session(sender, device)
+        session = self.router.session(sent.sender, sent.device)
         if session is not None and session.proto == 2:
-            session.send({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
-            self.stats.send_ack.observe(self.clock.seconds() - arrived)
+            session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid,
+                          "errno": 0})
+            self.stats.send_ack.observe(self.clock.seconds() - sent.arrived)
 
-    def _not_delivered(self, failure: Any, sender: int, device: str, cid: str | None,
-                       ref: int) -> None:
-        log.failure("delivery from user {uid} failed", failure, uid=sender)
-        self._refuse_later(sender, device, ChatError(Errno.UNAVAILABLE), ref, cid)
-
-    def _refuse_later(self, sender: int, device: str, err: ChatError, ref: int,
-                      cid: str | None) -> None:
+    def refuse_later(self, sent: "Sent", err: ChatError) -> None:
         """ERROR_MSG for a chat message whose delivery failed after it was accepted."""
-        session = self.router.session(sender, device)
+        session = self.router.session(sent.sender, sent.device)
         if session is not None:
             self.stats.error(err.errno)
-            session.send(error_frame(err, ref, cid))
+            session.send(error_frame(err, sent.ref, sent.cid))
 
     def recv_ack(self, session: Session, req: dict[str, Any]) -> Handled:
         mids = req.get("mids") or [req["mid"]]
@@ -524,3 +490,59 @@ class ChatService:
         session.send({"msgid": MsgId.HEARTBEAT, "time": int(self.clock.seconds() * 1000)})
         return None
 
+
+
+class Sent:
+    """One accepted chat message until every copy is safe: the router's receipt for it. One
+    small object per message (not a Deferred, not closures): this is the hot path."""
+
+    __slots__ = ("service", "sender", "device", "cid", "mid", "ref", "arrived", "waiting")
+
+    def __init__(self, service: ChatService, session: Session, cid: str | None, mid: int,
+                 ref: int) -> None:
+        self.service = service
+        self.sender: int = session.user_id  # type: ignore[assignment]
+        self.device = session.device
+        self.cid = cid
+        self.mid = mid
+        self.ref = ref
+        self.arrived = 0.0  # when it came in, for the SEND_ACK histogram (proto 2 only)
+        # the frame and its recipients while the cid registry is asked
+        self.waiting: tuple[dict[str, Any], list[int]] | None = None
+
+    def remembered(self, prior: tuple[int, bool] | None) -> None:
+        """The cid registry answered: a repeat keeps its first mid, and needs only its
+        SEND_ACK again when that message is already safe."""
+        frame, recipients = self.waiting  # type: ignore[misc]
+        self.waiting = None
+        if prior is not None:
+            self.mid, safe = prior
+            if safe:
+                self.service.acknowledge(self)
+                return
+        self.service._deliver(self, frame, recipients)
+
+    def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
+        """SEND_ACK, or the error of a one-to-one message whose recipient does not exist or
+        has a full offline mailbox (a group message reached the rest)."""
+        if not missing and not (full and self.ref == ONE_CHAT):
+            if self.cid is not None:
+                self.service.router.settle(self.sender, self.cid, self.mid)
+                self.service.acknowledge(self)
+            return
+        service = self.service
+        service.history.forget(self.mid)
+        session = service.router.session(self.sender, self.device)
+        if session is None:
+            return
+        errno = Errno.NO_SUCH_USER if missing else Errno.OFFLINE_QUOTA
+        service.stats.error(errno)
+        if not missing and self.cid is not None and session.proto == 2:
+            session.send({"msgid": SEND_ACK, "cid": self.cid, "mid": self.mid,
+                          "errno": int(errno), "errmsg": ERRMSG[errno]})
+        else:
+            session.send(error_frame(ChatError(errno), self.ref, self.cid))
+
+    def failed(self, failure: Failure) -> None:
+        log.failure("delivery from user {uid} failed", failure, uid=self.sender)
+        self.service.refuse_later(self, ChatError(Errno.UNAVAILABLE))

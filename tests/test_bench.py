@@ -419,3 +419,22 @@ class HelpTests(TestCase):
                        "--proto", "--json", "--timeout", "--max-time", "--pid", "--window",
                        "--resume-kill", "--devices", "--history", "--ws"):
             self.assertIn(option.encode(), out)
+
+
+class HotLoopTests(TestCase):
+    """The socket-free loop of docs/performance.md: it checks that every frame it fed was
+    delivered (a count of refused frames would be worth nothing)."""
+
+    timeout = 180
+
+    async def run_loop(self, *args: str) -> str:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "chatd.bench.hotloop", *args], env=dict(os.environ),
+            path=ROOT)
+        self.assertEqual(code, 0, err.decode())
+        return err.decode()
+
+    async def test_one_to_one_in_both_dialects_and_a_group(self) -> None:
+        self.assertIn("1200 copies delivered", await self.run_loop("-n", "1200"))
+        self.assertIn("40 copies delivered", await self.run_loop("--proto", "2", "-n", "40"))
+        self.assertIn("30 copies delivered", await self.run_loop("--group", "4", "-n", "10"))

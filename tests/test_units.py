@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import passwords
@@ -379,6 +380,12 @@ class CodecTests(SynchronousTestCase):
     def test_slashes_are_not_escaped(self):
         self.assertEqual(encode({"u": "a/b"}), b'{"u":"a/b"}\n')
 
+    def test_html_characters_and_floats_come_out_as_they_are(self):
+        # encode passes ujson's options by position: this pins what they mean
+        self.assertEqual(encode({"h": "<a&b>", "f": 0.1, "g": 1 / 3}),
+                         b'{"h":"<a&b>","f":0.1,"g":0.3333333333333333}\n')
+        self.assertEqual(encode_text({"h": "<é>"}), '{"h":"<é>"}')
+
     def test_encode_text_is_the_frame_without_its_terminator(self):
         value = {"id": 1, "name": "😀", "state": "online"}
         self.assertEqual(encode_text(value).encode() + b"\n", encode(value))
@@ -485,9 +492,17 @@ class ReportTests(SynchronousTestCase):
     def test_one_report_settles_every_copy_it_names(self):
         router, bus, clock = self.router()
         settled: list[tuple[set[int], set[int]]] = []
+        case = self
+
+        class Receipt:
+            def delivered(self, missing: set[int], full: set[int]) -> None:
+                settled.append((missing, full))
+
+            def failed(self, failure: Failure) -> None:
+                case.fail(failure)
+
         for user_id in (7, 8):
-            router.deliver([user_id], 100 + user_id, b"{}\n",
-                           lambda missing, full: settled.append((missing, full)), self.fail)
+            router.deliver([user_id], 100 + user_id, b"{}\n", Receipt())
         router.from_node_channel(b"A 1 2")
         self.assertEqual(settled, [(set(), set()), (set(), set())])
 

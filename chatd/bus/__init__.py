@@ -4,6 +4,7 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
+from chatd.bus.cids import Remembered
 from chatd.bus.claim import CLAIMED, FULL, HELD, SEVERAL, Claim
 from chatd.bus.local import LocalBus
 
@@ -54,8 +55,10 @@ class Bus(Protocol):
     def online(self, user_ids: list[int]) -> Deferred[set[int]]:
         """Which of these users some node holds (one round trip for all of them)."""
 
-    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
-        """Keep (sender, cid) -> mid for ten minutes; fire with an earlier (mid, safe) if any."""
+    def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
+        """Keep (sender, cid) -> mid for ten minutes; call `then` with an earlier (mid, safe),
+        or None (also when the bus cannot be asked: the message counts as new). A callback,
+        not a Deferred: a node alone answers at once, for every proto-2 message."""
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         """Mark (sender, cid) safe."""

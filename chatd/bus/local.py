@@ -6,6 +6,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
+from chatd.bus.cids import Remembered
 from chatd.bus.claim import CLAIMED, Claim
 
 CID_SECONDS = 600.0
@@ -67,7 +68,7 @@ class LocalBus:
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
         return succeed({})
 
-    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
+    def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
         now = self._clock.seconds()
         cids = self._cids
         while cids and (len(cids) >= CID_LIMIT
@@ -75,9 +76,10 @@ class LocalBus:
             cids.popitem(last=False)
         prior = cids.get((sender, cid))
         if prior is not None:
-            return succeed(prior[:2])
+            then(prior[:2])
+            return
         cids[(sender, cid)] = (mid, False, now)
-        return succeed(None)
+        then(None)
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         entry = self._cids.get((sender, cid))

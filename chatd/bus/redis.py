@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from chatd.bus.cids import Remembered
 from chatd.bus.claim import CLAIMED, HELD, Claim
 from chatd.messages import ServiceUnavailable
 
@@ -470,15 +471,16 @@ class RedisBus:
         return d.addCallback(
             lambda r: {int(r[i][len(USER_PREFIX):]) for i in range(0, len(r), 2) if r[i + 1]})
 
-    def remember(self, sender: int, cid: str, mid: int) -> Deferred[tuple[int, bool] | None]:
+    def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
         """SET NX GET: one round trip both records our mid and returns an earlier one."""
         try:
             cmd = self._command()
-        except BusDown as e:
-            return fail(e)
+        except BusDown:
+            then(None)
+            return
         d = cmd.execute_command(b"SET", f"{CID_PREFIX}{sender}:{cid}", b"%d" % mid, b"NX",
                                 b"PX", CID_MS, b"GET")
-        return d.addCallback(_parse_cid_entry)
+        d.addCallback(_parse_cid_entry).addCallbacks(then, lambda f: then(None))
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         if self._cmd is not None:
