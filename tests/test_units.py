@@ -1,5 +1,5 @@
 """Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox,
-the router's reports, the listener."""
+the router's reports, the listener, members' locations."""
 
 import base64
 import os
@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import passwords
 from chatd.bus.local import LocalBus
+from chatd.bus.locations import Locations
 from chatd.codec import decode, encode, encode_text
 from chatd.messages import ChatError, Errno
 from chatd.mids import MidGenerator
@@ -584,3 +585,42 @@ class ListenerTests(TestCase):
             port = await listener._waitingForPort
             self.addCleanup(port.stopListening)
             self.assertEqual(port.backlog, backlog)
+
+
+class LocationsTests(SynchronousTestCase):
+    """Members' nodes as heard from the session claims; an MGET answer fills in only what
+    was not heard, and nothing is trusted across a lost subscription."""
+
+    def listening(self) -> Locations:
+        locations = Locations()
+        locations.listen()
+        return locations
+
+    def test_the_latest_announcement_wins_and_a_release_means_offline(self):
+        locations = self.listening()
+        locations.heard(b"7 1.aa")
+        locations.heard(b"8 1.aa")
+        locations.heard(b"7 2.bb")
+        locations.heard(b"8 ")
+        self.assertEqual(locations.split([7, 8, 9]), ({7: b"2.bb"}, [9]))
+
+    def test_an_mget_answer_does_not_override_what_was_heard_meanwhile(self):
+        locations = self.listening()
+        epoch = locations.epoch
+        locations.heard(b"7 2.bb")  # 7 moved after the MGET read it on node 1
+        locations.learned(epoch, [7, 8], [b"1.aa", None])
+        self.assertEqual(locations.split([7, 8]), ({7: b"2.bb"}, []))
+
+    def test_nothing_is_trusted_while_announcements_may_be_missed(self):
+        locations = Locations()
+        epoch = locations.epoch
+        locations.listen()
+        locations.learned(epoch, [7], [b"1.aa"])  # asked before the subscription held
+        self.assertEqual(locations.split([7]), ({}, [7]))
+        locations.heard(b"7 1.aa")
+        epoch = locations.epoch
+        locations.forget()
+        self.assertEqual(locations.split([7]), ({}, [7]))
+        locations.listen()
+        locations.learned(epoch, [7], [b"1.aa"])  # asked before the connection was lost
+        self.assertEqual(locations.split([7]), ({}, [7]))

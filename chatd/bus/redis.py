@@ -18,6 +18,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd.bus.claim import CLAIMED, Claim
+from chatd.bus.locations import Locations
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
@@ -27,6 +28,7 @@ DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the dev
 DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
 NODE_PREFIX = b"chatd:node:"
 CONTROL = b"chatd:control"
+LOCATIONS = b"chatd:located"  # every change of a session key (chatd/bus/locations.py)
 SESSION_PREFIX = "chatd:session:"
 SESSION_KEY = SESSION_PREFIX.encode()
 ALIVE_PREFIX = "chatd:alive:"
@@ -37,6 +39,17 @@ ALIVE_MS = 3000
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
 
+# Set the session key (KEYS[1], chatd:session:<user>) to a node, or delete it (false), and
+# announce the change to every node as "<user> <node>" ("<user> " when deleted).
+LOCATE = f"""
+local function locate(value)
+  if redis.call('GET', KEYS[1]) == value then return end
+  if value then redis.call('SET', KEYS[1], value) else redis.call('DEL', KEYS[1]) end
+  local user = string.match(KEYS[1], '[^:]+$')
+  redis.call('PUBLISH', '{LOCATIONS.decode()}', user .. ' ' .. (value or ''))
+end
+"""
+
 # Claim a session of a user for this node. The session key names the node holding the user
 # (proto 1, or all of the user's devices), or "*" when the devices are on several nodes; the
 # devices hash says which node holds which device. A holder counts while it is alive and
@@ -45,7 +58,7 @@ REPLY_TIMEOUT = 5
 # "more than one" where it is one of them). Dead holders' devices are deleted on the way.
 # ARGV: node, user channel, alive prefix, device ('' = proto 1), max devices, device channel
 # prefix, since, mode ('login', 'takeover' or 'reclaim'). Returns {result, taken from, spread}.
-CLAIM = """
+CLAIM = LOCATE + """
 local node, device = ARGV[1], ARGV[4]
 local function alive(holder) return redis.call('EXISTS', ARGV[3] .. holder) == 1 end
 local function subscribed(channel, least)
@@ -73,7 +86,7 @@ if live == 0 and previous == '' then
 end
 if device == '' then
   if live > 0 then return {0, '', 0} end
-  redis.call('SET', KEYS[1], node)
+  locate(node)
   return {1, '', 0}
 end
 if previous ~= '' and ARGV[8] ~= 'takeover' then return {0, '', 0} end
@@ -85,7 +98,7 @@ for holder in pairs(nodes) do
   count = count + 1
   only = holder
 end
-if count == 1 then redis.call('SET', KEYS[1], only) else redis.call('SET', KEYS[1], '*') end
+locate(count == 1 and only or '*')
 return {1, previous, count > 1 and 1 or 0}
 """
 INCR = """
@@ -93,13 +106,13 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+RELEASE = LOCATE + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then locate(false) end
 return 1
 """
 # Release a device held by this node (ARGV: node, device) and name the node(s) left holding the
 # user's devices in the session key.
-RELEASE_DEVICE = """
+RELEASE_DEVICE = LOCATE + """
 local value = redis.call('HGET', KEYS[2], ARGV[2])
 if value and string.match(value, '^%S+') == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
 local nodes, count, only = {}, 0, ''
@@ -113,9 +126,8 @@ for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 local holder = redis.call('GET', KEYS[1])
 if count == 0 then
-  if holder == ARGV[1] or holder == '*' then redis.call('DEL', KEYS[1]) end
-elseif count == 1 then redis.call('SET', KEYS[1], only)
-else redis.call('SET', KEYS[1], '*') end
+  if holder == ARGV[1] or holder == '*' then locate(false) end
+else locate(count == 1 and only or '*') end
 return 1
 """
 
@@ -253,6 +265,7 @@ class RedisBus:
         self._cmd: _Commands | None = None
         self._held: dict[int, set[str]] = {}  # user -> sessions held here ("" = proto 1)
         self._confirm: dict[bytes, list[Deferred[None]]] = {}
+        self.locations = Locations()
         self._down_logged = False
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
@@ -287,7 +300,8 @@ class RedisBus:
     def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
         if factory is self._subscriber_factory:
             self._sub = conn
-            channels = [self.node_channel, CONTROL] + [user_channel(u) for u in self._held]
+            channels = [self.node_channel, CONTROL, LOCATIONS]
+            channels += [user_channel(u) for u in self._held]
             channels += [device_channel(u, d) for u, ds in self._held.items() for d in ds if d]
             conn.send_command(b"SUBSCRIBE", *channels)
         else:
@@ -303,6 +317,7 @@ class RedisBus:
     def disconnected(self, factory: _Factory) -> None:
         if factory is self._subscriber_factory:
             self._sub = None
+            self.locations.forget()
             for waiters in self._confirm.values():
                 for d in waiters:
                     d.errback(BusDown("redis connection lost"))
@@ -325,10 +340,14 @@ class RedisBus:
             listener.from_user_channel(int(channel[len(USER_PREFIX):]), payload)
         elif channel == self.node_channel:
             listener.from_node_channel(payload)
+        elif channel == LOCATIONS:
+            self.locations.heard(payload)
         elif channel == CONTROL:
             listener.from_control(payload)
 
     def confirmed(self, channel: bytes) -> None:
+        if channel == LOCATIONS:
+            self.locations.listen()
         for d in self._confirm.pop(channel, []):
             d.callback(None)
 
@@ -459,13 +478,22 @@ class RedisBus:
                                       b"XX", b"PX", CID_MS).addErrback(lambda f: None)
 
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
-        """Which node incarnation holds each user (users held by none are left out)."""
+        """Which node incarnation holds each user (users held by none are left out): from
+        the locations heard, with one MGET for the users not heard of."""
+        where, unknown = self.locations.split(user_ids)
+        if not unknown:
+            return succeed(where)
         try:
-            d = self._command().send(b"MGET", *[b"%s%d" % (SESSION_KEY, u) for u in user_ids])
+            d = self._command().send(b"MGET", *[b"%s%d" % (SESSION_KEY, u) for u in unknown])
         except (BusDown, txredisapi.ConnectionError) as e:
             return fail(BusDown(str(e)))
-        return d.addCallback(
-            lambda r: {u: inc for u, inc in zip(user_ids, r, strict=True) if inc is not None})
+        return d.addCallback(self._located, self.locations.epoch, unknown, where)
+
+    def _located(self, nodes: list[bytes | None], epoch: int, user_ids: list[int],
+                 where: dict[int, bytes]) -> dict[int, bytes]:
+        self.locations.learned(epoch, user_ids, nodes)
+        where.update((u, node) for u, node in zip(user_ids, nodes, strict=True) if node)
+        return where
 
     def incr(self, key: str, ttl: float) -> Deferred[int]:
         """INCR, and PEXPIRE when the counter is new: one script, one round trip."""
