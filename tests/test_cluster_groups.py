@@ -2,6 +2,7 @@
 node hears (chatd/bus/locations.py): members who log out, log in and move between nodes while
 messages flow, and a node started after the others, get every message once."""
 
+import ujson
 from twisted.trial.unittest import TestCase
 
 from tests.harness import connect, deferLater, login, register
@@ -56,7 +57,9 @@ class GroupAcrossNodesTests(TestCase):
                 again = await connect(self, place)
                 reply = await login(again, mover.user_id, proto=None)
                 self.assertEqual(reply["errno"], 0, reply)
-                seen[mover.user_id] += [m["msg"] for m in reply.get("offlinemsg", [])]
+                # the original dialect's stored frames are JSON text
+                stored = [ujson.loads(m) for m in reply.get("offlinemsg", [])]
+                seen[mover.user_id] += [m["msg"] for m in stored]
                 movers[k] = again
             await deferLater(0.05)
         await deferLater(2)
