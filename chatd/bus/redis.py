@@ -239,7 +239,8 @@ class _Commands(_LeanReplies, txredisapi.RedisProtocol):
     txredisapi's execute_command builds each request piece by piece and chains three Deferreds
     and a time-out per call: a third of a node's time under cross-node chat. `send` is one
     write and one Deferred from the same reply queue, so it stays in order with the other
-    commands; a dead link is still found by the PINGs, which keep their time-out.
+    commands, and `publish` (a copy's PUBLISH) one write and a plain callback; a dead link is
+    still found by the PINGs, which keep their time-out.
     """
 
     def send(self, *args: bytes) -> Deferred[Any]:
@@ -251,9 +252,8 @@ class _Commands(_LeanReplies, txredisapi.RedisProtocol):
         return self.replyQueue.get().addCallback(self.handle_reply)
 
     def publish(self, channel: bytes, payload: bytes, answer: "_Answer") -> None:
-        """PUBLISH, its reply going to `answer` in the queue's order."""
-        if not self.connected:
-            raise txredisapi.ConnectionError("Not connected")
+        """PUBLISH, its reply going to `answer` in the queue's order (the caller has checked
+        that the connection is up)."""
         self.transport.write(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
                              % (len(channel), channel, len(payload), payload))
         self.replyQueue.waiting.append(answer)
