@@ -462,8 +462,7 @@ class Router:
     def _to_user(self, user_id: int, mid: int, frame: bytes, fan: _Fanout) -> None:
         token = self._expect_report(fan, [user_id], mid, frame)
         payload = b"U %d %s %d\n" % (mid, self.bus.incarnation, token) + frame
-        d = self.bus.publish(user_id, payload)
-        d.addCallbacks(self._published, self._publish_failed, (token,), None, (token,))
+        self.bus.carry(user_id, payload, self._answered, token)
 
     def _to_nodes(self, where: dict[int, bytes], user_ids: list[int], mid: int, frame: bytes,
                   fan: _Fanout) -> None:
@@ -483,21 +482,17 @@ class Router:
             token = self._expect_report(fan, users, mid, frame)
             ids = b",".join(b"%d" % u for u in users)
             payload = b"G %d %s %d %s\n" % (mid, self.bus.incarnation, token, ids) + frame
-            d = self.bus.publish_node(node, payload)
-            d.addCallbacks(self._published, self._publish_failed, (token,), None, (token,))
+            self.bus.carry_node(node, payload, self._answered, token)
 
-    def _published(self, receivers: int, token: int) -> None:
+    def _answered(self, receivers: int, token: int) -> None:
+        """The bus says how many nodes got copy `token`: none (or the bus is down) means
+        nobody will report it, so it is stored here."""
         if not receivers:
             self._give_up(token)
             return
         remote = self._pending.get(token)
         if remote is not None:
             self.stats.routes[REMOTE] += len(remote.user_ids)
-
-    def _publish_failed(self, failure: Any, token: int) -> None:
-        if not failure.check(ServiceUnavailable):
-            log.warn("publish failed: {error}", error=failure.value)
-        self._give_up(token)
 
     def _give_up(self, token: int) -> None:
         """No node took the copies (or none reported in time): store them here."""

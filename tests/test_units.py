@@ -1,5 +1,5 @@
 """Small parts on their own: mids, passwords, the derived SQLite schema, the codec, Inbox,
-the router's reports, the listener."""
+the router's reports, the listener, members' locations, Redis replies."""
 
 import base64
 import os
@@ -7,17 +7,22 @@ import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import passwords
 from chatd.bus.local import LocalBus
+from chatd.bus.locations import Locations
+from chatd.bus.redis import RedisBus
 from chatd.codec import decode, encode, encode_text
 from chatd.messages import ChatError, Errno
 from chatd.mids import MidGenerator
@@ -460,12 +465,12 @@ class ClusterBus(LocalBus):
         super().__init__(clock)
         self.to_nodes: list[tuple[bytes, bytes]] = []
 
-    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
-        return succeed(1)
-
     def publish_node(self, incarnation: bytes, payload: bytes) -> Deferred[int]:
         self.to_nodes.append((incarnation, payload))
         return succeed(1)
+
+    def carry(self, user_id, payload, answered, token) -> None:
+        answered(1, token)
 
 
 class ReportTests(SynchronousTestCase):
@@ -609,3 +614,78 @@ class ListenerTests(TestCase):
             port = await listener._waitingForPort
             self.addCleanup(port.stopListening)
             self.assertEqual(port.backlog, backlog)
+
+
+class LocationsTests(SynchronousTestCase):
+    """Members' nodes as heard from the session claims; an MGET answer fills in only what
+    was not heard, and nothing is trusted across a lost subscription."""
+
+    def listening(self) -> Locations:
+        locations = Locations()
+        locations.listen()
+        return locations
+
+    def test_the_latest_announcement_wins_and_a_release_means_offline(self):
+        locations = self.listening()
+        locations.heard(b"7 1.aa")
+        locations.heard(b"8 1.aa")
+        locations.heard(b"7 2.bb")
+        locations.heard(b"8 ")
+        self.assertEqual(locations.split([7, 8, 9]), ({7: b"2.bb"}, [9]))
+
+    def test_an_mget_answer_does_not_override_what_was_heard_meanwhile(self):
+        locations = self.listening()
+        epoch = locations.epoch
+        locations.heard(b"7 2.bb")  # 7 moved after the MGET read it on node 1
+        locations.learned(epoch, [7, 8], [b"1.aa", None])
+        self.assertEqual(locations.split([7, 8]), ({7: b"2.bb"}, []))
+
+    def test_nothing_is_trusted_while_announcements_may_be_missed(self):
+        locations = Locations()
+        epoch = locations.epoch
+        locations.listen()
+        locations.learned(epoch, [7], [b"1.aa"])  # asked before the subscription held
+        self.assertEqual(locations.split([7]), ({}, [7]))
+        locations.heard(b"7 1.aa")
+        epoch = locations.epoch
+        locations.forget()
+        self.assertEqual(locations.split([7]), ({}, [7]))
+        locations.listen()
+        locations.learned(epoch, [7], [b"1.aa"])  # asked before the connection was lost
+        self.assertEqual(locations.split([7]), ({}, [7]))
+
+
+class RedisRepliesTests(SynchronousTestCase):
+    """The command connection's replies reach their callers in order, whether a caller waits
+    with a Deferred (MGET) or with a plain callback (a copy's PUBLISH), also when the
+    connection is lost with both waiting."""
+
+    def connection(self) -> Any:
+        bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock())
+        conn = bus._command_factory.buildProtocol(None)
+        conn.transport, conn.connected = StringTransport(), 1
+        bus._cmd = conn
+        return bus, conn
+
+    def test_plain_and_deferred_replies_keep_their_order(self):
+        bus, conn = self.connection()
+        answers: list[tuple[int, int]] = []
+        bus.carry(7, b"U 1 x 1\n{}\n", lambda n, token: answers.append((n, token)), 1)
+        mget = conn.send(b"MGET", b"chatd:session:7")
+        bus.carry_node(b"2.ab", b"G ...", lambda n, token: answers.append((n, token)), 2)
+        self.assertIn(b"PUBLISH\r\n$12\r\nchatd:user:7\r\n", conn.transport.value())
+        conn.dataReceived(b":1\r\n*1\r\n$4\r\n2.ab\r\n:0\r\n")
+        self.assertEqual(answers, [(1, 1), (0, 2)])
+        self.assertEqual(self.successResultOf(mget), [b"2.ab"])
+
+    def test_a_lost_connection_answers_none_received(self):
+        bus, conn = self.connection()
+        answers: list[tuple[int, int]] = []
+        bus.carry(7, b"U 1 x 1\n{}\n", lambda n, token: answers.append((n, token)), 5)
+        mget = conn.send(b"MGET", b"chatd:session:7")
+        conn.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(answers, [(0, 5)])
+        self.failureResultOf(mget)
+        bus._cmd = None
+        bus.carry(7, b"U 1 x 1\n{}\n", lambda n, token: answers.append((n, token)), 6)
+        self.assertEqual(answers, [(0, 5), (0, 6)])

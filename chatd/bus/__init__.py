@@ -1,5 +1,6 @@
 """Delivery between nodes: publish a frame on a user's channel, hold the channels of local users."""
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -34,6 +35,16 @@ class Bus(Protocol):
 
     def publish_control(self, payload: bytes) -> Deferred[int]:
         """Send to every node."""
+
+    def carry(self, user_id: int, payload: bytes, answered: Callable[[int, int], None],
+              token: int) -> None:
+        """Send a copy to the node holding `user_id`; `answered(receivers, token)` runs with
+        the number of nodes that got it, 0 when none did or the bus is down. A plain callback
+        rather than a Deferred: this runs for every copy that crosses nodes."""
+
+    def carry_node(self, incarnation: bytes, payload: bytes,
+                   answered: Callable[[int, int], None], token: int) -> None:
+        """The same on one node's channel (group fan-out)."""
 
     async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
                         takeover: bool) -> Claim:

@@ -1,6 +1,7 @@
 """The bus of a node that runs alone: nobody else is listening."""
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -46,6 +47,14 @@ class LocalBus:
 
     def publish_control(self, payload: bytes) -> Deferred[int]:
         return succeed(0)
+
+    def carry(self, user_id: int, payload: bytes, answered: Callable[[int, int], None],
+              token: int) -> None:
+        answered(0, token)
+
+    def carry_node(self, incarnation: bytes, payload: bytes,
+                   answered: Callable[[int, int], None], token: int) -> None:
+        answered(0, token)
 
     async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
                         takeover: bool) -> Claim:

@@ -7,6 +7,7 @@ reconnect with back-off; after a reconnect every local channel is subscribed and
 """
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +20,7 @@ from twisted.logger import Logger
 
 from chatd.bus.cids import Remembered
 from chatd.bus.claim import CLAIMED, HELD, Claim
+from chatd.bus.locations import Locations
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
@@ -28,6 +30,7 @@ DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the dev
 DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
 NODE_PREFIX = b"chatd:node:"
 CONTROL = b"chatd:control"
+LOCATIONS = b"chatd:located"  # every change of a session key (chatd/bus/locations.py)
 SESSION_PREFIX = "chatd:session:"
 SESSION_KEY = SESSION_PREFIX.encode()
 ALIVE_PREFIX = "chatd:alive:"
@@ -42,6 +45,17 @@ LEASE_MARGIN_MS = 50  # past the lease's end before claiming again (Redis expire
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
 
+# Set the session key (KEYS[1], chatd:session:<user>) to a node, or delete it (false), and
+# announce the change to every node as "<user> <node>" ("<user> " when deleted).
+LOCATE = f"""
+local function locate(value)
+  if redis.call('GET', KEYS[1]) == value then return end
+  if value then redis.call('SET', KEYS[1], value) else redis.call('DEL', KEYS[1]) end
+  local user = string.match(KEYS[1], '[^:]+$')
+  redis.call('PUBLISH', '{LOCATIONS.decode()}', user .. ' ' .. (value or ''))
+end
+"""
+
 # Claim a session of a user for this node. The session key names the node holding the user
 # (proto 1, or all of the user's devices), or "*" when the devices are on several nodes; the
 # devices hash says which node holds which device. A holder counts while it is alive and
@@ -52,7 +66,7 @@ REPLY_TIMEOUT = 5
 # ARGV: node, user channel, alive prefix, device ('' = proto 1), max devices, device channel
 # prefix, since, mode ('login', 'takeover' or 'reclaim'), lapsing ms.
 # Returns {result, taken from, spread, ms left of a lapsing holder}.
-CLAIM = """
+CLAIM = LOCATE + """
 local node, device = ARGV[1], ARGV[4]
 local function alive(holder) return redis.call('EXISTS', ARGV[3] .. holder) == 1 end
 local function lapsing(holder)
@@ -85,7 +99,7 @@ if live == 0 and previous == '' then
 end
 if device == '' then
   if live > 0 then return {0, '', 0, 0} end
-  redis.call('SET', KEYS[1], node)
+  locate(node)
   return {1, '', 0, 0}
 end
 if previous ~= '' and ARGV[8] ~= 'takeover' then return {0, '', 0, lapsing(previous)} end
@@ -97,7 +111,7 @@ for holder in pairs(nodes) do
   count = count + 1
   only = holder
 end
-if count == 1 then redis.call('SET', KEYS[1], only) else redis.call('SET', KEYS[1], '*') end
+locate(count == 1 and only or '*')
 return {1, previous, count > 1 and 1 or 0, 0}
 """
 CLAIM_SCRIPT = CLAIM.encode()
@@ -106,13 +120,13 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+RELEASE = LOCATE + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then locate(false) end
 return 1
 """
 # Release a device held by this node (ARGV: node, device) and name the node(s) left holding the
 # user's devices in the session key.
-RELEASE_DEVICE = """
+RELEASE_DEVICE = LOCATE + """
 local value = redis.call('HGET', KEYS[2], ARGV[2])
 if value and string.match(value, '^%S+') == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
 local nodes, count, only = {}, 0, ''
@@ -126,9 +140,8 @@ for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 local holder = redis.call('GET', KEYS[1])
 if count == 0 then
-  if holder == ARGV[1] or holder == '*' then redis.call('DEL', KEYS[1]) end
-elseif count == 1 then redis.call('SET', KEYS[1], only)
-else redis.call('SET', KEYS[1], '*') end
+  if holder == ARGV[1] or holder == '*' then locate(false) end
+else locate(count == 1 and only or '*') end
 return 1
 """
 
@@ -187,7 +200,27 @@ def parse_redis_url(url: str) -> tuple[str, int, int, str | None]:
     return parts.hostname or "127.0.0.1", parts.port or 6379, db, password
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _LeanReplies:
+    """Replies from hiredis's reader go straight to `replyReceived`.
+
+    txredisapi's own loop walks every reply again to convert numbers and text and to track
+    MULTI transactions; this bus asks for neither (charset None, convertNumbers False, no
+    MULTI), so the walk changes nothing, and under cross-node chat it was a tenth of the
+    receiving node's Redis time (a message is a list of three).
+    """
+
+    _reader: Any
+
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        reader = self._reader
+        reader.feed(data)
+        reply = reader.gets()
+        while reply is not False:
+            self.replyReceived(reply)  # type: ignore[attr-defined]
+            reply = reader.gets()
+
+
+class _Subscriber(_LeanReplies, txredisapi.SubscriberProtocol):
     """Hands messages and subscription confirmations to the bus as they arrive.
 
     txredisapi matches SUBSCRIBE confirmations to callers by queue position, which breaks
@@ -212,14 +245,15 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         self.transport.write(self._build_command(*args))
 
 
-class _Commands(txredisapi.RedisProtocol):
+class _Commands(_LeanReplies, txredisapi.RedisProtocol):
     """The command connection, with a lean path for the commands of every cross-node message
     (PUBLISH, and MGET for group fan-out).
 
     txredisapi's execute_command builds each request piece by piece and chains three Deferreds
     and a time-out per call: a third of a node's time under cross-node chat. `send` is one
     write and one Deferred from the same reply queue, so it stays in order with the other
-    commands; a dead link is still found by the PINGs, which keep their time-out.
+    commands, and `publish` (a copy's PUBLISH) one write and a plain callback; a dead link is
+    still found by the PINGs, which keep their time-out.
     """
 
     def send(self, *args: bytes) -> Deferred[Any]:
@@ -229,6 +263,33 @@ class _Commands(txredisapi.RedisProtocol):
         request += [b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args]
         self.transport.write(b"".join(request))
         return self.replyQueue.get().addCallback(self.handle_reply)
+
+    def publish(self, channel: bytes, payload: bytes, answer: "_Answer") -> None:
+        """PUBLISH, its reply going to `answer` in the queue's order (the caller has checked
+        that the connection is up)."""
+        self.transport.write(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+                             % (len(channel), channel, len(payload), payload))
+        self.replyQueue.waiting.append(answer)
+
+
+class _Answer:
+    """A copy's PUBLISH waiting for its receiver count in txredisapi's reply queue, beside the
+    Deferreds there and fired the same way (`callback`), without a Deferred's machinery (a
+    quarter of the sending node's cost of a cross-node copy): `answered(receivers, token)`,
+    0 receivers when the reply is an error (connection lost, time-out)."""
+
+    __slots__ = ("answered", "token")
+
+    def __init__(self, answered: Callable[[int, int], None], token: int) -> None:
+        self.answered, self.token = answered, token
+
+    def callback(self, reply: object) -> None:
+        if type(reply) is int:
+            self.answered(reply, self.token)
+            return
+        if not isinstance(reply, txredisapi.ConnectionError):
+            log.warn("publish failed: {error}", error=reply)
+        self.answered(0, self.token)
 
 
 class _Factory(txredisapi.RedisFactory):
@@ -266,6 +327,7 @@ class RedisBus:
         self._cmd: _Commands | None = None
         self._held: dict[int, set[str]] = {}  # user -> sessions held here ("" = proto 1)
         self._confirm: dict[bytes, list[Deferred[None]]] = {}
+        self.locations = Locations()
         self._down_logged = False
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
@@ -300,7 +362,8 @@ class RedisBus:
     def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
         if factory is self._subscriber_factory:
             self._sub = conn
-            channels = [self.node_channel, CONTROL] + [user_channel(u) for u in self._held]
+            channels = [self.node_channel, CONTROL, LOCATIONS]
+            channels += [user_channel(u) for u in self._held]
             channels += [device_channel(u, d) for u, ds in self._held.items() for d in ds if d]
             conn.send_command(b"SUBSCRIBE", *channels)
         else:
@@ -316,6 +379,7 @@ class RedisBus:
     def disconnected(self, factory: _Factory) -> None:
         if factory is self._subscriber_factory:
             self._sub = None
+            self.locations.forget()
             for waiters in self._confirm.values():
                 for d in waiters:
                     d.errback(BusDown("redis connection lost"))
@@ -338,10 +402,14 @@ class RedisBus:
             listener.from_user_channel(int(channel[len(USER_PREFIX):]), payload)
         elif channel == self.node_channel:
             listener.from_node_channel(payload)
+        elif channel == LOCATIONS:
+            self.locations.heard(payload)
         elif channel == CONTROL:
             listener.from_control(payload)
 
     def confirmed(self, channel: bytes) -> None:
+        if channel == LOCATIONS:
+            self.locations.listen()
         for d in self._confirm.pop(channel, []):
             d.callback(None)
 
@@ -361,6 +429,23 @@ class RedisBus:
 
     def publish_control(self, payload: bytes) -> Deferred[int]:
         return self.publish_raw(CONTROL, payload)
+
+    def carry(self, user_id: int, payload: bytes, answered: Callable[[int, int], None],
+              token: int) -> None:
+        self._carry(user_channel(user_id), payload, answered, token)
+
+    def carry_node(self, incarnation: bytes, payload: bytes,
+                   answered: Callable[[int, int], None], token: int) -> None:
+        self._carry(NODE_PREFIX + incarnation, payload, answered, token)
+
+    def _carry(self, channel: bytes, payload: bytes, answered: Callable[[int, int], None],
+               token: int) -> None:
+        self.publishes += 1
+        cmd = self._cmd
+        if cmd is None or not cmd.connected:
+            answered(0, token)
+            return
+        cmd.publish(channel, payload, _Answer(answered, token))
 
     def publish_raw(self, channel: bytes, payload: bytes) -> Deferred[int]:
         self.publishes += 1
@@ -488,13 +573,22 @@ class RedisBus:
                                       b"XX", b"PX", CID_MS).addErrback(lambda f: None)
 
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
-        """Which node incarnation holds each user (users held by none are left out)."""
+        """Which node incarnation holds each user (users held by none are left out): from
+        the locations heard, with one MGET for the users not heard of."""
+        where, unknown = self.locations.split(user_ids)
+        if not unknown:
+            return succeed(where)
         try:
-            d = self._command().send(b"MGET", *[b"%s%d" % (SESSION_KEY, u) for u in user_ids])
+            d = self._command().send(b"MGET", *[b"%s%d" % (SESSION_KEY, u) for u in unknown])
         except (BusDown, txredisapi.ConnectionError) as e:
             return fail(BusDown(str(e)))
-        return d.addCallback(
-            lambda r: {u: inc for u, inc in zip(user_ids, r, strict=True) if inc is not None})
+        return d.addCallback(self._located, self.locations.epoch, unknown, where)
+
+    def _located(self, nodes: list[bytes | None], epoch: int, user_ids: list[int],
+                 where: dict[int, bytes]) -> dict[int, bytes]:
+        self.locations.learned(epoch, user_ids, nodes)
+        where.update((u, node) for u, node in zip(user_ids, nodes, strict=True) if node)
+        return where
 
     def incr(self, key: str, ttl: float) -> Deferred[int]:
         """INCR, and PEXPIRE when the counter is new: one script, one round trip."""
