@@ -14,7 +14,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from chatd.messages import ServiceUnavailable
-from chatd.operator import Operator
+from chatd.handlers.operator import Operator
 
 log = Logger()
 

@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 from chatd.codec import decode, encode
 from chatd.messages import LOGIN, ChatError, Errno, MsgId, ServiceUnavailable, error_frame
 from chatd.requests import validate
-from chatd.router import Inbox
-from chatd.service import ChatService, Handled
+from chatd.delivery.router import Inbox
+from chatd.handlers.service import ChatService, Handled
 
 log = Logger()
 

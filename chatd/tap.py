@@ -10,16 +10,16 @@ from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from chatd.admin import admin_site
-from chatd.bus import open_bus
-from chatd.bus.redis import parse_redis_url
-from chatd.conversations import Conversations
-from chatd.devices import DEFAULT_MAX_DEVICES
-from chatd.history import DEFAULT_DAYS, HistoryWriter
+from chatd.cluster import open_bus
+from chatd.cluster.redis import parse_redis_url
+from chatd.handlers.conversations import Conversations
+from chatd.delivery.devices import DEFAULT_MAX_DEVICES
+from chatd.delivery.history import DEFAULT_DAYS, HistoryWriter
 from chatd.logformat import FORMATS, use_chatd_logs
 from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
-from chatd.operator import Operator
-from chatd.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
+from chatd.handlers.operator import Operator
+from chatd.handlers.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
 from chatd.protocol import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNS_PER_ADDRESS,
@@ -28,18 +28,18 @@ from chatd.protocol import (
     ChatFactory,
 )
 from chatd.proxied import listening
-from chatd.quotas import (
+from chatd.handlers.quotas import (
     DEFAULT_MAX_FRIENDS,
     DEFAULT_MAX_GROUP_MEMBERS,
     DEFAULT_MAX_GROUPS_CREATED,
     QuotaLimits,
     Quotas,
 )
-from chatd.relations import Relations
-from chatd.router import DEFAULT_ACK_TIMEOUT, DEFAULT_OFFLINE_QUOTA, Router
-from chatd.service import ChatService
+from chatd.handlers.relations import Relations
+from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, DEFAULT_OFFLINE_QUOTA, Router
+from chatd.handlers.service import ChatService
 from chatd.store import Store, StoreUnavailable, open_store
-from chatd.throttle import (
+from chatd.handlers.throttle import (
     DEFAULT_ADDRESS_FAILURES,
     DEFAULT_LOGIN_BACKOFF,
     DEFAULT_LOGIN_FAILURES,

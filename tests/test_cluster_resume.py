@@ -6,7 +6,7 @@ import signal
 
 from twisted.trial.unittest import TestCase
 
-from chatd.bus.redis import ALIVE_MS, LAPSING_MS
+from chatd.cluster.redis import ALIVE_MS, LAPSING_MS
 from tests.harness import connect, deferLater, login, register
 from tests.test_cluster import Cluster
 

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import ChatError
-from chatd.passwords import PasswordHasher, hash_password
+from chatd.handlers.passwords import PasswordHasher, hash_password
 from chatd.requests import validate
 from chatd.tap import Options, build_node
 

@@ -19,15 +19,15 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd import passwords
-from chatd.bus.local import LocalBus
-from chatd.bus.locations import Locations
-from chatd.bus.redis import RedisBus
+from chatd.handlers import passwords
+from chatd.cluster.local import LocalBus
+from chatd.cluster.locations import Locations
+from chatd.cluster.redis import RedisBus
 from chatd.codec import decode, encode, encode_text
 from chatd.messages import ChatError, Errno
 from chatd.mids import MidGenerator
-from chatd.passwords import PasswordHasher, check_password, hash_password
-from chatd.router import Inbox, Router
+from chatd.handlers.passwords import PasswordHasher, check_password, hash_password
+from chatd.delivery.router import Inbox, Router
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 from chatd.tokens import CLOCK_SKEW_MS, TokenSigner

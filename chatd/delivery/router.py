@@ -33,13 +33,13 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd import devices
-from chatd.bus import CLAIMED, FULL, SEVERAL, Bus
-from chatd.bus.cids import Remembered
-from chatd.devices import DEFAULT_MAX_DEVICES, Devices
+from chatd.delivery import devices
+from chatd.cluster import CLAIMED, FULL, SEVERAL, Bus
+from chatd.cluster.cids import Remembered
+from chatd.delivery.devices import DEFAULT_MAX_DEVICES, Devices
 from chatd.messages import ChatError, Errno, ServiceUnavailable
 from chatd.metrics import LOCAL, OFFLINE, REMOTE, Stats
-from chatd.session import Session
+from chatd.delivery.session import Session
 from chatd.store import Store
 
 log = Logger()

@@ -8,8 +8,8 @@ from typing import Any
 
 from chatd.codec import decode, encode
 from chatd.messages import ChatError, Errno, MsgId
-from chatd.service import ChatService, Handled
-from chatd.session import Session
+from chatd.handlers.service import ChatService, Handled
+from chatd.delivery.session import Session
 
 HISTORY_PAGE = 50
 SYNC_PAGE = 500

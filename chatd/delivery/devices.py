@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from chatd.messages import ChatError, Errno
 
 if TYPE_CHECKING:
-    from chatd.router import Done, Inbox
-    from chatd.session import Session
+    from chatd.delivery.router import Done, Inbox
+    from chatd.delivery.session import Session
 
 DEFAULT_MAX_DEVICES = 5
 

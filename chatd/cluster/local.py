@@ -7,8 +7,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from chatd.bus.cids import Remembered
-from chatd.bus.claim import CLAIMED, Claim
+from chatd.cluster.cids import Remembered
+from chatd.cluster.claim import CLAIMED, Claim
 
 CID_SECONDS = 600.0
 CID_LIMIT = 100_000

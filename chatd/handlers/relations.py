@@ -8,8 +8,8 @@ from typing import Any
 
 from chatd.codec import encode
 from chatd.messages import ChatError, Errno, MsgId
-from chatd.service import ChatService
-from chatd.session import Session
+from chatd.handlers.service import ChatService
+from chatd.delivery.session import Session
 from chatd.store.relations import GroupChange
 
 REFUSALS = {

@@ -18,9 +18,9 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
-from chatd.bus.cids import Remembered
-from chatd.bus.claim import CLAIMED, HELD, Claim
-from chatd.bus.locations import Locations
+from chatd.cluster.cids import Remembered
+from chatd.cluster.claim import CLAIMED, HELD, Claim
+from chatd.cluster.locations import Locations
 from chatd.messages import ServiceUnavailable
 
 log = Logger()

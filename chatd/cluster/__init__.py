@@ -5,9 +5,9 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from chatd.bus.cids import Remembered
-from chatd.bus.claim import CLAIMED, FULL, HELD, SEVERAL, Claim
-from chatd.bus.local import LocalBus
+from chatd.cluster.cids import Remembered
+from chatd.cluster.claim import CLAIMED, FULL, HELD, SEVERAL, Claim
+from chatd.cluster.local import LocalBus
 
 __all__ = ["CLAIMED", "FULL", "HELD", "SEVERAL", "Bus", "Claim", "LocalBus", "open_bus"]
 
@@ -92,5 +92,5 @@ def open_bus(redis_url: str, node_id: int, reactor: Any) -> Bus:
     """RedisBus for a cluster, LocalBus for a node alone (empty URL)."""
     if not redis_url:
         return LocalBus(reactor)
-    from chatd.bus.redis import RedisBus
+    from chatd.cluster.redis import RedisBus
     return RedisBus(redis_url, node_id, reactor)

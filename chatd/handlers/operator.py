@@ -21,8 +21,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
-from chatd.service import ChatService
-from chatd.session import Session
+from chatd.handlers.service import ChatService
+from chatd.delivery.session import Session
 
 log = Logger()
 

@@ -15,9 +15,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.blocks import Blocks
+from chatd.handlers.blocks import Blocks
 from chatd.codec import decode, encode, encode_text
-from chatd.history import HistoryWriter
+from chatd.delivery.history import HistoryWriter
 from chatd.messages import (
     ERRMSG,
     GROUP_CHAT,
@@ -30,12 +30,12 @@ from chatd.messages import (
 )
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
-from chatd.passwords import PasswordHasher
-from chatd.quotas import Quotas
-from chatd.router import Inbox, Router
-from chatd.session import Session
+from chatd.handlers.passwords import PasswordHasher
+from chatd.handlers.quotas import Quotas
+from chatd.delivery.router import Inbox, Router
+from chatd.delivery.session import Session
 from chatd.store import GroupRecord, NameTaken, Store, Unread, UserRecord
-from chatd.throttle import Throttle
+from chatd.handlers.throttle import Throttle
 from chatd.tokens import DEFAULT_LIFETIME, TokenSigner
 
 log = Logger()

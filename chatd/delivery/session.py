@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from chatd.router import Inbox
+    from chatd.delivery.router import Inbox
 
 
 class Session(Protocol):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from chatd.bus import Bus
+from chatd.cluster import Bus
 from chatd.messages import ChatError, Errno, ServiceUnavailable
 
 log = Logger()
