@@ -13,8 +13,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from chatd.messages import ServiceUnavailable
 from chatd.handlers.operator import Operator
+from chatd.messages import ServiceUnavailable
 
 log = Logger()
 

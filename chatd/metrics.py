@@ -62,7 +62,7 @@ class Histogram:
 
 
 class Stats:
-    """The counters of one node, shared by protocol, service, router, store and hasher."""
+    """The counters of one node, shared by protocol, handlers, delivery, store and hasher."""
 
     def __init__(self) -> None:
         self.frames_in = [0] * MAX_MSGID
@@ -174,13 +174,13 @@ class NodeCollector(Collector):
                                   value=node.router.bus.publishes)
         yield GaugeMetricFamily("chatd_bus_reports_pending", "Copies handed to other nodes "
                                 "whose delivery report has not come yet",
-                                value=node.router.reports_pending())
+                                value=node.router.relay.pending())
         yield GaugeMetricFamily("chatd_offline_pending", "Frames waiting to be stored "
                                 "offline (written now, or retried while the database is away)",
-                                value=node.router.offline_pending())
+                                value=node.context.offline.pending())
         yield GaugeMetricFamily("chatd_group_cache_groups", "Groups whose members this "
                                 "node holds in its cache",
-                                value=node.factory.service.cached_groups())
+                                value=node.context.members.cached())
 
 
 def node_registry(node: Any) -> CollectorRegistry:

@@ -1,10 +1,11 @@
 """Bytes to requests and replies to bytes: framing, limits, JSON, validation, dispatch.
 
-No business rules live here: a valid request goes to the ChatService handler of its msgid.
+No business rules live here: a valid request goes to the handler of its msgid (the dispatch
+table that `build_node` gathers from chatd/handlers/).
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -15,10 +16,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.codec import decode, encode
+from chatd.delivery.inbox import Inbox
+from chatd.delivery.session import Session
 from chatd.messages import LOGIN, ChatError, Errno, MsgId, ServiceUnavailable, error_frame
+from chatd.metrics import Stats
 from chatd.requests import validate
-from chatd.delivery.router import Inbox
-from chatd.handlers.service import ChatService, Handled
 
 log = Logger()
 
@@ -55,26 +57,8 @@ OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
 # Fields of a request repeated in its refusal, so that the client knows what was refused.
 ECHOED = ("peer", "groupid", "friendid", "userid", "block")
 
-Handler = Callable[[Any, dict[str, Any]], Handled]
-
-
-def handlers(service: ChatService) -> dict[int, Handler]:
-    """The dispatch table: msgid to the service method that answers it."""
-    return {
-        MsgId.LOGIN: service.login,
-        MsgId.LOGOUT: service.logout,
-        MsgId.REG: service.register,
-        MsgId.ONE_CHAT: service.one_chat,
-        MsgId.ADD_FRIEND: service.add_friend,
-        MsgId.CREATE_GROUP: service.create_group,
-        MsgId.ADD_GROUP: service.add_group,
-        MsgId.GROUP_CHAT: service.group_chat,
-        MsgId.RECV_ACK: service.recv_ack,
-        MsgId.HEARTBEAT: service.heartbeat,
-        MsgId.FRIEND_LIST: service.friend_list,
-        MsgId.GROUP_LIST: service.group_list,
-        MsgId.DEVICES: service.devices,
-    }
+# A handler answers at once (None) or returns a coroutine that the protocol runs.
+Handler = Callable[[Any, dict[str, Any]], Coroutine[Any, Any, None] | None]
 
 
 def _peer(transport: Any) -> str:
@@ -100,7 +84,7 @@ def _host(address: Any) -> str:
 
 
 class ChatProtocol(Protocol):
-    """One client connection; also the Session the service talks to.
+    """One client connection; also the Session the handlers talk to.
 
     It is a streaming producer of its transport, which pauses it when the client reads
     slower than the node writes: bytes written (or, for an inbox, held back) while paused are
@@ -165,7 +149,7 @@ class ChatProtocol(Protocol):
                      "for a client that does not read", uid=self.user_id, addr=self.address,
                      limit=self._max_send)
             self.connected = False
-            self.factory.service.end(self)
+            self.factory.end(self)
             self.transport.loseConnection()
             self._abort = self.factory.clock.callLater(CLOSE_GRACE,
                                                        self.transport.abortConnection)
@@ -193,7 +177,7 @@ class ChatProtocol(Protocol):
                  uid=self.user_id)
         self.factory.sessions.discard(self)
         self.factory.release(self.address)
-        self.factory.service.end(self)
+        self.factory.end(self)
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
 
@@ -344,20 +328,19 @@ class ChatProtocol(Protocol):
 class ChatFactory(Factory):
     """Builds sessions and closes the ones that went silent."""
 
-    def __init__(self, service: ChatService, clock: IReactorTime,
-                 max_frame: int = DEFAULT_MAX_FRAME,
+    def __init__(self, dispatch: dict[int, Handler], end: Callable[[Session], None],
+                 stats: Stats, clock: IReactorTime, max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
-                 max_conns_per_address: int = DEFAULT_MAX_CONNS_PER_ADDRESS,
-                 more_handlers: dict[int, Handler] | None = None) -> None:
-        self.service = service
-        self.stats = service.stats
+                 max_conns_per_address: int = DEFAULT_MAX_CONNS_PER_ADDRESS) -> None:
+        self.dispatch = dispatch
+        self.end = end  # the session stops being its user's (disconnect, send buffer)
+        self.stats = stats
         self.clock = clock
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
         self.max_send_buffer = max_send_buffer
         self.max_conns_per_address = max_conns_per_address
-        self.dispatch = {**handlers(service), **(more_handlers or {})}
         self.sessions: set[ChatProtocol] = set()
         self._per_address: Counter[str] = Counter()
         self._reaper = LoopingCall(self.close_idle)

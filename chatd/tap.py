@@ -1,6 +1,7 @@
 """`twistd chatd`: command-line options and the service tree of one node."""
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -12,22 +13,21 @@ from twisted.python import usage
 from chatd.admin import admin_site
 from chatd.cluster import open_bus
 from chatd.cluster.redis import parse_redis_url
-from chatd.handlers.conversations import Conversations
 from chatd.delivery.devices import DEFAULT_MAX_DEVICES
 from chatd.delivery.history import DEFAULT_DAYS, HistoryWriter
-from chatd.logformat import FORMATS, use_chatd_logs
-from chatd.metrics import Stats, node_registry
-from chatd.mids import MAX_NODE, MidGenerator
+from chatd.delivery.inbound import Inbound
+from chatd.delivery.offline import DEFAULT_OFFLINE_BUFFER, DEFAULT_OFFLINE_QUOTA, Offline
+from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
+from chatd.delivery.session import Session
+from chatd.handlers.accounts import Accounts
+from chatd.handlers.blocks import BlockFollower, Blocks
+from chatd.handlers.chat import Chat
+from chatd.handlers.context import Context
+from chatd.handlers.conversations import Conversations
+from chatd.handlers.members import GroupMembers
 from chatd.handlers.operator import Operator
 from chatd.handlers.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
-from chatd.protocol import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNS_PER_ADDRESS,
-    DEFAULT_MAX_FRAME,
-    DEFAULT_MAX_SEND_BUFFER,
-    ChatFactory,
-)
-from chatd.proxied import listening
+from chatd.handlers.presence import Presence
 from chatd.handlers.quotas import (
     DEFAULT_MAX_FRIENDS,
     DEFAULT_MAX_GROUP_MEMBERS,
@@ -36,9 +36,8 @@ from chatd.handlers.quotas import (
     Quotas,
 )
 from chatd.handlers.relations import Relations
-from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, DEFAULT_OFFLINE_QUOTA, Router
-from chatd.handlers.service import ChatService
-from chatd.store import Store, StoreUnavailable, open_store
+from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.social import Social
 from chatd.handlers.throttle import (
     DEFAULT_ADDRESS_FAILURES,
     DEFAULT_LOGIN_BACKOFF,
@@ -47,6 +46,18 @@ from chatd.handlers.throttle import (
     Throttle,
     ThrottleLimits,
 )
+from chatd.logformat import FORMATS, use_chatd_logs
+from chatd.metrics import Stats, node_registry
+from chatd.mids import MAX_NODE, MidGenerator
+from chatd.protocol import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNS_PER_ADDRESS,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_SEND_BUFFER,
+    ChatFactory,
+)
+from chatd.proxied import listening
+from chatd.store import StoreUnavailable, open_store
 from chatd.tokens import DEFAULT_LIFETIME
 from chatd.web.site import parse_origins, web_factory
 
@@ -131,6 +142,10 @@ class Options(usage.Options):
         ["offline-quota", None, DEFAULT_OFFLINE_QUOTA,
          "Offline messages stored for one user (1-10000000); a message beyond it is refused "
          "(errno 145).", int],
+        ["offline-buffer", None, DEFAULT_OFFLINE_BUFFER,
+         "Frames held in memory while the offline store is unreachable (100-10000000); "
+         "past it, or after about a minute of retries, senders get errno 130 and send "
+         "again.", int],
         ["max-friends", None, DEFAULT_MAX_FRIENDS,
          "Friends of one user (1-1000000); more get errno 148.", int],
         ["max-groups-created", None, DEFAULT_MAX_GROUPS_CREATED,
@@ -181,6 +196,7 @@ class Options(usage.Options):
         _check_range("login-backoff", self["login-backoff"], 1, 3600)
         _check_range("max-registrations", self["max-registrations"], 1, 100_000)
         _check_range("offline-quota", self["offline-quota"], 1, 10_000_000)
+        _check_range("offline-buffer", self["offline-buffer"], 100, 10_000_000)
         _check_range("max-friends", self["max-friends"], 1, 1_000_000)
         _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
         _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
@@ -221,13 +237,15 @@ class ChatNode(MultiService):
     """Starts the worker pools before listening and, on stop, ends every session (storing
     what was in flight) before the database pool closes."""
 
-    def __init__(self, store: Store, hasher: PasswordHasher, router: Router,
-                 history: HistoryWriter, factory: ChatFactory, operator: Operator) -> None:
+    def __init__(self, context: Context, factory: ChatFactory, end: Callable[[Session], None],
+                 operator: Operator) -> None:
         super().__init__()
-        self.store, self.hasher, self.router, self.factory = store, hasher, router, factory
-        self.history = history
+        self.context = context
+        self.store, self.hasher, self.router = context.store, context.hasher, context.router
+        self.history, self.stats = context.history, context.stats
+        self.factory = factory
         self.operator = operator
-        self.stats = factory.stats
+        self._end = end
 
     def startService(self) -> None:
         self.hasher.start()
@@ -238,7 +256,7 @@ class ChatNode(MultiService):
     async def _stop(self) -> None:
         await super().stopService()
         for session in list(self.factory.sessions):
-            self.factory.service.end(session)
+            self._end(session)
             session.transport.loseConnection()
         await self.router.stop()
         await self.history.stop()
@@ -280,28 +298,51 @@ def with_backlog(description: str) -> str:
     return description
 
 
-def build_node(options: Options, reactor: Any) -> ChatNode:
-    """The node without its listener; raises StoreUnavailable or ValueError for a bad --db."""
+def build_context(options: Options, reactor: Any) -> Context:
+    """The parts of a node that the handlers share; raises StoreUnavailable or ValueError for
+    a bad --db."""
     stats = Stats()
     store = open_store(options["db"], stats)
-    hasher = PasswordHasher(reactor, options["password-cost"],
-                            max_wait=options["hash-wait"], stats=stats)
     bus = open_bus(options["redis"], options["node-id"], reactor)
-    router = Router(bus, store, reactor, options["ack-timeout"], options["offline-quota"],
-                    stats, options["max-devices"])
-    history = HistoryWriter(store, reactor, options["history-days"])
-    throttle = Throttle(bus, ThrottleLimits(
-        options["login-failures"], options["address-failures"], options["login-backoff"],
-        options["max-registrations"]))
-    quotas = Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
-                                       options["max-group-members"]))
-    service = ChatService(store, router, hasher, MidGenerator(options["node-id"]), reactor,
-                          throttle, quotas, history, options["token-lifetime"], stats)
-    more = {**Conversations(service).handlers(), **Relations(service).handlers()}
-    factory = ChatFactory(service, reactor, options["max-frame"], options["idle-timeout"],
-                          options["max-send-buffer"], options["max-conns-per-address"], more)
-    return ChatNode(store, hasher, router, history, factory,
-                    Operator(service, options["node-id"], reactor))
+    offline = Offline(store, reactor, stats, options["offline-quota"], options["offline-buffer"])
+    router = Router(bus, reactor, offline, stats, options["ack-timeout"], options["max-devices"])
+    blocks = Blocks()
+    return Context(
+        store=store, router=router, offline=offline, clock=reactor, stats=stats,
+        history=HistoryWriter(store, reactor, options["history-days"]),
+        mids=MidGenerator(options["node-id"]),
+        hasher=PasswordHasher(reactor, options["password-cost"], max_wait=options["hash-wait"],
+                              stats=stats),
+        throttle=Throttle(bus, ThrottleLimits(
+            options["login-failures"], options["address-failures"], options["login-backoff"],
+            options["max-registrations"])),
+        quotas=Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
+                                         options["max-group-members"])),
+        blocks=blocks, members=GroupMembers(store), presence=Presence(router, blocks),
+        resume=ResumeTokens(store, reactor, options["token-lifetime"]))
+
+
+def build_node(options: Options, reactor: Any) -> ChatNode:
+    """The node without its listener: the context, every handler's msgids in one dispatch
+    table, and the listeners between parts; raises StoreUnavailable or ValueError for a bad
+    --db."""
+    context = build_context(options, reactor)
+    router = context.router
+    accounts, chat = Accounts(context), Chat(context)
+    dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
+                **Conversations(context).handlers(), **Relations(context).handlers()}
+    follower = BlockFollower(context.blocks, context.store, router)
+    router.on.group_changed.connect(context.members.forget)
+    router.on.block_changed.connect(follower.changed)
+    router.on.bus_back.connect(follower.reload)
+    router.on.offline_stored.connect(accounts.welcome.offline_stored)
+    router.on.taken_over.connect(accounts.taken_over)
+    inbound = Inbound(router)
+    factory = ChatFactory(dispatch, accounts.end, context.stats, reactor, options["max-frame"],
+                          options["idle-timeout"], options["max-send-buffer"],
+                          options["max-conns-per-address"])
+    return ChatNode(context, factory, accounts.end,
+                    Operator(context, inbound, options["node-id"]))
 
 
 def admin_listener(node: ChatNode, options: Options, reactor: Any) -> Listener:

@@ -26,8 +26,8 @@ class Node:
         self.port: int = listener.getHost().port
 
     @property
-    def service(self) -> Any:
-        return self.node.factory.service
+    def context(self) -> Any:
+        return self.node.context
 
     async def stop(self) -> None:
         await self.listener.stopListening()
@@ -58,8 +58,8 @@ class WebNode:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
 
     @property
-    def service(self) -> Any:
-        return self.node.service
+    def context(self) -> Any:
+        return self.node.context
 
 
 async def serve_web(case: TestCase, node: Node, origins: frozenset[str] = frozenset(),

@@ -23,8 +23,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import ChatError
 from chatd.handlers.passwords import PasswordHasher, hash_password
+from chatd.messages import ChatError, MsgId
 from chatd.requests import validate
 from chatd.tap import Options, build_node
 
@@ -222,7 +222,7 @@ class WaitingTransport(StringTransport):
 class FuzzCase(TestCase):
     """The real node (build_node, SQLite file) with a Clock as its reactor; the protocol on a
     StringTransport. Its hasher has no threads, so REG and LOGIN stay pending unless a test
-    gives the service a hasher on real threads (`threads = True`)."""
+    gives the handlers a hasher on real threads (`threads = True`)."""
 
     threads = False
 
@@ -233,10 +233,12 @@ class FuzzCase(TestCase):
         options.parseOptions(["--db", f"sqlite:{self.mktemp()}.sqlite3", "--password-cost", "1"])
         node = build_node(options, self.clock)
         self.store, self.router, self.factory = node.store, node.router, node.factory
-        self.service = self.factory.service
+        self.offline = node.context.offline
         self.addCleanup(self.store.close)
         if self.threads:
-            self.service.hasher = self.hasher = PasswordHasher(reactor, 1, threads=1)
+            # the handlers that hash (accounts, operator) get a hasher on real threads
+            self.hasher = PasswordHasher(reactor, 1, threads=1)
+            self.factory.dispatch[MsgId.LOGIN].__self__.hasher = self.hasher
             self.hasher.start()
             self.addCleanup(self.hasher.stop)
         # Cleanups run last-in first-out: the sessions end, then what they left in flight is
@@ -250,7 +252,7 @@ class FuzzCase(TestCase):
         for _ in range(rounds):
             if self.threads:
                 await self.hasher.hash(SimpleNamespace(connected=True), "flush")
-            await self.router.flush()
+            await self.offline.flush()
             await self.store.user(0)
 
     def connect(self, transport: StringTransport | None = None):

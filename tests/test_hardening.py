@@ -35,7 +35,7 @@ async def silent_reader(case: TestCase, proto: int | None) -> None:
         for i in range(count):
             ack = await sender.recv(SEND_ACK, timeout=30, cid=f"{n}-{i}")
             case.assertEqual(ack["errno"], 0)
-    case.assertFalse(node.service.router.online_here(reader_id))
+    case.assertFalse(node.context.router.online_here(reader_id))
     reader.transport.resumeProducing()
     await reader.closed
     seen = {f["mid"] for f in reader.frames if f.get("msgid") == ONE_CHAT}

@@ -7,8 +7,8 @@ from twisted.enterprise import adbapi
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from chatd.delivery import history
 from chatd.codec import encode
+from chatd.delivery import history
 from chatd.delivery.history import HistoryWriter
 from chatd.mids import mid_floor
 from chatd.store import open_store

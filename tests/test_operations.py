@@ -326,7 +326,7 @@ class JsonLogTests(TestCase):
         self.assertTrue(connected[0]["client"].startswith("127.0.0.1:"))
         logged_in = [r for r in records if r.get("uid") == uid and "logged in" in r["text"]]
         self.assertEqual(logged_in[0]["level"], "info")
-        self.assertEqual(logged_in[0]["namespace"], "chatd.handlers.service")
+        self.assertEqual(logged_in[0]["namespace"], "chatd.handlers.welcome")
 
 
 class UnitTests(TestCase):
@@ -362,7 +362,7 @@ class UnitTests(TestCase):
         clock.running = True
         observer = LineObserver(classic_line(SecondClock()), TurnWriter(out, clock))
         events = [{"log_format": "user {uid} logged in", "uid": i, "log_time": 1764433000.5 + i / 2,
-                   "log_level": LogLevel.info, "log_namespace": "chatd.handlers.service"}
+                   "log_level": LogLevel.info, "log_namespace": "chatd.handlers.welcome"}
                   for i in range(4)]
         for event in events:
             observer(event)

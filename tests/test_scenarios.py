@@ -382,7 +382,7 @@ class Scenarios:
 
         def no_hash(*args):
             raise AssertionError("a token login must not hash")
-        self.patch(node.service.hasher, "check", no_hash)
+        self.patch(node.context.hasher, "check", no_hash)
         again = await connect(self, node)
         ack = await again.request({"msgid": 1, "id": uid, "token": first["token"], "proto": 2}, 2)
         self.assertEqual((ack["errno"], ack["name"]), (0, "alice"))

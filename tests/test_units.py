@@ -19,15 +19,19 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.handlers import passwords
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
 from chatd.cluster.redis import RedisBus
 from chatd.codec import decode, encode, encode_text
-from chatd.messages import ChatError, Errno
-from chatd.mids import MidGenerator
+from chatd.delivery.inbound import Inbound
+from chatd.delivery.inbox import Inbox
+from chatd.delivery.offline import Offline
+from chatd.delivery.router import Router
+from chatd.handlers import passwords
 from chatd.handlers.passwords import PasswordHasher, check_password, hash_password
-from chatd.delivery.router import Inbox, Router
+from chatd.messages import ChatError, Errno
+from chatd.metrics import Stats
+from chatd.mids import MidGenerator
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 from chatd.tokens import CLOCK_SKEW_MS, TokenSigner
@@ -479,7 +483,10 @@ class ReportTests(SynchronousTestCase):
     def router(self) -> tuple[Router, ClusterBus, Clock]:
         clock = Clock()
         bus = ClusterBus(clock)
-        return Router(bus, None, clock), bus, clock  # type: ignore[arg-type]
+        stats = Stats()
+        router = Router(bus, clock, Offline(None, clock, stats), stats)  # type: ignore[arg-type]
+        Inbound(router)
+        return router, bus, clock
 
     def test_reports_of_one_turn_go_to_each_node_in_one_message(self):
         router, bus, clock = self.router()
@@ -487,9 +494,9 @@ class ReportTests(SynchronousTestCase):
             inbox = self.successResultOf(Deferred.fromCoroutine(
                 router.attach(RecordingSession(user_id, 1))))
             inbox.open()
-        router.from_user_channel(7, b"U 100 nodeA 1\n{}\n")
-        router.from_user_channel(8, b"U 101 nodeA 2\n{}\n")
-        router.from_user_channel(8, b"U 102 nodeB 9\n{}\n")
+        bus.listener.from_user_channel(7, b"U 100 nodeA 1\n{}\n")
+        bus.listener.from_user_channel(8, b"U 101 nodeA 2\n{}\n")
+        bus.listener.from_user_channel(8, b"U 102 nodeB 9\n{}\n")
         self.assertEqual(bus.to_nodes, [])
         clock.advance(0)
         self.assertEqual(sorted(bus.to_nodes), [(b"nodeA", b"A 1 2"), (b"nodeB", b"A 9")])
@@ -508,8 +515,21 @@ class ReportTests(SynchronousTestCase):
 
         for user_id in (7, 8):
             router.deliver([user_id], 100 + user_id, b"{}\n", Receipt())
-        router.from_node_channel(b"A 1 2")
+        bus.listener.from_node_channel(b"A 1 2")
         self.assertEqual(settled, [(set(), set()), (set(), set())])
+
+
+class Done:
+    """A waiter for one frame that records its mid when the frame is safe."""
+
+    def __init__(self, done: list[int], mid: int) -> None:
+        self._done, self._mid = done, mid
+
+    def done(self) -> None:
+        self._done.append(self._mid)
+
+    def failed(self, failure: Failure) -> None:
+        raise AssertionError(f"frame {self._mid} failed: {failure}")
 
 
 class InboxTests(SynchronousTestCase):
@@ -532,10 +552,10 @@ class InboxTests(SynchronousTestCase):
     def test_original_dialect_frames_are_done_once_written(self):
         inbox, session, _ = self.inbox(1)
         done: list[int] = []
-        inbox.push(1, b"a\n", lambda: done.append(1))
+        inbox.push(1, b"a\n", Done(done, 1))
         self.assertEqual(done, [])
         inbox.open()
-        inbox.push(2, b"b\n", lambda: done.append(2))
+        inbox.push(2, b"b\n", Done(done, 2))
         self.assertEqual(done, [1, 2])
         self.assertEqual(len(inbox.unacked), 0)
 
@@ -544,11 +564,11 @@ class InboxTests(SynchronousTestCase):
         done: list[int] = []
         inbox.open()
         session.paused = True
-        inbox.push(1, b"a\n", lambda: done.append(1))
-        inbox.push(2, b"bb\n", lambda: done.append(2))
+        inbox.push(1, b"a\n", Done(done, 1))
+        inbox.push(2, b"bb\n", Done(done, 2))
         self.assertEqual((session.written, done, session.held), ([], [], 5))
         self.assertEqual([mid for mid, _, _ in inbox.drain()], [1, 2])
-        inbox.push(3, b"c\n", lambda: done.append(3))
+        inbox.push(3, b"c\n", Done(done, 3))
         session.paused = False
         inbox.resume()
         self.assertEqual((session.written, done), ([b"c\n"], [3]))
@@ -558,7 +578,7 @@ class InboxTests(SynchronousTestCase):
         done: list[int] = []
         inbox.open()
         for mid in (1, 2, 3):
-            inbox.push(mid, b"%d\n" % mid, lambda mid=mid: done.append(mid))
+            inbox.push(mid, b"%d\n" % mid, Done(done, mid))
         self.assertEqual(list(inbox.unacked), [1, 2, 3])
         self.assertEqual(done, [])
         inbox.ack([2, 99])
@@ -595,7 +615,7 @@ class InboxTests(SynchronousTestCase):
         done: list[int] = []
         inbox.open()
         for mid in (1, 2, 3):
-            inbox.push(mid, b"%d\n" % mid, lambda mid=mid: done.append(mid))
+            inbox.push(mid, b"%d\n" % mid, Done(done, mid))
         inbox.ack([2])
         self.assertEqual([(m, f) for m, f, _ in inbox.drain()], [(1, b"1\n"), (3, b"3\n")])
         self.assertEqual(done, [2])

@@ -1,7 +1,7 @@
 """The message path without sockets: frames fed to a node's protocol, for instruction counts.
 
 Timed runs on a shared machine scatter by 2-3x; instructions counted by callgrind do not.
-This builds a real node (`build_node`: service, router, history, metrics; SQLite in a
+This builds a real node (`build_node`: handlers, router, history, metrics; SQLite in a
 temporary directory, the local bus), logs sessions in through the protocol on
 `StringTransport`s, then feeds N chat frames, one `dataReceived` each, as chatload writes
 them. `--relay PATH` does the same for the bare relay (`shared/bench/twisted_relay.py`), whose

@@ -6,30 +6,12 @@ with one device costs exactly what it did before devices existed. Which device m
 where is decided by `admit` here and, across the cluster, by the bus's claim.
 """
 
-from typing import TYPE_CHECKING
-
+from chatd.delivery.inbox import Inbox
+from chatd.delivery.receipts import First, Waiter
+from chatd.delivery.session import Session
 from chatd.messages import ChatError, Errno
 
-if TYPE_CHECKING:
-    from chatd.delivery.router import Done, Inbox
-    from chatd.delivery.session import Session
-
 DEFAULT_MAX_DEVICES = 5
-
-
-class _First:
-    """Runs `done` once, for the first device that made its copy safe (acknowledged or
-    stored): one device holding a message is what SEND_ACK promises."""
-
-    __slots__ = ("_done",)
-
-    def __init__(self, done: "Done") -> None:
-        self._done = done
-
-    def __call__(self) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done()
 
 
 class Devices:
@@ -37,13 +19,13 @@ class Devices:
 
     __slots__ = ("user_id", "inboxes")
 
-    def __init__(self, inboxes: "list[Inbox]") -> None:
+    def __init__(self, inboxes: list[Inbox]) -> None:
         self.user_id = inboxes[0].user_id
         self.inboxes = {inbox.device: inbox for inbox in inboxes}
 
-    def push(self, mid: int, frame: bytes, done: "Done") -> None:
+    def push(self, mid: int, frame: bytes, done: Waiter | None) -> None:
         """Every device gets the frame; the copy is safe once the first of them has it."""
-        first = _First(done) if done is not None else None
+        first = First(done) if done is not None else None
         for inbox in list(self.inboxes.values()):
             inbox.push(mid, frame, first)
 
@@ -52,7 +34,7 @@ class Devices:
             inbox.notify(frame)
 
 
-def inboxes(entry: "Inbox | Devices | None") -> "list[Inbox]":
+def inboxes(entry: Inbox | Devices | None) -> list[Inbox]:
     """The inboxes of a router entry (none, one, or one per device)."""
     if entry is None:
         return []
@@ -61,8 +43,8 @@ def inboxes(entry: "Inbox | Devices | None") -> "list[Inbox]":
     return [entry]  # type: ignore[list-item]
 
 
-def admit(entry: "Inbox | Devices | None", session: "Session", takeover: bool,
-          max_devices: int) -> "Inbox | None":
+def admit(entry: Inbox | Devices | None, session: Session, takeover: bool,
+          max_devices: int) -> Inbox | None:
     """May `session` log in beside the user's sessions on this node? Returns the session of
     the same device that it takes over, if any; raises errno 2 when a session of the other
     dialect is here (or the device is, and the login did not name it), 166 when
@@ -82,7 +64,7 @@ def admit(entry: "Inbox | Devices | None", session: "Session", takeover: bool,
     return None
 
 
-def add(entry: "Inbox | Devices | None", inbox: "Inbox") -> "Inbox | Devices":
+def add(entry: Inbox | Devices | None, inbox: Inbox) -> Inbox | Devices:
     """The router entry with `inbox` added."""
     if entry is None:
         return inbox
@@ -92,7 +74,7 @@ def add(entry: "Inbox | Devices | None", inbox: "Inbox") -> "Inbox | Devices":
     return Devices([entry, inbox])  # type: ignore[list-item]
 
 
-def remove(entry: "Inbox | Devices", inbox: "Inbox") -> "Inbox | Devices | None":
+def remove(entry: Inbox | Devices, inbox: Inbox) -> Inbox | Devices | None:
     """The router entry without `inbox` (None when it was the last; unchanged when `inbox`
     was not in it, e.g. a session already taken over)."""
     if type(entry) is not Devices:

@@ -1,9 +1,9 @@
-"""What the service and router need from a connection, whatever carries it (TCP, WebSocket)."""
+"""What the handlers and delivery need from a connection, whatever carries it (TCP, WebSocket)."""
 
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from chatd.delivery.router import Inbox
+    from chatd.delivery.inbox import Inbox
 
 
 class Session(Protocol):

@@ -5,6 +5,14 @@ answer must not cost a database round trip: a user's blockers are loaded with th
 reply and follow BLOCK requests on any node through the bus's control channel.
 """
 
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from chatd.delivery.router import Router
+from chatd.store import Store
+
+log = Logger()
+
 EMPTY: frozenset[int] = frozenset()
 
 
@@ -39,3 +47,27 @@ class Blocks:
             blockers.discard(blocker)
             if not blockers:
                 del self._blockers[blocked]
+
+
+class BlockFollower:
+    """Keeps this node's Blocks true: a change announced by any node, and a reload of the
+    users logged in here after the bus was away (the changes meanwhile were missed)."""
+
+    def __init__(self, blocks: Blocks, store: Store, router: Router) -> None:
+        self.blocks = blocks
+        self.store = store
+        self.router = router
+
+    def changed(self, blocker: int, blocked: int, block: bool) -> None:
+        if self.router.online_here(blocked):
+            self.blocks.changed(blocker, blocked, block)
+
+    def reload(self, user_ids: list[int]) -> None:
+        d = Deferred.fromCoroutine(self.store.blockers_of(user_ids))
+        d.addCallbacks(self._reloaded, lambda f: log.warn("reloading blocks failed: {error}",
+                                                          error=f.value), (user_ids,))
+
+    def _reloaded(self, blockers: dict[int, set[int]], user_ids: list[int]) -> None:
+        for user_id in user_ids:
+            if self.router.online_here(user_id):
+                self.blocks.load(user_id, blockers.get(user_id, set()))

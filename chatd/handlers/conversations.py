@@ -1,15 +1,15 @@
 """Reading conversations: HISTORY, SYNC, read markers (READ) and TYPING.
 
-Beside the service, not inside it: these requests read what the history writer kept and send
-live-only frames; none of them is on the path of a chat message.
+These requests read what the history writer kept and send live-only frames; none of them is
+on the path of a chat message.
 """
 
 from typing import Any
 
 from chatd.codec import decode, encode
-from chatd.messages import ChatError, Errno, MsgId
-from chatd.handlers.service import ChatService, Handled
 from chatd.delivery.session import Session
+from chatd.handlers.context import Context
+from chatd.messages import ChatError, Errno, MsgId
 
 HISTORY_PAGE = 50
 SYNC_PAGE = 500
@@ -19,12 +19,14 @@ NEWEST = (1 << 63) - 1  # above every mid: "before" when the newest page is aske
 
 
 class Conversations:
-    """Handlers of msgids 23-28; collaborators come from the node's ChatService."""
+    """Handlers of msgids 23-28."""
 
-    def __init__(self, service: ChatService) -> None:
-        self.service = service
-        self.store = service.store
-        self.router = service.router
+    def __init__(self, context: Context) -> None:
+        self.store = context.store
+        self.router = context.router
+        self.history_writer = context.history
+        self.blocks = context.blocks
+        self.clock = context.clock
         self._typing: dict[tuple[int, int], float] = {}
 
     def handlers(self) -> dict[int, Any]:
@@ -36,7 +38,7 @@ class Conversations:
         user_id = session.user_id
         before = req.get("before") or NEWEST
         limit = req.get("limit") or HISTORY_PAGE
-        await self.service.history.flush()
+        await self.history_writer.flush()
         peer = req.get("peer")
         if peer is not None:
             rows = await self.store.pair_history(user_id, peer, before, limit + 1)
@@ -48,7 +50,7 @@ class Conversations:
                 raise ChatError(Errno.NOT_A_MEMBER)
             rows = found
             reply = {"msgid": MsgId.HISTORY_ACK, "errno": 0, "groupid": group_id}
-        if not self.service.history.enabled:
+        if not self.history_writer.enabled:
             rows = []  # what an earlier run with history on kept is not shown either
         reply["more"] = len(rows) > limit
         reply["messages"] = [decode(text) for _, text in reversed(rows[:limit])]
@@ -58,8 +60,8 @@ class Conversations:
         """Everything of the user's conversations after a mid, oldest first."""
         limit = req.get("limit") or SYNC_PAGE
         rows: list[tuple[int, str]] = []
-        if self.service.history.enabled:
-            await self.service.history.flush()
+        if self.history_writer.enabled:
+            await self.history_writer.flush()
             rows = await self.store.sync(session.user_id, req["after"], limit + 1)
         session.send({"msgid": MsgId.SYNC_ACK, "errno": 0, "more": len(rows) > limit,
                       "messages": [decode(text) for _, text in rows[:limit]]})
@@ -78,17 +80,16 @@ class Conversations:
         if peer is not None and peer != user_id:
             self.router.notify(peer, receipt)
 
-    def typing(self, session: Session, req: dict[str, Any]) -> Handled:
+    def typing(self, session: Session, req: dict[str, Any]) -> None:
         """Live only, at most one a second per sender and recipient; refused to a blocker."""
         user_id, to = session.user_id, req["to"]
-        if to in self.service.blocks.blockers(user_id):
+        if to in self.blocks.blockers(user_id):
             raise ChatError(Errno.BLOCKED)
-        now = self.service.clock.seconds()
+        now = self.clock.seconds()
         key = (user_id, to)
         if now - self._typing.get(key, -TYPING_SECONDS) < TYPING_SECONDS:
-            return None
+            return
         if len(self._typing) >= TYPING_REMEMBERED:
             self._typing = {k: t for k, t in self._typing.items() if now - t < TYPING_SECONDS}
         self._typing[key] = now
         self.router.notify(to, encode({"msgid": MsgId.TYPING, "id": user_id, "to": to}))
-        return None

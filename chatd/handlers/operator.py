@@ -2,32 +2,28 @@
 who is online where, look at a user, end a user's session, ban and unban, set a password,
 send a notice to everyone.
 
-Actions reach every node through the bus's control channel; a query gathers one report from
-each node on the asking node's channel. The asking node acts on its own sessions directly
-and ignores the copy of its own control message.
-
-    K <origin> <uid> <kind>     control: end the user's session (kind: kicked | banned)
-    N <origin> <text>           control: a notice for every session
-    Q <origin> <query-id>       control: report your sessions to <origin>'s channel
-    R <query-id> <json>         node channel: one node's report
+Actions reach every node through the cluster's control channel (EndSession, Broadcast); a
+query (Query) gathers one report (QueryReport) from each node on the asking node's channel.
+The letters are encoded in chatd/cluster/envelope.py. The asking node acts on its own
+sessions directly and ignores the copy of its own control letter.
 """
 
 from itertools import count
 from typing import Any
 
-import ujson
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
-from chatd.handlers.service import ChatService
+from chatd.cluster.envelope import Broadcast, EndSession, Query, QueryReport
+from chatd.delivery.inbound import Inbound
 from chatd.delivery.session import Session
+from chatd.handlers.context import Context
+from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
 
 log = Logger()
 
 QUERY_TIMEOUT = 2.0
-KINDS = {b"kicked": Errno.KICKED, b"banned": Errno.BANNED}
+KINDS = {"kicked": Errno.KICKED, "banned": Errno.BANNED}
 
 
 class _Owner:
@@ -55,19 +51,20 @@ class _Query:
 
 
 class Operator:
-    """The operator's actions and queries on top of the service and router of one node."""
+    """The operator's actions and queries, on this node's router and store."""
 
-    def __init__(self, service: ChatService, node_id: int, clock: IReactorTime) -> None:
-        self.service = service
-        self.router = service.router
-        self.store = service.store
-        self.bus = service.router.bus
+    def __init__(self, context: Context, inbound: Inbound, node_id: int) -> None:
+        self.router = context.router
+        self.store = context.store
+        self.hasher = context.hasher
+        self.resume = context.resume
+        self.stats = context.stats
+        self.bus = context.router.bus
         self.node_id = node_id
-        self._clock = clock
+        self._clock = context.clock
         self._queries: dict[int, _Query] = {}
         self._ids = count(1)
-        self.router.on_control = self._control
-        self.router.on_node_message = self._node_message
+        inbound.operator.connect(self._letter)
 
     # queries
 
@@ -84,7 +81,7 @@ class Operator:
         query = self._queries[query_id] = _Query()
         try:
             receivers = await self.bus.publish_control(
-                b"Q %s %d" % (self.bus.incarnation, query_id))
+                Query(self.bus.incarnation, query_id).encode())
         except ServiceUnavailable:
             receivers = 0
         if receivers == 0:
@@ -126,14 +123,14 @@ class Operator:
 
     # actions
 
-    async def kick(self, user_id: int, kind: bytes = b"kicked") -> bool:
+    async def kick(self, user_id: int, kind: str = "kicked") -> bool:
         """End the user's session wherever it is, and revoke the user's resume tokens so the
         client cannot come straight back; True when the user was online."""
-        await self.service.revoke_tokens(user_id)
+        await self.resume.revoke(user_id)
         online = bool(await self.router.online([user_id]))
         self._end(user_id, kind)
-        await self._announce(b"K %s %d %s" % (self.bus.incarnation, user_id, kind))
-        log.info("operator: {kind} user {uid} (online: {online})", kind=kind.decode(),
+        await self._announce(EndSession(self.bus.incarnation, user_id, kind))
+        log.info("operator: {kind} user {uid} (online: {online})", kind=kind,
                  uid=user_id, online=online)
         return online
 
@@ -143,7 +140,7 @@ class Operator:
         if not await self.store.ban(user_id, reason):
             return None
         log.info("operator: banned user {uid}, reason {reason!r}", uid=user_id, reason=reason)
-        return await self.kick(user_id, b"banned")
+        return await self.kick(user_id, "banned")
 
     async def unban(self, user_id: int) -> None:
         await self.store.unban(user_id)
@@ -151,54 +148,50 @@ class Operator:
 
     async def set_password(self, user_id: int, password: str) -> bool:
         """Set a new password and revoke the user's resume tokens; False when no such user."""
-        password_hash = await self.service.hasher.hash(_OPERATOR, password)
+        password_hash = await self.hasher.hash(_OPERATOR, password)
         if not await self.store.set_password(user_id, password_hash):
             return False
-        await self.service.revoke_tokens(user_id)
+        await self.resume.revoke(user_id)
         log.info("operator: set a new password for user {uid}", uid=user_id)
         return True
 
     async def broadcast(self, text: str) -> None:
         """A notice to every session of every node."""
         self._notify_all(text)
-        await self._announce(b"N %s " % self.bus.incarnation + text.encode())
+        await self._announce(Broadcast(self.bus.incarnation, text))
         log.info("operator: broadcast {text!r}", text=text)
 
-    async def _announce(self, payload: bytes) -> None:
+    async def _announce(self, letter: EndSession | Broadcast) -> None:
         """Tell the other nodes; while the bus is down only this node acted."""
         try:
-            await self.bus.publish_control(payload)
+            await self.bus.publish_control(letter.encode())
         except ServiceUnavailable as e:
             log.warn("operator: other nodes not told ({error})", error=e)
 
     # on each node
 
-    def _control(self, payload: bytes) -> None:
-        kind, origin, rest = (payload.split(b" ", 2) + [b""])[:3]
-        if kind == b"Q":
-            report = ujson.dumps(self.report()).encode()
-            self.bus.publish_node(origin, b"R %s " % rest + report).addErrback(lambda f: None)
-        elif origin == self.bus.incarnation:
-            return
-        elif kind == b"K":
-            user_id, how = rest.split(b" ")
-            self._end(int(user_id), how)
-        elif kind == b"N":
-            self._notify_all(rest.decode())
+    def _letter(self, letter: object) -> None:
+        """An operator's letter from another node (or the copy of this node's own)."""
+        match letter:
+            case Query(origin, query_id):
+                report = QueryReport(query_id, self.report()).encode()
+                self.bus.publish_node(origin, report).addErrback(lambda f: None)
+            case QueryReport(query_id, report):
+                query = self._queries.get(query_id)
+                if query is not None:
+                    query.reports.append(report)
+                    query.check()
+            case EndSession(origin, user_id, kind) if origin != self.bus.incarnation:
+                self._end(user_id, kind)
+            case Broadcast(origin, text) if origin != self.bus.incarnation:
+                self._notify_all(text)
 
-    def _node_message(self, payload: bytes) -> None:
-        kind, query_id, report = payload.split(b" ", 2)
-        query = self._queries.get(int(query_id)) if kind == b"R" else None
-        if query is not None:
-            query.reports.append(ujson.loads(report))
-            query.check()
-
-    def _end(self, user_id: int, kind: bytes) -> None:
+    def _end(self, user_id: int, kind: str) -> None:
         """Tell the user's sessions here (each device) why, then close them."""
         for inbox in self.router.user_inboxes(user_id):
             session = inbox.session
             if session.proto == 2:
-                session.send({"msgid": MsgId.NOTICE, "kind": kind.decode()})
+                session.send({"msgid": MsgId.NOTICE, "kind": kind})
             else:
                 self._error(session, ChatError(KINDS.get(kind, Errno.KICKED)))
             session.close()
@@ -212,5 +205,5 @@ class Operator:
                 self._error(session, ChatError(Errno.OPERATOR_NOTICE, text))
 
     def _error(self, session: Session, err: ChatError) -> None:
-        self.service.stats.error(err.errno)
+        self.stats.error(err.errno)
         session.send(error_frame(err))

@@ -1,15 +1,15 @@
 """Undoing relations: REMOVE_FRIEND, LEAVE_GROUP, KICK_MEMBER and BLOCK.
 
-Beside the service, not inside it. Member caches and block caches on every node follow each
-change through the router's control announcements.
+Member caches and block caches on every node follow each change through the router's
+announcements.
 """
 
 from typing import Any
 
 from chatd.codec import encode
-from chatd.messages import ChatError, Errno, MsgId
-from chatd.handlers.service import ChatService
 from chatd.delivery.session import Session
+from chatd.handlers.context import Context
+from chatd.messages import ChatError, Errno, MsgId
 from chatd.store.relations import GroupChange
 
 REFUSALS = {
@@ -22,11 +22,11 @@ REFUSALS = {
 
 
 class Relations:
-    """Handlers of msgids 29-36; collaborators come from the node's ChatService."""
+    """Handlers of msgids 29-36."""
 
-    def __init__(self, service: ChatService) -> None:
-        self.store = service.store
-        self.router = service.router
+    def __init__(self, context: Context) -> None:
+        self.store = context.store
+        self.router = context.router
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.REMOVE_FRIEND: self.remove_friend, MsgId.LEAVE_GROUP: self.leave_group,

@@ -1,0 +1,107 @@
+"""One logged-in session's mailbox on this node: what it has not been sent yet, and what it
+has not acknowledged yet."""
+
+from collections import deque
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+
+from twisted.internet.interfaces import IReactorTime
+
+from chatd.delivery.receipts import Waiter
+from chatd.delivery.session import Session
+
+# A frame a session still owes: (mid, frame with its line end, who waits for it).
+Held = tuple[int, bytes, Waiter | None]
+
+
+class Inbox:
+    """A logged-in user's mailbox on this node.
+
+    Frames are held until the login reply has been written (so it is always the session's
+    first frame), then written in order. While the client does not read (its session is
+    paused) frames are held here rather than written: live ones count against the session's
+    send buffer, which ends the session past its limit, and what is held is stored offline
+    when the session ends. A proto-2 session's frames stay in `unacked` until it acknowledges
+    them; the router stores the ones left over offline. One per logged-in user, so it is kept
+    small: slots, and nothing allocated until it is needed.
+    """
+
+    __slots__ = ("session", "user_id", "device", "needs_ack", "ready", "offline_mids",
+                 "unacked", "catch_up", "_held", "_clock")
+
+    def __init__(self, session: Session, clock: IReactorTime) -> None:
+        self.session = session
+        self.user_id: int = session.user_id  # type: ignore[assignment]
+        self.needs_ack = session.proto == 2
+        # the device claimed on the bus: "" for the original dialect, which has none
+        self.device = session.device if self.needs_ack else ""
+        self.ready = False
+        # mids of the offline messages in the login reply, deleted from the store once acked
+        self.offline_mids: AbstractSet[int] = frozenset()
+        # frames were stored offline while the login reply was being made: look again
+        self.catch_up = False
+        self.unacked: dict[int, tuple[bytes, Waiter | None, float]] = {}
+        self._held: deque[tuple[int, bytes, Waiter | None]] = deque()
+        self._clock = clock
+
+    def push(self, mid: int, frame: bytes, done: Waiter | None) -> None:
+        """Send a frame; `done` is told once the frame can no longer be lost."""
+        if self.ready and not self.session.paused:
+            self._write(mid, frame, done)
+            return
+        self._held.append((mid, frame, done))
+        if self.ready:
+            self.session.hold(len(frame))
+
+    def _write(self, mid: int, frame: bytes, done: Waiter | None) -> None:
+        if self.needs_ack:
+            self.unacked[mid] = (frame, done, self._clock.seconds())
+            self.session.write(frame)
+        else:
+            self.session.write(frame)
+            if done is not None:
+                done.done()
+
+    def notify(self, frame: bytes) -> None:
+        """A live-only frame (typing, receipt, notice): proto-2 sessions only, once the login
+        reply is out; nothing waits for it and nothing is stored."""
+        if self.ready and self.needs_ack and not self.session.paused:
+            self.session.write(frame)
+
+    def open(self) -> None:
+        """The login reply is out: release what arrived meanwhile, as far as the client reads
+        (the rest goes out at `resume`)."""
+        self.ready = True
+        held, session = self._held, self.session
+        while held and not session.paused:
+            self._write(*held.popleft())
+
+    def resume(self) -> None:
+        """The client reads again: write what was held back."""
+        if self.ready:
+            self.open()
+
+    def ack(self, mids: Iterable[int]) -> None:
+        """Release acknowledged frames (mids not in flight are ignored)."""
+        for mid in mids:
+            entry = self.unacked.pop(mid, None)
+            if entry is not None and entry[1] is not None:
+                entry[1].done()
+
+    def expired(self, deadline: float) -> list[Held]:
+        """Remove and return the frames sent before `deadline` and still unacknowledged."""
+        out = []
+        while self.unacked:
+            mid, (frame, done, sent) = next(iter(self.unacked.items()))
+            if sent >= deadline:
+                break
+            del self.unacked[mid]
+            out.append((mid, frame, done))
+        return out
+
+    def drain(self) -> list[Held]:
+        """Everything not yet safe with the client, for offline storage when it leaves."""
+        out = list(self._held) + [(mid, f, d) for mid, (f, d, _) in self.unacked.items()]
+        self._held.clear()
+        self.unacked.clear()
+        return out

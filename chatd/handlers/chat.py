@@ -1,0 +1,202 @@
+"""Chat messages: ONE_CHAT, GROUP_CHAT and RECV_ACK; stamping, delivery and SEND_ACK.
+
+This is the hot path: a message between online users touches no database. A message is
+stamped with its mid when it is accepted and in the order it arrived: a group whose members
+must first be loaded holds the messages behind that load (members.py), and a proto-2
+message waits for the cluster's (sender, cid) registry, whose answers come in order.
+"""
+
+import time
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd.codec import encode
+from chatd.delivery.session import Session
+from chatd.handlers.context import Context
+from chatd.messages import (
+    ERRMSG,
+    GROUP_CHAT,
+    ONE_CHAT,
+    SEND_ACK,
+    ChatError,
+    Errno,
+    MsgId,
+    ServiceUnavailable,
+    error_frame,
+)
+
+log = Logger()
+
+
+class Chat:
+    """Handlers of msgids 6, 10 and 17."""
+
+    def __init__(self, context: Context) -> None:
+        self.router = context.router
+        self.offline = context.offline
+        self.history = context.history
+        self.members = context.members
+        self.blocks = context.blocks
+        self.mids = context.mids
+        self.stats = context.stats
+        self.clock = context.clock
+
+    def handlers(self) -> dict[int, Any]:
+        return {MsgId.ONE_CHAT: self.one_chat, MsgId.GROUP_CHAT: self.group_chat,
+                MsgId.RECV_ACK: self.recv_ack}
+
+    def one_chat(self, session: Session, req: dict[str, Any]) -> None:
+        to = req["to"]
+        if to in self.blocks.blockers(session.user_id):
+            raise ChatError(Errno.BLOCKED)
+        frame = {"msgid": ONE_CHAT, "id": session.user_id, "name": session.name,
+                 "to": to, "toid": to}
+        self._send_chat(session, req, frame, [to])
+
+    def group_chat(self, session: Session, req: dict[str, Any]) -> Any:
+        members = self.members.get(req["groupid"])
+        if members is None:
+            return self._group_chat_after_load(session, req)
+        self._group_chat(session, req, members)
+        return None
+
+    async def _group_chat_after_load(self, session: Session, req: dict[str, Any]) -> None:
+        """After the members are loaded, and after every message that arrived before."""
+        members = await self.members.load(req["groupid"])
+        if not members:
+            raise ChatError(Errno.NO_SUCH_GROUP)
+        self._group_chat(session, req, members)
+
+    def _group_chat(self, session: Session, req: dict[str, Any], members: set[int]) -> None:
+        sender = session.user_id
+        if sender not in members:
+            raise ChatError(Errno.NOT_A_MEMBER)
+        frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
+                 "groupid": req["groupid"]}
+        self._send_chat(session, req, frame, [m for m in members if m != sender])
+
+    def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
+                   recipients: list[int]) -> None:
+        """Stamp and deliver one chat message.
+
+        A (sender, cid) seen before, on any node, keeps its first mid: when that message is
+        already safe the sender just gets its SEND_ACK again, otherwise it is delivered again
+        under the same mid, which recipients drop if they have it.
+        """
+        frame["msg"] = req["msg"]
+        frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
+        cid = req.get("cid")
+        sent = Sent(self, session, cid, self.mids.next(), frame["msgid"])
+        if cid is None:
+            self.deliver(sent, frame, recipients)
+            return
+        frame["cid"] = cid
+        sent.arrived = self.clock.seconds()
+        sent.waiting = (frame, recipients)
+        self.router.remember(sent.sender, cid, sent.mid, sent.remembered)
+
+    def deliver(self, sent: "Sent", frame: dict[str, Any], recipients: list[int]) -> None:
+        """Deliver to the recipients (their every device) and copy to the sender's other
+        devices."""
+        mid = frame["mid"] = sent.mid
+        data = encode(frame)
+        self.history.record(mid, sent.sender, frame, data)
+        self.router.deliver(recipients, mid, data, sent)
+        self.router.to_other_devices(sent.sender, sent.device, data)
+
+    def acknowledge(self, sent: "Sent", errno: Errno = Errno.OK) -> None:
+        """SEND_ACK to the sending device's current session, wherever the message came from;
+        with an errno, the message is not safe and must be sent again."""
+        session = self.router.session(sent.sender, sent.device)
+        if session is None or session.proto != 2:
+            return
+        if errno:
+            session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid,
+                          "errno": int(errno), "errmsg": ERRMSG[errno]})
+            return
+        session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid, "errno": 0})
+        self.stats.send_ack.observe(self.clock.seconds() - sent.arrived)
+
+    def refuse_later(self, sent: "Sent", errno: Errno) -> None:
+        """A chat message refused after it was accepted: SEND_ACK with the errno for a
+        proto-2 message with a cid, ERROR_MSG naming the request otherwise."""
+        session = self.router.session(sent.sender, sent.device)
+        if session is None:
+            return
+        self.stats.error(errno)
+        if sent.cid is not None and session.proto == 2:
+            self.acknowledge(sent, errno)
+        else:
+            session.send(error_frame(ChatError(errno), sent.ref, sent.cid))
+
+    def recv_ack(self, session: Session, req: dict[str, Any]) -> None:
+        mids = req.get("mids") or [req["mid"]]
+        inbox = session.inbox
+        inbox.ack(mids)
+        if inbox.offline_mids:  # stored frames, in the login reply or sent after it
+            stored = [m for m in mids if m in inbox.offline_mids]
+            if stored:
+                inbox.offline_mids = inbox.offline_mids.difference(stored)
+                self.offline.forget(session.user_id, stored)
+
+
+class Sent:
+    """One accepted chat message until every copy is safe: the router's receipt for it. One
+    small object per message (not a Deferred, not closures): this is the hot path."""
+
+    __slots__ = ("chat", "sender", "device", "cid", "mid", "ref", "arrived", "waiting")
+
+    def __init__(self, chat: Chat, session: Session, cid: str | None, mid: int,
+                 ref: int) -> None:
+        self.chat = chat
+        self.sender: int = session.user_id  # type: ignore[assignment]
+        self.device = session.device
+        self.cid = cid
+        self.mid = mid
+        self.ref = ref
+        self.arrived = 0.0  # when it came in, for the SEND_ACK histogram (proto 2 only)
+        # the frame and its recipients while the cid registry is asked
+        self.waiting: tuple[dict[str, Any], list[int]] | None = None
+
+    def remembered(self, prior: tuple[int, bool] | None) -> None:
+        """The cid registry answered: a repeat keeps its first mid, and needs only its
+        SEND_ACK again when that message is already safe."""
+        frame, recipients = self.waiting  # type: ignore[misc]
+        self.waiting = None
+        if prior is not None:
+            self.mid, safe = prior
+            if safe:
+                self.chat.acknowledge(self)
+                return
+        self.chat.deliver(self, frame, recipients)
+
+    def delivered(self, missing: AbstractSet[int], full: AbstractSet[int]) -> None:
+        """SEND_ACK, or the error of a one-to-one message whose recipient does not exist or
+        has a full offline mailbox (a group message reached the rest)."""
+        chat = self.chat
+        if not missing and not (full and self.ref == ONE_CHAT):
+            if self.cid is not None:
+                chat.router.settle(self.sender, self.cid, self.mid)
+                chat.acknowledge(self)
+            return
+        chat.history.forget(self.mid)
+        if missing:
+            session = chat.router.session(self.sender, self.device)
+            if session is not None:
+                chat.stats.error(Errno.NO_SUCH_USER)
+                session.send(error_frame(ChatError(Errno.NO_SUCH_USER), self.ref, self.cid))
+            return
+        chat.refuse_later(self, Errno.OFFLINE_QUOTA)
+
+    def failed(self, failure: Failure) -> None:
+        """A copy could not be made safe: the sender must send the message again."""
+        if failure.check(ServiceUnavailable):
+            log.warn("message {mid} from user {uid} not delivered: {error}; the sender is "
+                     "told to send it again", mid=self.mid, uid=self.sender,
+                     error=failure.value)
+        else:
+            log.failure("delivery from user {uid} failed", failure, uid=self.sender)
+        self.chat.refuse_later(self, Errno.UNAVAILABLE)

@@ -1,0 +1,43 @@
+"""The node context: the parts a handler may use, built once in `build_node`.
+
+A handler takes what it needs from here in its constructor and never reaches through
+another handler, so that each one can be read, tested and replaced on its own.
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+
+from chatd.delivery.history import HistoryWriter
+from chatd.delivery.offline import Offline
+from chatd.delivery.router import Router
+from chatd.handlers.blocks import Blocks
+from chatd.handlers.members import GroupMembers
+from chatd.handlers.passwords import PasswordHasher
+from chatd.handlers.presence import Presence
+from chatd.handlers.quotas import Quotas
+from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.throttle import Throttle
+from chatd.metrics import Stats
+from chatd.mids import MidGenerator
+from chatd.store import Store
+
+
+@dataclass(frozen=True)
+class Context:
+    """One per node; every field is shared by the handlers that use it."""
+
+    store: Store
+    router: Router
+    offline: Offline
+    history: HistoryWriter
+    clock: IReactorTime
+    stats: Stats
+    mids: MidGenerator
+    hasher: PasswordHasher
+    throttle: Throttle
+    quotas: Quotas
+    blocks: Blocks
+    members: GroupMembers
+    presence: Presence
+    resume: ResumeTokens
