@@ -24,6 +24,7 @@ import ujson
 from twisted.logger import (
     FileLogObserver,
     ILogObserver,
+    LogLevel,
     formatEvent,
     formatEventAsClassicLogText,
     formatTime,
@@ -79,6 +80,35 @@ class TurnWriter:
             self._out.flush()
 
 
+ROLLBACK_QUIET_SECONDS = 60.0
+
+
+class Rollbacks:
+    """adbapi logs a traceback ("Rollback failed") for every transaction that fails while the
+    database is unreachable: dozens per outage, each saying the same. The first of an outage
+    becomes one warning line; the rest are dropped until the database has been quiet for
+    ROLLBACK_QUIET_SECONDS (the store logs each failed call, and its recovery, itself)."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        if event.get("why") != "Rollback failed":
+            return event
+        now = event.get("log_time", 0.0)
+        first = self._last is None or now - self._last > ROLLBACK_QUIET_SECONDS
+        self._last = now
+        if not first:
+            return None
+        failure = event.get("log_failure") or event.get("failure")
+        return {"log_time": now, "log_level": LogLevel.warn,
+                "log_namespace": "chatd.store", "log_system": event.get("log_system", "-"),
+                "error": str(failure.value) if failure is not None else "?",
+                "log_format": "database unreachable: a transaction could not be rolled back "
+                              "({error}); further ones are not logged until it has been "
+                              "quiet for a minute"}
+
+
 @implementer(ILogObserver)
 class LineObserver:
     """Formats each event into a line for a TurnWriter."""
@@ -86,9 +116,11 @@ class LineObserver:
     def __init__(self, line: Callable[[dict[str, Any]], str | None], writer: TurnWriter) -> None:
         self._line = line
         self._writer = writer
+        self._rollbacks = Rollbacks()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        text = self._line(event)
+        kept = self._rollbacks(event)
+        text = self._line(kept) if kept is not None else None
         if text:
             self._writer.add(text)
 

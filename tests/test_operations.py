@@ -15,8 +15,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel, formatEventAsClassicLogText
+from twisted.logger import LogLevel, LogPublisher, formatEventAsClassicLogText
 from twisted.python.failure import Failure
+from twisted.python.log import LogPublisher as LegacyPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -24,7 +25,14 @@ from twisted.web.http_headers import Headers
 from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
-from chatd.logformat import LineObserver, SecondClock, TurnWriter, classic_line, json_file_observer
+from chatd.logformat import (
+    ROLLBACK_QUIET_SECONDS,
+    LineObserver,
+    SecondClock,
+    TurnWriter,
+    classic_line,
+    json_file_observer,
+)
 from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
@@ -373,6 +381,32 @@ class UnitTests(TestCase):
         clock.running = False
         observer(events[0])
         self.assertEqual(out.flushes, 2, "written at once while the reactor is not running")
+
+    def test_an_outages_rollback_tracebacks_become_one_warning_line(self):
+        """adbapi logs "Rollback failed" with a traceback for each failed transaction; an
+        outage shows one warning line, and a new outage after a quiet minute another."""
+        out = StringIO()
+        clock = MemoryReactorClock()
+        observer = LineObserver(classic_line(SecondClock()), TurnWriter(out, clock))
+        events: list[dict[str, Any]] = []
+        published = LogPublisher(events.append)
+        legacy = LegacyPublisher(observerPublisher=published, publishPublisher=published)
+        try:
+            raise OSError(2013, "Lost connection to MySQL server during query")
+        except OSError:
+            for _ in range(30):
+                legacy.msg(failure=Failure(), why="Rollback failed", isError=1)
+        for i, event in enumerate(events):
+            event["log_time"] = 1764433000.0 + i
+            observer(event)
+        events[0]["log_time"] = 1764433000.0 + 30 + ROLLBACK_QUIET_SECONDS + 1
+        observer(events[0])
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("database unreachable: a transaction could not be rolled back",
+                      lines[0])
+        self.assertIn("Lost connection to MySQL server", lines[0])
+        self.assertNotIn("Traceback", out.getvalue())
 
     def test_json_log_records_keep_fields_and_tracebacks(self):
         out = StringIO()

@@ -4,9 +4,13 @@ the part of this node that acts on it.
 On a user's channel: copies for the user's sessions here (reported once safe), live-only
 frames, word that frames were stored offline, and news of the user's devices elsewhere. On
 this node's channel: group copies and reports of copies this node sent. On the control
-channel: group and block changes. The operator's letters (ending sessions, broadcasts,
+channel: group and block changes. When the bus comes back after an outage, every session
+here is claimed again. The operator's letters (ending sessions, broadcasts,
 queries and their reports) go to `operator`, which the operator's handler connects to.
 """
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from chatd.cluster.envelope import (
     BlockChanged,
@@ -26,6 +30,8 @@ from chatd.cluster.envelope import (
 from chatd.delivery.relay import Report
 from chatd.delivery.router import Router
 from chatd.delivery.signals import Signal
+
+log = Logger()
 
 
 class Inbound:
@@ -83,4 +89,20 @@ class Inbound:
                 self.operator(letter)
 
     def bus_reconnected(self) -> None:
-        self.router.bus_reconnected()
+        """Claim every local session again; one that another node took meanwhile is closed
+        here. Group and block changes announced while the bus was away were missed."""
+        router = self.router
+        router.on.group_changed(None)
+        router.on.bus_back(sorted({i.user_id for i in router.inboxes()}))
+        held = [(i.user_id, i.device, i.session.since) for i in router.inboxes()]
+        d = Deferred.fromCoroutine(router.bus.reclaim(held, router.max_devices))
+        d.addCallbacks(self._lost, lambda f: log.warn("reclaiming sessions failed: {e}",
+                                                      e=f.value))
+
+    def _lost(self, lost: list[tuple[int, str]]) -> None:
+        for user_id, device in lost:
+            for inbox in self.router.user_inboxes(user_id):
+                if inbox.device == device:
+                    log.warn("user {uid} (device {device!r}) logged in elsewhere while redis "
+                             "was away; closing this session", uid=user_id, device=device)
+                    inbox.session.close()

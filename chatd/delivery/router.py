@@ -7,7 +7,6 @@ every device of the user on every node and are never stored. A user whose device
 several nodes is "spread": what reaches this node's devices is copied to the others.
 """
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -289,25 +288,7 @@ class Router:
             else:
                 self._publish(user_id, Stored().encode())
 
-    # the bus coming back, and time-outs
-
-    def bus_reconnected(self) -> None:
-        """Claim every local user again; a user another node took meanwhile is closed here.
-        Group and block changes announced while the bus was away were missed."""
-        self.on.group_changed(None)
-        self.on.bus_back(list(self._inboxes))
-        held = [(i.user_id, i.device, i.session.since) for i in self.inboxes()]
-        d = Deferred.fromCoroutine(self.bus.reclaim(held, self.max_devices))
-        d.addCallbacks(self._lost, lambda f: log.warn("reclaiming sessions failed: {e}",
-                                                      e=f.value))
-
-    def _lost(self, lost: list[tuple[int, str]]) -> None:
-        for user_id, device in lost:
-            for inbox in self.user_inboxes(user_id):
-                if inbox.device == device:
-                    log.warn("user {uid} (device {device!r}) logged in elsewhere while redis "
-                             "was away; closing this session", uid=user_id, device=device)
-                    inbox.session.close()
+    # time-outs
 
     def _sweep(self) -> None:
         """Frames not acknowledged within the ack timeout are stored offline; copies whose
