@@ -19,7 +19,7 @@ for some letters a newline and a *frame*, a JSON chat frame already encoded for 
     S <origin>\\n<frame>                   DeviceCopy: what the user sent from a device of
                                           node <origin>, for the devices on other nodes
     K <origin> <device>\\n                 TakenOver: node <origin> took the user's device
-                                          (a name of 1-64 characters, blanks allowed)
+                                          (its name may hold blanks: it runs to the newline)
     D\\n                                   Spread: the user's devices are on several nodes now
 
     node channel
