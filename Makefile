@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 ## run: one node on the embedded defaults (SQLite file chatd.sqlite3, no Redis), tcp:6000,
 ## and the web client on http://127.0.0.1:8080/
 run: $(STAMP)
+	@echo "chatd: chat clients on tcp:6000, the web client on http://127.0.0.1:8080/"
 	$(BIN)/twistd --nodaemon --pidfile= chatd --web tcp:8080
 
 ## test: the whole trial suite, with the throwaway MariaDB/Redis/nginx it starts itself
