@@ -111,8 +111,9 @@ class Offline:
         try:
             stored, full = await self._with_retries(
                 lambda: self.store.save_new_offline(rows, self.quota), len(rows))
-        except GaveUp as e:
-            fan.failed(Failure(e))
+        except Exception:
+            self._lost(rows)
+            fan.failed(Failure())
             return
         user_ids = [row[0] for row in rows]
         if full:
@@ -127,18 +128,28 @@ class Offline:
     async def _keep(self, rows: Rows, waiters: list[Waiter | None], announce: bool) -> None:
         try:
             await self._with_retries(lambda: self.store.save_offline(rows), len(rows))
-        except GaveUp as e:
-            log.error("user {uid}: {n} frames could not be stored offline ({error}); their "
-                      "senders are told to send again", uid=rows[0][0], n=len(rows), error=e)
+        except Exception:
+            self._lost(rows)
+            failure = Failure()
             for waiter in waiters:
                 if waiter is not None:
-                    waiter.failed(Failure(e))
+                    waiter.failed(failure)
             return
         for waiter in waiters:
             if waiter is not None:
                 waiter.done()
         if announce:
             self.stored([rows[0][0]])
+
+    def _lost(self, rows: Rows) -> None:
+        """Frames the node gave up on: whoever waits for them is told (errno 130)."""
+        failure = Failure()
+        if failure.check(GaveUp):
+            log.error("{n} frames for users {users} could not be stored offline ({error}); "
+                      "their senders are told to send again", n=len(rows),
+                      users=sorted({row[0] for row in rows}), error=failure.value)
+        else:
+            log.failure("storing {n} frames offline", failure, n=len(rows))
 
     async def _with_retries(self, write: Callable[[], Awaitable[T]], frames: int) -> T:
         """Run `write` until it succeeds; raise GaveUp after the retries or when the buffer
