@@ -425,31 +425,27 @@ def _dropped(channel: str, payload: bytes) -> None:
              why=why, size=len(payload), start=payload[:LOGGED_BYTES])
 
 
+def _decode(channel: str, payload: bytes) -> Any:
+    parse = _CHANNELS[channel].get(payload[:1])
+    letter = None if parse is None else parse(payload)
+    if letter is None:
+        _dropped(channel, payload)
+    return letter
+
+
 def decode_user(payload: bytes) -> UserLetter | None:
     """The letter read on a user's channel; None (and a warning) when it is none of a user
     channel's letters. Never raises."""
-    parse = _USER.get(payload[:1])
-    letter = None if parse is None else parse(payload)
-    if letter is None:
-        _dropped("user", payload)
-    return letter
+    return _decode("user", payload)
 
 
 def decode_node(payload: bytes) -> NodeLetter | None:
     """The letter read on this node's channel; None (and a warning) when it is none of a node
     channel's letters. Never raises."""
-    parse = _NODE.get(payload[:1])
-    letter = None if parse is None else parse(payload)
-    if letter is None:
-        _dropped("node", payload)
-    return letter
+    return _decode("node", payload)
 
 
 def decode_control(payload: bytes) -> ControlLetter | None:
     """The letter read on the control channel; None (and a warning) when it is none of the
     control channel's letters. Never raises."""
-    parse = _CONTROL.get(payload[:1])
-    letter = None if parse is None else parse(payload)
-    if letter is None:
-        _dropped("control", payload)
-    return letter
+    return _decode("control", payload)

@@ -100,7 +100,7 @@ class Accounts:
         """Revoke the user's resume tokens, then end the session; if the revocation cannot be
         stored the session goes on (errno 130) and the client may try again."""
         user_id = session.user_id
-        await self.resume.revoke(user_id)  # type: ignore[arg-type]
+        await self.resume.revoke(user_id)
         if session.user_id == user_id:
             self.end(session)
             log.info("user {uid} logged out", uid=user_id)
@@ -127,7 +127,7 @@ class Accounts:
 
     async def devices(self, session: Session, req: dict[str, Any]) -> None:
         """The account's online sessions on every node."""
-        found = await self.router.devices_of(session.user_id)  # type: ignore[arg-type]
+        found = await self.router.devices_of(session.user_id)
         session.send({"msgid": MsgId.DEVICES_ACK, "errno": 0, "devices": [
             {"device": name, "since": since} for name, since in sorted(found.items())]})
 

@@ -35,19 +35,19 @@ class Social:
         user_id, friend_id = session.user_id, req["friendid"]
         if friend_id == user_id:
             raise ChatError(Errno.SELF_FRIEND)
-        if friend_id in self.blocks.blockers(user_id):  # type: ignore[arg-type]
+        if friend_id in self.blocks.blockers(user_id):
             raise ChatError(Errno.BLOCKED)
         friend = await self.store.user(friend_id)
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
-        await self.quotas.check_friend(user_id, friend_id)  # type: ignore[arg-type]
-        await self.store.add_friend(user_id, friend_id)  # type: ignore[arg-type]
-        online = await self.presence.online(user_id, [friend_id])  # type: ignore[arg-type]
+        await self.quotas.check_friend(user_id, friend_id)
+        await self.store.add_friend(user_id, friend_id)
+        online = await self.presence.online(user_id, [friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
                       "friend": friend_view(friend_id, friend.name, online)})
 
     async def create_group(self, session: Session, req: dict[str, Any]) -> None:
-        await self.quotas.check_create_group(session.user_id)  # type: ignore[arg-type]
+        await self.quotas.check_create_group(session.user_id)
         try:
             group_id = await self.store.create_group(
                 req["groupname"], req.get("groupdesc") or "", session.user_id,
@@ -60,7 +60,7 @@ class Social:
 
     async def add_group(self, session: Session, req: dict[str, Any]) -> None:
         user_id = session.user_id
-        await self.quotas.check_join(req["groupid"], user_id)  # type: ignore[arg-type]
+        await self.quotas.check_join(req["groupid"], user_id)
         group = await self.store.join_group(req["groupid"], user_id, self.join_mark())
         if group is None:
             raise ChatError(Errno.NO_SUCH_GROUP)
@@ -71,15 +71,15 @@ class Social:
 
     async def friend_list(self, session: Session, req: dict[str, Any]) -> None:
         user_id = session.user_id
-        friends = await self.store.friends(user_id)  # type: ignore[arg-type]
+        friends = await self.store.friends(user_id)
         online = await self.presence.online(user_id, [f[0] for f in friends])
         session.send({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0,
                       "friends": friend_views(friends, online, session.proto)})
 
     async def group_list(self, session: Session, req: dict[str, Any]) -> None:
         user_id = session.user_id
-        groups = await self.store.user_groups(user_id)  # type: ignore[arg-type]
-        online = await self.presence.online(user_id,  # type: ignore[arg-type]
+        groups = await self.store.user_groups(user_id)
+        online = await self.presence.online(user_id,
                                             list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
                       "groups": group_views(groups, online, session.proto)})
