@@ -1,5 +1,5 @@
 """Group fan-out across nodes, which finds the members' nodes from the session claims every
-node hears (chatd/bus/locations.py): members who log out, log in and move between nodes while
+node hears (chatd/cluster/locations.py): members who log out, log in and move between nodes while
 messages flow, and a node started after the others, get every message once."""
 
 import ujson

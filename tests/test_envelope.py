@@ -65,7 +65,7 @@ LETTERS: list[tuple[str, Any]] = [
     ("control", Query(NODE, 4)),
 ]
 
-# What chatd/router.py and chatd/operator.py send today (their expressions, copied as they
+# What the router and operator sent before this module (their expressions, copied as they
 # are): the letters that keep their tag must keep their bytes, so that nodes switched to the
 # envelope and the receivers' behaviour stay as they were.
 TODAY: list[tuple[Any, bytes]] = [

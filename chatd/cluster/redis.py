@@ -30,7 +30,7 @@ DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the dev
 DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
 NODE_PREFIX = b"chatd:node:"
 CONTROL = b"chatd:control"
-LOCATIONS = b"chatd:located"  # every change of a session key (chatd/bus/locations.py)
+LOCATIONS = b"chatd:located"  # every change of a session key (chatd/cluster/locations.py)
 SESSION_PREFIX = "chatd:session:"
 SESSION_KEY = SESSION_PREFIX.encode()
 ALIVE_PREFIX = "chatd:alive:"
@@ -163,7 +163,7 @@ return out
 
 
 class BusListener(Protocol):
-    """Who gets what arrives on the bus (the router)."""
+    """Who gets what arrives on the bus (chatd/delivery/inbound.py)."""
 
     def from_user_channel(self, user_id: int, payload: bytes) -> None: ...
 

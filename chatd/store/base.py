@@ -1,4 +1,4 @@
-"""The chat store: every query the service needs, written once for both SQL dialects."""
+"""The chat store: every query the handlers need, written once for both SQL dialects."""
 
 import secrets
 import time
