@@ -1,4 +1,14 @@
-"""Delivery between nodes: publish a frame on a user's channel, hold the channels of local users."""
+"""The link between nodes: publish a letter on a user's or a node's channel, hold the
+channels of this node's users, claim their sessions cluster-wide. `Bus` is what the delivery
+layer needs from it; `open_bus` picks one.
+
+    redis.py      the bus of a cluster: Redis publish/subscribe, claims, presence, counters
+    local.py      the bus of a node alone: nobody else listens
+    envelope.py   every letter between nodes, typed, encoded and decoded in one place
+    claim.py      what a login's claim gets
+    cids.py       what the registry of proto-2 cids answers
+    locations.py  which node holds each user, as every node hears it
+"""
 
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -13,7 +23,7 @@ __all__ = ["CLAIMED", "FULL", "HELD", "SEVERAL", "Bus", "Claim", "LocalBus", "op
 
 
 class Bus(Protocol):
-    """What the router needs from the link between nodes."""
+    """What the delivery layer needs from the link between nodes."""
 
     incarnation: bytes
     listener: Any
