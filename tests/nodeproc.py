@@ -6,11 +6,12 @@
     await node.restart()                          # same port, same database
     await node.restart("KILL")                    # the same after a crash
     await node.stop(); await node.start()         # stop() is also done at test cleanup
+    ended = await node.stop("TERM", timeout=90)   # False: it lingered and was killed
 
 The node listens on a free loopback port with its own SQLite file in the test's temporary
 directory and `--password-cost 1`; extra arguments come after these, so they override them.
 `start_node` returns once the port accepts connections, or fails the test with the node's log
-after 20 s. Stopping sends SIGTERM, then SIGKILL after 10 s.
+after 20 s. Stopping sends SIGTERM, then SIGKILL after 10 s (or `timeout`).
 """
 
 from __future__ import annotations
@@ -104,19 +105,22 @@ class Node:
                              path=self.directory)
         await self._wait_for_port(self._process)
 
-    async def stop(self, signal: str = "TERM") -> None:
-        """Send `signal` ("KILL" to simulate a crash), then SIGKILL if the node lingers."""
+    async def stop(self, signal: str = "TERM", timeout: float = STOP_TIMEOUT) -> bool:
+        """Send `signal` ("KILL" to simulate a crash), then SIGKILL if the node lingers
+        `timeout` seconds. True when it ended by itself (or was not running), False when it
+        had to be killed."""
         process, self._process = self._process, None
         if process is None:
-            return
+            return True
         for sent in (signal, "KILL"):
             with suppress(ProcessExitedAlready):
                 process.transport.signalProcess(sent)
-            deadline = reactor.seconds() + STOP_TIMEOUT
+            deadline = reactor.seconds() + (timeout if sent == signal else STOP_TIMEOUT)
             while not process.ended.called and reactor.seconds() < deadline:
                 await deferLater(reactor, POLL_INTERVAL)
             if process.ended.called:
-                return
+                return sent == signal
+        return False
 
     async def restart(self, signal: str = "TERM") -> None:
         await self.stop(signal)
