@@ -143,7 +143,7 @@ class Options(usage.Options):
          "Offline messages stored for one user (1-10000000); a message beyond it is refused "
          "(errno 145).", int],
         ["offline-buffer", None, DEFAULT_OFFLINE_BUFFER,
-         "Frames held in memory while the offline store is unreachable (100-10000000); "
+         "Frames held in memory while the offline store is unreachable (10-10000000); "
          "past it, or after about a minute of retries, senders get errno 130 and send "
          "again.", int],
         ["max-friends", None, DEFAULT_MAX_FRIENDS,
@@ -196,7 +196,7 @@ class Options(usage.Options):
         _check_range("login-backoff", self["login-backoff"], 1, 3600)
         _check_range("max-registrations", self["max-registrations"], 1, 100_000)
         _check_range("offline-quota", self["offline-quota"], 1, 10_000_000)
-        _check_range("offline-buffer", self["offline-buffer"], 100, 10_000_000)
+        _check_range("offline-buffer", self["offline-buffer"], 10, 10_000_000)
         _check_range("max-friends", self["max-friends"], 1, 1_000_000)
         _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
         _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)

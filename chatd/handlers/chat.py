@@ -192,7 +192,11 @@ class Sent:
         chat.refuse_later(self, Errno.OFFLINE_QUOTA)
 
     def failed(self, failure: Failure) -> None:
-        """A copy could not be made safe: the sender must send the message again."""
+        """A copy could not be made safe: the sender must send the message again. A
+        one-to-one message then reached nobody, so history does not keep it either (a resend
+        keeps its mid and is kept again)."""
+        if self.ref == ONE_CHAT:
+            self.chat.history.forget(self.mid)
         if failure.check(ServiceUnavailable):
             log.warn("message {mid} from user {uid} not delivered: {error}; the sender is "
                      "told to send it again", mid=self.mid, uid=self.sender,
