@@ -12,10 +12,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests.harness import WAIT, Client, connect, device, register
 from tests.test_cluster import Cluster
 
-ONE_CHAT, SEND_ACK, READ, TYPING, KICK, KICK_ACK, NOTICE = 6, 16, 27, 28, 33, 34, 37
+ONE_CHAT, SEND_ACK, READ, TYPING = MsgId.ONE_CHAT, MsgId.SEND_ACK, MsgId.READ, MsgId.TYPING
+KICK, KICK_ACK, NOTICE = MsgId.KICK_MEMBER, MsgId.KICK_MEMBER_ACK, MsgId.NOTICE
 
 
 class LiveFramesToEveryDeviceTests(TestCase):

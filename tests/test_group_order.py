@@ -13,12 +13,14 @@ from typing import Any
 import ujson
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests.harness import Client, user
 from tests.nodeproc import start_node
 from tests.servers import mysql_database
 from tests.test_cluster import Cluster
 
-GROUP_CHAT, SEND_ACK, HISTORY, HISTORY_ACK = 10, 16, 23, 24
+GROUP_CHAT, SEND_ACK = MsgId.GROUP_CHAT, MsgId.SEND_ACK
+HISTORY, HISTORY_ACK = MsgId.HISTORY, MsgId.HISTORY_ACK
 BURST = 50
 ROUNDS = 4
 ARRIVAL_WAIT = 15.0  # for each message of a burst (they come at once when all is well)

@@ -15,12 +15,13 @@ import time
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import Errno, MsgId
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
 from tests.servers import mysql_database, private_mariadb
 
-ONE_CHAT, ERROR, SEND_ACK, HISTORY, HISTORY_ACK = 6, 11, 16, 23, 24
-UNAVAILABLE = 130
+ONE_CHAT, ERROR, SEND_ACK = MsgId.ONE_CHAT, MsgId.ERROR, MsgId.SEND_ACK
+HISTORY, HISTORY_ACK, UNAVAILABLE = MsgId.HISTORY, MsgId.HISTORY_ACK, Errno.UNAVAILABLE
 OUTAGE = 20.0  # seconds the database is away while users chat
 ANSWER_WAIT = 60.0  # after the database is back, for every message to be answered
 EXIT_WAIT = 90.0  # for a node stopped during the outage to end by itself
