@@ -7,11 +7,10 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from chatd.devservers import Nginx, Redis
+from chatd.messages import MsgId
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
 from tests.servers import free_port, mysql_database, private_mariadb, start_nginx, start_redis
-
-ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
 
 
 class Cluster:
@@ -72,18 +71,19 @@ class ClusterTests(TestCase):
                 if i == j:
                     continue
                 cid = f"{i}->{j}"
-                sender.send({"msgid": ONE_CHAT, "to": receiver.user_id, "msg": cid, "cid": cid})
-                got = await receiver.recv(ONE_CHAT, msg=cid)
+                sender.send({"msgid": MsgId.ONE_CHAT, "to": receiver.user_id, "msg": cid,
+                             "cid": cid})
+                got = await receiver.recv(MsgId.ONE_CHAT, msg=cid)
                 self.assertEqual(got["id"], sender.user_id)
-                ack = await sender.recv(SEND_ACK, cid=cid)
+                ack = await sender.recv(MsgId.SEND_ACK, cid=cid)
                 self.assertEqual(ack["mid"], got["mid"])
         for i, sender in enumerate(users):
-            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"g{i}", "cid": f"g{i}"})
+            sender.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"g{i}", "cid": f"g{i}"})
             for j, receiver in enumerate(users):
                 if i != j:
-                    got = await receiver.recv(GROUP_CHAT, msg=f"g{i}")
+                    got = await receiver.recv(MsgId.GROUP_CHAT, msg=f"g{i}")
                     self.assertEqual(got["name"], f"user{i}")
-            await sender.recv(SEND_ACK, cid=f"g{i}")
+            await sender.recv(MsgId.SEND_ACK, cid=f"g{i}")
         for u in users:
             self.assertEqual([f for f in await u.quiet(0.2) if f["msgid"] in (6, 10)], [],
                              "nobody gets a message twice or their own group message")
@@ -128,9 +128,9 @@ class ClusterTests(TestCase):
         carol.auto_ack = True
         token = (await login(carol, await register(carol, "carol")))["token"]
         await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
-        alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
-        await carol.recv(ONE_CHAT, msg="before")
-        await alice.recv(SEND_ACK, cid="b")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
+        await carol.recv(MsgId.ONE_CHAT, msg="before")
+        await alice.recv(MsgId.SEND_ACK, cid="b")
         await n3.stop("KILL")
         killed = time.monotonic()
 
@@ -140,9 +140,10 @@ class ClusterTests(TestCase):
         await eventually(carol_offline, 5, "carol shown offline after her node died")
         self.assertLess(time.monotonic() - killed, 5)
         for i in range(5):
-            alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": f"m{i}", "cid": f"m{i}"})
+            alice.send({"msgid": MsgId.ONE_CHAT, "to": carol.user_id, "msg": f"m{i}",
+                        "cid": f"m{i}"})
         for i in range(5):
-            await alice.recv(SEND_ACK, cid=f"m{i}")
+            await alice.recv(MsgId.SEND_ACK, cid=f"m{i}")
 
         async def carol_back():
             c = await connect(self, n2)
@@ -165,12 +166,13 @@ class ClusterTests(TestCase):
             for _ in range(count):
                 cid = f"c{sent}"
                 sent += 1
-                alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+                alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
                 await deferLater(0.01)
 
         gid = (await alice.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
-        await alice.request({"msgid": GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "g0"},
-                            SEND_ACK)
+        await alice.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "alone",
+                             "cid": "g0"},
+                            MsgId.SEND_ACK)
         await burst(30)
         cluster.redis.stop()
         await burst(30)
@@ -179,19 +181,19 @@ class ClusterTests(TestCase):
 
         async def live_again():
             cid = f"probe{time.monotonic()}"
-            alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+            alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
             try:
-                await bob.recv(ONE_CHAT, msg=cid, timeout=1)
+                await bob.recv(MsgId.ONE_CHAT, msg=cid, timeout=1)
             except AssertionError:
                 return False
             return True
         await eventually(live_again, 20, "delivery between nodes resumes after redis returns")
-        alice.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
-        await bob.recv(GROUP_CHAT, msg="joined in the outage")
+        alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
+        await bob.recv(MsgId.GROUP_CHAT, msg="joined in the outage")
         await burst(30)
         await deferLater(1)
-        acked = {f["cid"] for f in alice.frames if f["msgid"] == SEND_ACK}
-        live = {f["msg"] for f in bob.frames if f["msgid"] == ONE_CHAT}
+        acked = {f["cid"] for f in alice.frames if f["msgid"] == MsgId.SEND_ACK}
+        live = {f["msg"] for f in bob.frames if f["msgid"] == MsgId.ONE_CHAT}
         await bob.request({"msgid": 3}, 15)
         later = await login(bob, bob.user_id)
         stored = {m["msg"] for m in later["offlinemsg"]}
@@ -213,12 +215,12 @@ class DatabaseOutageTests(TestCase):
         refused = await (await connect(self, node)).request(
             {"msgid": 4, "name": "carol", "password": "pw"}, 5)
         self.assertEqual(refused["errno"], 130)
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "no database needed"})
-        self.assertEqual((await bob.recv(ONE_CHAT))["msg"], "no database needed")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "no database needed"})
+        self.assertEqual((await bob.recv(MsgId.ONE_CHAT))["msg"], "no database needed")
         logout = await bob.request({"msgid": 3}, 15)
         self.assertEqual(logout["errno"], 130, "tokens could not be revoked: still logged in")
-        bob.send({"msgid": ONE_CHAT, "to": alice.user_id, "msg": "still here"})
-        self.assertEqual((await alice.recv(ONE_CHAT))["msg"], "still here")
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice.user_id, "msg": "still here"})
+        self.assertEqual((await alice.recv(MsgId.ONE_CHAT))["msg"], "still here")
         server.start()
         carol = await register(await connect(self, node), "carol")
         self.assertGreater(carol, bob.user_id)

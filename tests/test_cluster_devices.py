@@ -6,10 +6,9 @@ import time
 
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests.harness import connect, deferLater, device, register
 from tests.test_cluster import Cluster, eventually
-
-ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 6, 10, 16, 37, 38, 39
 
 
 class ClusterDeviceTests(TestCase):
@@ -23,24 +22,24 @@ class ClusterDeviceTests(TestCase):
         alice_id = await register(await connect(self, n1), "alice")
         phone, _ = await device(self, n1, alice_id, "phone")
         laptop, _ = await device(self, n2, alice_id, "laptop")
-        listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+        listed = await phone.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["laptop", "phone"])
         gid = (await bob.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
         await phone.request({"msgid": 9, "groupid": gid}, 14)
         await carol.request({"msgid": 9, "groupid": gid}, 14)
         for sender, where in ((bob, "n3"), (carol, "n1")):
-            sender.send({"msgid": ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
-            mids = {(await c.recv(ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
+            sender.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
+            mids = {(await c.recv(MsgId.ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
             self.assertEqual(len(mids), 1, "both devices get it, with one mid")
-            await sender.recv(SEND_ACK, cid=where)
-        bob.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "group", "cid": "g"})
+            await sender.recv(MsgId.SEND_ACK, cid=where)
+        bob.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "group", "cid": "g"})
         for c in (phone, laptop, carol):
-            await c.recv(GROUP_CHAT, msg="group")
-        await bob.recv(SEND_ACK, cid="g")
-        laptop.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "sent on n2", "cid": "s"})
-        got = await bob.recv(ONE_CHAT, msg="sent on n2")
-        self.assertEqual((await phone.recv(ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
-        await laptop.recv(SEND_ACK, cid="s")
+            await c.recv(MsgId.GROUP_CHAT, msg="group")
+        await bob.recv(MsgId.SEND_ACK, cid="g")
+        laptop.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "sent on n2", "cid": "s"})
+        got = await bob.recv(MsgId.ONE_CHAT, msg="sent on n2")
+        self.assertEqual((await phone.recv(MsgId.ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
+        await laptop.recv(MsgId.SEND_ACK, cid="s")
         for c in (phone, laptop):
             self.assertEqual([f for f in await c.quiet(0.3) if f["msgid"] in (6, 10)], [],
                              "no device gets a message twice")
@@ -54,9 +53,10 @@ class ClusterDeviceTests(TestCase):
         self.assertEqual(reply["errno"], 2, "the original dialect while a device is online")
         new, reply = await device(self, n2, alice_id, "phone")
         self.assertEqual(reply["errno"], 0)
-        self.assertEqual(await old.recv(NOTICE), {"msgid": NOTICE, "kind": "logged_in_elsewhere"})
+        self.assertEqual(await old.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE,
+                                                        "kind": "logged_in_elsewhere"})
         await old.closed
-        listed = await new.request({"msgid": DEVICES}, DEVICES_ACK)
+        listed = await new.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["phone"])
         await new.request({"msgid": 3}, 15)
         original, reply = await device(self, n1, alice_id, None, proto=1)
@@ -74,10 +74,10 @@ class ClusterDeviceTests(TestCase):
         await cluster.nodes[2].stop("KILL")
         killed = time.monotonic()
         for i in range(5):
-            bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": f"m{i}", "cid": f"m{i}"})
+            bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": f"m{i}", "cid": f"m{i}"})
         for i in range(5):
-            await bob.recv(SEND_ACK, cid=f"m{i}")
-            await phone.recv(ONE_CHAT, msg=f"m{i}")
+            await bob.recv(MsgId.SEND_ACK, cid=f"m{i}")
+            await phone.recv(MsgId.ONE_CHAT, msg=f"m{i}")
 
         async def tablet_in():
             client, reply = await device(self, n2, alice_id, "tablet")
@@ -90,9 +90,9 @@ class ClusterDeviceTests(TestCase):
             reply = await tablet.request({"msgid": 25, "after": 1}, 26)
             return [m["msg"] for m in reply["messages"]] == wanted
         await eventually(synced, 5, "the new device catches up with SYNC")
-        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
         for c in (phone, tablet):
-            await c.recv(ONE_CHAT, msg="after")
+            await c.recv(MsgId.ONE_CHAT, msg="after")
 
     async def test_devices_are_claimed_again_after_a_redis_restart(self):
         cluster = await Cluster(self).start(2, "--max-devices", "2")
@@ -106,7 +106,7 @@ class ClusterDeviceTests(TestCase):
         cluster.redis.start()
 
         async def both_listed():
-            listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+            listed = await phone.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
             return [d["device"] for d in listed["devices"]] == ["laptop", "phone"]
         await eventually(both_listed, 20, "both devices claimed again once redis is back")
 
@@ -119,7 +119,7 @@ class ClusterDeviceTests(TestCase):
             await tablet.closed
             return reply["errno"] == 166
         await eventually(tablet_refused, 20, "the slots are still held after the restart")
-        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
         for c in (phone, laptop):
-            await c.recv(ONE_CHAT, msg="after the restart", timeout=10)
-        await bob.recv(SEND_ACK, cid="r")
+            await c.recv(MsgId.ONE_CHAT, msg="after the restart", timeout=10)
+        await bob.recv(MsgId.SEND_ACK, cid="r")

@@ -10,12 +10,12 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests.harness import Client, connect, deferLater, login, register, start_node, user
 from tests.nodeproc import start_node as start_process
 from tests.servers import mysql_database, start_nginx, start_redis
 from tests.test_client_process import sign_up, start_client
 
-ONE_CHAT, ERROR, SEND_ACK = 6, 11, 16
 BIG = "x" * 30_000
 
 
@@ -30,15 +30,15 @@ async def silent_reader(case: TestCase, proto: int | None) -> None:
     count = 150
     for i in range(count):
         for n, sender in enumerate(senders):
-            sender.send({"msgid": ONE_CHAT, "to": reader_id, "msg": BIG, "cid": f"{n}-{i}"})
+            sender.send({"msgid": MsgId.ONE_CHAT, "to": reader_id, "msg": BIG, "cid": f"{n}-{i}"})
     for n, sender in enumerate(senders):
         for i in range(count):
-            ack = await sender.recv(SEND_ACK, timeout=30, cid=f"{n}-{i}")
+            ack = await sender.recv(MsgId.SEND_ACK, timeout=30, cid=f"{n}-{i}")
             case.assertEqual(ack["errno"], 0)
     case.assertFalse(node.service.router.online_here(reader_id))
     reader.transport.resumeProducing()
     await reader.closed
-    seen = {f["mid"] for f in reader.frames if f.get("msgid") == ONE_CHAT}
+    seen = {f["mid"] for f in reader.frames if f.get("msgid") == MsgId.ONE_CHAT}
     again = await connect(case, node)
     ack = await login(again, reader_id, proto=proto)
     offline = [m if isinstance(m, dict) else ujson.loads(m)
@@ -47,7 +47,7 @@ async def silent_reader(case: TestCase, proto: int | None) -> None:
     deadline = time.monotonic() + 30
     while len(seen) < 2 * count and time.monotonic() < deadline:
         await deferLater(0.2)
-        seen |= {f["mid"] for f in again.frames if f.get("msgid") == ONE_CHAT}
+        seen |= {f["mid"] for f in again.frames if f.get("msgid") == MsgId.ONE_CHAT}
     case.assertEqual(len(seen), 2 * count)
 
 
@@ -123,7 +123,7 @@ class AddressTests(TestCase):
         node = await start_node(self, None, "--max-conns-per-address", "3")
         clients = [await connect(self, node) for _ in range(3)]
         fourth = await connect(self, node)
-        err = await fourth.recv(ERROR)
+        err = await fourth.recv(MsgId.ERROR)
         self.assertEqual(err["errno"], 143)
         await fourth.closed
         other = await connect_from(self, node, "127.0.0.2")
@@ -183,7 +183,7 @@ class ProxyProtocolTests(TestCase):
         for n, client in enumerate((first, second)):
             self.assertGreater(await register(client, f"user{n}"), 0)
         third = await connect_from(self, nginx, "127.0.0.2")
-        self.assertEqual((await third.recv(ERROR))["errno"], 143)
+        self.assertEqual((await third.recv(MsgId.ERROR))["errno"], 143)
         self.assertIn("refusing a connection from 127.0.0.2", node.log())
 
 
@@ -196,14 +196,14 @@ class QuotaTests(TestCase):
         sender = await user(self, node, "sender")
         old = await user(self, node, "old", proto=None)
         for i in range(3):
-            ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": f"m{i}",
-                                        "cid": f"c{i}"}, SEND_ACK, cid=f"c{i}")
+            ack = await sender.request({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": f"m{i}",
+                                        "cid": f"c{i}"}, MsgId.SEND_ACK, cid=f"c{i}")
             self.assertEqual(ack["errno"], 0)
-        ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": "m3",
-                                    "cid": "c3"}, SEND_ACK, cid="c3")
+        ack = await sender.request({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m3",
+                                    "cid": "c3"}, MsgId.SEND_ACK, cid="c3")
         self.assertEqual(ack["errno"], 145)
-        old.send({"msgid": ONE_CHAT, "to": away_id, "msg": "m4"})
-        self.assertEqual((await old.recv(ERROR))["errno"], 145)
+        old.send({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m4"})
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], 145)
         offline = (await login(away, away_id))["offlinemsg"]
         self.assertEqual([m["msg"] for m in offline], ["m0", "m1", "m2"])
 

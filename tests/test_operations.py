@@ -25,6 +25,7 @@ from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
 from chatd.logformat import LineObserver, SecondClock, TurnWriter, classic_line, json_file_observer
+from chatd.messages import MsgId
 from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
@@ -36,7 +37,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "chatd.json")
 CHATD_ADMIN = os.path.join(os.path.dirname(sys.executable), "chatd-admin")
 TOKEN = b"a-test-token-of-the-operators-0123"
-ONE_CHAT, SEND_ACK, NOTICE, ERROR = 6, 16, 37, 11
 
 
 async def http(url: str, method: bytes = b"GET", token: bytes | None = None,
@@ -83,10 +83,10 @@ class MetricsTests(TestCase):
         alice = await user(self, node, "alice")
         bob = await user(self, node, "bob")
         bob.auto_ack = True
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "hi", "cid": "c1"})
-        await alice.recv(SEND_ACK, cid="c1")
-        alice.send({"msgid": ONE_CHAT, "to": 999, "msg": "nobody", "cid": "c2"})
-        await alice.recv(ERROR, cid="c2")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "hi", "cid": "c1"})
+        await alice.recv(MsgId.SEND_ACK, cid="c1")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": 999, "msg": "nobody", "cid": "c2"})
+        await alice.recv(MsgId.ERROR, cid="c2")
         wrong = await login(await connect(self, node), 999, "wrong")
         self.assertEqual(wrong["errno"], 1)
         after = await scrape(base)
@@ -189,9 +189,9 @@ class AdminAPITests(TestCase):
         old = await user(self, node, "old", proto=None)
         code, _ = await http(base + "/admin/v1/broadcast", b"POST", TOKEN, {"msg": "maint"})
         self.assertEqual(code, 200)
-        self.assertEqual(await new.recv(NOTICE), {"msgid": NOTICE, "kind": "broadcast",
+        self.assertEqual(await new.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "broadcast",
                                                   "msg": "maint"})
-        self.assertEqual((await old.recv(ERROR))["errno"], 152)
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], 152)
         for path, body, want in (("broadcast", {"msg": ""}, 400), ("broadcast", [1], 400),
                                  ("users/abc/kick", {}, 400), ("users/999/ban", {}, 404),
                                  ("nothing", {}, 404)):
@@ -260,8 +260,8 @@ class ChatdAdminClusterTests(TestCase):
         carol = await user(self, n2, "carol", proto=None)
         before = await scrape(urls[0])
         bob.auto_ack = True
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "across", "cid": "x1"})
-        await alice.recv(SEND_ACK, cid="x1")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "across", "cid": "x1"})
+        await alice.recv(MsgId.SEND_ACK, cid="x1")
         after = await scrape(urls[0])
         self.assertEqual(moved(before, after, "chatd_chat_copies_total", route="remote"), 1)
         self.assertGreaterEqual(moved(before, after, "chatd_bus_publishes_total"), 1)
@@ -277,11 +277,11 @@ class ChatdAdminClusterTests(TestCase):
         self.assertRegex(shown, r"online\s+on node 2\.\w+ \(proto 2\)")
 
         await self.chatd_admin(urls[0], "kick", str(bob.user_id))
-        self.assertEqual(await bob.recv(NOTICE), {"msgid": NOTICE, "kind": "kicked"})
+        self.assertEqual(await bob.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "kicked"})
         await bob.closed
 
         await self.chatd_admin(urls[0], "ban", str(carol.user_id), "--reason", "spam")
-        self.assertEqual((await carol.recv(ERROR))["errno"], 150)
+        self.assertEqual((await carol.recv(MsgId.ERROR))["errno"], 150)
         await carol.closed
         refused = await login(await connect(self, n1), carol.user_id, proto=None)
         self.assertEqual(refused["errno"], 150)

@@ -5,11 +5,10 @@ import pymysql
 import ujson
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from chatd.store.mysql import parse_mysql_url
 from tests.harness import connect, deferLater, login, register, start_node, user
 from tests.servers import mysql_database
-
-ONE_CHAT, GROUP_CHAT, ERROR, SEND_ACK, RECV_ACK = 6, 10, 11, 16, 17
 
 
 async def stored_offline_becomes_empty(case: TestCase, client, user_id: int) -> None:
@@ -52,7 +51,7 @@ class Scenarios:
         for bad in ({"name": "n" * 51, "password": "pw"}, {"name": "", "password": "pw"},
                     {"name": "ok", "password": "p" * 129}, {"name": "a\x07b", "password": "p"},
                     {"name": "   ", "password": "p"}):
-            err = await c.request({"msgid": 4, **bad}, ERROR)
+            err = await c.request({"msgid": 4, **bad}, MsgId.ERROR)
             self.assertEqual((err["errno"], err["ref"]), (107, 4), bad)
         self.assertGreater(await register(c, "n" * 50), 0)
         self.assertGreater(await register(c, "中文名字"), 0)
@@ -68,7 +67,7 @@ class Scenarios:
         ack = await login(other, uid)
         self.assertEqual(ack["errno"], 2)
         self.assertIn("errmsg", ack)
-        err = await a.request({"msgid": 1, "id": uid, "password": "secret"}, ERROR)
+        err = await a.request({"msgid": 1, "id": uid, "password": "secret"}, MsgId.ERROR)
         self.assertEqual(err["errno"], 112)
 
     async def test_requests_before_login_are_refused(self):
@@ -76,7 +75,7 @@ class Scenarios:
         c = await connect(self, node)
         for msgid in (3, 6, 7, 8, 9, 10, 17):
             err = await c.request({"msgid": msgid, "to": 1, "msg": "x", "friendid": 1,
-                                   "groupid": 1, "groupname": "g", "mid": 1}, ERROR)
+                                   "groupid": 1, "groupname": "g", "mid": 1}, MsgId.ERROR)
             self.assertEqual((err["errno"], err["ref"]), (110, msgid))
         beat = await c.request({"msgid": 18}, 18)
         self.assertIsInstance(beat["time"], int)
@@ -88,7 +87,7 @@ class Scenarios:
         await a.request({"msgid": 7, "friendid": b.user_id}, 12)
         ack = await b.request({"msgid": 3, "id": b.user_id}, 15)
         self.assertEqual(ack["errno"], 0)
-        err = await b.request({"msgid": 6, "to": a.user_id, "msg": "x"}, ERROR)
+        err = await b.request({"msgid": 6, "to": a.user_id, "msg": "x"}, MsgId.ERROR)
         self.assertEqual(err["errno"], 110)
         friend = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
         self.assertEqual(friend["friend"]["state"], "offline")
@@ -135,7 +134,7 @@ class Scenarios:
         await b.request({"msgid": 9, "groupid": gid}, 14)
         for text in ("one", "two"):
             a.send({"msgid": 6, "to": carol, "msg": text, "cid": text})
-            await a.recv(SEND_ACK, cid=text)
+            await a.recv(MsgId.SEND_ACK, cid=text)
         ack = await login(c, carol)
         self.assertEqual(ack["name"], "carol")
         self.assertEqual(ack["friends"], [{"id": a.user_id, "name": "alice", "state": "online"}])
@@ -163,7 +162,7 @@ class Scenarios:
         await a.request({"msgid": 7, "friendid": bob}, 12)
         gid = (await a.request({"msgid": 8, "groupname": "g", "groupdesc": "d"}, 13))["groupid"]
         a.send({"msgid": 6, "to": bob, "msg": "hi", "cid": "1"})
-        await a.recv(SEND_ACK)
+        await a.recv(MsgId.SEND_ACK)
         full = await login(c, bob, proto=None)
         friend = ujson.loads(full["friends"][0])
         self.assertEqual(friend, {"id": a.user_id, "name": "alice", "state": "online"})
@@ -185,14 +184,14 @@ class Scenarios:
         c = await connect(self, node)
         bob = await register(c, "bob")
         for i in range(130):
-            a.send({"msgid": ONE_CHAT, "to": bob, "msg": str(i), "cid": str(i)})
+            a.send({"msgid": MsgId.ONE_CHAT, "to": bob, "msg": str(i), "cid": str(i)})
         for i in range(130):
-            await a.recv(SEND_ACK, cid=str(i))
+            await a.recv(MsgId.SEND_ACK, cid=str(i))
         ack = await login(c, bob)
-        later = [await c.recv(ONE_CHAT) for _ in range(30)]
+        later = [await c.recv(MsgId.ONE_CHAT) for _ in range(30)]
         self.assertEqual([m["msg"] for m in ack["offlinemsg"] + later],
                          [str(i) for i in range(130)])
-        c.send({"msgid": RECV_ACK, "mids": [m["mid"] for m in ack["offlinemsg"] + later]})
+        c.send({"msgid": MsgId.RECV_ACK, "mids": [m["mid"] for m in ack["offlinemsg"] + later]})
         await stored_offline_becomes_empty(self, c, bob)
 
     # friends and groups
@@ -254,12 +253,12 @@ class Scenarios:
         b = await user(self, node, "bob")
         a.send({"msgid": 6, "id": a.user_id, "name": "mallory", "toid": b.user_id, "msg": "hi",
                 "time": "t1", "cid": "c1"})
-        got = await b.recv(ONE_CHAT)
+        got = await b.recv(MsgId.ONE_CHAT)
         self.assertEqual((got["id"], got["name"], got["msg"], got["time"], got["cid"]),
                          (a.user_id, "alice", "hi", "t1", "c1"))
         self.assertEqual(await a.quiet(), [], "no SEND_ACK before the recipient acknowledges")
-        b.send({"msgid": RECV_ACK, "mid": got["mid"]})
-        ack = await a.recv(SEND_ACK)
+        b.send({"msgid": MsgId.RECV_ACK, "mid": got["mid"]})
+        ack = await a.recv(MsgId.SEND_ACK)
         self.assertEqual((ack["cid"], ack["mid"], ack["errno"]), ("c1", got["mid"], 0))
 
     async def test_chat_to_original_dialect_user_is_acked_when_written(self):
@@ -267,12 +266,12 @@ class Scenarios:
         a = await user(self, node, "alice")
         b = await user(self, node, "bob", proto=None)
         a.send({"msgid": 6, "to": b.user_id, "msg": "hi", "cid": "c1"})
-        got = await b.recv(ONE_CHAT)
-        ack = await a.recv(SEND_ACK, cid="c1")
+        got = await b.recv(MsgId.ONE_CHAT)
+        ack = await a.recv(MsgId.SEND_ACK, cid="c1")
         self.assertEqual(ack["mid"], got["mid"])
         b.send({"msgid": 6, "id": b.user_id, "toid": a.user_id, "msg": "back", "time": "t"},
                end=b"\0")
-        self.assertEqual((await a.recv(ONE_CHAT))["msg"], "back")
+        self.assertEqual((await a.recv(MsgId.ONE_CHAT))["msg"], "back")
         self.assertEqual(await b.quiet(), [], "no SEND_ACK for the original dialect")
 
     async def test_chat_to_offline_user_is_stored_until_acknowledged(self):
@@ -283,13 +282,13 @@ class Scenarios:
         for i in range(3):
             a.send({"msgid": 6, "to": bob, "msg": f"m{i}", "cid": f"c{i}"})
         for i in range(3):
-            await a.recv(SEND_ACK, cid=f"c{i}")
+            await a.recv(MsgId.SEND_ACK, cid=f"c{i}")
         first = await login(c, bob)
         self.assertEqual([m["msg"] for m in first["offlinemsg"]], ["m0", "m1", "m2"])
         await c.request({"msgid": 3}, 15)
         second = await login(c, bob)
         self.assertEqual(second["offlinemsg"], first["offlinemsg"], "unacknowledged: sent again")
-        c.send({"msgid": RECV_ACK, "mids": [m["mid"] for m in second["offlinemsg"]]})
+        c.send({"msgid": MsgId.RECV_ACK, "mids": [m["mid"] for m in second["offlinemsg"]]})
         await c.request({"msgid": 3}, 15)
         self.assertEqual((await login(c, bob))["offlinemsg"], [])
 
@@ -297,15 +296,16 @@ class Scenarios:
         node = await self.node()
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
-        err = await a.request({"msgid": 6, "to": 99999, "msg": "x", "cid": "c9"}, ERROR)
+        err = await a.request({"msgid": 6, "to": 99999, "msg": "x", "cid": "c9"}, MsgId.ERROR)
         self.assertEqual((err["errno"], err["ref"], err["cid"]), (120, 6, "c9"))
-        err = await a.request({"msgid": 6, "id": b.user_id, "to": b.user_id, "msg": "x"}, ERROR)
+        err = await a.request({"msgid": 6, "id": b.user_id, "to": b.user_id, "msg": "x"},
+                              MsgId.ERROR)
         self.assertEqual(err["errno"], 111)
-        err = await a.request({"msgid": 6, "to": b.user_id}, ERROR)
+        err = await a.request({"msgid": 6, "to": b.user_id}, MsgId.ERROR)
         self.assertEqual((err["errno"], err["errmsg"]), (105, "missing field: msg"))
-        err = await a.request({"msgid": 6, "to": str(b.user_id), "msg": "x"}, ERROR)
+        err = await a.request({"msgid": 6, "to": str(b.user_id), "msg": "x"}, MsgId.ERROR)
         self.assertEqual(err["errno"], 106)
-        err = await a.request({"msgid": 6, "to": b.user_id, "msg": "x" * 32769}, ERROR)
+        err = await a.request({"msgid": 6, "to": b.user_id, "msg": "x" * 32769}, MsgId.ERROR)
         self.assertEqual(err["errno"], 107)
         self.assertEqual(await b.quiet(), [], "refused messages reach nobody")
 
@@ -314,11 +314,11 @@ class Scenarios:
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         a.send({"msgid": 6, "to": b.user_id, "msg": "once", "cid": "same"})
-        got = await b.recv(ONE_CHAT)
-        b.send({"msgid": RECV_ACK, "mid": got["mid"]})
-        first = await a.recv(SEND_ACK)
+        got = await b.recv(MsgId.ONE_CHAT)
+        b.send({"msgid": MsgId.RECV_ACK, "mid": got["mid"]})
+        first = await a.recv(MsgId.SEND_ACK)
         a.send({"msgid": 6, "to": b.user_id, "msg": "once", "cid": "same"})
-        second = await a.recv(SEND_ACK)
+        second = await a.recv(MsgId.SEND_ACK)
         self.assertEqual(first["mid"], second["mid"])
         self.assertEqual(await b.quiet(), [])
 
@@ -328,7 +328,7 @@ class Scenarios:
         b = await user(self, node, "bob", proto=None)
         for i in range(200):
             a.send({"msgid": 6, "to": b.user_id, "msg": str(i)}, end=b"\0")
-        got = [(await b.recv(ONE_CHAT))["msg"] for _ in range(200)]
+        got = [(await b.recv(MsgId.ONE_CHAT))["msg"] for _ in range(200)]
         self.assertEqual(got, [str(i) for i in range(200)])
 
     async def test_unacknowledged_messages_are_stored_when_the_recipient_leaves(self):
@@ -336,10 +336,10 @@ class Scenarios:
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         a.send({"msgid": 6, "to": b.user_id, "msg": "keep me", "cid": "k"})
-        got = await b.recv(ONE_CHAT)
+        got = await b.recv(MsgId.ONE_CHAT)
         b.transport.loseConnection()
         await b.closed
-        await a.recv(SEND_ACK, cid="k")
+        await a.recv(MsgId.SEND_ACK, cid="k")
         again = await login(await connect(self, node), b.user_id)
         self.assertEqual([m["mid"] for m in again["offlinemsg"]], [got["mid"]])
 
@@ -348,8 +348,8 @@ class Scenarios:
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         a.send({"msgid": 6, "to": b.user_id, "msg": "slow", "cid": "s"})
-        got = await b.recv(ONE_CHAT)
-        await a.recv(SEND_ACK, cid="s", timeout=4)
+        got = await b.recv(MsgId.ONE_CHAT)
+        await a.recv(MsgId.SEND_ACK, cid="s", timeout=4)
         b.transport.loseConnection()
         await b.closed
         again = await login(await connect(self, node), b.user_id)
@@ -361,7 +361,7 @@ class Scenarios:
         c = await connect(self, node)
         bob = await register(c, "bob")
         a.send({"msgid": 6, "to": bob, "msg": "precious", "cid": "p"})
-        await a.recv(SEND_ACK)
+        await a.recv(MsgId.SEND_ACK)
         c.send({"msgid": 1, "id": bob, "password": "secret", "proto": 2})
         c.transport.loseConnection()
         await c.closed
@@ -402,7 +402,7 @@ class Scenarios:
             ack = await other.request({"msgid": 1, "id": user_id, "token": candidate,
                                        "proto": proto}, 2)
             self.assertEqual(ack["errno"], 1, candidate)
-        err = await other.request({"msgid": 1, "id": alice, "proto": 2}, ERROR)
+        err = await other.request({"msgid": 1, "id": alice, "proto": 2}, MsgId.ERROR)
         self.assertEqual((err["errno"], err["ref"]), (105, 1))
 
     async def test_logout_revokes_the_users_tokens(self):
@@ -428,18 +428,20 @@ class Scenarios:
         await b.request({"msgid": 9, "groupid": gid}, 14)
         await c.request({"msgid": 9, "groupid": gid}, 14)
         await c.request({"msgid": 3}, 15)
-        a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "hello all", "cid": "g1"})
-        got = await b.recv(GROUP_CHAT)
+        a.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "hello all", "cid": "g1"})
+        got = await b.recv(MsgId.GROUP_CHAT)
         self.assertEqual((got["id"], got["name"], got["groupid"], got["msg"]),
                          (a.user_id, "alice", gid, "hello all"))
-        ack = await a.recv(SEND_ACK, cid="g1")
+        ack = await a.recv(MsgId.SEND_ACK, cid="g1")
         self.assertEqual(ack["mid"], got["mid"])
-        self.assertEqual([f for f in await a.quiet() if f["msgid"] == GROUP_CHAT], [])
+        self.assertEqual([f for f in await a.quiet() if f["msgid"] == MsgId.GROUP_CHAT], [])
         carol = await login(c, c.user_id)
         self.assertEqual([m["msg"] for m in carol["offlinemsg"]], ["hello all"])
-        err = await outsider.request({"msgid": GROUP_CHAT, "groupid": gid, "msg": "x"}, ERROR)
+        err = await outsider.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "x"},
+                                     MsgId.ERROR)
         self.assertEqual(err["errno"], 124)
-        err = await a.request({"msgid": GROUP_CHAT, "groupid": gid + 50, "msg": "x"}, ERROR)
+        err = await a.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid + 50, "msg": "x"},
+                              MsgId.ERROR)
         self.assertEqual(err["errno"], 122)
 
     async def test_members_who_join_at_once_can_all_chat_at_once(self):
@@ -451,17 +453,18 @@ class Scenarios:
         gid = (await a.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
         for j in joiners:
             j.send({"msgid": 9, "groupid": gid})
-            a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "while joining"})
+            a.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "while joining"})
         for j in joiners:
             await j.recv(14)
         members = [a, *joiners]
         for sender in members:
-            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"from {sender.user_id}"})
+            sender.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid,
+                         "msg": f"from {sender.user_id}"})
         for receiver in members:
             for sender in members:
                 if sender is not receiver:
-                    await receiver.recv(GROUP_CHAT, msg=f"from {sender.user_id}")
-        self.assertEqual([f for f in await a.quiet() if f["msgid"] == ERROR], [])
+                    await receiver.recv(MsgId.GROUP_CHAT, msg=f"from {sender.user_id}")
+        self.assertEqual([f for f in await a.quiet() if f["msgid"] == MsgId.ERROR], [])
 
     async def test_group_send_ack_waits_for_every_member(self):
         node = await self.node()
@@ -471,12 +474,12 @@ class Scenarios:
         gid = (await a.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
         await b.request({"msgid": 9, "groupid": gid}, 14)
         await c.request({"msgid": 9, "groupid": gid}, 14)
-        a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "m", "cid": "x"})
-        got_b, got_c = await b.recv(GROUP_CHAT), await c.recv(GROUP_CHAT)
-        b.send({"msgid": RECV_ACK, "mid": got_b["mid"]})
+        a.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "m", "cid": "x"})
+        got_b, got_c = await b.recv(MsgId.GROUP_CHAT), await c.recv(MsgId.GROUP_CHAT)
+        b.send({"msgid": MsgId.RECV_ACK, "mid": got_b["mid"]})
         self.assertEqual(await a.quiet(), [], "carol has not acknowledged yet")
-        c.send({"msgid": RECV_ACK, "mids": [got_c["mid"]]})
-        await a.recv(SEND_ACK, cid="x")
+        c.send({"msgid": MsgId.RECV_ACK, "mids": [got_c["mid"]]})
+        await a.recv(MsgId.SEND_ACK, cid="x")
 
     # bad input
 
@@ -492,20 +495,20 @@ class Scenarios:
                  (b'{"msgid":9,"groupid":99999999999999999999999}\n', 107)]
         for data, errno in cases:
             a.send(data)
-            err = await a.recv(ERROR)
+            err = await a.recv(MsgId.ERROR)
             self.assertEqual(err["errno"], errno, data)
             self.assertIn("errmsg", err)
         a.send(b"\n\r\n\0  \n")
         self.assertEqual(await a.quiet(), [], "empty frames are ignored")
         a.send({"msgid": 6, "to": b.user_id, "msg": "still here"})
-        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "still here")
+        self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], "still here")
 
     async def test_oversized_frame_closes_only_that_connection(self):
         node = await self.node("--max-frame", "2048")
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         a.send(b'{"msgid":6,"msg":"' + b"x" * 5000)
-        err = await a.recv(ERROR)
+        err = await a.recv(MsgId.ERROR)
         self.assertEqual(err["errno"], 108)
         await a.closed
         b.send({"msgid": 18})
@@ -518,11 +521,11 @@ class Scenarios:
         data = ujson.dumps({"msgid": 6, "to": b.user_id, "msg": "split"}).encode() + b"\r\n"
         for byte in data:
             a.transport.write(bytes([byte]))
-        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "split")
+        self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], "split")
         batch = b"".join(ujson.dumps({"msgid": 6, "to": b.user_id, "msg": str(i)}).encode()
                          + end for i, end in enumerate([b"\n", b"\0", b"\r\n"]))
         a.send(batch)
-        self.assertEqual([(await b.recv(ONE_CHAT))["msg"] for _ in range(3)], ["0", "1", "2"])
+        self.assertEqual([(await b.recv(MsgId.ONE_CHAT))["msg"] for _ in range(3)], ["0", "1", "2"])
 
 
 class SQLiteScenarios(Scenarios, TestCase):
@@ -549,13 +552,13 @@ class MySQLScenarios(Scenarios, TestCase):
         self.addCleanup(lock.close)
         with lock.cursor() as cursor:
             cursor.execute("SELECT id FROM User WHERE id = %s FOR UPDATE", (bob,))
-        a.send({"msgid": ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
+        a.send({"msgid": MsgId.ONE_CHAT, "to": bob, "msg": "while you log in", "cid": "w"})
         await deferLater(0.3)
         ack = await login(c, bob)
         self.assertEqual(ack["offlinemsg"], [])
         lock.commit()
-        got = await c.recv(ONE_CHAT)
+        got = await c.recv(MsgId.ONE_CHAT)
         self.assertEqual(got["msg"], "while you log in")
-        c.send({"msgid": RECV_ACK, "mid": got["mid"]})
-        await a.recv(SEND_ACK, cid="w")
+        c.send({"msgid": MsgId.RECV_ACK, "mid": got["mid"]})
+        await a.recv(MsgId.SEND_ACK, cid="w")
         await stored_offline_becomes_empty(self, c, bob)
