@@ -5,7 +5,7 @@ node follow a change made on another; history written by one node is read on the
 import pymysql
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from chatd.store.mysql import parse_mysql_url
 from tests.harness import connect, deferLater, login, register
 from tests.test_cluster import Cluster, eventually
@@ -52,12 +52,13 @@ class ClusterConversationTests(TestCase):
         cluster = await Cluster(self).start(2)
         a = await cluster.user(cluster.nodes[0], "alice")
         b = await cluster.user(cluster.nodes[1], "bob")
-        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
-        await b.request({"msgid": 35, "userid": a.user_id, "block": True}, 36)
+        await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id}, MsgId.ADD_FRIEND_ACK)
+        await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": True}, MsgId.BLOCK_ACK)
         self.assertEqual(await _chat_until(a, b.user_id, MsgId.ERROR), 161)
-        friends = (await a.request({"msgid": 19}, 20))["friends"]
+        friends = (await a.request({"msgid": MsgId.FRIEND_LIST}, MsgId.FRIEND_LIST_ACK))["friends"]
         self.assertEqual(friends[0]["state"], "offline")
-        await b.request({"msgid": 35, "userid": a.user_id, "block": False}, 36)
+        await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": False},
+                        MsgId.BLOCK_ACK)
         await _chat_until(a, b.user_id, MsgId.SEND_ACK, "thanks")
         await b.recv(MsgId.ONE_CHAT, msg="thanks")
 
@@ -67,22 +68,24 @@ class ClusterConversationTests(TestCase):
         a = await cluster.user(n1, "alice")
         b = await cluster.user(n2, "bob")
         c = await cluster.user(n2, "carol")
-        gid = (await a.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
+        gid = (await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                               MsgId.CREATE_GROUP_ACK))["groupid"]
         for m in (b, c):
-            await m.request({"msgid": 9, "groupid": gid}, 14)
+            await m.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for sender, others in ((a, (b, c)), (c, (a, b))):  # both nodes cache the members
             sender.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "all", "cid": "all"})
             for o in others:
                 await o.recv(MsgId.GROUP_CHAT, msg="all")
             await sender.recv(MsgId.SEND_ACK, cid="all")
-        await a.request({"msgid": 33, "groupid": gid, "userid": b.user_id}, 34)
+        await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid, "userid": b.user_id},
+                        MsgId.KICK_MEMBER_ACK)
         self.assertEqual(await b.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "kicked",
                                                 "groupid": gid})
         c.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "after kick", "cid": "k"})
         await a.recv(MsgId.GROUP_CHAT, msg="after kick")
         await c.recv(MsgId.SEND_ACK, cid="k")
         self.assertEqual([f for f in await b.quiet() if f["msgid"] == MsgId.GROUP_CHAT], [])
-        await c.request({"msgid": 31, "groupid": gid}, 32)
+        await c.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, MsgId.LEAVE_GROUP_ACK)
         a.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "l"})
         await a.recv(MsgId.SEND_ACK, cid="l")
         self.assertEqual([f for f in await c.quiet() if f["msgid"] == MsgId.GROUP_CHAT], [])
@@ -110,7 +113,7 @@ class ClusterConversationTests(TestCase):
         a = await cluster.user(cluster.nodes[0], "alice")
         b = await cluster.user(cluster.nodes[1], "bob")
         cluster.redis.stop()
-        await b.request({"msgid": 35, "userid": a.user_id, "block": True}, 36)
+        await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": True}, MsgId.BLOCK_ACK)
         cluster.redis.start()
 
         probes = iter(range(1000))
@@ -119,7 +122,7 @@ class ClusterConversationTests(TestCase):
             cid = f"probe{next(probes)}"
             a.send({"msgid": MsgId.ONE_CHAT, "to": b.user_id, "msg": "?", "cid": cid})
             try:
-                return (await a.recv(cid=cid, msgid=None, timeout=2)).get("errno") == 161
+                return (await a.recv(cid=cid, msgid=None, timeout=2)).get("errno") == Errno.BLOCKED
             except AssertionError:  # neither refused nor acknowledged yet
                 return False
         await eventually(refused, 20, "the block reaches the other node after redis returns")

@@ -6,7 +6,7 @@ import time
 
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, deferLater, device, register
 from tests.test_cluster import Cluster, eventually
 
@@ -24,9 +24,10 @@ class ClusterDeviceTests(TestCase):
         laptop, _ = await device(self, n2, alice_id, "laptop")
         listed = await phone.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["laptop", "phone"])
-        gid = (await bob.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
-        await phone.request({"msgid": 9, "groupid": gid}, 14)
-        await carol.request({"msgid": 9, "groupid": gid}, 14)
+        gid = (await bob.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                                 MsgId.CREATE_GROUP_ACK))["groupid"]
+        await phone.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
+        await carol.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for sender, where in ((bob, "n3"), (carol, "n1")):
             sender.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
             mids = {(await c.recv(MsgId.ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
@@ -41,7 +42,8 @@ class ClusterDeviceTests(TestCase):
         self.assertEqual((await phone.recv(MsgId.ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
         await laptop.recv(MsgId.SEND_ACK, cid="s")
         for c in (phone, laptop):
-            self.assertEqual([f for f in await c.quiet(0.3) if f["msgid"] in (6, 10)], [],
+            self.assertEqual([f for f in await c.quiet(0.3)
+                              if f["msgid"] in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT)], [],
                              "no device gets a message twice")
 
     async def test_takeover_and_the_dialect_rule_across_nodes(self):
@@ -50,7 +52,8 @@ class ClusterDeviceTests(TestCase):
         alice_id = await register(await connect(self, n1), "alice")
         old, _ = await device(self, n1, alice_id, "phone")
         _, reply = await device(self, n2, alice_id, None, proto=1)
-        self.assertEqual(reply["errno"], 2, "the original dialect while a device is online")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "the original dialect while a device is online")
         new, reply = await device(self, n2, alice_id, "phone")
         self.assertEqual(reply["errno"], 0)
         self.assertEqual(await old.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE,
@@ -58,11 +61,12 @@ class ClusterDeviceTests(TestCase):
         await old.closed
         listed = await new.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["phone"])
-        await new.request({"msgid": 3}, 15)
+        await new.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         original, reply = await device(self, n1, alice_id, None, proto=1)
         self.assertEqual(reply["errno"], 0)
         _, reply = await device(self, n2, alice_id, "tablet")
-        self.assertEqual(reply["errno"], 2, "a device while the original dialect is online")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "a device while the original dialect is online")
 
     async def test_a_killed_nodes_devices_log_in_elsewhere_and_nothing_is_lost(self):
         cluster = await Cluster(self).start(3, "--max-devices", "2")
@@ -87,7 +91,7 @@ class ClusterDeviceTests(TestCase):
         wanted = [f"m{i}" for i in range(5)]
 
         async def synced():  # SYNC on n2 sees n1's history once n1 wrote it (a batch a 250 ms)
-            reply = await tablet.request({"msgid": 25, "after": 1}, 26)
+            reply = await tablet.request({"msgid": MsgId.SYNC, "after": 1}, MsgId.SYNC_ACK)
             return [m["msg"] for m in reply["messages"]] == wanted
         await eventually(synced, 5, "the new device catches up with SYNC")
         bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
@@ -117,7 +121,7 @@ class ClusterDeviceTests(TestCase):
             tablet, reply = await device(self, n2, alice_id, "tablet")
             tablet.transport.loseConnection()
             await tablet.closed
-            return reply["errno"] == 166
+            return reply["errno"] == Errno.TOO_MANY_DEVICES
         await eventually(tablet_refused, 20, "the slots are still held after the restart")
         bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
         for c in (phone, laptop):

@@ -21,9 +21,10 @@ class GroupAcrossNodesTests(TestCase):
             client = await connect(self, place)
             await login(client, await register(client, name), proto=None)
             clients.append(client)
-        gid = (await clients[0].request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        gid = (await clients[0].request({"msgid": MsgId.CREATE_GROUP, "groupname": "g"},
+                                        MsgId.CREATE_GROUP_ACK))["groupid"]
         for client in clients[1:]:
-            await client.request({"msgid": 9, "groupid": gid}, 14)
+            await client.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         return clients, gid
 
     async def test_members_moving_between_nodes_get_every_message_once(self):
@@ -76,7 +77,7 @@ class GroupAcrossNodesTests(TestCase):
                               "--node-id", "3", "--ack-timeout", "2")
         late = await connect(self, n3)
         await login(late, await register(late, "late"), proto=None)
-        await late.request({"msgid": 9, "groupid": gid}, 14)
+        await late.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for turn in range(4):
             late.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"late{turn}"})
             for member in (a, b, c):

@@ -7,7 +7,7 @@ import signal
 from twisted.trial.unittest import TestCase
 
 from chatd.bus.redis import ALIVE_MS, LAPSING_MS
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, deferLater, login, register
 from tests.test_cluster import Cluster
 
@@ -40,7 +40,8 @@ class ResumeTests(TestCase):
         reply = await other.request(
             {"msgid": MsgId.LOGIN, "id": dave.user_id, "token": dave_token, "proto": 2},
                                     MsgId.LOGIN_ACK)
-        self.assertEqual(reply["errno"], 2, "an account that is online stays refused")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "an account that is online stays refused")
 
     async def test_a_login_waits_out_the_lease_of_a_frozen_node(self):
         """A node that stops (its connections to Redis still open) stops renewing its lease:
@@ -65,4 +66,5 @@ class ResumeTests(TestCase):
         reply = await other.request(
             {"msgid": MsgId.LOGIN, "id": bob.user_id, "token": bob_token, "proto": 2},
                                     MsgId.LOGIN_ACK)
-        self.assertEqual(reply["errno"], 2, "bob is online on a live node: refused at once")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "bob is online on a live node: refused at once")

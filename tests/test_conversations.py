@@ -4,7 +4,7 @@ kicking and blocking, with every refusal."""
 
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, login, start_node, user
 from tests.servers import mysql_database
 
@@ -34,9 +34,10 @@ class Conversations:
         return (await sender.recv(MsgId.SEND_ACK, cid=text))["mid"]
 
     async def group(self, creator, *members, name: str = "team") -> int:
-        gid = (await creator.request({"msgid": 8, "groupname": name}, 13))["groupid"]
+        gid = (await creator.request({"msgid": MsgId.CREATE_GROUP, "groupname": name},
+                                     MsgId.CREATE_GROUP_ACK))["groupid"]
         for m in members:
-            await m.request({"msgid": 9, "groupid": gid}, 14)
+            await m.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         return gid
 
     # history
@@ -72,7 +73,7 @@ class Conversations:
         a, b, c = await self.users(node, "alice", "bob", "carol")
         gid = await self.group(a)
         await self.group_chat(a, gid, "before bob")
-        await b.request({"msgid": 9, "groupid": gid}, 14)
+        await b.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         await self.group_chat(a, gid, "after bob")
         await self.group_chat(b, gid, "from bob")
         seen = await b.request({"msgid": MsgId.HISTORY, "groupid": gid}, MsgId.HISTORY_ACK)
@@ -84,15 +85,15 @@ class Conversations:
                          ["before bob", "after bob", "from bob"])
         refused = await c.request({"msgid": MsgId.HISTORY, "groupid": gid}, MsgId.HISTORY_ACK)
         self.assertEqual((refused["errno"], refused["groupid"], refused["messages"]),
-                         (124, gid, []))
+                         (Errno.NOT_A_MEMBER, gid, []))
 
     async def test_history_refusals(self):
         node = await self.node()
         (a,) = await self.users(node, "alice")
         both = await a.request({"msgid": MsgId.HISTORY, "peer": 1, "groupid": 1}, MsgId.HISTORY_ACK)
-        self.assertEqual(both["errno"], 167)
+        self.assertEqual(both["errno"], Errno.PEER_AND_GROUP)
         neither = await a.request({"msgid": MsgId.HISTORY}, MsgId.ERROR)
-        self.assertEqual((neither["errno"], neither["ref"]), (105, MsgId.HISTORY))
+        self.assertEqual((neither["errno"], neither["ref"]), (Errno.MISSING_FIELD, MsgId.HISTORY))
         for bad in ({"limit": 0}, {"limit": 101}, {"before": 0}, {"peer": "x"}):
             err = await a.request({"msgid": MsgId.HISTORY, "peer": 1, **bad}, MsgId.ERROR)
             self.assertIn(err["errno"], (106, 107), bad)
@@ -104,7 +105,7 @@ class Conversations:
         node = await self.node()
         (a,) = await self.users(node, "alice")
         a.send({"msgid": MsgId.ONE_CHAT, "to": 99999, "msg": "nobody", "cid": "x"})
-        self.assertEqual((await a.recv(MsgId.ERROR, cid="x"))["errno"], 120)
+        self.assertEqual((await a.recv(MsgId.ERROR, cid="x"))["errno"], Errno.NO_SUCH_USER)
         page = await a.request({"msgid": MsgId.SYNC, "after": 0}, MsgId.SYNC_ACK)
         self.assertEqual(page["messages"], [])
 
@@ -139,7 +140,7 @@ class Conversations:
         node = await start_node(self, db)
         a, b = await self.users(node, "alice", "bob")
         await self.chat(a, b.user_id, "kept")
-        await b.request({"msgid": 3}, 15)
+        await b.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         off = await connect(self, await start_node(self, db, "--history-days", "0"))
         ack = await login(off, b.user_id)
         self.assertEqual((ack["errno"], ack["unread"]), (0, []))
@@ -156,7 +157,8 @@ class Conversations:
         node = await self.node()
         a, b = await self.users(node, "alice", "bob")
         conn = await connect(self, node)
-        carol = (await conn.request({"msgid": 4, "name": "carol", "password": "secret"}, 5))["id"]
+        carol = (await conn.request({"msgid": MsgId.REG, "name": "carol", "password": "secret"},
+                                    MsgId.REG_ACK))["id"]
         mids = [await self.chat(a, carol, f"m{i}") for i in range(3)]
         from_bob = await self.chat(b, carol, "from bob")
         ack = await login(conn, carol)
@@ -170,7 +172,7 @@ class Conversations:
         self.assertEqual(await b.quiet(), [])
         conn.send({"msgid": MsgId.READ, "peer": a.user_id, "mid": mids[0]})  # never moves back
         await a.recv(MsgId.READ)
-        await conn.request({"msgid": 3}, 15)
+        await conn.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         again = await login(conn, carol)
         counts = {u["peer"]: u["count"] for u in again["unread"]}
         self.assertEqual(counts, {a.user_id: 1, b.user_id: 1})
@@ -180,18 +182,18 @@ class Conversations:
         a, b = await self.users(node, "alice", "bob")
         gid = await self.group(a, b)
         mid = await self.group_chat(a, gid, "hello")
-        await b.request({"msgid": 3}, 15)
+        await b.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         ack = await login(b, b.user_id)
         self.assertEqual(ack["unread"], [{"groupid": gid, "count": 1, "last_mid": mid}])
         b.send({"msgid": MsgId.READ, "groupid": gid, "mid": mid})
-        await b.request({"msgid": 3}, 15)
+        await b.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         self.assertEqual((await login(b, b.user_id))["unread"], [])
         self.assertEqual(await a.quiet(), [], "a group READ is no receipt")
         err = await a.request({"msgid": MsgId.READ, "groupid": gid + 1, "mid": mid}, MsgId.ERROR)
-        self.assertEqual((err["errno"], err["ref"]), (124, MsgId.READ))
+        self.assertEqual((err["errno"], err["ref"]), (Errno.NOT_A_MEMBER, MsgId.READ))
         err = await a.request({"msgid": MsgId.READ, "groupid": gid, "peer": 1, "mid": mid},
                               MsgId.ERROR)
-        self.assertEqual(err["errno"], 167)
+        self.assertEqual(err["errno"], Errno.PEER_AND_GROUP)
 
     # typing
 
@@ -204,7 +206,7 @@ class Conversations:
                                                 "to": b.user_id})
         self.assertEqual(await b.quiet(0.5), [])
         self.assertEqual(await a.quiet(0), [], "typing has no reply")
-        await b.request({"msgid": 3}, 15)
+        await b.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         a.send({"msgid": MsgId.TYPING, "to": b.user_id})
         await login(b, b.user_id)
         self.assertEqual([f for f in await b.quiet() if f["msgid"] == MsgId.TYPING], [],
@@ -215,22 +217,26 @@ class Conversations:
     async def test_remove_friend_ends_the_friendship_on_both_sides(self):
         node = await self.node()
         a, b = await self.users(node, "alice", "bob")
-        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
-        ack = await b.request({"msgid": MsgId.REMOVE_FRIEND, "friendid": a.user_id}, 30)
+        await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id}, MsgId.ADD_FRIEND_ACK)
+        ack = await b.request({"msgid": MsgId.REMOVE_FRIEND, "friendid": a.user_id},
+                              MsgId.REMOVE_FRIEND_ACK)
         self.assertEqual((ack["errno"], ack["friendid"]), (0, a.user_id))
-        self.assertEqual((await a.request({"msgid": 19}, 20))["friends"], [])
-        self.assertEqual((await b.request({"msgid": 19}, 20))["friends"], [])
-        again = await b.request({"msgid": MsgId.REMOVE_FRIEND, "friendid": a.user_id}, 30)
-        self.assertEqual((again["errno"], again["friendid"]), (160, a.user_id))
+        self.assertEqual((await a.request({"msgid": MsgId.FRIEND_LIST},
+                                          MsgId.FRIEND_LIST_ACK))["friends"], [])
+        self.assertEqual((await b.request({"msgid": MsgId.FRIEND_LIST},
+                                          MsgId.FRIEND_LIST_ACK))["friends"], [])
+        again = await b.request({"msgid": MsgId.REMOVE_FRIEND, "friendid": a.user_id},
+                                MsgId.REMOVE_FRIEND_ACK)
+        self.assertEqual((again["errno"], again["friendid"]), (Errno.NOT_A_FRIEND, a.user_id))
         await self.chat(a, b.user_id, "still possible")
 
     async def test_leaving_hands_the_group_on_and_the_last_one_deletes_it(self):
         node = await self.node()
         a, b, c = await self.users(node, "alice", "bob", "carol")
         gid = await self.group(a, b, c)
-        ack = await a.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, 32)
+        ack = await a.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, MsgId.LEAVE_GROUP_ACK)
         self.assertEqual((ack["errno"], ack["groupid"]), (0, gid))
-        groups = (await b.request({"msgid": 21}, 22))["groups"]
+        groups = (await b.request({"msgid": MsgId.GROUP_LIST}, MsgId.GROUP_LIST_ACK))["groups"]
         self.assertEqual([(u["id"], u["role"]) for u in groups[0]["users"]],
                          [(b.user_id, "creator"), (c.user_id, "normal")])
         c.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "left?", "cid": "l"})
@@ -238,15 +244,16 @@ class Conversations:
         self.assertEqual((await b.recv(MsgId.GROUP_CHAT))["msg"], "left?")
         self.assertEqual([f for f in await a.quiet() if f["msgid"] == MsgId.GROUP_CHAT], [])
         err = await a.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "x"}, MsgId.ERROR)
-        self.assertEqual(err["errno"], 124)
+        self.assertEqual(err["errno"], Errno.NOT_A_MEMBER)
         self.assertEqual((await a.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid},
-                                          32))["errno"],
-                         124)
-        await b.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, 32)
-        await c.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, 32)
-        gone = await c.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, 32)
-        self.assertEqual(gone["errno"], 122)
-        self.assertGreater((await a.request({"msgid": 8, "groupname": "team"}, 13))["groupid"],
+                                          MsgId.LEAVE_GROUP_ACK))["errno"],
+                         Errno.NOT_A_MEMBER)
+        await b.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, MsgId.LEAVE_GROUP_ACK)
+        await c.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, MsgId.LEAVE_GROUP_ACK)
+        gone = await c.request({"msgid": MsgId.LEAVE_GROUP, "groupid": gid}, MsgId.LEAVE_GROUP_ACK)
+        self.assertEqual(gone["errno"], Errno.NO_SUCH_GROUP)
+        self.assertGreater((await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                                            MsgId.CREATE_GROUP_ACK))["groupid"],
                            0, "the deleted group's name is free")
 
     async def test_kick_member_rules(self):
@@ -254,23 +261,28 @@ class Conversations:
         a, b, c = await self.users(node, "alice", "bob", "carol")
         gid = await self.group(a, b)
         by_member = await b.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid,
-                                     "userid": a.user_id}, 34)
+                                     "userid": a.user_id}, MsgId.KICK_MEMBER_ACK)
         self.assertEqual((by_member["errno"], by_member["groupid"], by_member["userid"]),
-                         (162, gid, a.user_id))
+                         (Errno.NOT_CREATOR, gid, a.user_id))
         self.assertEqual((await c.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid,
-                                           "userid": b.user_id}, 34))["errno"], 124)
+                                           "userid": b.user_id}, MsgId.KICK_MEMBER_ACK))["errno"],
+                         Errno.NOT_A_MEMBER)
         self.assertEqual((await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid,
-                                           "userid": a.user_id}, 34))["errno"], 164)
+                                           "userid": a.user_id}, MsgId.KICK_MEMBER_ACK))["errno"],
+                         Errno.KICK_SELF)
         self.assertEqual((await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid,
-                                           "userid": c.user_id}, 34))["errno"], 163)
+                                           "userid": c.user_id}, MsgId.KICK_MEMBER_ACK))["errno"],
+                         Errno.TARGET_NOT_MEMBER)
         self.assertEqual((await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid + 9,
-                                           "userid": c.user_id}, 34))["errno"], 122)
-        ack = await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid, "userid": b.user_id}, 34)
+                                           "userid": c.user_id}, MsgId.KICK_MEMBER_ACK))["errno"],
+                         Errno.NO_SUCH_GROUP)
+        ack = await a.request({"msgid": MsgId.KICK_MEMBER, "groupid": gid, "userid": b.user_id},
+                              MsgId.KICK_MEMBER_ACK)
         self.assertEqual(ack["errno"], 0)
         self.assertEqual(await b.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "kicked",
                                                 "groupid": gid})
         err = await b.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "x"}, MsgId.ERROR)
-        self.assertEqual(err["errno"], 124)
+        self.assertEqual(err["errno"], Errno.NOT_A_MEMBER)
         await self.group_chat(a, gid, "alone")
         self.assertEqual([f for f in await b.quiet() if f["msgid"] == MsgId.GROUP_CHAT], [])
 
@@ -279,21 +291,22 @@ class Conversations:
     async def test_login_names_its_device_and_devices_lists_the_session(self):
         node = await self.node()
         (a,) = await self.users(node, "alice")
-        listed = await a.request({"msgid": 38}, 39)
+        listed = await a.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual((listed["errno"], [d["device"] for d in listed["devices"]]),
                          (0, ["default"]))
         self.assertIsInstance(listed["devices"][0]["since"], int)
-        await a.request({"msgid": 3}, 15)
-        a.send({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+        await a.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
+        a.send({"msgid": MsgId.LOGIN, "id": a.user_id, "password": "secret", "proto": 2,
                 "device": "laptop"})
-        ack = await a.recv(2)
+        ack = await a.recv(MsgId.LOGIN_ACK)
         self.assertEqual((ack["errno"], ack["device"], ack["unread"]), (0, "laptop", []))
-        listed = await a.request({"msgid": 38}, 39)
+        listed = await a.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["laptop"])
-        await a.request({"msgid": 3}, 15)
-        err = await a.request({"msgid": 1, "id": a.user_id, "password": "secret", "proto": 2,
+        await a.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
+        err = await a.request({"msgid": MsgId.LOGIN, "id": a.user_id, "password": "secret",
+                               "proto": 2,
                                "device": " x"}, MsgId.ERROR)
-        self.assertEqual(err["errno"], 107)
+        self.assertEqual(err["errno"], Errno.OUT_OF_RANGE)
 
     # blocking
 
@@ -301,29 +314,35 @@ class Conversations:
         node = await self.node()
         a, b = await self.users(node, "alice", "bob")
         gid = await self.group(b, a)
-        await a.request({"msgid": 7, "friendid": b.user_id}, 12)
-        ack = await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": True}, 36)
+        await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id}, MsgId.ADD_FRIEND_ACK)
+        ack = await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": True},
+                              MsgId.BLOCK_ACK)
         self.assertEqual((ack["errno"], ack["userid"], ack["block"]), (0, a.user_id, True))
         a.send({"msgid": MsgId.ONE_CHAT, "to": b.user_id, "msg": "hi", "cid": "c1"})
         err = await a.recv(MsgId.ERROR)
-        self.assertEqual((err["errno"], err["ref"], err["cid"]), (161, MsgId.ONE_CHAT, "c1"))
+        self.assertEqual((err["errno"], err["ref"], err["cid"]),
+                         (Errno.BLOCKED, MsgId.ONE_CHAT, "c1"))
         err = await a.request({"msgid": MsgId.TYPING, "to": b.user_id}, MsgId.ERROR)
-        self.assertEqual((err["errno"], err["ref"]), (161, MsgId.TYPING))
-        self.assertEqual((await a.request({"msgid": 7, "friendid": b.user_id}, 12))["errno"],
-                         161)
-        friends = (await a.request({"msgid": 19}, 20))["friends"]
+        self.assertEqual((err["errno"], err["ref"]), (Errno.BLOCKED, MsgId.TYPING))
+        self.assertEqual((await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id},
+                                          MsgId.ADD_FRIEND_ACK))["errno"],
+                         Errno.BLOCKED)
+        friends = (await a.request({"msgid": MsgId.FRIEND_LIST}, MsgId.FRIEND_LIST_ACK))["friends"]
         self.assertEqual(friends, [{"id": b.user_id, "name": "bob", "state": "offline"}])
-        members = (await a.request({"msgid": 21}, 22))["groups"][0]["users"]
+        members = (await a.request({"msgid": MsgId.GROUP_LIST},
+                                   MsgId.GROUP_LIST_ACK))["groups"][0]["users"]
         self.assertEqual({u["id"]: u["state"] for u in members},
                          {a.user_id: "online", b.user_id: "offline"})
-        self.assertEqual((await b.request({"msgid": 19}, 20))["friends"][0]["state"], "online")
+        self.assertEqual((await b.request({"msgid": MsgId.FRIEND_LIST},
+                                          MsgId.FRIEND_LIST_ACK))["friends"][0]["state"], "online")
         await self.group_chat(a, gid, "groups are unaffected")
         self.assertEqual((await b.recv(MsgId.GROUP_CHAT))["msg"], "groups are unaffected")
         await self.chat(b, a.user_id, "the blocker may still write")
-        await a.request({"msgid": 3}, 15)
+        await a.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         relog = await login(a, a.user_id)
         self.assertEqual(relog["friends"][0]["state"], "offline")
-        unblock = await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": False}, 36)
+        unblock = await b.request({"msgid": MsgId.BLOCK, "userid": a.user_id, "block": False},
+                                  MsgId.BLOCK_ACK)
         self.assertEqual((unblock["errno"], unblock["block"]), (0, False))
         await self.chat(a, b.user_id, "unblocked")
 
@@ -332,11 +351,11 @@ class Conversations:
         (a,) = await self.users(node, "alice")
         self.assertEqual((await a.request({"msgid": MsgId.BLOCK, "userid": a.user_id,
                                            "block": True},
-                                          36))["errno"], 165)
+                                          MsgId.BLOCK_ACK))["errno"], Errno.BLOCK_SELF)
         self.assertEqual((await a.request({"msgid": MsgId.BLOCK, "userid": 99999, "block": True},
-                                          36))["errno"], 120)
+                                          MsgId.BLOCK_ACK))["errno"], Errno.NO_SUCH_USER)
         err = await a.request({"msgid": MsgId.BLOCK, "userid": 2, "block": 1}, MsgId.ERROR)
-        self.assertEqual(err["errno"], 106)
+        self.assertEqual(err["errno"], Errno.WRONG_TYPE)
 
 
 class SQLiteConversations(Conversations, TestCase):

@@ -5,7 +5,7 @@ account alone."""
 
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, device, login, register, start_node, user
 from tests.servers import mysql_database
 
@@ -47,8 +47,9 @@ class Devices:
         self.assertEqual((copy["mid"], copy["id"], copy["to"]), (got["mid"], alice_id,
                                                                  bob.user_id))
         self.assertEqual((await phone.recv(MsgId.SEND_ACK, cid="p1"))["mid"], got["mid"])
-        gid = (await bob.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
-        await phone.request({"msgid": 9, "groupid": gid}, 14)
+        gid = (await bob.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                                 MsgId.CREATE_GROUP_ACK))["groupid"]
+        await phone.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         laptop.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "hi team", "cid": "g1"})
         got = await bob.recv(MsgId.GROUP_CHAT, msg="hi team")
         self.assertEqual((await phone.recv(MsgId.GROUP_CHAT, msg="hi team"))["mid"], got["mid"])
@@ -81,10 +82,12 @@ class Devices:
         alice_id = await register(await connect(self, node), "alice")
         phone, _ = await self.device(node, alice_id, "phone")
         laptop, _ = await self.device(node, alice_id, "laptop")
-        await bob.request({"msgid": 35, "userid": alice_id, "block": True}, 36)
-        await phone.request({"msgid": 3}, 15)
-        err = await laptop.request({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "hi"}, 11)
-        self.assertEqual(err["errno"], 161)
+        await bob.request({"msgid": MsgId.BLOCK, "userid": alice_id, "block": True},
+                          MsgId.BLOCK_ACK)
+        await phone.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
+        err = await laptop.request({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "hi"},
+                                   MsgId.ERROR)
+        self.assertEqual(err["errno"], Errno.BLOCKED)
 
     async def test_a_message_waits_offline_only_when_no_device_is_online(self):
         node = await self.node()
@@ -124,7 +127,7 @@ class Devices:
         node = await self.node()
         first = await user(self, node, "alice")
         second, reply = await self.device(node, first.user_id, None)
-        self.assertEqual(reply["errno"], 2)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE)
         self.assertEqual(await first.quiet(0.2), [])
         named, reply = await self.device(node, first.user_id, "default")
         self.assertEqual(reply["errno"], 0)
@@ -135,11 +138,11 @@ class Devices:
         alice_id = await register(await connect(self, node), "alice")
         clients = [(await self.device(node, alice_id, f"d{i}"))[0] for i in range(3)]
         _, reply = await self.device(node, alice_id, "d3")
-        self.assertEqual(reply["errno"], 166)
+        self.assertEqual(reply["errno"], Errno.TOO_MANY_DEVICES)
         self.assertIn("errmsg", reply)
         _, reply = await self.device(node, alice_id, "d1")
         self.assertEqual(reply["errno"], 0, "taking over a device is not one more")
-        await clients[2].request({"msgid": 3}, 15)
+        await clients[2].request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         _, reply = await self.device(node, alice_id, "d3")
         self.assertEqual(reply["errno"], 0)
 
@@ -148,14 +151,14 @@ class Devices:
         alice_id = await register(await connect(self, node), "alice")
         phone, _ = await self.device(node, alice_id, "phone")
         _, reply = await self.device(node, alice_id, None, proto=1)
-        self.assertEqual(reply["errno"], 2)
-        await phone.request({"msgid": 3}, 15)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE)
+        await phone.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         original = await connect(self, node)
         self.assertEqual((await login(original, alice_id, proto=None))["errno"], 0)
         _, reply = await self.device(node, alice_id, "phone")
-        self.assertEqual(reply["errno"], 2)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE)
         _, reply = await self.device(node, alice_id, None)
-        self.assertEqual(reply["errno"], 2)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE)
         self.assertEqual(await original.quiet(0.2), [], "the original session is undisturbed")
 
 

@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import Client, connect, deferLater, login, register, start_node, user
 from tests.nodeproc import start_node as start_process
 from tests.servers import mysql_database, start_nginx, start_redis
@@ -91,8 +91,8 @@ class LoginTests(TestCase):
         owner_id = await register(owner, "owner")
         flood = await connect(self, node)
         for i in range(3000):
-            flood.send({"msgid": 1, "id": 1000 + i, "password": "guess"})
-        await flood.recv(2, errno=140)
+            flood.send({"msgid": MsgId.LOGIN, "id": 1000 + i, "password": "guess"})
+        await flood.recv(MsgId.LOGIN_ACK, errno=Errno.HASH_PENDING)
         started = time.monotonic()
         ack = await login(owner, owner_id)
         self.assertEqual(ack["errno"], 0)
@@ -108,11 +108,11 @@ class LoginTests(TestCase):
             refused.append((await login(guesser, owner_id, "guess"))["errno"])
         self.assertEqual(refused, [1] * 5 + [142] * 5)
         ack = await login(guesser, owner_id)
-        self.assertEqual(ack["errno"], 142)
+        self.assertEqual(ack["errno"], Errno.THROTTLED)
         self.assertIn(ack["retry_after"], (1, 2))
         elsewhere = await connect_from(self, node, "127.0.0.2")
         self.assertEqual((await login(elsewhere, owner_id))["errno"], 0)
-        await elsewhere.request({"msgid": 3}, 15)
+        await elsewhere.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         await deferLater(ack["retry_after"])
         self.assertEqual((await login(guesser, owner_id))["errno"], 0)
 
@@ -124,7 +124,7 @@ class AddressTests(TestCase):
         clients = [await connect(self, node) for _ in range(3)]
         fourth = await connect(self, node)
         err = await fourth.recv(MsgId.ERROR)
-        self.assertEqual(err["errno"], 143)
+        self.assertEqual(err["errno"], Errno.TOO_MANY_CONNECTIONS)
         await fourth.closed
         other = await connect_from(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "other"), 0)
@@ -139,8 +139,9 @@ class AddressTests(TestCase):
         c = await connect(self, node)
         for i in range(3):
             await register(c, f"user{i}")
-        ack = await c.request({"msgid": 4, "name": "user3", "password": "pw"}, 5)
-        self.assertEqual((ack["errno"], ack["id"]), (144, 0))
+        ack = await c.request({"msgid": MsgId.REG, "name": "user3", "password": "pw"},
+                              MsgId.REG_ACK)
+        self.assertEqual((ack["errno"], ack["id"]), (Errno.REGISTRATION_RATE, 0))
         self.assertGreater(ack["retry_after"], 0)
         other = await connect_from(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "user4"), 0)
@@ -167,7 +168,7 @@ class ClusterThrottleTests(TestCase):
         self.assertEqual(refused, [1] * 5 + [142])
         for node in nodes:
             c = await connect(self, node)
-            self.assertEqual((await login(c, owner_id))["errno"], 142)
+            self.assertEqual((await login(c, owner_id))["errno"], Errno.THROTTLED)
 
 
 class ProxyProtocolTests(TestCase):
@@ -183,7 +184,7 @@ class ProxyProtocolTests(TestCase):
         for n, client in enumerate((first, second)):
             self.assertGreater(await register(client, f"user{n}"), 0)
         third = await connect_from(self, nginx, "127.0.0.2")
-        self.assertEqual((await third.recv(MsgId.ERROR))["errno"], 143)
+        self.assertEqual((await third.recv(MsgId.ERROR))["errno"], Errno.TOO_MANY_CONNECTIONS)
         self.assertIn("refusing a connection from 127.0.0.2", node.log())
 
 
@@ -201,9 +202,9 @@ class QuotaTests(TestCase):
             self.assertEqual(ack["errno"], 0)
         ack = await sender.request({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m3",
                                     "cid": "c3"}, MsgId.SEND_ACK, cid="c3")
-        self.assertEqual(ack["errno"], 145)
+        self.assertEqual(ack["errno"], Errno.OFFLINE_QUOTA)
         old.send({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m4"})
-        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], 145)
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], Errno.OFFLINE_QUOTA)
         offline = (await login(away, away_id))["offlinemsg"]
         self.assertEqual([m["msg"] for m in offline], ["m0", "m1", "m2"])
 
@@ -211,19 +212,23 @@ class QuotaTests(TestCase):
         node = await start_node(self, None, "--max-friends", "1", "--max-groups-created", "1",
                                 "--max-group-members", "2")
         a, b, c = [await user(self, node, name) for name in ("a", "b", "c")]
-        ack = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        ack = await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id},
+                              MsgId.ADD_FRIEND_ACK)
         self.assertEqual(ack["errno"], 0)
         for asker, friend in ((a, c.user_id), (c, b.user_id)):
-            ack = await asker.request({"msgid": 7, "friendid": friend}, 12)
-            self.assertEqual(ack["errno"], 148)
-        created = await a.request({"msgid": 8, "groupname": "g1"}, 13)
+            ack = await asker.request({"msgid": MsgId.ADD_FRIEND, "friendid": friend},
+                                      MsgId.ADD_FRIEND_ACK)
+            self.assertEqual(ack["errno"], Errno.TOO_MANY_FRIENDS)
+        created = await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g1"},
+                                  MsgId.CREATE_GROUP_ACK)
         self.assertEqual(created["errno"], 0)
-        ack = await a.request({"msgid": 8, "groupname": "g2"}, 13)
-        self.assertEqual((ack["errno"], ack["groupid"]), (147, 0))
-        group = {"msgid": 9, "groupid": created["groupid"]}
-        self.assertEqual((await b.request(group, 14))["errno"], 0)
-        self.assertEqual((await c.request(group, 14))["errno"], 146)
-        self.assertEqual((await b.request(group, 14))["errno"], 0)
+        ack = await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g2"},
+                              MsgId.CREATE_GROUP_ACK)
+        self.assertEqual((ack["errno"], ack["groupid"]), (Errno.TOO_MANY_GROUPS, 0))
+        group = {"msgid": MsgId.ADD_GROUP, "groupid": created["groupid"]}
+        self.assertEqual((await b.request(group, MsgId.ADD_GROUP_ACK))["errno"], 0)
+        self.assertEqual((await c.request(group, MsgId.ADD_GROUP_ACK))["errno"], Errno.GROUP_FULL)
+        self.assertEqual((await b.request(group, MsgId.ADD_GROUP_ACK))["errno"], 0)
 
 
 def certificate(directory: str, name: str = "localhost") -> tuple[str, str]:

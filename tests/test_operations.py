@@ -25,7 +25,7 @@ from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
 from chatd.logformat import LineObserver, SecondClock, TurnWriter, classic_line, json_file_observer
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
@@ -88,7 +88,7 @@ class MetricsTests(TestCase):
         alice.send({"msgid": MsgId.ONE_CHAT, "to": 999, "msg": "nobody", "cid": "c2"})
         await alice.recv(MsgId.ERROR, cid="c2")
         wrong = await login(await connect(self, node), 999, "wrong")
-        self.assertEqual(wrong["errno"], 1)
+        self.assertEqual(wrong["errno"], Errno.BAD_LOGIN)
         after = await scrape(base)
         self.assertEqual(moved(before, after, "chatd_frames_received_total", msgid="6"), 2)
         self.assertEqual(moved(before, after, "chatd_frames_received_total", msgid="4"), 2)
@@ -191,7 +191,7 @@ class AdminAPITests(TestCase):
         self.assertEqual(code, 200)
         self.assertEqual(await new.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "broadcast",
                                                   "msg": "maint"})
-        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], 152)
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], Errno.OPERATOR_NOTICE)
         for path, body, want in (("broadcast", {"msg": ""}, 400), ("broadcast", [1], 400),
                                  ("users/abc/kick", {}, 400), ("users/999/ban", {}, 404),
                                  ("nothing", {}, 404)):
@@ -281,10 +281,10 @@ class ChatdAdminClusterTests(TestCase):
         await bob.closed
 
         await self.chatd_admin(urls[0], "ban", str(carol.user_id), "--reason", "spam")
-        self.assertEqual((await carol.recv(MsgId.ERROR))["errno"], 150)
+        self.assertEqual((await carol.recv(MsgId.ERROR))["errno"], Errno.BANNED)
         await carol.closed
         refused = await login(await connect(self, n1), carol.user_id, proto=None)
-        self.assertEqual(refused["errno"], 150)
+        self.assertEqual(refused["errno"], Errno.BANNED)
         shown = json.loads(await self.chatd_admin(urls[1], "--json", "user",
                                                   str(carol.user_id)))
         self.assertEqual((shown["banned"], shown["ban"]["reason"]), (True, "spam"))
@@ -292,9 +292,11 @@ class ChatdAdminClusterTests(TestCase):
         self.assertEqual((await login(await connect(self, n1), carol.user_id))["errno"], 0)
 
         await self.chatd_admin(urls[1], "password", str(alice.user_id), stdin=b"n3w pass\n")
-        self.assertEqual((await login(await connect(self, n2), alice.user_id))["errno"], 1)
+        self.assertEqual((await login(await connect(self, n2), alice.user_id))["errno"],
+                         Errno.BAD_LOGIN)
         again = await login(await connect(self, n2), alice.user_id, "n3w pass")
-        self.assertEqual(again["errno"], 2, "right password; alice is still online on node 1")
+        self.assertEqual(again["errno"], Errno.ALREADY_ONLINE,
+                         "right password; alice is still online on node 1")
 
     async def test_chatd_admin_says_why_it_fails(self):
         node_token, self.token_file = _token_file(self, TOKEN), _token_file(self, b"x" * 20)

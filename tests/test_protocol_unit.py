@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from chatd.tap import Options, build_node
 
 MAX_FRAME = 65536
@@ -214,7 +214,7 @@ class ProtocolTests(TestCase):
         self.assertEqual(replies[0]["errmsg"], "field has the wrong type: id")
 
     def test_107_out_of_range_names_the_field_and_refs_the_request(self):
-        replies, _ = self.send(ujson.dumps({"msgid": 4, "name": "n" * 51,
+        replies, _ = self.send(ujson.dumps({"msgid": MsgId.REG, "name": "n" * 51,
                                             "password": "p"}).encode() + b"\n")
         self.assertError(replies[0], 107, ref=4)
         self.assertEqual(replies[0]["errmsg"], "field is out of range: name")
@@ -273,7 +273,7 @@ class ProtocolTests(TestCase):
     def test_requests_are_served_again_after_the_clock_advances(self):
         proto, transport = self.connect()
         proto.dataReceived((BEAT + b"\n") * (BURST + 1))
-        self.assertEqual(self.replies(transport)[-1]["errno"], 109)
+        self.assertEqual(self.replies(transport)[-1]["errno"], Errno.RATE_LIMITED)
         self.clock.advance(1)
         proto.dataReceived(BEAT + b"\n")
         self.assertEqual([f["msgid"] for f in self.replies(transport)], [MsgId.HEARTBEAT])

@@ -4,7 +4,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.messages import ChatError, Errno
+from chatd.messages import ChatError, Errno, MsgId
 from chatd.requests import validate
 
 MAX_INT = (1 << 63) - 1
@@ -52,7 +52,7 @@ STR_FIELDS = [(1, "password", 1, 128), (4, "name", 1, 50), (4, "password", 1, 12
               (10, "msg", 1, 32768), (10, "time", 0, 64), (10, "cid", 1, 64)]
 
 REQUIRED = [(msgid, name) for msgid, fields in MINIMAL.items() for name in fields
-            if msgid != 17]
+            if msgid != MsgId.RECV_ACK]
 
 NAMES = [(4, "name"), (8, "groupname")]
 
@@ -115,9 +115,10 @@ class ValidateTests(SynchronousTestCase):
                     self.assertAccepted(msgid, frame(msgid, **{name: None}))
 
     def test_recv_ack_needs_mid_or_mids(self):
-        self.assertAccepted(17, {"msgid": 17, "mids": [5]})
-        self.assertRefused(17, {"msgid": 17}, Errno.MISSING_FIELD, "mid")
-        self.assertRefused(17, {"msgid": 17, "mid": None, "mids": None}, Errno.MISSING_FIELD, "mid")
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [5]})
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK}, Errno.MISSING_FIELD, "mid")
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mid": None, "mids": None},
+                           Errno.MISSING_FIELD, "mid")
 
     # integers
 
@@ -188,34 +189,38 @@ class ValidateTests(SynchronousTestCase):
     # ONE_CHAT's `toid`
 
     def test_toid_is_accepted_as_to(self):
-        f = {"msgid": 6, "toid": 42, "msg": "m"}
+        f = {"msgid": MsgId.ONE_CHAT, "toid": 42, "msg": "m"}
         self.assertAccepted(6, f)
         self.assertEqual(f["to"], 42)
 
     def test_to_wins_over_toid(self):
-        f = {"msgid": 6, "to": 7, "toid": 42, "msg": "m"}
+        f = {"msgid": MsgId.ONE_CHAT, "to": 7, "toid": 42, "msg": "m"}
         self.assertAccepted(6, f)
         self.assertEqual(f["to"], 7)
 
     def test_toid_is_validated_as_to(self):
-        self.assertRefused(6, {"msgid": 6, "toid": "42", "msg": "m"}, Errno.WRONG_TYPE, "to")
-        self.assertRefused(6, {"msgid": 6, "toid": 0, "msg": "m"}, Errno.OUT_OF_RANGE, "to")
-        self.assertRefused(6, {"msgid": 6, "msg": "m"}, Errno.MISSING_FIELD, "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "toid": "42", "msg": "m"}, Errno.WRONG_TYPE,
+                           "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "toid": 0, "msg": "m"}, Errno.OUT_OF_RANGE,
+                           "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "msg": "m"}, Errno.MISSING_FIELD, "to")
 
     # RECV_ACK's `mids`
 
     def test_mids_hold_1_to_1000_ids(self):
-        self.assertAccepted(17, {"msgid": 17, "mids": [1]})
-        self.assertAccepted(17, {"msgid": 17, "mids": list(range(1, 1001))})
-        self.assertAccepted(17, {"msgid": 17, "mids": [MAX_INT]})
-        self.assertRefused(17, {"msgid": 17, "mids": []}, Errno.OUT_OF_RANGE, "mids")
-        self.assertRefused(17, {"msgid": 17, "mids": list(range(1, 1002))}, Errno.OUT_OF_RANGE,
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [1]})
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": list(range(1, 1001))})
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [MAX_INT]})
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": []}, Errno.OUT_OF_RANGE, "mids")
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": list(range(1, 1002))},
+                           Errno.OUT_OF_RANGE,
                            "mids")
 
     def test_mids_must_be_a_list_of_ints(self):
         for bad in ("1", 1, {"1": 1}, [1, "2"], [True], [1.0], [[1]], [None]):
-            self.assertRefused(17, {"msgid": 17, "mids": bad}, Errno.WRONG_TYPE, "mids")
+            self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.WRONG_TYPE, "mids")
 
     def test_each_mid_is_in_range(self):
         for bad in ([0], [1, -5], [MAX_INT + 1], [1 << 70]):
-            self.assertRefused(17, {"msgid": 17, "mids": bad}, Errno.OUT_OF_RANGE, "mids")
+            self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.OUT_OF_RANGE,
+                               "mids")
