@@ -1,5 +1,6 @@
-"""One wire table: chatd/messages.py. The browser gets it as /wire.js, and nothing else in
-the client, the node, the bench, the web client or the tests writes a copy of it."""
+"""One wire table: chatd/messages.py. The browser gets it as /wire.js, nothing else in the
+client, the node, the bench, the web client or the tests writes a copy of it, and it agrees
+with docs/protocol.md."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
 import chatd.messages
-from chatd.messages import Errno, MsgId
+from chatd.messages import ERRMSG, Errno, MsgId
 from chatd.web import wiretable
 from chatd.web.site import web_factory
 
@@ -74,6 +75,29 @@ class ModuleTests(SynchronousTestCase):
                     self.assertRegex(text, rf'import \{{[^}}]*\b{name}\b[^}}]*\}} from '
                                            rf'"\./wire\.js";', path.name)
                 self.assertEqual(used - set(table.__members__), set(), (path.name, name))
+
+
+def _doc_table(section: str) -> list[tuple[int, str]]:
+    """The rows (number, second column) of the table under a heading of docs/protocol.md."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    text = doc[doc.index(f"\n## {section}\n") + 1:]
+    text = text[:text.find("\n## ")]
+    return [(int(n), cell.strip()) for n, cell in re.findall(r"^\| (\d+) \| ([^|]+) \|", text,
+                                                             re.M)]
+
+
+class ContractTests(SynchronousTestCase):
+    """With every number in the code read from the table, the table is checked against the
+    contract, docs/protocol.md: what the literals in the tests used to pin down."""
+
+    def test_the_documented_msgids(self):
+        self.assertEqual(sorted(n for n, _ in _doc_table("Message ids")), sorted(MsgId))
+
+    def test_the_documented_errnos_and_their_texts(self):
+        rows = _doc_table("Errors")
+        self.assertEqual(sorted(n for n, _ in rows), sorted(set(Errno) - {Errno.OK}))
+        for number, text in rows:
+            self.assertTrue(text.startswith(ERRMSG[Errno(number)]), (number, text))
 
 
 class SiteTests(TestCase):
