@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from chatd.messages import MsgId
 from client import commands, display
-from client.protocol import ONE_CHAT_MSG, READ, TYPING, Frame
+from client.protocol import Frame
 from client.state import LastMids
 
 TYPING_INTERVAL = 1.0
@@ -94,7 +95,7 @@ class Conversations:
         if not isinstance(mid, int):
             return
         self._seen_mid(mid)
-        if frame.get("msgid") == ONE_CHAT_MSG:
+        if frame.get("msgid") == MsgId.ONE_CHAT:
             sent = self._own.setdefault(frame["to"], deque(maxlen=RECEIPTS_PER_PEER))
             sent.append((mid, text))
 
@@ -106,7 +107,7 @@ class Conversations:
         now = self._clock.seconds()
         if now - self._typed.get(to, -TYPING_INTERVAL) >= TYPING_INTERVAL:
             self._typed[to] = now
-            self._send({"msgid": TYPING, "to": to})
+            self._send({"msgid": MsgId.TYPING, "to": to})
 
     # What the server tells.
 
@@ -134,7 +135,7 @@ class Conversations:
         self._read_call = None
         reads, self._reads = self._reads, {}
         for (field, target), mid in reads.items():
-            self._send({"msgid": READ, field: target, "mid": mid})
+            self._send({"msgid": MsgId.READ, field: target, "mid": mid})
 
     def _seen_mid(self, mid: int) -> None:
         if mid > self.last_mid and self._key:

@@ -6,8 +6,9 @@ import time
 import unicodedata
 from collections.abc import Iterable
 
+from chatd.messages import MsgId
 from client.commands import USAGE
-from client.protocol import GROUP_CHAT_MSG, Frame
+from client.protocol import Frame
 
 WIDTH = 54
 ERROR_PREFIX = "error: "
@@ -95,7 +96,7 @@ def message(frame: Frame, received_at: str, to: Frame | None = None) -> str:
     when = clean(frame.get("time") or received_at)
     said = f"said to {user(to)}" if to is not None else "said"
     line = f"{when} {user(frame)} {said}: {clean(frame.get('msg'))}"
-    if frame.get("msgid") == GROUP_CHAT_MSG:
+    if frame.get("msgid") == MsgId.GROUP_CHAT:
         return f"群消息[{clean(frame.get('groupid'))}]:{line}"
     return line
 

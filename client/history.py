@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from client.protocol import HISTORY, SYNC, Frame
+from chatd.messages import MsgId
+from client.protocol import Frame
 
 HISTORY_PAGE = 100
 """The server's largest HISTORY `limit`."""
@@ -26,7 +27,7 @@ async def fetch_history(request: Request, target: Frame, count: int) -> tuple[li
     before: Frame = {}
     while True:
         limit = min(HISTORY_PAGE, count - len(messages))
-        reply = await request({"msgid": HISTORY, **target, **before, "limit": limit})
+        reply = await request({"msgid": MsgId.HISTORY, **target, **before, "limit": limit})
         if reply.get("errno"):
             raise HistoryFailed(reply)
         page = list(reply.get("messages") or [])
@@ -40,7 +41,7 @@ async def fetch_history(request: Request, target: Frame, count: int) -> tuple[li
 async def sync_pages(request: Request, after: int) -> AsyncIterator[list[Frame]]:
     """Pages of every message after mid `after`, oldest first, until the server has no more."""
     for _ in range(MAX_SYNC_PAGES):
-        reply = await request({"msgid": SYNC, "after": after})
+        reply = await request({"msgid": MsgId.SYNC, "after": after})
         if reply.get("errno"):
             raise HistoryFailed(reply)
         page = list(reply.get("messages") or [])

@@ -11,13 +11,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-# Message ids of docs/protocol.md.
-LOGIN_MSG, LOGIN_MSG_ACK, LOGINOUT_MSG, REG_MSG = 1, 2, 3, 4
-ONE_CHAT_MSG, ADD_FRIEND_MSG, CREATE_GROUP_MSG, ADD_GROUP_MSG = 6, 7, 8, 9
-GROUP_CHAT_MSG, ERROR_MSG, SEND_ACK, RECV_ACK, HEARTBEAT_MSG = 10, 11, 16, 17, 18
-FRIEND_LIST_MSG, GROUP_LIST_MSG = 19, 21
-HISTORY, SYNC, READ, TYPING, REMOVE_FRIEND, LEAVE_GROUP = 23, 25, 27, 28, 29, 31
-KICK_MEMBER, BLOCK, NOTICE, DEVICES = 33, 35, 37, 38
+from chatd.messages import MsgId
 
 HEARTBEAT_INTERVAL = 30.0
 # The server answers every heartbeat, so this much silence means the link is dead.
@@ -75,7 +69,7 @@ class ChatConnection(LineOnlyReceiver, TimeoutMixin):
             self._heartbeat.reset(HEARTBEAT_INTERVAL)
         else:
             self._heartbeat = self._clock.callLater(
-                HEARTBEAT_INTERVAL, self.send_frame, {"msgid": HEARTBEAT_MSG})
+                HEARTBEAT_INTERVAL, self.send_frame, {"msgid": MsgId.HEARTBEAT})
 
     def timeoutConnection(self) -> None:
         self.transport.abortConnection()

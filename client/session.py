@@ -22,46 +22,22 @@ from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from chatd.messages import Errno, MsgId
 from client import display
 from client.conversations import Conversations
 from client.history import HistoryFailed, fetch_history, sync_pages
-from client.protocol import (
-    ADD_FRIEND_MSG,
-    ADD_GROUP_MSG,
-    BLOCK,
-    CREATE_GROUP_MSG,
-    DEVICES,
-    ERROR_MSG,
-    FRIEND_LIST_MSG,
-    GROUP_CHAT_MSG,
-    GROUP_LIST_MSG,
-    HISTORY,
-    KICK_MEMBER,
-    LEAVE_GROUP,
-    LOGIN_MSG,
-    LOGIN_MSG_ACK,
-    LOGINOUT_MSG,
-    NOTICE,
-    ONE_CHAT_MSG,
-    READ,
-    RECV_ACK,
-    REG_MSG,
-    REMOVE_FRIEND,
-    SEND_ACK,
-    SYNC,
-    TYPING,
-    ChatConnection,
-    Frame,
-)
+from client.protocol import ChatConnection, Frame
 from client.state import LastMids
 
-REPLY_TO = {LOGIN_MSG: 2, LOGINOUT_MSG: 15, REG_MSG: 5, ADD_FRIEND_MSG: 12,
-            CREATE_GROUP_MSG: 13, ADD_GROUP_MSG: 14, FRIEND_LIST_MSG: 20, GROUP_LIST_MSG: 22,
-            HISTORY: 24, SYNC: 26, REMOVE_FRIEND: 30, LEAVE_GROUP: 32, KICK_MEMBER: 34,
-            BLOCK: 36, DEVICES: 39}
-BAD_LOGIN = 1
-ACCOUNT_IN_USE = 2
-SERVICE_UNAVAILABLE = 130
+REPLY_TO = {
+    MsgId.LOGIN: MsgId.LOGIN_ACK, MsgId.LOGOUT: MsgId.LOGOUT_ACK, MsgId.REG: MsgId.REG_ACK,
+    MsgId.ADD_FRIEND: MsgId.ADD_FRIEND_ACK, MsgId.CREATE_GROUP: MsgId.CREATE_GROUP_ACK,
+    MsgId.ADD_GROUP: MsgId.ADD_GROUP_ACK, MsgId.FRIEND_LIST: MsgId.FRIEND_LIST_ACK,
+    MsgId.GROUP_LIST: MsgId.GROUP_LIST_ACK, MsgId.HISTORY: MsgId.HISTORY_ACK,
+    MsgId.SYNC: MsgId.SYNC_ACK, MsgId.REMOVE_FRIEND: MsgId.REMOVE_FRIEND_ACK,
+    MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
+    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK}
+"""The reply of each request that has one of its own (its refusals may also come as ERROR)."""
 
 CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 15.0
@@ -84,7 +60,7 @@ class _Credentials:
 
     def login_frame(self) -> Frame:
         secret = {"token": self.token} if self.token else {"password": self.password}
-        return {"msgid": LOGIN_MSG, "id": self.user_id, **secret, "proto": 2,
+        return {"msgid": MsgId.LOGIN, "id": self.user_id, **secret, "proto": 2,
                 "device": self.device}
 
 
@@ -146,7 +122,7 @@ class _Request:
     def answered_by(self, frame: Frame) -> bool:
         msgid = self.frame["msgid"]
         return frame.get("msgid") == REPLY_TO[msgid] or (
-            frame.get("msgid") == ERROR_MSG and frame.get("ref") == msgid)
+            frame.get("msgid") == MsgId.ERROR and frame.get("ref") == msgid)
 
 
 class Session:
@@ -186,25 +162,25 @@ class Session:
     # Requests with a reply of their own.
 
     async def register(self, name: str, password: str) -> Frame:
-        return await self.request({"msgid": REG_MSG, "name": name, "password": password})
+        return await self.request({"msgid": MsgId.REG, "name": name, "password": password})
 
     async def login(self, user_id: int, password: str) -> Frame:
         """Log in; on success the summary, the unread counts, the offline messages and what
         this device missed (SYNC) are shown before this returns."""
-        reply = await self.request({"msgid": LOGIN_MSG, "id": user_id, "password": password,
+        reply = await self.request({"msgid": MsgId.LOGIN, "id": user_id, "password": password,
                                     "proto": 2, "device": self.device})
         if not reply.get("errno"):
             await self._catch_up()
         return reply
 
     async def logout(self) -> Frame:
-        reply = await self.request({"msgid": LOGINOUT_MSG})
+        reply = await self.request({"msgid": MsgId.LOGOUT})
         if not reply.get("errno"):
             self._forget_user()
         return reply
 
     async def add_friend(self, friend_id: int) -> Frame:
-        reply = await self.request({"msgid": ADD_FRIEND_MSG, "friendid": friend_id})
+        reply = await self.request({"msgid": MsgId.ADD_FRIEND, "friendid": friend_id})
         if not reply.get("errno") and "friend" in reply:
             self.friends = _replace(self.friends, "id", reply["friend"])
         return reply
@@ -212,7 +188,7 @@ class Session:
     async def create_group(self, name: str, desc: str) -> Frame:
         """The reply, on success with `group` filled in the way ADD_GROUP_MSG_ACK has it."""
         reply = await self.request(
-            {"msgid": CREATE_GROUP_MSG, "groupname": name, "groupdesc": desc})
+            {"msgid": MsgId.CREATE_GROUP, "groupname": name, "groupdesc": desc})
         if not reply.get("errno"):
             creator = {**(self.me or {}), "state": "online", "role": "creator"}
             reply["group"] = {"groupid": reply.get("groupid"), "groupname": name,
@@ -221,33 +197,33 @@ class Session:
         return reply
 
     async def add_group(self, group_id: int) -> Frame:
-        reply = await self.request({"msgid": ADD_GROUP_MSG, "groupid": group_id})
+        reply = await self.request({"msgid": MsgId.ADD_GROUP, "groupid": group_id})
         if not reply.get("errno") and "group" in reply:
             self.groups = _replace(self.groups, "groupid", reply["group"])
         return reply
 
     async def remove_friend(self, friend_id: int) -> Frame:
-        reply = await self.request({"msgid": REMOVE_FRIEND, "friendid": friend_id})
+        reply = await self.request({"msgid": MsgId.REMOVE_FRIEND, "friendid": friend_id})
         if not reply.get("errno"):
             self._remember([self.person(friend_id)])
             self.friends = [f for f in self.friends if f.get("id") != friend_id]
         return reply
 
     async def leave_group(self, group_id: int) -> Frame:
-        reply = await self.request({"msgid": LEAVE_GROUP, "groupid": group_id})
+        reply = await self.request({"msgid": MsgId.LEAVE_GROUP, "groupid": group_id})
         if not reply.get("errno"):
             self.groups = [g for g in self.groups if g.get("groupid") != group_id]
         return reply
 
     async def kick(self, group_id: int, user_id: int) -> Frame:
-        return await self.request({"msgid": KICK_MEMBER, "groupid": group_id,
+        return await self.request({"msgid": MsgId.KICK_MEMBER, "groupid": group_id,
                                    "userid": user_id})
 
     async def block(self, user_id: int, block: bool) -> Frame:
-        return await self.request({"msgid": BLOCK, "userid": user_id, "block": block})
+        return await self.request({"msgid": MsgId.BLOCK, "userid": user_id, "block": block})
 
     async def devices(self) -> Frame:
-        return await self.request({"msgid": DEVICES})
+        return await self.request({"msgid": MsgId.DEVICES})
 
     async def history(self, target: Frame, count: int) -> tuple[list[Frame], bool]:
         """The last `count` messages of a conversation, oldest first, and whether there are
@@ -261,7 +237,7 @@ class Session:
     async def friend_list(self) -> Frame:
         """The server's current friend list: others' presence and friendships change after
         login without the session hearing of it."""
-        reply = await self.request({"msgid": FRIEND_LIST_MSG})
+        reply = await self.request({"msgid": MsgId.FRIEND_LIST})
         if not reply.get("errno"):
             self.friends = list(reply.get("friends") or [])
         return reply
@@ -269,7 +245,7 @@ class Session:
     async def group_list(self) -> Frame:
         """The server's current groups: others join and log out without the session hearing
         of it."""
-        reply = await self.request({"msgid": GROUP_LIST_MSG})
+        reply = await self.request({"msgid": MsgId.GROUP_LIST})
         if not reply.get("errno"):
             self.groups = list(reply.get("groups") or [])
         return reply
@@ -290,10 +266,10 @@ class Session:
     # Chat: fire and forget for the caller; the outbox makes it reliable.
 
     def chat(self, to: int, msg: str, text: str) -> None:
-        self._send_chat({"msgid": ONE_CHAT_MSG, "to": to, "msg": msg}, text)
+        self._send_chat({"msgid": MsgId.ONE_CHAT, "to": to, "msg": msg}, text)
 
     def group_chat(self, group_id: int, msg: str, text: str) -> None:
-        self._send_chat({"msgid": GROUP_CHAT_MSG, "groupid": group_id, "msg": msg}, text)
+        self._send_chat({"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}, text)
 
     def _send_chat(self, fields: Frame, text: str) -> None:
         cid = next(self._cids)
@@ -341,28 +317,28 @@ class Session:
             self._show([display.error("the server sent a frame that is not a JSON object")])
             return
         msgid = frame.get("msgid")
-        if msgid in (ONE_CHAT_MSG, GROUP_CHAT_MSG):
+        if msgid in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT):
             self._chat_received(frame)
-        elif msgid == READ:
+        elif msgid == MsgId.READ:
             self.conversations.read_received(frame)
-        elif msgid == TYPING:
+        elif msgid == MsgId.TYPING:
             self.conversations.typing_received(frame)
-        elif msgid == NOTICE:
+        elif msgid == MsgId.NOTICE:
             self._notice(frame)
-        elif msgid == SEND_ACK:
+        elif msgid == MsgId.SEND_ACK:
             self._send_acked(frame)
-        elif msgid == ERROR_MSG and frame.get("cid") in self._outbox:
+        elif msgid == MsgId.ERROR and frame.get("cid") in self._outbox:
             out = self._outbox.pop(frame["cid"])
             self._show([display.reply_error(frame, f"{out.text} not sent")])
             self._check_sent()
         elif self._request is not None and self._request.answered_by(frame):
             self._answer(self._request, frame)
-        elif msgid == ERROR_MSG:
+        elif msgid == MsgId.ERROR:
             self._show([display.reply_error(frame, "server")])
 
     def _answer(self, request: _Request, reply: Frame) -> None:
         self._request = None
-        if request.frame["msgid"] == LOGIN_MSG and reply.get("msgid") == LOGIN_MSG_ACK \
+        if request.frame["msgid"] == MsgId.LOGIN and reply.get("msgid") == MsgId.LOGIN_ACK \
                 and not reply.get("errno"):
             self._logged_in(request.frame, reply)
         request.reply.callback(reply)
@@ -400,13 +376,13 @@ class Session:
         if not reply.get("errno"):
             await self._catch_up()
             return
-        if reply.get("errno") == BAD_LOGIN and credentials.token:
+        if reply.get("errno") == Errno.BAD_LOGIN and credentials.token:
             self._show([display.info("the resume token was refused; using the password")])
             credentials.token = ""
             await self._login_again(credentials)
             return
         self._show([display.reply_error(reply, "could not log in again")])
-        if reply.get("errno") in (ACCOUNT_IN_USE, SERVICE_UNAVAILABLE) and self._connection:
+        if reply.get("errno") in (Errno.ALREADY_ONLINE, Errno.UNAVAILABLE) and self._connection:
             self._show([display.info("will try again after reconnecting")])
             self._connection.transport.loseConnection()
         else:
@@ -459,7 +435,7 @@ class Session:
     def describe(self, frame: Frame) -> str:
         """A chat frame's line; the user's own one-to-one messages to others name the peer."""
         me = (self.me or {}).get("id")
-        to_other = frame.get("msgid") == ONE_CHAT_MSG and frame.get("to") != me
+        to_other = frame.get("msgid") == MsgId.ONE_CHAT and frame.get("to") != me
         to = self.person(frame.get("to")) if frame.get("id") == me and to_other else None
         return display.message(frame, self._now(), to)
 
@@ -526,8 +502,8 @@ class Session:
             return
         for start in range(0, len(mids), MAX_MIDS_PER_ACK):
             chunk = mids[start:start + MAX_MIDS_PER_ACK]
-            ack = {"msgid": RECV_ACK, "mid": chunk[0]} if len(chunk) == 1 else {
-                "msgid": RECV_ACK, "mids": chunk}
+            ack = {"msgid": MsgId.RECV_ACK, "mid": chunk[0]} if len(chunk) == 1 else {
+                "msgid": MsgId.RECV_ACK, "mids": chunk}
             self._connection.send_frame(ack)
 
     def _send_acked(self, frame: Frame) -> None:

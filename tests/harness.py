@@ -11,6 +11,7 @@ from twisted.internet.task import deferLater as _later
 from twisted.trial.unittest import TestCase
 from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
+from chatd.messages import MsgId
 from chatd.tap import ChatNode, Options, build_node
 from chatd.web.site import web_factory
 
@@ -88,8 +89,8 @@ class Client(Protocol):
         for line in lines:
             frame = ujson.loads(line)
             self.frames.append(frame)
-            if self.auto_ack and frame.get("msgid") in (6, 10):
-                self.send({"msgid": 17, "mid": frame["mid"]})
+            if self.auto_ack and frame.get("msgid") in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT):
+                self.send({"msgid": MsgId.RECV_ACK, "mid": frame["mid"]})
         self._match()
 
     def connectionLost(self, reason: Any) -> None:
@@ -202,17 +203,18 @@ async def _disconnect(client: Client) -> None:
 
 
 async def register(client: Client, name: str, password: str = "secret") -> int:
-    ack = await client.request({"msgid": 4, "name": name, "password": password}, 5)
+    ack = await client.request({"msgid": MsgId.REG, "name": name, "password": password},
+                               MsgId.REG_ACK)
     assert ack["errno"] == 0, ack
     return ack["id"]
 
 
 async def login(client: Client, user_id: int, password: str = "secret",
                 proto: int | None = 2) -> dict[str, Any]:
-    frame: dict[str, Any] = {"msgid": 1, "id": user_id, "password": password}
+    frame: dict[str, Any] = {"msgid": MsgId.LOGIN, "id": user_id, "password": password}
     if proto is not None:
         frame["proto"] = proto
-    ack = await client.request(frame, 2)
+    ack = await client.request(frame, MsgId.LOGIN_ACK)
     if ack["errno"] == 0:
         client.user_id = user_id
     return ack
@@ -224,10 +226,11 @@ async def device(case: TestCase, node: Any, user_id: int, name: str | None, prot
     acknowledging what it gets; (client, login reply)."""
     client = await connect(case, node)
     client.auto_ack = True
-    frame: dict[str, Any] = {"msgid": 1, "id": user_id, "password": "secret", "proto": proto}
+    frame: dict[str, Any] = {"msgid": MsgId.LOGIN, "id": user_id, "password": "secret",
+                             "proto": proto}
     if name is not None:
         frame["device"] = name
-    reply = await client.request(frame, 2)
+    reply = await client.request(frame, MsgId.LOGIN_ACK)
     if reply["errno"] == 0:
         client.user_id = user_id
     return client, reply

@@ -33,6 +33,7 @@ from chatd.bench.run import Bench, _running, effective_phases, load_ids, save_id
 from chatd.bench.stats import Histogram, PhaseResult, bucket_bounds, merge_results
 from chatd.bench.wire import BenchConn
 from chatd.bench.worker import Worker
+from chatd.messages import MsgId
 from tests.nodeproc import start_node
 from tests.servers import free_port
 
@@ -231,8 +232,8 @@ class DevicesTests(SynchronousTestCase):
             receiver.extra[0].dataReceived(line * 2)
             if seq == 0:
                 sender.extra[0].dataReceived(line)
-            sender.conn.dataReceived(b'{"msgid":16,"cid":"%s","mid":%d,"errno":0}\n'
-                                     % (frame["cid"].encode(), seq + 1))
+            sender.conn.dataReceived(b'{"msgid":%d,"cid":"%s","mid":%d,"errno":0}\n'
+                                     % (MsgId.SEND_ACK, frame["cid"].encode(), seq + 1))
         self.assertEqual(events, [{"ev": "ready"}], "the phase waits for the missing copy")
         worker.phase.tick(monotonic_ns() + 6 * 10**9)
         [result] = [e for e in events if e.get("ev") == "result"]

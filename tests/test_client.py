@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatd.messages import Errno, MsgId
 from client import display
 from client.commands import (
     AddFriend,
@@ -150,7 +151,7 @@ class MenuTests(SynchronousTestCase):
 
 
 class DisplayTests(SynchronousTestCase):
-    chat = {"msgid": 6, "id": 12, "name": "alice", "to": 13, "msg": "hello",
+    chat = {"msgid": MsgId.ONE_CHAT, "id": 12, "name": "alice", "to": 13, "msg": "hello",
             "time": "2026-11-26 10:00:01", "mid": 77}
 
     def test_chat_line_of_the_original(self) -> None:
@@ -158,7 +159,7 @@ class DisplayTests(SynchronousTestCase):
                          "2026-11-26 10:00:01 [12]alice said: hello")
 
     def test_group_chat_line_of_the_original(self) -> None:
-        frame = {**self.chat, "msgid": 10, "groupid": 3}
+        frame = {**self.chat, "msgid": MsgId.GROUP_CHAT, "groupid": 3}
         self.assertEqual(display.message(frame, "now"),
                          "群消息[3]:2026-11-26 10:00:01 [12]alice said: hello")
 
@@ -194,7 +195,8 @@ class DisplayTests(SynchronousTestCase):
         ])
 
     def test_error_frame(self) -> None:
-        frame = {"msgid": 11, "errno": 120, "errmsg": "no such user", "ref": 6, "cid": "c1"}
+        frame = {"msgid": MsgId.ERROR, "errno": Errno.NO_SUCH_USER, "errmsg": "no such user",
+                 "ref": MsgId.ONE_CHAT, "cid": "c1"}
         self.assertEqual(display.reply_error(frame, "chat:9:hi not sent"),
                          "error: chat:9:hi not sent: no such user (errno 120)")
 

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatd.messages import Errno, MsgId
 from client.consoles import PromptConsole
 from client.controller import Controller
 from client.session import Session
@@ -30,12 +31,13 @@ TIME = "2026-11-29 10:00:00"
 def chat(mid: int, sender: int = 2, to: int = 1, msg: str = "hi", **more: Any
          ) -> dict[str, Any]:
     names = {1: "alice", 2: "bob", 3: "carol"}
-    return {"msgid": 6, "id": sender, "name": names[sender], "to": to, "msg": msg,
+    return {"msgid": MsgId.ONE_CHAT, "id": sender, "name": names[sender], "to": to, "msg": msg,
             "time": TIME, "mid": mid, **more}
 
 
 def group_chat(mid: int, sender: int = 2, msg: str = "all") -> dict[str, Any]:
-    return {"msgid": 10, "id": sender, "name": "bob", "groupid": 3, "msg": msg, "time": TIME,
+    return {"msgid": MsgId.GROUP_CHAT, "id": sender, "name": "bob", "groupid": 3, "msg": msg,
+            "time": TIME,
             "mid": mid}
 
 
@@ -56,7 +58,7 @@ class ConversationCase(SynchronousTestCase):
         self.wire.sent()
         self.console.type("login:1:pw")
         [login] = self.wire.sent()
-        self.assertEqual(login, {"msgid": 1, "id": 1, "password": "pw", "proto": 2,
+        self.assertEqual(login, {"msgid": MsgId.LOGIN, "id": 1, "password": "pw", "proto": 2,
                                  "device": "laptop"})
         reply = {**login_ack(), "groups": [DEV], "device": "laptop", "unread": [], **ack}
         self.wire.receive({key: value for key, value in reply.items() if value is not None})
@@ -107,13 +109,13 @@ class LoginTests(ConversationCase):
         self.successResultOf(self.done)
 
         self.start(offlinemsg=[chat(41, msg="offline")])
-        self.assertEqual(self.wire.sent(), [{"msgid": 17, "mid": 41},
-                                            {"msgid": 25, "after": 40}])
-        self.wire.receive({"msgid": 26, "errno": 0, "more": True,
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 41},
+                                            {"msgid": MsgId.SYNC, "after": 40}])
+        self.wire.receive({"msgid": MsgId.SYNC_ACK, "errno": 0, "more": True,
                            "messages": [chat(41, msg="offline"),
                                         chat(42, sender=1, to=2, msg="from my phone")]})
-        self.assertEqual(self.wire.sent(), [{"msgid": 25, "after": 42}])
-        self.wire.receive({"msgid": 26, "errno": 0, "more": False,
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.SYNC, "after": 42}])
+        self.wire.receive({"msgid": MsgId.SYNC_ACK, "errno": 0, "more": False,
                            "messages": [group_chat(43)]})
         self.assertEqual(self.console.shown[-3:], [
             f"{TIME} [2]bob said: offline",
@@ -129,8 +131,9 @@ class LoginTests(ConversationCase):
     def test_refused_sync_is_an_error_line_and_the_client_goes_on(self) -> None:
         LastMids(self.state_path, "127.0.0.1:6000").save("1 laptop", 40)
         self.start()
-        self.assertEqual(self.wire.sent(), [{"msgid": 25, "after": 40}])
-        self.wire.receive({"msgid": 11, "errno": 130, "errmsg": "try again", "ref": 25})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.SYNC, "after": 40}])
+        self.wire.receive({"msgid": MsgId.ERROR, "errno": Errno.UNAVAILABLE, "errmsg": "try again",
+                           "ref": MsgId.SYNC})
         self.assertEqual(self.console.shown[-1],
                          "error: catching up failed: try again (errno 130)")
         self.assertEqual(self.console.prompts[-1], ("[1]alice> ", False))
@@ -152,10 +155,11 @@ class ReadTests(ConversationCase):
         self.wire.receive(chat(11))
         self.wire.receive(group_chat(12))
         self.wire.receive(chat(13, sender=1, to=2, msg="mine, from my phone"))
-        self.assertEqual(self.wire.sent(), [{"msgid": 17, "mid": m} for m in (10, 11, 12, 13)])
+        self.assertEqual(self.wire.sent(),
+                         [{"msgid": MsgId.RECV_ACK, "mid": m} for m in (10, 11, 12, 13)])
         self.clock.advance(0)
-        self.assertEqual(self.wire.sent(), [{"msgid": 27, "peer": 2, "mid": 11},
-                                            {"msgid": 27, "groupid": 3, "mid": 12}])
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.READ, "peer": 2, "mid": 11},
+                                            {"msgid": MsgId.READ, "groupid": 3, "mid": 12}])
 
     def test_a_server_without_conversations_gets_no_read_and_no_typing(self) -> None:
         self.console.type(None)
@@ -166,40 +170,41 @@ class ReadTests(ConversationCase):
         self.wire.receive(chat(50))
         self.session.user_typing("chat:2:hello")
         self.clock.advance(1)
-        self.assertEqual(self.wire.sent(), [{"msgid": 17, "mid": 50}])
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 50}])
 
     def test_a_peer_reading_my_messages_is_a_receipt_on_the_newest_it_covers(self) -> None:
         cids = [frame["cid"] for frame in self.type("chat:2:one", "chat:2:two", "chat:2:three")]
         for mid, cid in zip((20, 21, 22), cids, strict=True):
-            self.wire.receive({"msgid": 16, "cid": cid, "mid": mid, "errno": 0})
+            self.wire.receive({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": mid, "errno": 0})
         self.shown()
-        self.wire.receive({"msgid": 27, "peer": 1, "mid": 21, "id": 2})
-        self.wire.receive({"msgid": 27, "peer": 1, "mid": 21, "id": 2})
-        self.wire.receive({"msgid": 27, "peer": 2, "mid": 22, "id": 1})
+        self.wire.receive({"msgid": MsgId.READ, "peer": 1, "mid": 21, "id": 2})
+        self.wire.receive({"msgid": MsgId.READ, "peer": 1, "mid": 21, "id": 2})
+        self.wire.receive({"msgid": MsgId.READ, "peer": 2, "mid": 22, "id": 1})
         self.assertEqual(self.shown(), ["read: [2]bob read chat:2:two"])
-        self.wire.receive({"msgid": 27, "peer": 1, "mid": 30, "id": 2})
+        self.wire.receive({"msgid": MsgId.READ, "peer": 1, "mid": 30, "id": 2})
         self.assertEqual(self.shown(), ["read: [2]bob read chat:2:three"])
 
 
 class TypingTests(ConversationCase):
     def test_typing_of_others_is_shown(self) -> None:
         self.shown()
-        self.wire.receive({"msgid": 28, "id": 2, "to": 1})
-        self.wire.receive({"msgid": 28, "id": 9, "to": 1})
+        self.wire.receive({"msgid": MsgId.TYPING, "id": 2, "to": 1})
+        self.wire.receive({"msgid": MsgId.TYPING, "id": 9, "to": 1})
         self.assertEqual(self.shown(), ["typing: [2]bob", "typing: [9]"])
 
     def test_typing_a_message_tells_the_friend_at_most_once_a_second(self) -> None:
         for line in ("c", "chat:2", "chat:2:", "chat:2:h", "chat:2:he", "chat:1:x",
                      "groupchat:3:x"):
             self.session.user_typing(line)
-        self.assertEqual(self.wire.sent(), [{"msgid": 28, "to": 2}])
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.TYPING, "to": 2}])
         self.clock.advance(0.9)
         self.session.user_typing("chat:2:hel")
         self.assertEqual(self.wire.sent(), [])
         self.clock.advance(0.1)
         self.session.user_typing("chat:2:hell")
         self.session.user_typing("chat:5:x")
-        self.assertEqual(self.wire.sent(), [{"msgid": 28, "to": 2}, {"msgid": 28, "to": 5}])
+        self.assertEqual(self.wire.sent(),
+                         [{"msgid": MsgId.TYPING, "to": 2}, {"msgid": MsgId.TYPING, "to": 5}])
 
 
 class NoticeTests(ConversationCase):
@@ -207,19 +212,19 @@ class NoticeTests(ConversationCase):
         self.shown()
         for frame in ({"kind": "broadcast", "msg": "maintenance at 22:00"},
                       {"kind": "banned"}, {"kind": "something new"}):
-            self.wire.receive({"msgid": 37, **frame})
+            self.wire.receive({"msgid": MsgId.NOTICE, **frame})
         self.assertEqual(self.shown(), ["notice: broadcast: maintenance at 22:00",
                                         "notice: your account has been banned",
                                         "notice: something new"])
 
     def test_kicked_from_a_group(self) -> None:
         self.shown()
-        self.wire.receive({"msgid": 37, "kind": "kicked", "groupid": 3})
+        self.wire.receive({"msgid": MsgId.NOTICE, "kind": "kicked", "groupid": 3})
         self.assertEqual(self.shown(), ["notice: you were removed from group [3]dev"])
         self.assertEqual(self.session.groups, [])
 
     def test_another_login_of_this_device_logs_out_for_good(self) -> None:
-        self.wire.receive({"msgid": 37, "kind": "logged_in_elsewhere"})
+        self.wire.receive({"msgid": MsgId.NOTICE, "kind": "logged_in_elsewhere"})
         self.wire.lose()
         Wire(self.session, self.clock)
         self.assertIn("notice: another login took over this device; you are logged out",
@@ -233,14 +238,16 @@ class NoticeTests(ConversationCase):
 class CommandTests(ConversationCase):
     def test_history_pages_back_and_shows_the_conversation(self) -> None:
         self.assertEqual(self.type("history:2:150"),
-                         [{"msgid": 23, "peer": 2, "limit": 100}])
+                         [{"msgid": MsgId.HISTORY, "peer": 2, "limit": 100}])
         page = [chat(mid, msg=f"m{mid}") for mid in range(101, 201)]
         page[-1] = chat(200, sender=1, to=2, msg="mine")
-        self.wire.receive({"msgid": 24, "errno": 0, "peer": 2, "messages": page, "more": True})
-        self.assertEqual(self.wire.sent(), [{"msgid": 23, "peer": 2, "before": 101,
+        self.wire.receive({"msgid": MsgId.HISTORY_ACK, "errno": 0, "peer": 2, "messages": page,
+                           "more": True})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.HISTORY, "peer": 2, "before": 101,
                                              "limit": 50}])
         older = [chat(mid, msg=f"m{mid}") for mid in range(51, 101)]
-        self.wire.receive({"msgid": 24, "errno": 0, "peer": 2, "messages": older, "more": True})
+        self.wire.receive({"msgid": MsgId.HISTORY_ACK, "errno": 0, "peer": 2, "messages": older,
+                           "more": True})
         shown = self.shown()
         self.assertRegex(shown[0], r"^-+history with \[2\]bob-+$")
         self.assertEqual(shown[1], f"{TIME} [2]bob said: m51")
@@ -248,39 +255,45 @@ class CommandTests(ConversationCase):
         self.assertEqual(shown[-1], "history: 150 message(s) with [2]bob, older ones exist")
         self.assertEqual(len(shown), 152)
         self.clock.advance(0)
-        self.assertEqual(self.wire.sent(), [{"msgid": 27, "peer": 2, "mid": 199}])
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.READ, "peer": 2, "mid": 199}])
 
     def test_group_history_and_its_refusal(self) -> None:
-        self.assertEqual(self.type("ghistory:3"), [{"msgid": 23, "groupid": 3, "limit": 20}])
-        self.wire.receive({"msgid": 24, "errno": 0, "groupid": 3, "more": False,
+        self.assertEqual(self.type("ghistory:3"),
+                         [{"msgid": MsgId.HISTORY, "groupid": 3, "limit": 20}])
+        self.wire.receive({"msgid": MsgId.HISTORY_ACK, "errno": 0, "groupid": 3, "more": False,
                            "messages": [group_chat(5)]})
         shown = self.shown()
         self.assertRegex(shown[0], r"^-+history in group \[3\]-+$")
         self.assertEqual(shown[1:], [f"群消息[3]:{TIME} [2]bob said: all",
                                      "history: 1 message(s) in group [3]"])
         self.type("ghistory:9:5")
-        self.wire.receive({"msgid": 24, "errno": 124, "errmsg": "not a member of this group",
+        self.wire.receive({"msgid": MsgId.HISTORY_ACK, "errno": Errno.NOT_A_MEMBER,
+                           "errmsg": "not a member of this group",
                            "groupid": 9})
         self.assertEqual(self.shown(), ["error: ghistory:9:5 failed: not a member of this "
                                         "group (errno 124)"])
 
     def test_remove_leave_kick_block_unblock(self) -> None:
-        self.assertEqual(self.type("removefriend:2"), [{"msgid": 29, "friendid": 2}])
-        self.wire.receive({"msgid": 30, "errno": 0, "friendid": 2})
+        self.assertEqual(self.type("removefriend:2"),
+                         [{"msgid": MsgId.REMOVE_FRIEND, "friendid": 2}])
+        self.wire.receive({"msgid": MsgId.REMOVE_FRIEND_ACK, "errno": 0, "friendid": 2})
         self.assertEqual((self.shown(), self.session.friends), (["friend removed: [2]bob"], []))
-        self.assertEqual(self.type("kick:3:2"), [{"msgid": 33, "groupid": 3, "userid": 2}])
-        self.wire.receive({"msgid": 34, "errno": 0, "groupid": 3, "userid": 2})
+        self.assertEqual(self.type("kick:3:2"),
+                         [{"msgid": MsgId.KICK_MEMBER, "groupid": 3, "userid": 2}])
+        self.wire.receive({"msgid": MsgId.KICK_MEMBER_ACK, "errno": 0, "groupid": 3, "userid": 2})
         self.assertEqual(self.shown(), ["member removed: [3] [2]bob"])
-        self.assertEqual(self.type("leavegroup:3"), [{"msgid": 31, "groupid": 3}])
-        self.wire.receive({"msgid": 32, "errno": 0, "groupid": 3})
+        self.assertEqual(self.type("leavegroup:3"), [{"msgid": MsgId.LEAVE_GROUP, "groupid": 3}])
+        self.wire.receive({"msgid": MsgId.LEAVE_GROUP_ACK, "errno": 0, "groupid": 3})
         self.assertEqual((self.shown(), self.session.groups), (["group left: [3]"], []))
-        self.assertEqual(self.type("block:2"), [{"msgid": 35, "userid": 2, "block": True}])
-        self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": True})
-        self.assertEqual(self.type("unblock:2"), [{"msgid": 35, "userid": 2, "block": False}])
-        self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": False})
+        self.assertEqual(self.type("block:2"), [{"msgid": MsgId.BLOCK, "userid": 2, "block": True}])
+        self.wire.receive({"msgid": MsgId.BLOCK_ACK, "errno": 0, "userid": 2, "block": True})
+        self.assertEqual(self.type("unblock:2"),
+                         [{"msgid": MsgId.BLOCK, "userid": 2, "block": False}])
+        self.wire.receive({"msgid": MsgId.BLOCK_ACK, "errno": 0, "userid": 2, "block": False})
         self.assertEqual(self.console.shown, ["unblocked: [2]bob"])
         self.type("kick:3:1")
-        self.wire.receive({"msgid": 34, "errno": 164, "errmsg": "cannot kick yourself",
+        self.wire.receive({"msgid": MsgId.KICK_MEMBER_ACK, "errno": Errno.KICK_SELF,
+                           "errmsg": "cannot kick yourself",
                            "groupid": 3, "userid": 1})
         self.assertEqual(self.shown(),
                          ["error: kick:3:1 failed: cannot kick yourself (errno 164)"])
@@ -288,8 +301,8 @@ class CommandTests(ConversationCase):
         self.assertNotEqual(FRIENDS, [])
 
     def test_devices(self) -> None:
-        self.assertEqual(self.type("devices"), [{"msgid": 38}])
-        self.wire.receive({"msgid": 39, "errno": 0, "devices": [
+        self.assertEqual(self.type("devices"), [{"msgid": MsgId.DEVICES}])
+        self.wire.receive({"msgid": MsgId.DEVICES_ACK, "errno": 0, "devices": [
             {"device": "laptop", "since": 0}, {"device": "phone\n", "since": "?"}]})
         shown = self.shown()
         self.assertRegex(shown[0], r"^device: laptop since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
@@ -300,10 +313,10 @@ class CommandTests(ConversationCase):
         """A command typed while a catch-up or another request is out is sent after it."""
         first = Deferred.fromCoroutine(self.session.devices())
         second = Deferred.fromCoroutine(self.session.block(2, True))
-        self.assertEqual(self.wire.sent(), [{"msgid": 38}])
-        self.wire.receive({"msgid": 39, "errno": 0, "devices": []})
-        self.assertEqual(self.wire.sent(), [{"msgid": 35, "userid": 2, "block": True}])
-        self.wire.receive({"msgid": 36, "errno": 0, "userid": 2, "block": True})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.DEVICES}])
+        self.wire.receive({"msgid": MsgId.DEVICES_ACK, "errno": 0, "devices": []})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.BLOCK, "userid": 2, "block": True}])
+        self.wire.receive({"msgid": MsgId.BLOCK_ACK, "errno": 0, "userid": 2, "block": True})
         self.assertEqual([self.successResultOf(d)["msgid"] for d in (first, second)], [39, 36])
 
 

@@ -18,6 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests import harness
 from tests.nodeproc import Node, start_node
 from tests.test_cluster import Cluster
@@ -337,10 +338,11 @@ class ConversationTests(TestCase):
         await bob.expect(rf"群消息\[{gid}\]:{TIME} \[{a}\]alice said: and here")
 
         carol = await harness.user(self, node, "carol")
-        carol.send({"msgid": 28, "to": b})
+        carol.send({"msgid": MsgId.TYPING, "to": b})
         await bob.expect(r"typing: \[3\]")
-        carol.send({"msgid": 6, "to": b, "msg": "hello bob", "cid": "c1", "time": "now"})
-        read = await carol.recv(27)
+        carol.send({"msgid": MsgId.ONE_CHAT, "to": b, "msg": "hello bob", "cid": "c1",
+                    "time": "now"})
+        read = await carol.recv(MsgId.READ)
         self.assertEqual((read["peer"], read["id"]), (3, b))
         await bob.expect(r"now \[3\]carol said: hello bob")
         alice.type("quit")

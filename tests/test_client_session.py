@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatd.messages import Errno, MsgId
 from client.controller import Controller
 from client.protocol import ChatConnectionFactory
 from client.session import RequestFailed, Session
@@ -25,13 +26,13 @@ DEV = {"groupid": 3, "groupname": "dev", "groupdesc": "chatd developers",
                  {"id": 2, "name": "bob", "state": "offline", "role": "normal"}]}
 UNAVAILABLE = "service temporarily unavailable, try again"
 MISMATCH = "id does not match the logged-in user"
-OFFLINE = [{"msgid": 6, "id": 2, "name": "bob", "to": 1, "msg": "while you were away",
+OFFLINE = [{"msgid": MsgId.ONE_CHAT, "id": 2, "name": "bob", "to": 1, "msg": "while you were away",
             "time": "2026-11-26 09:00:00", "cid": "b.1", "mid": 100}]
 
 
 def login_ack(offline: list[dict[str, Any]] | None = None, token: str = "t1"
               ) -> dict[str, Any]:
-    return {"msgid": 2, "errno": 0, "id": 1, "name": "alice", "friends": FRIENDS,
+    return {"msgid": MsgId.LOGIN_ACK, "errno": 0, "id": 1, "name": "alice", "friends": FRIENDS,
             "groups": [], "offlinemsg": offline or [], "token": token}
 
 
@@ -69,7 +70,8 @@ class SessionCase(SynchronousTestCase):
         wire = self.connect()
         reply = Deferred.fromCoroutine(self.session.login(1, "pw"))
         self.assertEqual(wire.sent(),
-                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2, "device": "default"}])
+                         [{"msgid": MsgId.LOGIN, "id": 1, "password": "pw", "proto": 2,
+                           "device": "default"}])
         wire.receive(login_ack(offline))
         self.assertEqual(self.successResultOf(reply)["errno"], 0)
         return wire
@@ -85,7 +87,7 @@ class DeliveryTests(SessionCase):
         shown = self.take_shown()
         self.assertIn("current login user => id:1 name:alice", shown)
         self.assertEqual(shown[-1], "2026-11-26 09:00:00 [2]bob said: while you were away")
-        self.assertEqual(wire.sent(), [{"msgid": 17, "mid": 100}])
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 100}])
         self.assertEqual(self.session.friends, FRIENDS)
 
     def test_many_offline_messages_are_acknowledged_in_batches(self) -> None:
@@ -98,10 +100,10 @@ class DeliveryTests(SessionCase):
         self.take_shown()
         self.session.chat(2, "hi", "chat:2:hi")
         [frame] = wire.sent()
-        self.assertEqual((frame["msgid"], frame["to"], frame["msg"]), (6, 2, "hi"))
+        self.assertEqual((frame["msgid"], frame["to"], frame["msg"]), (MsgId.ONE_CHAT, 2, "hi"))
         self.assertRegex(frame["time"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
         self.assertEqual(self.session.unconfirmed[0].frame, frame)
-        wire.receive({"msgid": 16, "cid": frame["cid"], "mid": 5, "errno": 0})
+        wire.receive({"msgid": MsgId.SEND_ACK, "cid": frame["cid"], "mid": 5, "errno": 0})
         self.assertEqual(self.take_shown(), ["sent: chat:2:hi"])
         self.assertEqual(self.session.unconfirmed, [])
 
@@ -122,7 +124,7 @@ class DeliveryTests(SessionCase):
         wire.receive(frame)
         wire.receive(frame)
         self.assertEqual(self.take_shown(), ["2026-11-26 09:00:00 [2]bob said: live"])
-        self.assertEqual(wire.sent(), [{"msgid": 17, "mid": 200}] * 2)
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 200}] * 2)
 
     def test_resent_message_with_new_mid_shown_once(self) -> None:
         wire = self.log_in(OFFLINE)
@@ -137,7 +139,8 @@ class DeliveryTests(SessionCase):
         self.take_shown()
         self.session.chat(99, "hi", "chat:99:hi")
         cid = wire.sent()[0]["cid"]
-        wire.receive({"msgid": 11, "errno": 120, "errmsg": "no such user", "ref": 6, "cid": cid})
+        wire.receive({"msgid": MsgId.ERROR, "errno": Errno.NO_SUCH_USER, "errmsg": "no such user",
+                      "ref": MsgId.ONE_CHAT, "cid": cid})
         self.assertEqual(self.take_shown(),
                          ["error: chat:99:hi not sent: no such user (errno 120)"])
         self.assertEqual(self.session.unconfirmed, [])
@@ -145,7 +148,8 @@ class DeliveryTests(SessionCase):
     def test_error_frame_answering_nothing_is_shown(self) -> None:
         wire = self.log_in()
         self.take_shown()
-        wire.receive({"msgid": 11, "errno": 109, "errmsg": "too many requests"})
+        wire.receive({"msgid": MsgId.ERROR, "errno": Errno.RATE_LIMITED,
+                      "errmsg": "too many requests"})
         wire.connection.dataReceived(b"[1]\n")
         self.assertEqual(self.take_shown(), [
             "error: server: too many requests (errno 109)",
@@ -154,26 +158,28 @@ class DeliveryTests(SessionCase):
     def test_failed_reply_is_returned(self) -> None:
         wire = self.log_in()
         reply = Deferred.fromCoroutine(self.session.add_friend(1))
-        self.assertEqual(wire.sent(), [{"msgid": 7, "friendid": 1}])
-        wire.receive({"msgid": 12, "errno": 121, "errmsg": "cannot add yourself"})
-        self.assertEqual(self.successResultOf(reply)["errno"], 121)
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.ADD_FRIEND, "friendid": 1}])
+        wire.receive({"msgid": MsgId.ADD_FRIEND_ACK, "errno": Errno.SELF_FRIEND,
+                      "errmsg": "cannot add yourself"})
+        self.assertEqual(self.successResultOf(reply)["errno"], Errno.SELF_FRIEND)
         self.assertEqual(self.session.friends, FRIENDS)
 
     def test_error_frame_answers_the_request_it_refers_to(self) -> None:
         wire = self.connect()
         reply = Deferred.fromCoroutine(self.session.register("", "pw"))
-        wire.receive({"msgid": 11, "errno": 107, "errmsg": "field is out of range: name",
-                      "ref": 4})
-        self.assertEqual(self.successResultOf(reply)["errno"], 107)
+        wire.receive({"msgid": MsgId.ERROR, "errno": Errno.OUT_OF_RANGE,
+                      "errmsg": "field is out of range: name",
+                      "ref": MsgId.REG})
+        self.assertEqual(self.successResultOf(reply)["errno"], Errno.OUT_OF_RANGE)
 
     def test_lists_follow_the_replies(self) -> None:
         wire = self.log_in()
         created = Deferred.fromCoroutine(self.session.create_group("dev", "d"))
-        wire.receive({"msgid": 13, "errno": 0, "groupid": 3})
+        wire.receive({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": 3})
         self.assertEqual(self.successResultOf(created)["group"]["groupid"], 3)
         joined = Deferred.fromCoroutine(self.session.add_group(4))
         group = {"groupid": 4, "groupname": "ops", "groupdesc": "", "users": []}
-        wire.receive({"msgid": 14, "errno": 0, "group": group})
+        wire.receive({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0, "group": group})
         self.successResultOf(joined)
         self.assertEqual([g["groupid"] for g in self.session.groups], [3, 4])
         self.assertEqual(self.session.groups[0]["users"][0]["role"], "creator")
@@ -181,24 +187,26 @@ class DeliveryTests(SessionCase):
     def test_list_requests_replace_the_lists_with_the_replies(self) -> None:
         wire = self.log_in()
         friends = Deferred.fromCoroutine(self.session.friend_list())
-        self.assertEqual(wire.sent(), [{"msgid": 19}])
-        wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.FRIEND_LIST}])
+        wire.receive({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0, "friends": BOB_OFFLINE})
         self.assertEqual(self.successResultOf(friends)["errno"], 0)
         self.assertEqual(self.session.friends, BOB_OFFLINE)
         groups = Deferred.fromCoroutine(self.session.group_list())
-        self.assertEqual(wire.sent(), [{"msgid": 21}])
-        wire.receive({"msgid": 22, "errno": 0, "groups": [DEV]})
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.GROUP_LIST}])
+        wire.receive({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0, "groups": [DEV]})
         self.assertEqual(self.successResultOf(groups)["errno"], 0)
         self.assertEqual(self.session.groups, [DEV])
 
     def test_failed_list_request_keeps_the_lists(self) -> None:
         wire = self.log_in()
         friends = Deferred.fromCoroutine(self.session.friend_list())
-        wire.receive({"msgid": 20, "errno": 130, "errmsg": UNAVAILABLE})
-        self.assertEqual(self.successResultOf(friends)["errno"], 130)
+        wire.receive({"msgid": MsgId.FRIEND_LIST_ACK, "errno": Errno.UNAVAILABLE,
+                      "errmsg": UNAVAILABLE})
+        self.assertEqual(self.successResultOf(friends)["errno"], Errno.UNAVAILABLE)
         groups = Deferred.fromCoroutine(self.session.group_list())
-        wire.receive({"msgid": 11, "errno": 111, "errmsg": MISMATCH, "ref": 21})
-        self.assertEqual(self.successResultOf(groups)["errno"], 111)
+        wire.receive({"msgid": MsgId.ERROR, "errno": Errno.ID_MISMATCH, "errmsg": MISMATCH,
+                      "ref": MsgId.GROUP_LIST})
+        self.assertEqual(self.successResultOf(groups)["errno"], Errno.ID_MISMATCH)
         self.assertEqual((self.session.friends, self.session.groups), (FRIENDS, []))
 
 
@@ -211,7 +219,7 @@ class ReconnectTests(SessionCase):
         self.session.chat(2, "second", "chat:2:second")
         self.take_shown()
         again = self.connect()
-        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "token": "t1", "proto": 2,
+        self.assertEqual(again.sent(), [{"msgid": MsgId.LOGIN, "id": 1, "token": "t1", "proto": 2,
                                          "device": "default"}])
         again.receive(login_ack())
         resent = again.sent()
@@ -229,15 +237,18 @@ class ReconnectTests(SessionCase):
         again.receive(login_ack(token="t2"))
         again.lose()
         self.assertEqual(self.connect().sent(),
-                         [{"msgid": 1, "id": 1, "token": "t2", "proto": 2, "device": "default"}])
+                         [{"msgid": MsgId.LOGIN, "id": 1, "token": "t2", "proto": 2,
+                           "device": "default"}])
 
     def test_a_refused_token_falls_back_to_the_password(self) -> None:
         self.log_in().lose()
         self.take_shown()
         again = self.connect()
         again.sent()
-        again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
-        self.assertEqual(again.sent(), [{"msgid": 1, "id": 1, "password": "pw", "proto": 2,
+        again.receive({"msgid": MsgId.LOGIN_ACK, "errno": Errno.BAD_LOGIN,
+                       "errmsg": "id or password is invalid"})
+        self.assertEqual(again.sent(),
+                         [{"msgid": MsgId.LOGIN, "id": 1, "password": "pw", "proto": 2,
                                          "device": "default"}])
         again.receive(login_ack(token="t3"))
         self.assertTrue(self.session.logged_in)
@@ -256,8 +267,10 @@ class ReconnectTests(SessionCase):
         self.session.chat(2, "hi", "chat:2:hi")
         self.take_shown()
         again = self.connect()
-        again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
-        again.receive({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid"})
+        again.receive({"msgid": MsgId.LOGIN_ACK, "errno": Errno.BAD_LOGIN,
+                       "errmsg": "id or password is invalid"})
+        again.receive({"msgid": MsgId.LOGIN_ACK, "errno": Errno.BAD_LOGIN,
+                       "errmsg": "id or password is invalid"})
         self.assertFalse(self.session.logged_in)
         self.assertEqual(self.take_shown()[-2:], [
             "error: could not log in again: id or password is invalid (errno 1)",
@@ -266,7 +279,7 @@ class ReconnectTests(SessionCase):
     def test_account_still_in_use_retries_through_a_new_connection(self) -> None:
         self.log_in().lose()
         again = self.connect()
-        again.receive({"msgid": 2, "errno": 2,
+        again.receive({"msgid": MsgId.LOGIN_ACK, "errno": Errno.ALREADY_ONLINE,
                        "errmsg": "this account is using, input another!"})
         self.assertTrue(again.transport.disconnecting)
         self.assertTrue(self.session.logged_in)
@@ -285,7 +298,7 @@ class ReconnectTests(SessionCase):
         self.failureResultOf(reply, RequestFailed)
         reply = Deferred.fromCoroutine(self.session.register("alice", "pw"))
         wire = self.connect()
-        self.assertEqual(wire.sent(), [{"msgid": 4, "name": "alice", "password": "pw"}])
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.REG, "name": "alice", "password": "pw"}])
 
     def test_request_without_reply_times_out(self) -> None:
         self.connect()
@@ -299,7 +312,7 @@ class ReconnectTests(SessionCase):
         cid = wire.sent()[0]["cid"]
         drained = Deferred.fromCoroutine(self.session.drain(5))
         self.assertNoResult(drained)
-        wire.receive({"msgid": 16, "cid": cid, "mid": 9, "errno": 0})
+        wire.receive({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": 9, "errno": 0})
         self.assertEqual(self.successResultOf(drained), [])
 
     def test_drain_gives_up_after_the_timeout(self) -> None:
@@ -316,9 +329,9 @@ class HeartbeatTests(SessionCase):
         self.clock.advance(29.9)
         self.assertEqual(wire.sent(), [])
         self.clock.advance(0.1)
-        self.assertEqual(wire.sent(), [{"msgid": 18}])
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.HEARTBEAT}])
         self.clock.advance(30)
-        self.assertEqual(wire.sent(), [{"msgid": 18}])
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.HEARTBEAT}])
 
     def test_sending_postpones_the_heartbeat(self) -> None:
         wire = self.log_in()
@@ -328,12 +341,12 @@ class HeartbeatTests(SessionCase):
         self.clock.advance(29)
         self.assertEqual(wire.sent(), [])
         self.clock.advance(1)
-        self.assertEqual(wire.sent(), [{"msgid": 18}])
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.HEARTBEAT}])
 
     def test_silent_server_is_given_up_after_75_seconds(self) -> None:
         wire = self.connect()
         self.clock.advance(60)
-        wire.receive({"msgid": 18, "time": 1})
+        wire.receive({"msgid": MsgId.HEARTBEAT, "time": 1})
         self.clock.advance(74)
         self.assertFalse(wire.transport.disconnecting)
         self.clock.advance(1)
@@ -388,7 +401,8 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(self.console.prompts,
                          [("choice:", False), ("userid:", False), ("userpassword:", True)])
         self.assertEqual(self.wire.sent(),
-                         [{"msgid": 1, "id": 1, "password": "pw", "proto": 2, "device": "default"}])
+                         [{"msgid": MsgId.LOGIN, "id": 1, "password": "pw", "proto": 2,
+                           "device": "default"}])
         self.wire.receive(login_ack())
         self.assertEqual(self.console.prompts[-1], ("[1]alice> ", False))
         self.assertIn("chat:friendid:message            one-to-one chat / 一对一聊天",
@@ -396,8 +410,9 @@ class ControllerTests(SynchronousTestCase):
 
     def test_register_shows_the_new_id(self) -> None:
         self.console.type("2", "alice", "pw")
-        self.assertEqual(self.wire.sent(), [{"msgid": 4, "name": "alice", "password": "pw"}])
-        self.wire.receive({"msgid": 5, "errno": 0, "id": 7})
+        self.assertEqual(self.wire.sent(),
+                         [{"msgid": MsgId.REG, "name": "alice", "password": "pw"}])
+        self.wire.receive({"msgid": MsgId.REG_ACK, "errno": 0, "id": 7})
         self.assertEqual(self.console.shown[-1],
                          "registered: [7]alice; your user id is 7, do not forget it!")
 
@@ -407,12 +422,12 @@ class ControllerTests(SynchronousTestCase):
         self.wire.receive(login_ack())
         self.console.type("chat:2:hi: there", "friends", "nonsense", "loginout")
         [chat, friends] = self.wire.sent()
-        self.assertEqual((chat["msgid"], chat["to"], chat["msg"]), (6, 2, "hi: there"))
-        self.assertEqual(friends, {"msgid": 19})
-        self.wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
+        self.assertEqual((chat["msgid"], chat["to"], chat["msg"]), (MsgId.ONE_CHAT, 2, "hi: there"))
+        self.assertEqual(friends, {"msgid": MsgId.FRIEND_LIST})
+        self.wire.receive({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0, "friends": BOB_OFFLINE})
         self.clock.advance(5)
-        self.assertEqual(self.wire.sent(), [{"msgid": 3}])
-        self.wire.receive({"msgid": 15, "errno": 0})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.LOGOUT}])
+        self.wire.receive({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
         self.assertEqual(self.console.shown[-6:], [
             "----------------------friend list---------------------",
             "friend: [2]bob offline",
@@ -430,10 +445,10 @@ class ControllerTests(SynchronousTestCase):
         self.wire.sent()
         del self.console.shown[:]
         self.console.type("groups", "friends")
-        self.assertEqual(self.wire.sent(), [{"msgid": 21}])
-        self.wire.receive({"msgid": 22, "errno": 0, "groups": [DEV]})
-        self.assertEqual(self.wire.sent(), [{"msgid": 19}])
-        self.wire.receive({"msgid": 20, "errno": 0, "friends": BOB_OFFLINE})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.GROUP_LIST}])
+        self.wire.receive({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0, "groups": [DEV]})
+        self.assertEqual(self.wire.sent(), [{"msgid": MsgId.FRIEND_LIST}])
+        self.wire.receive({"msgid": MsgId.FRIEND_LIST_ACK, "errno": 0, "friends": BOB_OFFLINE})
         self.assertEqual(self.console.shown, [
             "----------------------group list----------------------",
             "group: [3]dev (chatd developers)",
@@ -448,8 +463,10 @@ class ControllerTests(SynchronousTestCase):
         self.wire.receive(login_ack())
         del self.console.shown[:]
         self.console.type("friends", "groups")
-        self.wire.receive({"msgid": 20, "errno": 130, "errmsg": UNAVAILABLE})
-        self.wire.receive({"msgid": 11, "errno": 111, "errmsg": MISMATCH, "ref": 21})
+        self.wire.receive({"msgid": MsgId.FRIEND_LIST_ACK, "errno": Errno.UNAVAILABLE,
+                           "errmsg": UNAVAILABLE})
+        self.wire.receive({"msgid": MsgId.ERROR, "errno": Errno.ID_MISMATCH, "errmsg": MISMATCH,
+                           "ref": MsgId.GROUP_LIST})
         self.assertEqual(self.console.shown, [
             f"error: friends failed: {UNAVAILABLE} (errno 130)",
             f"error: groups failed: {MISMATCH} (errno 111)",
@@ -460,8 +477,8 @@ class ControllerTests(SynchronousTestCase):
         self.wire.receive(login_ack())
         self.console.type("chat:2:hi", None)
         self.assertNoResult(self.done)
-        cid = [f for f in self.wire.sent() if f["msgid"] == 6][0]["cid"]
-        self.wire.receive({"msgid": 16, "cid": cid, "mid": 1, "errno": 0})
+        cid = [f for f in self.wire.sent() if f["msgid"] == MsgId.ONE_CHAT][0]["cid"]
+        self.wire.receive({"msgid": MsgId.SEND_ACK, "cid": cid, "mid": 1, "errno": 0})
         self.successResultOf(self.done)
         self.assertEqual(self.console.shown[-1], "sent: chat:2:hi")
 

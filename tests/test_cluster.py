@@ -7,11 +7,10 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from chatd.devservers import Nginx, Redis
+from chatd.messages import Errno, MsgId
 from tests.harness import Client, connect, deferLater, login, register, user
 from tests.nodeproc import start_node
 from tests.servers import free_port, mysql_database, private_mariadb, start_nginx, start_redis
-
-ONE_CHAT, GROUP_CHAT, SEND_ACK = 6, 10, 16
 
 
 class Cluster:
@@ -64,28 +63,31 @@ class ClusterTests(TestCase):
         cluster = await Cluster(self).start()
         places = [*cluster.nodes, cluster.nginx]
         users = [await cluster.user(p, f"user{i}") for i, p in enumerate(places)]
-        gid = (await users[0].request({"msgid": 8, "groupname": "all"}, 13))["groupid"]
+        gid = (await users[0].request({"msgid": MsgId.CREATE_GROUP, "groupname": "all"},
+                                      MsgId.CREATE_GROUP_ACK))["groupid"]
         for u in users[1:]:
-            await u.request({"msgid": 9, "groupid": gid}, 14)
+            await u.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for i, sender in enumerate(users):
             for j, receiver in enumerate(users):
                 if i == j:
                     continue
                 cid = f"{i}->{j}"
-                sender.send({"msgid": ONE_CHAT, "to": receiver.user_id, "msg": cid, "cid": cid})
-                got = await receiver.recv(ONE_CHAT, msg=cid)
+                sender.send({"msgid": MsgId.ONE_CHAT, "to": receiver.user_id, "msg": cid,
+                             "cid": cid})
+                got = await receiver.recv(MsgId.ONE_CHAT, msg=cid)
                 self.assertEqual(got["id"], sender.user_id)
-                ack = await sender.recv(SEND_ACK, cid=cid)
+                ack = await sender.recv(MsgId.SEND_ACK, cid=cid)
                 self.assertEqual(ack["mid"], got["mid"])
         for i, sender in enumerate(users):
-            sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"g{i}", "cid": f"g{i}"})
+            sender.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"g{i}", "cid": f"g{i}"})
             for j, receiver in enumerate(users):
                 if i != j:
-                    got = await receiver.recv(GROUP_CHAT, msg=f"g{i}")
+                    got = await receiver.recv(MsgId.GROUP_CHAT, msg=f"g{i}")
                     self.assertEqual(got["name"], f"user{i}")
-            await sender.recv(SEND_ACK, cid=f"g{i}")
+            await sender.recv(MsgId.SEND_ACK, cid=f"g{i}")
         for u in users:
-            self.assertEqual([f for f in await u.quiet(0.2) if f["msgid"] in (6, 10)], [],
+            self.assertEqual([f for f in await u.quiet(0.2)
+                              if f["msgid"] in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT)], [],
                              "nobody gets a message twice or their own group message")
 
     async def test_presence_and_one_login_per_account_across_nodes(self):
@@ -93,12 +95,14 @@ class ClusterTests(TestCase):
         n1, n2, n3 = cluster.nodes
         alice = await cluster.user(n1, "alice")
         bob = await cluster.user(n2, "bob")
-        friend = await alice.request({"msgid": 7, "friendid": bob.user_id}, 12)
+        friend = await alice.request({"msgid": MsgId.ADD_FRIEND, "friendid": bob.user_id},
+                                     MsgId.ADD_FRIEND_ACK)
         self.assertEqual(friend["friend"]["state"], "online")
         again = await login(await connect(self, n3), bob.user_id)
-        self.assertEqual(again["errno"], 2)
-        await bob.request({"msgid": 3}, 15)
-        friend = await alice.request({"msgid": 7, "friendid": bob.user_id}, 12)
+        self.assertEqual(again["errno"], Errno.ALREADY_ONLINE)
+        await bob.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
+        friend = await alice.request({"msgid": MsgId.ADD_FRIEND, "friendid": bob.user_id},
+                                     MsgId.ADD_FRIEND_ACK)
         self.assertEqual(friend["friend"]["state"], "offline")
         on_n3 = await connect(self, n3)
         reply = await login(on_n3, bob.user_id)
@@ -112,8 +116,8 @@ class ClusterTests(TestCase):
         for _ in range(5):
             clients = [await connect(self, n) for n in cluster.nodes]
             for c in clients:
-                c.send({"msgid": 1, "id": uid, "password": "secret", "proto": 2})
-            replies = [await c.recv(2) for c in clients]
+                c.send({"msgid": MsgId.LOGIN, "id": uid, "password": "secret", "proto": 2})
+            replies = [await c.recv(MsgId.LOGIN_ACK) for c in clients]
             self.assertEqual(sorted(r["errno"] for r in replies), [0, 2], replies)
             for c in clients:
                 c.transport.loseConnection()
@@ -127,27 +131,31 @@ class ClusterTests(TestCase):
         carol = await connect(self, n3)
         carol.auto_ack = True
         token = (await login(carol, await register(carol, "carol")))["token"]
-        await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
-        alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
-        await carol.recv(ONE_CHAT, msg="before")
-        await alice.recv(SEND_ACK, cid="b")
+        await alice.request({"msgid": MsgId.ADD_FRIEND, "friendid": carol.user_id},
+                            MsgId.ADD_FRIEND_ACK)
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": carol.user_id, "msg": "before", "cid": "b"})
+        await carol.recv(MsgId.ONE_CHAT, msg="before")
+        await alice.recv(MsgId.SEND_ACK, cid="b")
         await n3.stop("KILL")
         killed = time.monotonic()
 
         async def carol_offline():
-            reply = await alice.request({"msgid": 7, "friendid": carol.user_id}, 12)
+            reply = await alice.request({"msgid": MsgId.ADD_FRIEND, "friendid": carol.user_id},
+                                        MsgId.ADD_FRIEND_ACK)
             return reply["friend"]["state"] == "offline"
         await eventually(carol_offline, 5, "carol shown offline after her node died")
         self.assertLess(time.monotonic() - killed, 5)
         for i in range(5):
-            alice.send({"msgid": ONE_CHAT, "to": carol.user_id, "msg": f"m{i}", "cid": f"m{i}"})
+            alice.send({"msgid": MsgId.ONE_CHAT, "to": carol.user_id, "msg": f"m{i}",
+                        "cid": f"m{i}"})
         for i in range(5):
-            await alice.recv(SEND_ACK, cid=f"m{i}")
+            await alice.recv(MsgId.SEND_ACK, cid=f"m{i}")
 
         async def carol_back():
             c = await connect(self, n2)
             reply = await c.request(
-                {"msgid": 1, "id": carol.user_id, "token": token, "proto": 2}, 2)
+                {"msgid": MsgId.LOGIN, "id": carol.user_id, "token": token, "proto": 2},
+                                    MsgId.LOGIN_ACK)
             return reply if reply["errno"] == 0 else None
         reply = await eventually(carol_back, 5, "carol resumes with her token on another node")
         self.assertEqual([m["msg"] for m in reply["offlinemsg"]], [f"m{i}" for i in range(5)])
@@ -165,34 +173,36 @@ class ClusterTests(TestCase):
             for _ in range(count):
                 cid = f"c{sent}"
                 sent += 1
-                alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+                alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
                 await deferLater(0.01)
 
-        gid = (await alice.request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
-        await alice.request({"msgid": GROUP_CHAT, "groupid": gid, "msg": "alone", "cid": "g0"},
-                            SEND_ACK)
+        gid = (await alice.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g"},
+                                   MsgId.CREATE_GROUP_ACK))["groupid"]
+        await alice.request({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "alone",
+                             "cid": "g0"},
+                            MsgId.SEND_ACK)
         await burst(30)
         cluster.redis.stop()
         await burst(30)
-        await bob.request({"msgid": 9, "groupid": gid}, 14)
+        await bob.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         cluster.redis.start()
 
         async def live_again():
             cid = f"probe{time.monotonic()}"
-            alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
+            alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": cid, "cid": cid})
             try:
-                await bob.recv(ONE_CHAT, msg=cid, timeout=1)
+                await bob.recv(MsgId.ONE_CHAT, msg=cid, timeout=1)
             except AssertionError:
                 return False
             return True
         await eventually(live_again, 20, "delivery between nodes resumes after redis returns")
-        alice.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
-        await bob.recv(GROUP_CHAT, msg="joined in the outage")
+        alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
+        await bob.recv(MsgId.GROUP_CHAT, msg="joined in the outage")
         await burst(30)
         await deferLater(1)
-        acked = {f["cid"] for f in alice.frames if f["msgid"] == SEND_ACK}
-        live = {f["msg"] for f in bob.frames if f["msgid"] == ONE_CHAT}
-        await bob.request({"msgid": 3}, 15)
+        acked = {f["cid"] for f in alice.frames if f["msgid"] == MsgId.SEND_ACK}
+        live = {f["msg"] for f in bob.frames if f["msgid"] == MsgId.ONE_CHAT}
+        await bob.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         later = await login(bob, bob.user_id)
         stored = {m["msg"] for m in later["offlinemsg"]}
         wanted = {f"c{i}" for i in range(sent)}
@@ -211,17 +221,19 @@ class DatabaseOutageTests(TestCase):
         bob = await user(self, node, "bob")
         server.stop()
         refused = await (await connect(self, node)).request(
-            {"msgid": 4, "name": "carol", "password": "pw"}, 5)
-        self.assertEqual(refused["errno"], 130)
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "no database needed"})
-        self.assertEqual((await bob.recv(ONE_CHAT))["msg"], "no database needed")
-        logout = await bob.request({"msgid": 3}, 15)
-        self.assertEqual(logout["errno"], 130, "tokens could not be revoked: still logged in")
-        bob.send({"msgid": ONE_CHAT, "to": alice.user_id, "msg": "still here"})
-        self.assertEqual((await alice.recv(ONE_CHAT))["msg"], "still here")
+            {"msgid": MsgId.REG, "name": "carol", "password": "pw"}, MsgId.REG_ACK)
+        self.assertEqual(refused["errno"], Errno.UNAVAILABLE)
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "no database needed"})
+        self.assertEqual((await bob.recv(MsgId.ONE_CHAT))["msg"], "no database needed")
+        logout = await bob.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
+        self.assertEqual(logout["errno"], Errno.UNAVAILABLE,
+                         "tokens could not be revoked: still logged in")
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice.user_id, "msg": "still here"})
+        self.assertEqual((await alice.recv(MsgId.ONE_CHAT))["msg"], "still here")
         server.start()
         carol = await register(await connect(self, node), "carol")
         self.assertGreater(carol, bob.user_id)
         for _ in range(4):
-            friend = await alice.request({"msgid": 7, "friendid": carol}, 12)
+            friend = await alice.request({"msgid": MsgId.ADD_FRIEND, "friendid": carol},
+                                         MsgId.ADD_FRIEND_ACK)
             self.assertEqual(friend["errno"], 0, "every pooled connection was revived")

@@ -6,10 +6,9 @@ import time
 
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, deferLater, device, register
 from tests.test_cluster import Cluster, eventually
-
-ONE_CHAT, GROUP_CHAT, SEND_ACK, NOTICE, DEVICES, DEVICES_ACK = 6, 10, 16, 37, 38, 39
 
 
 class ClusterDeviceTests(TestCase):
@@ -23,26 +22,28 @@ class ClusterDeviceTests(TestCase):
         alice_id = await register(await connect(self, n1), "alice")
         phone, _ = await device(self, n1, alice_id, "phone")
         laptop, _ = await device(self, n2, alice_id, "laptop")
-        listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+        listed = await phone.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["laptop", "phone"])
-        gid = (await bob.request({"msgid": 8, "groupname": "team"}, 13))["groupid"]
-        await phone.request({"msgid": 9, "groupid": gid}, 14)
-        await carol.request({"msgid": 9, "groupid": gid}, 14)
+        gid = (await bob.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                                 MsgId.CREATE_GROUP_ACK))["groupid"]
+        await phone.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
+        await carol.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for sender, where in ((bob, "n3"), (carol, "n1")):
-            sender.send({"msgid": ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
-            mids = {(await c.recv(ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
+            sender.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": where, "cid": where})
+            mids = {(await c.recv(MsgId.ONE_CHAT, msg=where))["mid"] for c in (phone, laptop)}
             self.assertEqual(len(mids), 1, "both devices get it, with one mid")
-            await sender.recv(SEND_ACK, cid=where)
-        bob.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": "group", "cid": "g"})
+            await sender.recv(MsgId.SEND_ACK, cid=where)
+        bob.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "group", "cid": "g"})
         for c in (phone, laptop, carol):
-            await c.recv(GROUP_CHAT, msg="group")
-        await bob.recv(SEND_ACK, cid="g")
-        laptop.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "sent on n2", "cid": "s"})
-        got = await bob.recv(ONE_CHAT, msg="sent on n2")
-        self.assertEqual((await phone.recv(ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
-        await laptop.recv(SEND_ACK, cid="s")
+            await c.recv(MsgId.GROUP_CHAT, msg="group")
+        await bob.recv(MsgId.SEND_ACK, cid="g")
+        laptop.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "sent on n2", "cid": "s"})
+        got = await bob.recv(MsgId.ONE_CHAT, msg="sent on n2")
+        self.assertEqual((await phone.recv(MsgId.ONE_CHAT, msg="sent on n2"))["mid"], got["mid"])
+        await laptop.recv(MsgId.SEND_ACK, cid="s")
         for c in (phone, laptop):
-            self.assertEqual([f for f in await c.quiet(0.3) if f["msgid"] in (6, 10)], [],
+            self.assertEqual([f for f in await c.quiet(0.3)
+                              if f["msgid"] in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT)], [],
                              "no device gets a message twice")
 
     async def test_takeover_and_the_dialect_rule_across_nodes(self):
@@ -51,18 +52,21 @@ class ClusterDeviceTests(TestCase):
         alice_id = await register(await connect(self, n1), "alice")
         old, _ = await device(self, n1, alice_id, "phone")
         _, reply = await device(self, n2, alice_id, None, proto=1)
-        self.assertEqual(reply["errno"], 2, "the original dialect while a device is online")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "the original dialect while a device is online")
         new, reply = await device(self, n2, alice_id, "phone")
         self.assertEqual(reply["errno"], 0)
-        self.assertEqual(await old.recv(NOTICE), {"msgid": NOTICE, "kind": "logged_in_elsewhere"})
+        self.assertEqual(await old.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE,
+                                                        "kind": "logged_in_elsewhere"})
         await old.closed
-        listed = await new.request({"msgid": DEVICES}, DEVICES_ACK)
+        listed = await new.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
         self.assertEqual([d["device"] for d in listed["devices"]], ["phone"])
-        await new.request({"msgid": 3}, 15)
+        await new.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         original, reply = await device(self, n1, alice_id, None, proto=1)
         self.assertEqual(reply["errno"], 0)
         _, reply = await device(self, n2, alice_id, "tablet")
-        self.assertEqual(reply["errno"], 2, "a device while the original dialect is online")
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "a device while the original dialect is online")
 
     async def test_a_killed_nodes_devices_log_in_elsewhere_and_nothing_is_lost(self):
         cluster = await Cluster(self).start(3, "--max-devices", "2")
@@ -74,10 +78,10 @@ class ClusterDeviceTests(TestCase):
         await cluster.nodes[2].stop("KILL")
         killed = time.monotonic()
         for i in range(5):
-            bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": f"m{i}", "cid": f"m{i}"})
+            bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": f"m{i}", "cid": f"m{i}"})
         for i in range(5):
-            await bob.recv(SEND_ACK, cid=f"m{i}")
-            await phone.recv(ONE_CHAT, msg=f"m{i}")
+            await bob.recv(MsgId.SEND_ACK, cid=f"m{i}")
+            await phone.recv(MsgId.ONE_CHAT, msg=f"m{i}")
 
         async def tablet_in():
             client, reply = await device(self, n2, alice_id, "tablet")
@@ -87,12 +91,12 @@ class ClusterDeviceTests(TestCase):
         wanted = [f"m{i}" for i in range(5)]
 
         async def synced():  # SYNC on n2 sees n1's history once n1 wrote it (a batch a 250 ms)
-            reply = await tablet.request({"msgid": 25, "after": 1}, 26)
+            reply = await tablet.request({"msgid": MsgId.SYNC, "after": 1}, MsgId.SYNC_ACK)
             return [m["msg"] for m in reply["messages"]] == wanted
         await eventually(synced, 5, "the new device catches up with SYNC")
-        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after", "cid": "after"})
         for c in (phone, tablet):
-            await c.recv(ONE_CHAT, msg="after")
+            await c.recv(MsgId.ONE_CHAT, msg="after")
 
     async def test_devices_are_claimed_again_after_a_redis_restart(self):
         cluster = await Cluster(self).start(2, "--max-devices", "2")
@@ -106,7 +110,7 @@ class ClusterDeviceTests(TestCase):
         cluster.redis.start()
 
         async def both_listed():
-            listed = await phone.request({"msgid": DEVICES}, DEVICES_ACK)
+            listed = await phone.request({"msgid": MsgId.DEVICES}, MsgId.DEVICES_ACK)
             return [d["device"] for d in listed["devices"]] == ["laptop", "phone"]
         await eventually(both_listed, 20, "both devices claimed again once redis is back")
 
@@ -117,9 +121,9 @@ class ClusterDeviceTests(TestCase):
             tablet, reply = await device(self, n2, alice_id, "tablet")
             tablet.transport.loseConnection()
             await tablet.closed
-            return reply["errno"] == 166
+            return reply["errno"] == Errno.TOO_MANY_DEVICES
         await eventually(tablet_refused, 20, "the slots are still held after the restart")
-        bob.send({"msgid": ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": alice_id, "msg": "after the restart", "cid": "r"})
         for c in (phone, laptop):
-            await c.recv(ONE_CHAT, msg="after the restart", timeout=10)
-        await bob.recv(SEND_ACK, cid="r")
+            await c.recv(MsgId.ONE_CHAT, msg="after the restart", timeout=10)
+        await bob.recv(MsgId.SEND_ACK, cid="r")

@@ -5,11 +5,10 @@ messages flow, and a node started after the others, get every message once."""
 import ujson
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from tests.harness import connect, deferLater, login, register
 from tests.nodeproc import start_node
-from tests.test_cluster import GROUP_CHAT, Cluster
-
-LOGOUT, LOGOUT_ACK = 3, 15
+from tests.test_cluster import Cluster
 
 
 class GroupAcrossNodesTests(TestCase):
@@ -22,9 +21,10 @@ class GroupAcrossNodesTests(TestCase):
             client = await connect(self, place)
             await login(client, await register(client, name), proto=None)
             clients.append(client)
-        gid = (await clients[0].request({"msgid": 8, "groupname": "g"}, 13))["groupid"]
+        gid = (await clients[0].request({"msgid": MsgId.CREATE_GROUP, "groupname": "g"},
+                                        MsgId.CREATE_GROUP_ACK))["groupid"]
         for client in clients[1:]:
-            await client.request({"msgid": 9, "groupid": gid}, 14)
+            await client.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         return clients, gid
 
     async def test_members_moving_between_nodes_get_every_message_once(self):
@@ -36,19 +36,20 @@ class GroupAcrossNodesTests(TestCase):
         seen: dict[int, list[str]] = {m.user_id: [] for m in movers}
 
         def collect(mover) -> None:
-            seen[mover.user_id] += [f["msg"] for f in mover.frames if f["msgid"] == GROUP_CHAT]
+            seen[mover.user_id] += [f["msg"] for f in mover.frames
+                                    if f["msgid"] == MsgId.GROUP_CHAT]
             mover.frames.clear()
 
         sent = []
         for turn in range(8):
             for i, sender in enumerate(senders[:2]):
                 text = f"t{turn}s{i}"
-                sender.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": text})
+                sender.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": text})
                 sent.append(text)
             for k, mover in enumerate(movers):
                 if (turn + k) % 2:
                     continue
-                await mover.request({"msgid": LOGOUT}, LOGOUT_ACK)
+                await mover.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
                 collect(mover)
                 mover.transport.loseConnection()
                 await mover.closed
@@ -76,21 +77,21 @@ class GroupAcrossNodesTests(TestCase):
                               "--node-id", "3", "--ack-timeout", "2")
         late = await connect(self, n3)
         await login(late, await register(late, "late"), proto=None)
-        await late.request({"msgid": 9, "groupid": gid}, 14)
+        await late.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
         for turn in range(4):
-            late.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"late{turn}"})
+            late.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"late{turn}"})
             for member in (a, b, c):
-                await member.recv(GROUP_CHAT, msg=f"late{turn}")
-            a.send({"msgid": GROUP_CHAT, "groupid": gid, "msg": f"a{turn}"})
+                await member.recv(MsgId.GROUP_CHAT, msg=f"late{turn}")
+            a.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"a{turn}"})
             for member in (b, c, late):
-                await member.recv(GROUP_CHAT, msg=f"a{turn}")
+                await member.recv(MsgId.GROUP_CHAT, msg=f"a{turn}")
             # c moves between the old nodes: the late node must follow
-            await c.request({"msgid": LOGOUT}, LOGOUT_ACK)
+            await c.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
             c.transport.loseConnection()
             await c.closed
             moved = await connect(self, n1 if turn % 2 == 0 else n2)
             self.assertEqual((await login(moved, c.user_id, proto=None))["errno"], 0)
             c = moved
         for member in (a, b, c, late):
-            self.assertEqual([f for f in await member.quiet(0.5) if f["msgid"] == GROUP_CHAT],
+            self.assertEqual([f for f in await member.quiet(0.5) if f["msgid"] == MsgId.GROUP_CHAT],
                              [], "no copy twice")

@@ -7,10 +7,10 @@ import signal
 from twisted.trial.unittest import TestCase
 
 from chatd.cluster.redis import ALIVE_MS, LAPSING_MS
+from chatd.messages import Errno, MsgId
 from tests.harness import connect, deferLater, login, register
 from tests.test_cluster import Cluster
 
-LOGIN, LOGIN_ACK = 1, 2
 USERS = 12
 
 
@@ -33,12 +33,15 @@ class ResumeTests(TestCase):
         for i, (client, token) in enumerate(users):
             again = await connect(self, n2 if i % 2 else n3)
             reply = await again.request(
-                {"msgid": LOGIN, "id": client.user_id, "token": token, "proto": 2}, LOGIN_ACK)
+                {"msgid": MsgId.LOGIN, "id": client.user_id, "token": token, "proto": 2},
+                                        MsgId.LOGIN_ACK)
             self.assertEqual(reply["errno"], 0, f"user {i} refused: {reply}")
         other = await connect(self, n2)
         reply = await other.request(
-            {"msgid": LOGIN, "id": dave.user_id, "token": dave_token, "proto": 2}, LOGIN_ACK)
-        self.assertEqual(reply["errno"], 2, "an account that is online stays refused")
+            {"msgid": MsgId.LOGIN, "id": dave.user_id, "token": dave_token, "proto": 2},
+                                    MsgId.LOGIN_ACK)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "an account that is online stays refused")
 
     async def test_a_login_waits_out_the_lease_of_a_frozen_node(self):
         """A node that stops (its connections to Redis still open) stops renewing its lease:
@@ -55,10 +58,13 @@ class ResumeTests(TestCase):
         await deferLater((ALIVE_MS - LAPSING_MS) / 1000 + 0.3)  # past the beats it missed
         again = await connect(self, n2)
         reply = await again.request(
-            {"msgid": LOGIN, "id": alice.user_id, "token": token, "proto": 2}, LOGIN_ACK)
+            {"msgid": MsgId.LOGIN, "id": alice.user_id, "token": token, "proto": 2},
+                                    MsgId.LOGIN_ACK)
         self.assertEqual(reply["errno"], 0, reply)
         os.kill(n1.pid, signal.SIGCONT)
         other = await connect(self, n1)
         reply = await other.request(
-            {"msgid": LOGIN, "id": bob.user_id, "token": bob_token, "proto": 2}, LOGIN_ACK)
-        self.assertEqual(reply["errno"], 2, "bob is online on a live node: refused at once")
+            {"msgid": MsgId.LOGIN, "id": bob.user_id, "token": bob_token, "proto": 2},
+                                    MsgId.LOGIN_ACK)
+        self.assertEqual(reply["errno"], Errno.ALREADY_ONLINE,
+                         "bob is online on a live node: refused at once")

@@ -10,12 +10,12 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import Errno, MsgId
 from tests.harness import Client, connect, deferLater, login, register, start_node, user
 from tests.nodeproc import start_node as start_process
 from tests.servers import mysql_database, start_nginx, start_redis
 from tests.test_client_process import sign_up, start_client
 
-ONE_CHAT, ERROR, SEND_ACK = 6, 11, 16
 BIG = "x" * 30_000
 
 
@@ -30,15 +30,15 @@ async def silent_reader(case: TestCase, proto: int | None) -> None:
     count = 150
     for i in range(count):
         for n, sender in enumerate(senders):
-            sender.send({"msgid": ONE_CHAT, "to": reader_id, "msg": BIG, "cid": f"{n}-{i}"})
+            sender.send({"msgid": MsgId.ONE_CHAT, "to": reader_id, "msg": BIG, "cid": f"{n}-{i}"})
     for n, sender in enumerate(senders):
         for i in range(count):
-            ack = await sender.recv(SEND_ACK, timeout=30, cid=f"{n}-{i}")
+            ack = await sender.recv(MsgId.SEND_ACK, timeout=30, cid=f"{n}-{i}")
             case.assertEqual(ack["errno"], 0)
     case.assertFalse(node.context.router.online_here(reader_id))
     reader.transport.resumeProducing()
     await reader.closed
-    seen = {f["mid"] for f in reader.frames if f.get("msgid") == ONE_CHAT}
+    seen = {f["mid"] for f in reader.frames if f.get("msgid") == MsgId.ONE_CHAT}
     again = await connect(case, node)
     ack = await login(again, reader_id, proto=proto)
     offline = [m if isinstance(m, dict) else ujson.loads(m)
@@ -47,7 +47,7 @@ async def silent_reader(case: TestCase, proto: int | None) -> None:
     deadline = time.monotonic() + 30
     while len(seen) < 2 * count and time.monotonic() < deadline:
         await deferLater(0.2)
-        seen |= {f["mid"] for f in again.frames if f.get("msgid") == ONE_CHAT}
+        seen |= {f["mid"] for f in again.frames if f.get("msgid") == MsgId.ONE_CHAT}
     case.assertEqual(len(seen), 2 * count)
 
 
@@ -91,8 +91,8 @@ class LoginTests(TestCase):
         owner_id = await register(owner, "owner")
         flood = await connect(self, node)
         for i in range(3000):
-            flood.send({"msgid": 1, "id": 1000 + i, "password": "guess"})
-        await flood.recv(2, errno=140)
+            flood.send({"msgid": MsgId.LOGIN, "id": 1000 + i, "password": "guess"})
+        await flood.recv(MsgId.LOGIN_ACK, errno=Errno.HASH_PENDING)
         started = time.monotonic()
         ack = await login(owner, owner_id)
         self.assertEqual(ack["errno"], 0)
@@ -108,11 +108,11 @@ class LoginTests(TestCase):
             refused.append((await login(guesser, owner_id, "guess"))["errno"])
         self.assertEqual(refused, [1] * 5 + [142] * 5)
         ack = await login(guesser, owner_id)
-        self.assertEqual(ack["errno"], 142)
+        self.assertEqual(ack["errno"], Errno.THROTTLED)
         self.assertIn(ack["retry_after"], (1, 2))
         elsewhere = await connect_from(self, node, "127.0.0.2")
         self.assertEqual((await login(elsewhere, owner_id))["errno"], 0)
-        await elsewhere.request({"msgid": 3}, 15)
+        await elsewhere.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         await deferLater(ack["retry_after"])
         self.assertEqual((await login(guesser, owner_id))["errno"], 0)
 
@@ -123,8 +123,8 @@ class AddressTests(TestCase):
         node = await start_node(self, None, "--max-conns-per-address", "3")
         clients = [await connect(self, node) for _ in range(3)]
         fourth = await connect(self, node)
-        err = await fourth.recv(ERROR)
-        self.assertEqual(err["errno"], 143)
+        err = await fourth.recv(MsgId.ERROR)
+        self.assertEqual(err["errno"], Errno.TOO_MANY_CONNECTIONS)
         await fourth.closed
         other = await connect_from(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "other"), 0)
@@ -139,8 +139,9 @@ class AddressTests(TestCase):
         c = await connect(self, node)
         for i in range(3):
             await register(c, f"user{i}")
-        ack = await c.request({"msgid": 4, "name": "user3", "password": "pw"}, 5)
-        self.assertEqual((ack["errno"], ack["id"]), (144, 0))
+        ack = await c.request({"msgid": MsgId.REG, "name": "user3", "password": "pw"},
+                              MsgId.REG_ACK)
+        self.assertEqual((ack["errno"], ack["id"]), (Errno.REGISTRATION_RATE, 0))
         self.assertGreater(ack["retry_after"], 0)
         other = await connect_from(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "user4"), 0)
@@ -167,7 +168,7 @@ class ClusterThrottleTests(TestCase):
         self.assertEqual(refused, [1] * 5 + [142])
         for node in nodes:
             c = await connect(self, node)
-            self.assertEqual((await login(c, owner_id))["errno"], 142)
+            self.assertEqual((await login(c, owner_id))["errno"], Errno.THROTTLED)
 
 
 class ProxyProtocolTests(TestCase):
@@ -183,7 +184,7 @@ class ProxyProtocolTests(TestCase):
         for n, client in enumerate((first, second)):
             self.assertGreater(await register(client, f"user{n}"), 0)
         third = await connect_from(self, nginx, "127.0.0.2")
-        self.assertEqual((await third.recv(ERROR))["errno"], 143)
+        self.assertEqual((await third.recv(MsgId.ERROR))["errno"], Errno.TOO_MANY_CONNECTIONS)
         self.assertIn("refusing a connection from 127.0.0.2", node.log())
 
 
@@ -196,14 +197,14 @@ class QuotaTests(TestCase):
         sender = await user(self, node, "sender")
         old = await user(self, node, "old", proto=None)
         for i in range(3):
-            ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": f"m{i}",
-                                        "cid": f"c{i}"}, SEND_ACK, cid=f"c{i}")
+            ack = await sender.request({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": f"m{i}",
+                                        "cid": f"c{i}"}, MsgId.SEND_ACK, cid=f"c{i}")
             self.assertEqual(ack["errno"], 0)
-        ack = await sender.request({"msgid": ONE_CHAT, "to": away_id, "msg": "m3",
-                                    "cid": "c3"}, SEND_ACK, cid="c3")
-        self.assertEqual(ack["errno"], 145)
-        old.send({"msgid": ONE_CHAT, "to": away_id, "msg": "m4"})
-        self.assertEqual((await old.recv(ERROR))["errno"], 145)
+        ack = await sender.request({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m3",
+                                    "cid": "c3"}, MsgId.SEND_ACK, cid="c3")
+        self.assertEqual(ack["errno"], Errno.OFFLINE_QUOTA)
+        old.send({"msgid": MsgId.ONE_CHAT, "to": away_id, "msg": "m4"})
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], Errno.OFFLINE_QUOTA)
         offline = (await login(away, away_id))["offlinemsg"]
         self.assertEqual([m["msg"] for m in offline], ["m0", "m1", "m2"])
 
@@ -211,19 +212,23 @@ class QuotaTests(TestCase):
         node = await start_node(self, None, "--max-friends", "1", "--max-groups-created", "1",
                                 "--max-group-members", "2")
         a, b, c = [await user(self, node, name) for name in ("a", "b", "c")]
-        ack = await a.request({"msgid": 7, "friendid": b.user_id}, 12)
+        ack = await a.request({"msgid": MsgId.ADD_FRIEND, "friendid": b.user_id},
+                              MsgId.ADD_FRIEND_ACK)
         self.assertEqual(ack["errno"], 0)
         for asker, friend in ((a, c.user_id), (c, b.user_id)):
-            ack = await asker.request({"msgid": 7, "friendid": friend}, 12)
-            self.assertEqual(ack["errno"], 148)
-        created = await a.request({"msgid": 8, "groupname": "g1"}, 13)
+            ack = await asker.request({"msgid": MsgId.ADD_FRIEND, "friendid": friend},
+                                      MsgId.ADD_FRIEND_ACK)
+            self.assertEqual(ack["errno"], Errno.TOO_MANY_FRIENDS)
+        created = await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g1"},
+                                  MsgId.CREATE_GROUP_ACK)
         self.assertEqual(created["errno"], 0)
-        ack = await a.request({"msgid": 8, "groupname": "g2"}, 13)
-        self.assertEqual((ack["errno"], ack["groupid"]), (147, 0))
-        group = {"msgid": 9, "groupid": created["groupid"]}
-        self.assertEqual((await b.request(group, 14))["errno"], 0)
-        self.assertEqual((await c.request(group, 14))["errno"], 146)
-        self.assertEqual((await b.request(group, 14))["errno"], 0)
+        ack = await a.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g2"},
+                              MsgId.CREATE_GROUP_ACK)
+        self.assertEqual((ack["errno"], ack["groupid"]), (Errno.TOO_MANY_GROUPS, 0))
+        group = {"msgid": MsgId.ADD_GROUP, "groupid": created["groupid"]}
+        self.assertEqual((await b.request(group, MsgId.ADD_GROUP_ACK))["errno"], 0)
+        self.assertEqual((await c.request(group, MsgId.ADD_GROUP_ACK))["errno"], Errno.GROUP_FULL)
+        self.assertEqual((await b.request(group, MsgId.ADD_GROUP_ACK))["errno"], 0)
 
 
 def certificate(directory: str, name: str = "localhost") -> tuple[str, str]:

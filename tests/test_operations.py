@@ -33,6 +33,7 @@ from chatd.logformat import (
     classic_line,
     json_file_observer,
 )
+from chatd.messages import Errno, MsgId
 from chatd.metrics import Histogram, NodeCollector, Stats, node_registry
 from tests import harness
 from tests.harness import connect, deferLater, login, register, user
@@ -44,7 +45,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "chatd.json")
 CHATD_ADMIN = os.path.join(os.path.dirname(sys.executable), "chatd-admin")
 TOKEN = b"a-test-token-of-the-operators-0123"
-ONE_CHAT, SEND_ACK, NOTICE, ERROR = 6, 16, 37, 11
 
 
 async def http(url: str, method: bytes = b"GET", token: bytes | None = None,
@@ -91,12 +91,12 @@ class MetricsTests(TestCase):
         alice = await user(self, node, "alice")
         bob = await user(self, node, "bob")
         bob.auto_ack = True
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "hi", "cid": "c1"})
-        await alice.recv(SEND_ACK, cid="c1")
-        alice.send({"msgid": ONE_CHAT, "to": 999, "msg": "nobody", "cid": "c2"})
-        await alice.recv(ERROR, cid="c2")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "hi", "cid": "c1"})
+        await alice.recv(MsgId.SEND_ACK, cid="c1")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": 999, "msg": "nobody", "cid": "c2"})
+        await alice.recv(MsgId.ERROR, cid="c2")
         wrong = await login(await connect(self, node), 999, "wrong")
-        self.assertEqual(wrong["errno"], 1)
+        self.assertEqual(wrong["errno"], Errno.BAD_LOGIN)
         after = await scrape(base)
         self.assertEqual(moved(before, after, "chatd_frames_received_total", msgid="6"), 2)
         self.assertEqual(moved(before, after, "chatd_frames_received_total", msgid="4"), 2)
@@ -197,9 +197,9 @@ class AdminAPITests(TestCase):
         old = await user(self, node, "old", proto=None)
         code, _ = await http(base + "/admin/v1/broadcast", b"POST", TOKEN, {"msg": "maint"})
         self.assertEqual(code, 200)
-        self.assertEqual(await new.recv(NOTICE), {"msgid": NOTICE, "kind": "broadcast",
+        self.assertEqual(await new.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "broadcast",
                                                   "msg": "maint"})
-        self.assertEqual((await old.recv(ERROR))["errno"], 152)
+        self.assertEqual((await old.recv(MsgId.ERROR))["errno"], Errno.OPERATOR_NOTICE)
         for path, body, want in (("broadcast", {"msg": ""}, 400), ("broadcast", [1], 400),
                                  ("users/abc/kick", {}, 400), ("users/999/ban", {}, 404),
                                  ("nothing", {}, 404)):
@@ -268,8 +268,8 @@ class ChatdAdminClusterTests(TestCase):
         carol = await user(self, n2, "carol", proto=None)
         before = await scrape(urls[0])
         bob.auto_ack = True
-        alice.send({"msgid": ONE_CHAT, "to": bob.user_id, "msg": "across", "cid": "x1"})
-        await alice.recv(SEND_ACK, cid="x1")
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "across", "cid": "x1"})
+        await alice.recv(MsgId.SEND_ACK, cid="x1")
         after = await scrape(urls[0])
         self.assertEqual(moved(before, after, "chatd_chat_copies_total", route="remote"), 1)
         self.assertGreaterEqual(moved(before, after, "chatd_bus_publishes_total"), 1)
@@ -285,14 +285,14 @@ class ChatdAdminClusterTests(TestCase):
         self.assertRegex(shown, r"online\s+on node 2\.\w+ \(proto 2\)")
 
         await self.chatd_admin(urls[0], "kick", str(bob.user_id))
-        self.assertEqual(await bob.recv(NOTICE), {"msgid": NOTICE, "kind": "kicked"})
+        self.assertEqual(await bob.recv(MsgId.NOTICE), {"msgid": MsgId.NOTICE, "kind": "kicked"})
         await bob.closed
 
         await self.chatd_admin(urls[0], "ban", str(carol.user_id), "--reason", "spam")
-        self.assertEqual((await carol.recv(ERROR))["errno"], 150)
+        self.assertEqual((await carol.recv(MsgId.ERROR))["errno"], Errno.BANNED)
         await carol.closed
         refused = await login(await connect(self, n1), carol.user_id, proto=None)
-        self.assertEqual(refused["errno"], 150)
+        self.assertEqual(refused["errno"], Errno.BANNED)
         shown = json.loads(await self.chatd_admin(urls[1], "--json", "user",
                                                   str(carol.user_id)))
         self.assertEqual((shown["banned"], shown["ban"]["reason"]), (True, "spam"))
@@ -300,9 +300,11 @@ class ChatdAdminClusterTests(TestCase):
         self.assertEqual((await login(await connect(self, n1), carol.user_id))["errno"], 0)
 
         await self.chatd_admin(urls[1], "password", str(alice.user_id), stdin=b"n3w pass\n")
-        self.assertEqual((await login(await connect(self, n2), alice.user_id))["errno"], 1)
+        self.assertEqual((await login(await connect(self, n2), alice.user_id))["errno"],
+                         Errno.BAD_LOGIN)
         again = await login(await connect(self, n2), alice.user_id, "n3w pass")
-        self.assertEqual(again["errno"], 2, "right password; alice is still online on node 1")
+        self.assertEqual(again["errno"], Errno.ALREADY_ONLINE,
+                         "right password; alice is still online on node 1")
 
     async def test_chatd_admin_says_why_it_fails(self):
         node_token, self.token_file = _token_file(self, TOKEN), _token_file(self, b"x" * 20)

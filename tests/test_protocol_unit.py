@@ -14,12 +14,12 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import Errno, MsgId
 from chatd.tap import Options, build_node
 
 MAX_FRAME = 65536
 RATE, BURST = 2000, 4000  # docs/protocol.md, *Limits*
 PRELOGIN_TIMEOUT, IDLE_TIMEOUT = 300, 90
-ERROR, HEARTBEAT = 11, 18
 BEAT = b'{"msgid":18}'
 
 ERRMSG = {100: "frame is not valid UTF-8", 101: "frame is not valid JSON",
@@ -85,7 +85,7 @@ class ProtocolTests(TestCase):
         return self.replies(transport), transport
 
     def assertError(self, frame: dict[str, Any], errno: int, ref: int | None = None) -> None:
-        self.assertEqual((frame["msgid"], frame.get("errno")), (ERROR, errno), frame)
+        self.assertEqual((frame["msgid"], frame.get("errno")), (MsgId.ERROR, errno), frame)
         self.assertTrue(frame["errmsg"].startswith(ERRMSG[errno]), frame)
         self.assertEqual(frame.get("ref"), ref, frame)
 
@@ -93,12 +93,12 @@ class ProtocolTests(TestCase):
 
     def test_lf_crlf_and_nul_end_frames(self):
         replies, transport = self.send(BEAT + b"\n" + BEAT + b"\r\n" + BEAT + b"\0")
-        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT] * 3)
+        self.assertEqual([f["msgid"] for f in replies], [MsgId.HEARTBEAT] * 3)
         self.assertFalse(transport.disconnecting)
 
     def test_empty_frames_are_ignored(self):
         replies, transport = self.send(b"\n\r\n\0\0\n   \n\t\r\n" + BEAT + b"\n\n")
-        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in replies], [MsgId.HEARTBEAT])
         self.assertFalse(transport.disconnecting)
 
     def test_a_frame_split_across_many_reads(self):
@@ -108,13 +108,14 @@ class ProtocolTests(TestCase):
             proto.dataReceived(data[i:i + 1])
             self.assertEqual(transport.value(), b"")
         proto.dataReceived(data[-1:])
-        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [MsgId.HEARTBEAT])
 
     def test_several_frames_in_one_read_are_answered_in_order(self):
         replies, _ = self.send(BEAT + b"\n" + b'{"msgid":99}\0' + b"[]\r\n" + BEAT + b"\n"
                                + BEAT[:5])
         self.assertEqual([(f["msgid"], f.get("errno")) for f in replies],
-                         [(HEARTBEAT, None), (ERROR, 104), (ERROR, 102), (HEARTBEAT, None)])
+                         [(MsgId.HEARTBEAT, None), (MsgId.ERROR, 104), (MsgId.ERROR, 102),
+                          (MsgId.HEARTBEAT, None)])
 
     def test_server_frames_are_compact_and_end_in_lf(self):
         proto, transport = self.connect()
@@ -127,7 +128,7 @@ class ProtocolTests(TestCase):
         replies, transport = self.send(BEAT + b"\n" + padded(MAX_FRAME + 1) + b"\n"
                                        + BEAT + b"\n")
         self.assertEqual(len(replies), 2, replies)
-        self.assertEqual(replies[0]["msgid"], HEARTBEAT)
+        self.assertEqual(replies[0]["msgid"], MsgId.HEARTBEAT)
         self.assertError(replies[1], 108)
         self.assertTrue(transport.disconnecting)
 
@@ -149,21 +150,21 @@ class ProtocolTests(TestCase):
         self.addCleanup(node.store.close)
         self.factory = node.factory
         replies, transport = self.send(padded(1024) + b"\n" + padded(1025) + b"\n")
-        self.assertEqual(replies[0]["msgid"], HEARTBEAT)
+        self.assertEqual(replies[0]["msgid"], MsgId.HEARTBEAT)
         self.assertError(replies[1], 108)
         self.assertTrue(transport.disconnecting)
 
     def test_a_frame_of_exactly_the_limit_is_accepted_with_every_terminator(self):
         for end in (b"\n", b"\0", b"\r\n"):
             replies, transport = self.send(padded(MAX_FRAME) + end)
-            self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT], end)
+            self.assertEqual([f["msgid"] for f in replies], [MsgId.HEARTBEAT], end)
             self.assertFalse(transport.disconnecting, end)
 
     def test_a_frame_of_exactly_the_limit_is_accepted_when_its_crlf_is_split(self):
         proto, transport = self.connect()
         proto.dataReceived(padded(MAX_FRAME) + b"\r")
         proto.dataReceived(b"\n")
-        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [MsgId.HEARTBEAT])
         self.assertFalse(transport.disconnecting)
 
     # bad frames: ERROR_MSG, connection stays open
@@ -213,7 +214,7 @@ class ProtocolTests(TestCase):
         self.assertEqual(replies[0]["errmsg"], "field has the wrong type: id")
 
     def test_107_out_of_range_names_the_field_and_refs_the_request(self):
-        replies, _ = self.send(ujson.dumps({"msgid": 4, "name": "n" * 51,
+        replies, _ = self.send(ujson.dumps({"msgid": MsgId.REG, "name": "n" * 51,
                                             "password": "p"}).encode() + b"\n")
         self.assertError(replies[0], 107, ref=4)
         self.assertEqual(replies[0]["errmsg"], "field is out of range: name")
@@ -226,15 +227,15 @@ class ProtocolTests(TestCase):
         proto, transport = self.connect()
         proto.dataReceived(b'{"msgid":6,"to":2,"msg":"m","cid":"\\ud800"}\n')
         (reply,) = self.replies(transport)
-        self.assertEqual(reply["msgid"], ERROR)
+        self.assertEqual(reply["msgid"], MsgId.ERROR)
         self.assertFalse(transport.disconnecting)
         proto.dataReceived(BEAT + b"\n")
-        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [MsgId.HEARTBEAT])
 
     def test_a_name_with_a_lone_surrogate_is_refused_at_once(self):
         replies, transport = self.send(b'{"msgid":4,"name":"a\\udc00","password":"p"}\n')
         self.assertEqual(len(replies), 1, replies)
-        self.assertEqual(replies[0]["msgid"], ERROR)
+        self.assertEqual(replies[0]["msgid"], MsgId.ERROR)
         self.assertIn(replies[0]["errno"], (100, 101, 106, 107))
         self.assertFalse(transport.disconnecting)
 
@@ -243,7 +244,7 @@ class ProtocolTests(TestCase):
     def test_heartbeat_is_answered_before_login_with_the_server_clock(self):
         self.clock.advance(0.25)
         replies, _ = self.send(BEAT + b"\n")
-        self.assertEqual(replies, [{"msgid": HEARTBEAT, "time": 1_000_000_250}])
+        self.assertEqual(replies, [{"msgid": MsgId.HEARTBEAT, "time": 1_000_000_250}])
 
     def test_requests_before_login_get_110_with_ref(self):
         for msgid in (3, 6, 7, 8, 9, 10, 17, 19, 21):
@@ -263,7 +264,7 @@ class ProtocolTests(TestCase):
 
     def test_a_burst_over_4000_requests_gets_109_for_the_rest(self):
         replies, transport = self.send((BEAT + b"\n") * (BURST + 25))
-        self.assertEqual([f["msgid"] for f in replies[:BURST]], [HEARTBEAT] * BURST)
+        self.assertEqual([f["msgid"] for f in replies[:BURST]], [MsgId.HEARTBEAT] * BURST)
         self.assertEqual(len(replies), BURST + 25)
         for frame in replies[BURST:]:
             self.assertError(frame, 109)
@@ -272,10 +273,10 @@ class ProtocolTests(TestCase):
     def test_requests_are_served_again_after_the_clock_advances(self):
         proto, transport = self.connect()
         proto.dataReceived((BEAT + b"\n") * (BURST + 1))
-        self.assertEqual(self.replies(transport)[-1]["errno"], 109)
+        self.assertEqual(self.replies(transport)[-1]["errno"], Errno.RATE_LIMITED)
         self.clock.advance(1)
         proto.dataReceived(BEAT + b"\n")
-        self.assertEqual([f["msgid"] for f in self.replies(transport)], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in self.replies(transport)], [MsgId.HEARTBEAT])
 
     def test_2000_requests_a_second_are_sustained(self):
         proto, transport = self.connect()
@@ -284,17 +285,17 @@ class ProtocolTests(TestCase):
         for _ in range(3):
             self.clock.advance(1)
             proto.dataReceived((BEAT + b"\n") * RATE)
-            self.assertEqual({f["msgid"] for f in self.replies(transport)}, {HEARTBEAT})
+            self.assertEqual({f["msgid"] for f in self.replies(transport)}, {MsgId.HEARTBEAT})
         self.clock.advance(1)
         proto.dataReceived((BEAT + b"\n") * (RATE + 1))
         replies = self.replies(transport)
-        self.assertEqual([f["msgid"] for f in replies[:RATE]], [HEARTBEAT] * RATE)
+        self.assertEqual([f["msgid"] for f in replies[:RATE]], [MsgId.HEARTBEAT] * RATE)
         self.assertError(replies[RATE], 109)
 
     def test_the_rate_limit_is_per_connection(self):
         self.send((BEAT + b"\n") * (BURST + 1))
         replies, _ = self.send(BEAT + b"\n")
-        self.assertEqual([f["msgid"] for f in replies], [HEARTBEAT])
+        self.assertEqual([f["msgid"] for f in replies], [MsgId.HEARTBEAT])
 
     # idle connections
 

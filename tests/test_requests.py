@@ -4,11 +4,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.messages import ChatError
+from chatd.messages import ChatError, Errno, MsgId
 from chatd.requests import validate
 
 MAX_INT = (1 << 63) - 1
-MISSING, WRONG_TYPE, OUT_OF_RANGE = 105, 106, 107
 
 # The smallest valid request of every client msgid.
 MINIMAL: dict[int, dict[str, Any]] = {
@@ -53,7 +52,7 @@ STR_FIELDS = [(1, "password", 1, 128), (4, "name", 1, 50), (4, "password", 1, 12
               (10, "msg", 1, 32768), (10, "time", 0, 64), (10, "cid", 1, 64)]
 
 REQUIRED = [(msgid, name) for msgid, fields in MINIMAL.items() for name in fields
-            if msgid != 17]
+            if msgid != MsgId.RECV_ACK]
 
 NAMES = [(4, "name"), (8, "groupname")]
 
@@ -77,8 +76,8 @@ class ValidateTests(SynchronousTestCase):
 
     def assertRefused(self, msgid: int, f: dict[str, Any], errno: int, field: str) -> None:
         err = self.refused(msgid, f)
-        text = {MISSING: "missing field", WRONG_TYPE: "field has the wrong type",
-                OUT_OF_RANGE: "field is out of range"}[errno]
+        text = {Errno.MISSING_FIELD: "missing field", Errno.WRONG_TYPE: "field has the wrong type",
+                Errno.OUT_OF_RANGE: "field is out of range"}[errno]
         self.assertEqual((err.errno, err.errmsg), (errno, f"{text}: {field}"), f)
 
     def assertAccepted(self, msgid: int, f: dict[str, Any]) -> None:
@@ -103,11 +102,11 @@ class ValidateTests(SynchronousTestCase):
 
     def test_a_missing_required_field_is_named(self):
         for msgid, name in REQUIRED:
-            self.assertRefused(msgid, without(msgid, name), MISSING, name)
+            self.assertRefused(msgid, without(msgid, name), Errno.MISSING_FIELD, name)
 
     def test_a_null_required_field_counts_as_missing(self):
         for msgid, name in REQUIRED:
-            self.assertRefused(msgid, frame(msgid, **{name: None}), MISSING, name)
+            self.assertRefused(msgid, frame(msgid, **{name: None}), Errno.MISSING_FIELD, name)
 
     def test_null_optional_fields_count_as_absent(self):
         for msgid, optional in OPTIONAL.items():
@@ -116,16 +115,17 @@ class ValidateTests(SynchronousTestCase):
                     self.assertAccepted(msgid, frame(msgid, **{name: None}))
 
     def test_recv_ack_needs_mid_or_mids(self):
-        self.assertAccepted(17, {"msgid": 17, "mids": [5]})
-        self.assertRefused(17, {"msgid": 17}, MISSING, "mid")
-        self.assertRefused(17, {"msgid": 17, "mid": None, "mids": None}, MISSING, "mid")
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [5]})
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK}, Errno.MISSING_FIELD, "mid")
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mid": None, "mids": None},
+                           Errno.MISSING_FIELD, "mid")
 
     # integers
 
     def test_integers_refuse_other_types(self):
         for msgid, name in INT_FIELDS:
             for bad in (True, False, 1.0, 1.5, "1", [1], {"v": 1}):
-                self.assertRefused(msgid, frame(msgid, **{name: bad}), WRONG_TYPE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: bad}), Errno.WRONG_TYPE, name)
 
     def test_integers_are_1_to_2_pow_63_minus_1(self):
         for msgid, name in INT_FIELDS:
@@ -134,35 +134,35 @@ class ValidateTests(SynchronousTestCase):
             for good in (1, 2, MAX_INT):
                 self.assertAccepted(msgid, frame(msgid, **{name: good}))
             for bad in (0, -1, -MAX_INT - 1, MAX_INT + 1, 1 << 64, 1 << 200):
-                self.assertRefused(msgid, frame(msgid, **{name: bad}), OUT_OF_RANGE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: bad}), Errno.OUT_OF_RANGE, name)
 
     def test_proto_is_1_or_2(self):
         for good in (1, 2):
             self.assertAccepted(1, frame(1, proto=good))
         for bad in (0, 3, -2, MAX_INT):
-            self.assertRefused(1, frame(1, proto=bad), OUT_OF_RANGE, "proto")
+            self.assertRefused(1, frame(1, proto=bad), Errno.OUT_OF_RANGE, "proto")
 
     # strings
 
     def test_strings_refuse_other_types(self):
         for msgid, name, _, _ in STR_FIELDS:
             for bad in (5, 0, True, 1.5, ["x"], {"x": "y"}):
-                self.assertRefused(msgid, frame(msgid, **{name: bad}), WRONG_TYPE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: bad}), Errno.WRONG_TYPE, name)
 
     def test_string_lengths_follow_the_limits(self):
         for msgid, name, shortest, longest in STR_FIELDS:
             for good in ("x" * shortest, "x" * longest):
                 self.assertAccepted(msgid, frame(msgid, **{name: good}))
             self.assertRefused(msgid, frame(msgid, **{name: "x" * (longest + 1)}),
-                               OUT_OF_RANGE, name)
+                               Errno.OUT_OF_RANGE, name)
             if shortest > 0:
-                self.assertRefused(msgid, frame(msgid, **{name: ""}), OUT_OF_RANGE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: ""}), Errno.OUT_OF_RANGE, name)
 
     def test_lengths_count_characters_not_bytes(self):
         for msgid, name, _, longest in STR_FIELDS:
             self.assertAccepted(msgid, frame(msgid, **{name: "😀" * longest}))
             self.assertRefused(msgid, frame(msgid, **{name: "😀" * (longest + 1)}),
-                               OUT_OF_RANGE, name)
+                               Errno.OUT_OF_RANGE, name)
 
     # names
 
@@ -170,12 +170,12 @@ class ValidateTests(SynchronousTestCase):
         for msgid, name in NAMES:
             for bad in ("a\x00b", "a\nb", "tab\t", "\x1b[31mred", "del\x7f", "c1\x85",
                         "\r"):
-                self.assertRefused(msgid, frame(msgid, **{name: bad}), OUT_OF_RANGE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: bad}), Errno.OUT_OF_RANGE, name)
 
     def test_names_of_only_spaces_are_refused(self):
         for msgid, name in NAMES:
             for bad in (" ", " " * 50, "\u3000", "\u00a0 \u2003"):
-                self.assertRefused(msgid, frame(msgid, **{name: bad}), OUT_OF_RANGE, name)
+                self.assertRefused(msgid, frame(msgid, **{name: bad}), Errno.OUT_OF_RANGE, name)
 
     def test_names_with_inner_spaces_and_any_script_are_accepted(self):
         for msgid, name in NAMES:
@@ -189,34 +189,38 @@ class ValidateTests(SynchronousTestCase):
     # ONE_CHAT's `toid`
 
     def test_toid_is_accepted_as_to(self):
-        f = {"msgid": 6, "toid": 42, "msg": "m"}
+        f = {"msgid": MsgId.ONE_CHAT, "toid": 42, "msg": "m"}
         self.assertAccepted(6, f)
         self.assertEqual(f["to"], 42)
 
     def test_to_wins_over_toid(self):
-        f = {"msgid": 6, "to": 7, "toid": 42, "msg": "m"}
+        f = {"msgid": MsgId.ONE_CHAT, "to": 7, "toid": 42, "msg": "m"}
         self.assertAccepted(6, f)
         self.assertEqual(f["to"], 7)
 
     def test_toid_is_validated_as_to(self):
-        self.assertRefused(6, {"msgid": 6, "toid": "42", "msg": "m"}, WRONG_TYPE, "to")
-        self.assertRefused(6, {"msgid": 6, "toid": 0, "msg": "m"}, OUT_OF_RANGE, "to")
-        self.assertRefused(6, {"msgid": 6, "msg": "m"}, MISSING, "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "toid": "42", "msg": "m"}, Errno.WRONG_TYPE,
+                           "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "toid": 0, "msg": "m"}, Errno.OUT_OF_RANGE,
+                           "to")
+        self.assertRefused(6, {"msgid": MsgId.ONE_CHAT, "msg": "m"}, Errno.MISSING_FIELD, "to")
 
     # RECV_ACK's `mids`
 
     def test_mids_hold_1_to_1000_ids(self):
-        self.assertAccepted(17, {"msgid": 17, "mids": [1]})
-        self.assertAccepted(17, {"msgid": 17, "mids": list(range(1, 1001))})
-        self.assertAccepted(17, {"msgid": 17, "mids": [MAX_INT]})
-        self.assertRefused(17, {"msgid": 17, "mids": []}, OUT_OF_RANGE, "mids")
-        self.assertRefused(17, {"msgid": 17, "mids": list(range(1, 1002))}, OUT_OF_RANGE,
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [1]})
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": list(range(1, 1001))})
+        self.assertAccepted(17, {"msgid": MsgId.RECV_ACK, "mids": [MAX_INT]})
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": []}, Errno.OUT_OF_RANGE, "mids")
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": list(range(1, 1002))},
+                           Errno.OUT_OF_RANGE,
                            "mids")
 
     def test_mids_must_be_a_list_of_ints(self):
         for bad in ("1", 1, {"1": 1}, [1, "2"], [True], [1.0], [[1]], [None]):
-            self.assertRefused(17, {"msgid": 17, "mids": bad}, WRONG_TYPE, "mids")
+            self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.WRONG_TYPE, "mids")
 
     def test_each_mid_is_in_range(self):
         for bad in ([0], [1, -5], [MAX_INT + 1], [1 << 70]):
-            self.assertRefused(17, {"msgid": 17, "mids": bad}, OUT_OF_RANGE, "mids")
+            self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.OUT_OF_RANGE,
+                               "mids")

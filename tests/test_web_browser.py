@@ -5,12 +5,12 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import MsgId
 from chatd.web.site import web_factory
 from tests.browser import Browser
 from tests.harness import serve_web, start_node, user
 from tests.test_cluster import Cluster
 
-ONE_CHAT = 6
 XSS = "<img src=x onerror=alert(1)>"
 
 
@@ -86,11 +86,11 @@ class BrowserTests(TestCase):
 
     async def test_history_comes_from_the_server_and_scrolling_up_loads_older_pages(self):
         web, first, a_id, terminal = await browser_and_terminal(self)
-        await terminal.request({"msgid": 7, "friendid": a_id}, 12)
+        await terminal.request({"msgid": MsgId.ADD_FRIEND, "friendid": a_id}, MsgId.ADD_FRIEND_ACK)
         for i in range(70):
-            terminal.send({"msgid": ONE_CHAT, "to": a_id, "msg": f"m{i}", "cid": f"c{i}"})
+            terminal.send({"msgid": MsgId.ONE_CHAT, "to": a_id, "msg": f"m{i}", "cid": f"c{i}"})
         for i in range(70):
-            await terminal.recv(16, cid=f"c{i}")
+            await terminal.recv(MsgId.SEND_ACK, cid=f"c{i}")
         await first.do(first.driver.quit)
         other = await Browser.open(self, web.url, "alice-elsewhere")
         await other.do(other.log_in, a_id)
@@ -169,12 +169,13 @@ class BrowserTests(TestCase):
         await browser.do(browser.add_friend, terminal.user_id)
         await browser.do(browser.open_chat, f"u:{terminal.user_id}")
         await browser.do(browser.say, "from the browser")
-        got = await terminal.recv(ONE_CHAT)
+        got = await terminal.recv(MsgId.ONE_CHAT)
         self.assertEqual((got["id"], got["name"], got["msg"]), (a_id, "alice", "from the browser"))
         await browser.do(browser.wait, lambda: browser.states() == ["sent"], "sent")
-        terminal.send({"msgid": ONE_CHAT, "to": a_id, "msg": "from the terminal", "cid": "t1"})
+        terminal.send({"msgid": MsgId.ONE_CHAT, "to": a_id, "msg": "from the terminal",
+                       "cid": "t1"})
         await browser.do(browser.shows, "#messages .text", "from the terminal")
-        ack = await terminal.recv(16, cid="t1")
+        ack = await terminal.recv(MsgId.SEND_ACK, cid="t1")
         self.assertEqual(ack["errno"], 0, "the browser acknowledged what it showed")
         await browser.do(browser.screenshots, "with-tcp")
 

@@ -6,9 +6,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from chatd.messages import Errno, MsgId
 from chatd.web.frames import frame
 from tests.harness import deferLater, serve_web, start_node, user
-from tests.test_scenarios import ERROR, ONE_CHAT, Scenarios
+from tests.test_scenarios import Scenarios
 
 
 class WebSocketScenarios(Scenarios, TestCase):
@@ -26,15 +27,16 @@ class WebSocketScenarios(Scenarios, TestCase):
                  (b'{"msgid":9,"groupid":0}', 107), (b"{}\n{}", 101)]
         for data, errno in cases:
             a.send(data)
-            err = await a.recv(ERROR)
+            err = await a.recv(MsgId.ERROR)
             self.assertEqual(err["errno"], errno, data)
         a.transport.sendBytesMessage(b'{"msgid":18}')
-        self.assertEqual((await a.recv(ERROR))["errno"], 180, "frames are text messages")
+        self.assertEqual((await a.recv(MsgId.ERROR))["errno"], Errno.BINARY_MESSAGE,
+                         "frames are text messages")
         a.transport.sendTextMessage("")
         a.transport.sendTextMessage("  ")
         self.assertEqual(await a.quiet(), [], "empty messages are ignored")
-        a.send({"msgid": 6, "to": b.user_id, "msg": "still here"})
-        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "still here")
+        a.send({"msgid": MsgId.ONE_CHAT, "to": b.user_id, "msg": "still here"})
+        self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], "still here")
 
     async def test_frames_split_across_packets_and_batched(self):
         """A WebSocket splits by message, never by packet: a message in fragments is one
@@ -47,7 +49,7 @@ class WebSocketScenarios(Scenarios, TestCase):
                       _continued(b',"msg":"in ', final=False), _continued(b'parts"}')):
             for byte in chunk:
                 wire.write(bytes([byte]))
-        self.assertEqual((await b.recv(ONE_CHAT))["msg"], "in parts")
+        self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], "in parts")
 
     async def test_a_message_in_fragments_past_the_limit_is_cut_before_it_is_whole(self):
         node = await self.node("--max-frame", "2048")
@@ -57,10 +59,10 @@ class WebSocketScenarios(Scenarios, TestCase):
         wire.write(_frame(b'{"msgid":6,"msg":"', final=False))
         for _ in range(200):
             wire.write(_continued(b"x" * 1024, final=False))
-        self.assertEqual((await a.recv(ERROR))["errno"], 108)
+        self.assertEqual((await a.recv(MsgId.ERROR))["errno"], Errno.FRAME_TOO_LARGE)
         await a.closed
-        b.send({"msgid": 18})
-        await b.recv(18)
+        b.send({"msgid": MsgId.HEARTBEAT})
+        await b.recv(MsgId.HEARTBEAT)
 
     async def test_a_message_of_exactly_the_limit_is_accepted(self):
         node = await self.node("--max-frame", "2048")
@@ -70,9 +72,9 @@ class WebSocketScenarios(Scenarios, TestCase):
         room = 2048 - len(head) - 2
         text = "é" * (room // 2) + "x" * (room % 2)
         a.send((head + text + '"}').encode())
-        self.assertEqual((await b.recv(ONE_CHAT))["msg"], text, "2048 bytes in UTF-8")
+        self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], text, "2048 bytes in UTF-8")
         a.send((head + text + 'x"}').encode())
-        self.assertEqual((await a.recv(ERROR))["errno"], 108)
+        self.assertEqual((await a.recv(MsgId.ERROR))["errno"], Errno.FRAME_TOO_LARGE)
 
     async def test_server_frames_of_every_length_encoding_arrive_whole(self):
         """RFC 6455 has three length forms: 7 bits, 16 bits, 64 bits."""
@@ -80,8 +82,8 @@ class WebSocketScenarios(Scenarios, TestCase):
         a = await user(self, node, "alice")
         b = await user(self, node, "bob")
         for text in ("x" * 10, "y" * 1000, "é" * 32768):
-            a.send({"msgid": 6, "to": b.user_id, "msg": text})
-            self.assertEqual((await b.recv(ONE_CHAT))["msg"], text)
+            a.send({"msgid": MsgId.ONE_CHAT, "to": b.user_id, "msg": text})
+            self.assertEqual((await b.recv(MsgId.ONE_CHAT))["msg"], text)
 
     async def test_a_session_can_be_the_producer_of_its_connection(self):
         """A session that registers itself as its transport's producer (to hear that a
@@ -94,22 +96,24 @@ class WebSocketScenarios(Scenarios, TestCase):
         self.assertIs(tcp.producer, session)
         session.transport.unregisterProducer()
         self.assertIsNone(tcp.producer)
-        a.send({"msgid": 18})
-        await a.recv(18)
+        a.send({"msgid": MsgId.HEARTBEAT})
+        await a.recv(MsgId.HEARTBEAT)
 
     async def test_browser_and_tcp_sessions_chat_both_ways(self):
         web = await self.node()
         on_web = await user(self, web, "web")
         on_tcp = await user(self, web.node, "tcp")
-        on_web.send({"msgid": 6, "to": on_tcp.user_id, "msg": "from the browser", "cid": "w1"})
-        got = await on_tcp.recv(ONE_CHAT)
+        on_web.send({"msgid": MsgId.ONE_CHAT, "to": on_tcp.user_id, "msg": "from the browser",
+                     "cid": "w1"})
+        got = await on_tcp.recv(MsgId.ONE_CHAT)
         self.assertEqual((got["msg"], got["name"]), ("from the browser", "web"))
-        on_tcp.send({"msgid": 17, "mid": got["mid"]})
-        await on_web.recv(16, cid="w1")
-        on_tcp.send({"msgid": 6, "to": on_web.user_id, "msg": "from the terminal", "cid": "t1"})
-        got = await on_web.recv(ONE_CHAT)
-        on_web.send({"msgid": 17, "mid": got["mid"]})
-        await on_tcp.recv(16, cid="t1", mid=got["mid"])
+        on_tcp.send({"msgid": MsgId.RECV_ACK, "mid": got["mid"]})
+        await on_web.recv(MsgId.SEND_ACK, cid="w1")
+        on_tcp.send({"msgid": MsgId.ONE_CHAT, "to": on_web.user_id, "msg": "from the terminal",
+                     "cid": "t1"})
+        got = await on_web.recv(MsgId.ONE_CHAT)
+        on_web.send({"msgid": MsgId.RECV_ACK, "mid": got["mid"]})
+        await on_tcp.recv(MsgId.SEND_ACK, cid="t1", mid=got["mid"])
 
 
 def _frame(payload: bytes, final: bool = True) -> bytes:

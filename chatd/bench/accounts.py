@@ -15,16 +15,15 @@ from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 
 from chatd.bench.phase import Phase
-from chatd.bench.wire import ERROR, LOGIN, LOGIN_ACK, REG, REG_ACK, BenchConn, User, encode
+from chatd.bench.wire import ERROR, BenchConn, User, encode
 from chatd.bench.wslink import WebSocketLink
+from chatd.messages import Errno, MsgId
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IConnector
 
     from chatd.bench.worker import Worker
 
-NAME_TAKEN = 3
-BUSY = 141  # "server busy, retry" (docs/protocol.md): the same request again after a pause
 RETRY_SECONDS = 0.2
 
 
@@ -157,7 +156,7 @@ class RequestPhase(WindowPhase):
         msgid = frame.get("msgid")
         if conn.user not in self.pending:
             super().on_frame(conn, frame)
-        elif msgid == self.reply and frame.get("errno") == BUSY:
+        elif msgid == self.reply and frame.get("errno") == Errno.BUSY:
             self.worker.reactor.callLater(RETRY_SECONDS, self.retry, conn)
         elif msgid == self.reply:
             self.answered(conn.user, frame)
@@ -179,17 +178,17 @@ class RequestPhase(WindowPhase):
 class RegPhase(RequestPhase):
     name = "reg"
     unit = "ops/s"
-    reply = REG_ACK
+    reply = MsgId.REG_ACK
 
     def request(self, user: User) -> bytes:
-        return encode({"msgid": REG, "name": user.name, "password": self.worker.password})
+        return encode({"msgid": MsgId.REG, "name": user.name, "password": self.worker.password})
 
     def answered(self, user: User, frame: dict[str, Any]) -> None:
         errno = frame.get("errno")
         if errno == 0 and frame.get("id"):
             user.uid = frame["id"]
             self.settle(user, True)
-        elif errno == NAME_TAKEN and user.uid:
+        elif errno == Errno.NAME_TAKEN and user.uid:
             self.result.extra["existing"] = self.result.extra.get("existing", 0) + 1
             self.settle(user, True)
         else:
@@ -206,7 +205,7 @@ class LoginPhase(RequestPhase):
 
     name = "login"
     unit = "ops/s"
-    reply = LOGIN_ACK
+    reply = MsgId.LOGIN_ACK
 
     def __init__(self, worker: Worker, cmd: dict[str, Any]) -> None:
         super().__init__(worker, cmd)
@@ -224,7 +223,7 @@ class LoginPhase(RequestPhase):
                 conn.send(self.login(user, conn.device))
 
     def login(self, user: User, device: int) -> bytes:
-        frame: dict[str, Any] = {"msgid": LOGIN, "id": user.uid,
+        frame: dict[str, Any] = {"msgid": MsgId.LOGIN, "id": user.uid,
                                  "password": self.worker.password}
         if self.worker.proto == 2:
             frame["proto"] = 2
@@ -234,7 +233,7 @@ class LoginPhase(RequestPhase):
 
     def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
         user = conn.user
-        if user not in self.pending or frame.get("msgid") != LOGIN_ACK or \
+        if user not in self.pending or frame.get("msgid") != MsgId.LOGIN_ACK or \
                 frame.get("errno") != 0 or self.waiting.get(user, 0) <= 1:
             super().on_frame(conn, frame)
             return
@@ -308,13 +307,13 @@ class ResumePhase(WindowPhase):
 
     def on_connected(self, conn: BenchConn) -> None:
         user = conn.user
-        conn.send(encode({"msgid": LOGIN, "id": user.uid, "token": user.token, "proto": 2}))
+        conn.send(encode({"msgid": MsgId.LOGIN, "id": user.uid, "token": user.token, "proto": 2}))
 
     def on_connect_failed(self, user: User, why: str) -> None:
         self.settle(user, False, f"connect: {why}")
 
     def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
-        if conn.user in self.pending and frame.get("msgid") == LOGIN_ACK:
+        if conn.user in self.pending and frame.get("msgid") == MsgId.LOGIN_ACK:
             logged_in(self, conn.user, frame)
         elif conn.user in self.pending and frame.get("msgid") == ERROR:
             self.settle(conn.user, False, f"ERROR_MSG {frame}")

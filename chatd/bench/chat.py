@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.bench.phase import ClosedLoop
 from chatd.bench.plan import pair_up
-from chatd.bench.wire import CHAT_FMT, CHAT_FMT_CID, ERROR, ONE_CHAT, BenchConn, User
+from chatd.bench.wire import CHAT_FMT, CHAT_FMT_CID, ERROR, BenchConn, User
+from chatd.messages import ONE_CHAT
 
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker

@@ -14,18 +14,8 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from chatd.bench.phase import ClosedLoop, Phase
-from chatd.bench.wire import (
-    ADD_GROUP,
-    ADD_GROUP_ACK,
-    CREATE_GROUP,
-    ERROR,
-    GROUP_CHAT,
-    GROUP_FMT,
-    GROUP_FMT_CID,
-    BenchConn,
-    User,
-    encode,
-)
+from chatd.bench.wire import ERROR, GROUP_FMT, GROUP_FMT_CID, BenchConn, User, encode
+from chatd.messages import GROUP_CHAT, MsgId
 
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker
@@ -53,11 +43,11 @@ class CreateGroupPhase(Phase):
             self.finish()
             return
         self.sent_at = monotonic_ns()
-        self.creator.conn.send(encode({"msgid": CREATE_GROUP, "id": self.creator.uid,
+        self.creator.conn.send(encode({"msgid": MsgId.CREATE_GROUP, "id": self.creator.uid,
                                        "groupname": self.group_name, "groupdesc": "bench"}))
 
     def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
-        refused = frame.get("msgid") == ERROR and frame.get("ref") == CREATE_GROUP
+        refused = frame.get("msgid") == ERROR and frame.get("ref") == MsgId.CREATE_GROUP
         if conn.user is not self.creator or not ("groupid" in frame or refused):
             super().on_frame(conn, frame)
             return
@@ -99,17 +89,18 @@ class JoinGroupPhase(Phase):
                 self.pending.discard(user)
                 self.result.error("member not connected")
             else:
-                user.conn.send(encode({"msgid": ADD_GROUP, "id": user.uid, "groupid": self.gid}))
+                user.conn.send(encode({"msgid": MsgId.ADD_GROUP, "id": user.uid,
+                                       "groupid": self.gid}))
         self.check()
 
     def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
         msgid = frame.get("msgid")
-        if conn.user not in self.pending or msgid not in (ADD_GROUP_ACK, ERROR):
+        if conn.user not in self.pending or msgid not in (MsgId.ADD_GROUP_ACK, ERROR):
             super().on_frame(conn, frame)
             return
         self.pending.discard(conn.user)
         self.last_ack = now = monotonic_ns()
-        if msgid == ADD_GROUP_ACK and frame.get("errno") == 0:
+        if msgid == MsgId.ADD_GROUP_ACK and frame.get("errno") == 0:
             self.joined.append(conn.user.index)
             self.result.ok += 1
             self.result.hist.add((now - self.started) // 1000)

@@ -12,7 +12,8 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from chatd.bench.accounts import WindowPhase
-from chatd.bench.wire import ERROR, HISTORY, HISTORY_ACK, BenchConn, User, encode
+from chatd.bench.wire import ERROR, BenchConn, User, encode
+from chatd.messages import MsgId
 
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker
@@ -72,12 +73,12 @@ class HistoryPhase(WindowPhase):
         assert user.conn is not None
         check = self.checks[user][0]
         self.asked_at[user] = self.pending[user] = monotonic_ns()
-        user.conn.send(encode({"msgid": HISTORY, **check.target, **before, "limit": PAGE}))
+        user.conn.send(encode({"msgid": MsgId.HISTORY, **check.target, **before, "limit": PAGE}))
 
     def on_frame(self, conn: BenchConn, frame: dict[str, Any]) -> None:
         user, msgid = conn.user, frame.get("msgid")
-        refused = msgid == ERROR and frame.get("ref") == HISTORY
-        if user not in self.pending or conn.device or not (msgid == HISTORY_ACK or refused):
+        refused = msgid == ERROR and frame.get("ref") == MsgId.HISTORY
+        if user not in self.pending or conn.device or not (msgid == MsgId.HISTORY_ACK or refused):
             super().on_frame(conn, frame)
             return
         self.result.extra["pages"] = self.result.extra.get("pages", 0) + 1

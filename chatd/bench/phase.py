@@ -7,7 +7,8 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from chatd.bench.stats import PhaseResult
-from chatd.bench.wire import ERROR, SEND_ACK, BenchConn, User
+from chatd.bench.wire import ERROR, BenchConn, User
+from chatd.messages import SEND_ACK
 
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker

@@ -15,15 +15,18 @@ import ujson
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from chatd.messages import GROUP_CHAT, ONE_CHAT, RECV_ACK, MsgId
+
 if TYPE_CHECKING:
     from chatd.bench.worker import Worker
 
-LOGIN, LOGIN_ACK, REG, REG_ACK, ONE_CHAT = 1, 2, 4, 5, 6
-CREATE_GROUP, ADD_GROUP, GROUP_CHAT, ERROR = 8, 9, 10, 11
-ADD_GROUP_ACK, SEND_ACK, RECV_ACK, HEARTBEAT = 14, 16, 17, 18
-HISTORY, HISTORY_ACK = 23, 24
+ERROR = int(MsgId.ERROR)
+"""As the plain ints chatd.messages has for the message path: a refusal may come per message."""
 
-CHAT_HEADS = (b'{"msgid":6,', b'{"msgid":10,')
+ONE_CHAT_HEAD = b'{"msgid":%d,' % ONE_CHAT
+GROUP_CHAT_HEAD = b'{"msgid":%d,' % GROUP_CHAT
+CHAT_HEADS = (ONE_CHAT_HEAD, GROUP_CHAT_HEAD)
+"""How a chat frame from chatd starts: the bytes the hot path looks for."""
 PAYLOAD = b'"msg":"B|'
 MID = re.compile(rb'"mid":(\d+)')
 MAX_MIDS = 1000
@@ -31,12 +34,12 @@ MAX_MIDS = 1000
 MAX_BUFFER = 16 << 20
 """A partial line longer than this is a broken server, not a slow one: drop the link."""
 
-CHAT_FMT = b'{"msgid":6,"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench"}\n'
-CHAT_FMT_CID = (b'{"msgid":6,"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench",'
-                b'"cid":"%bc%d"}\n')
-GROUP_FMT = b'{"msgid":10,"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench"}\n'
-GROUP_FMT_CID = (b'{"msgid":10,"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench",'
-                 b'"cid":"%bg%d"}\n')
+CHAT_FMT = ONE_CHAT_HEAD + b'"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench"}\n'
+CHAT_FMT_CID = ONE_CHAT_HEAD + (b'"id":%d,"to":%d,"msg":"B|c|%d|%d|%d","time":"bench",'
+                                b'"cid":"%bc%d"}\n')
+GROUP_FMT = GROUP_CHAT_HEAD + b'"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench"}\n'
+GROUP_FMT_CID = GROUP_CHAT_HEAD + (b'"id":%d,"groupid":%d,"msg":"B|g|%d|%d|%d","time":"bench",'
+                                   b'"cid":"%bg%d"}\n')
 
 
 def encode(frame: dict[str, Any]) -> bytes:

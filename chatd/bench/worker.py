@@ -25,7 +25,8 @@ from chatd.bench.idle import IdlePhase
 from chatd.bench.logs import log_problems_to_stderr
 from chatd.bench.phase import Phase
 from chatd.bench.plan import resume_target, target_of
-from chatd.bench.wire import HEARTBEAT, User, encode
+from chatd.bench.wire import User, encode
+from chatd.messages import MsgId
 
 PHASES: dict[str, type[Phase]] = {
     "connect": ConnectPhase, "reg": RegPhase, "login": LoginPhase, "chat": ChatPhase,
@@ -143,7 +144,7 @@ class Worker:
             self.emit({"ev": "prog", "done": self.phase.progress()})
 
     def heartbeat(self) -> None:
-        frame = encode({"msgid": HEARTBEAT})
+        frame = encode({"msgid": MsgId.HEARTBEAT})
         for user in self.users:
             for conn in user.conns():
                 conn.send(frame)

@@ -1,5 +1,6 @@
-"""The twisted.web tree of `--web`: the web client's static files at / and the chat
-WebSocket at /ws, with security headers on every response."""
+"""The twisted.web tree of `--web`: the web client's static files at /, the wire table they
+import at /wire.js (chatd.web.wiretable) and the chat WebSocket at /ws, with security headers
+on every response."""
 
 import os
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from chatd.protocol import ChatFactory
+from chatd.web import wiretable
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -114,6 +116,7 @@ def web_factory(chat: ChatFactory, origins: frozenset[str],
     """The factory for the --web listener; `origins` empty means the site's own origin;
     `trusted_proxies` are the addresses whose X-Real-IP header names the client."""
     root = StaticFiles(STATIC)
+    root.putChild(wiretable.PATH, wiretable.WireModule())
     root.putChild(b"ws", ChatSocketResource(chat, origins, trusted_proxies))
     return WebSite(root)
 

@@ -2,15 +2,9 @@
 // goes into the page through textContent, never as HTML.
 
 import { Connection, compareMids } from "./connection.js";
+// The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
+import { Errno, MsgId } from "./wire.js";
 
-const M = {
-  LOGIN: 1, LOGIN_ACK: 2, LOGOUT: 3, REG: 4, REG_ACK: 5, ONE_CHAT: 6, ADD_FRIEND: 7,
-  CREATE_GROUP: 8, ADD_GROUP: 9, GROUP_CHAT: 10, ERROR: 11, ADD_FRIEND_ACK: 12,
-  CREATE_GROUP_ACK: 13, ADD_GROUP_ACK: 14, LOGOUT_ACK: 15, SEND_ACK: 16, RECV_ACK: 17,
-  HEARTBEAT: 18, FRIEND_LIST: 19, FRIEND_LIST_ACK: 20, GROUP_LIST: 21, GROUP_LIST_ACK: 22,
-  HISTORY: 23, HISTORY_ACK: 24, READ: 27, TYPING: 28, LEAVE_GROUP: 31, LEAVE_GROUP_ACK: 32,
-  KICK: 33, KICK_ACK: 34, BLOCK: 35, BLOCK_ACK: 36, NOTICE: 37,
-};
 const KEPT_PER_CONVERSATION = 200;
 const TYPING_SHOWN_MS = 5000;
 const TYPING_EVERY_MS = 3000;
@@ -91,10 +85,10 @@ function setConnection(text, kind) {
 function opened() {
   setConnection("connecting…", "connecting");
   if (state.session && state.session.token) {
-    connection.send({ msgid: M.LOGIN, id: state.session.id, token: state.session.token,
+    connection.send({ msgid: MsgId.LOGIN, id: state.session.id, token: state.session.token,
                       proto: 2, device: device() });
   } else if (state.password !== null && state.session) {
-    connection.send({ msgid: M.LOGIN, id: state.session.id, password: state.password,
+    connection.send({ msgid: MsgId.LOGIN, id: state.session.id, password: state.password,
                       proto: 2, device: device() });
   } else {
     showAuth("");
@@ -144,7 +138,7 @@ function loggedIn(ack) {
 }
 
 function loginRefused(ack) {
-  if (ack.errno === 2 && state.busyRetries < 5) {
+  if (ack.errno === Errno.ALREADY_ONLINE && state.busyRetries < 5) {
     // The previous page of this browser may still be leaving: its close is on its way.
     state.busyRetries += 1;
     setConnection("account busy, retrying…", "connecting");
@@ -155,62 +149,67 @@ function loginRefused(ack) {
   state.session = state.session ? { id: state.session.id, name: state.session.name } : null;
   store("chatd.session", state.session);
   state.password = null;
-  showAuth(hadToken && ack.errno === 1 ? "Your session has ended: please log in again."
-                                       : ack.errmsg || "Login failed.");
+  const ended = hadToken && ack.errno === Errno.BAD_LOGIN;
+  showAuth(ended ? "Your session has ended: please log in again." : ack.errmsg || "Login failed.");
 }
 
 // ---- frames from the server
 
 function received(f) {
   switch (f.msgid) {
-    case M.LOGIN_ACK: return f.errno === 0 ? loggedIn(f) : loginRefused(f);
-    case M.REG_ACK: return registered(f);
-    case M.ONE_CHAT: case M.GROUP_CHAT: return incoming(f);
-    case M.SEND_ACK: return sendAcked(f);
-    case M.ERROR: return refused(f);
-    case M.ADD_FRIEND_ACK: return f.errno === 0 ? friendAdded(f.friend) : sideStatus(f.errmsg);
-    case M.CREATE_GROUP_ACK:
-      if (f.errno !== 0) return sideStatus(f.errmsg);
+    case MsgId.LOGIN_ACK: return f.errno === Errno.OK ? loggedIn(f) : loginRefused(f);
+    case MsgId.REG_ACK: return registered(f);
+    case MsgId.ONE_CHAT: case MsgId.GROUP_CHAT: return incoming(f);
+    case MsgId.SEND_ACK: return sendAcked(f);
+    case MsgId.ERROR: return refused(f);
+    case MsgId.ADD_FRIEND_ACK:
+      return f.errno === Errno.OK ? friendAdded(f.friend) : sideStatus(f.errmsg);
+    case MsgId.CREATE_GROUP_ACK:
+      if (f.errno !== Errno.OK) return sideStatus(f.errmsg);
       sideStatus(`Group created: id ${f.groupid}`);
-      return connection.send({ msgid: M.GROUP_LIST });
-    case M.ADD_GROUP_ACK:
-      if (f.errno !== 0) return sideStatus(f.errmsg);
+      return connection.send({ msgid: MsgId.GROUP_LIST });
+    case MsgId.ADD_GROUP_ACK:
+      if (f.errno !== Errno.OK) return sideStatus(f.errmsg);
       state.groups.set(f.group.groupid, f.group);
       return renderLists();
-    case M.FRIEND_LIST_ACK: if (f.errno === 0) setFriends(f.friends); return renderLists();
-    case M.GROUP_LIST_ACK: if (f.errno === 0) setGroups(f.groups); return renderLists();
-    case M.LOGOUT_ACK: return f.errno === 0 ? loggedOut() : sideStatus(f.errmsg);
-    case M.HISTORY_ACK: return historyArrived(f);
-    case M.READ: return readArrived(f);
-    case M.TYPING: return typingArrived(f);
-    case M.LEAVE_GROUP_ACK: case M.KICK_ACK: case M.BLOCK_ACK:
-      if (f.errno !== 0) sideStatus(f.errmsg);
-      return connection.send({ msgid: M.GROUP_LIST });
-    case M.NOTICE: return noticeArrived(f);
+    case MsgId.FRIEND_LIST_ACK:
+      if (f.errno === Errno.OK) setFriends(f.friends);
+      return renderLists();
+    case MsgId.GROUP_LIST_ACK:
+      if (f.errno === Errno.OK) setGroups(f.groups);
+      return renderLists();
+    case MsgId.LOGOUT_ACK: return f.errno === Errno.OK ? loggedOut() : sideStatus(f.errmsg);
+    case MsgId.HISTORY_ACK: return historyArrived(f);
+    case MsgId.READ: return readArrived(f);
+    case MsgId.TYPING: return typingArrived(f);
+    case MsgId.LEAVE_GROUP_ACK: case MsgId.KICK_MEMBER_ACK: case MsgId.BLOCK_ACK:
+      if (f.errno !== Errno.OK) sideStatus(f.errmsg);
+      return connection.send({ msgid: MsgId.GROUP_LIST });
+    case MsgId.NOTICE: return noticeArrived(f);
     default: return undefined;
   }
 }
 
 function registered(f) {
-  if (f.errno !== 0) {
+  if (f.errno !== Errno.OK) {
     state.password = null;
     return showAuth(f.errmsg);
   }
   state.session = { id: f.id, name: $("reg-name").value.trim() };
   $("login-id").value = String(f.id);
   $("auth-status").textContent = `Registered: your id is ${f.id}. Logging in…`;
-  connection.send({ msgid: M.LOGIN, id: f.id, password: state.password, proto: 2,
+  connection.send({ msgid: MsgId.LOGIN, id: f.id, password: state.password, proto: 2,
                     device: device() });
 }
 
 function keyOf(f) {
-  if (f.msgid === M.GROUP_CHAT) return `g:${f.groupid}`;
+  if (f.msgid === MsgId.GROUP_CHAT) return `g:${f.groupid}`;
   const peer = state.me && f.id === state.me.id ? (f.to ?? f.toid) : f.id;
   return `u:${peer}`;
 }
 
 function incoming(f) {
-  connection.send({ msgid: M.RECV_ACK, mid: f.mid });
+  connection.send({ msgid: MsgId.RECV_ACK, mid: f.mid });
   const key = keyOf(f);
   const conv = conversation(key);
   const own = state.me && f.id === state.me.id;
@@ -265,16 +264,16 @@ function sendAcked(f) {
 }
 
 function refused(f) {
-  if (f.errno === 104 && f.ref === M.HISTORY) state.supports.history = false;
-  if (f.errno === 104 && f.ref === M.READ) state.supports.read = false;
-  if (f.errno === 104 && f.ref === M.TYPING) state.supports.typing = false;
-  if (f.errno === 104) return undefined;
+  if (f.errno === Errno.UNKNOWN_MSGID && f.ref === MsgId.HISTORY) state.supports.history = false;
+  if (f.errno === Errno.UNKNOWN_MSGID && f.ref === MsgId.READ) state.supports.read = false;
+  if (f.errno === Errno.UNKNOWN_MSGID && f.ref === MsgId.TYPING) state.supports.typing = false;
+  if (f.errno === Errno.UNKNOWN_MSGID) return undefined;
   const failed = f.cid && settle(f.cid, (message) => {
     message.state = "failed";
     message.error = f.errmsg;
   });
   if (failed) return undefined;
-  if (f.errno === 110 && state.loggedIn) return connection.drop();
+  if (f.errno === Errno.NOT_LOGGED_IN && state.loggedIn) return connection.drop();
   return sideStatus(f.errmsg);
 }
 
@@ -285,7 +284,7 @@ function friendAdded(friend) {
 }
 
 function historyArrived(f) {
-  if (f.errno !== 0) return sideStatus(f.errmsg);
+  if (f.errno !== Errno.OK) return sideStatus(f.errmsg);
   const messages = f.messages || [];
   const key = f.peer ? `u:${f.peer}` : f.groupid ? `g:${f.groupid}` : state.pendingHistory;
   state.pendingHistory = null;
@@ -389,7 +388,7 @@ function openConversation(key, focus = true) {
   renderLists();
   updateComposer();
   if (!conv.loaded && state.supports.history && state.loggedIn) requestHistory(key, null);
-  if (key.startsWith("g:") && state.loggedIn) connection.send({ msgid: M.GROUP_LIST });
+  if (key.startsWith("g:") && state.loggedIn) connection.send({ msgid: MsgId.GROUP_LIST });
   markRead();
   saveLocal();
   if (focus) $("text").focus();
@@ -413,7 +412,7 @@ function target(key) {
 }
 
 function requestHistory(key, before) {
-  const frame = { msgid: M.HISTORY, ...target(key), limit: 50 };
+  const frame = { msgid: MsgId.HISTORY, ...target(key), limit: 50 };
   if (before) frame.before = before;
   state.pendingHistory = key;
   connection.send(frame);
@@ -425,7 +424,7 @@ function markRead() {
   const last = [...conversation(key).messages].reverse().find((m) => !m.own && m.mid);
   if (!last || compareMids(state.readSent.get(key) ?? "0", last.mid) >= 0) return;
   state.readSent.set(key, last.mid);
-  connection.send({ msgid: M.READ, ...target(key), mid: last.mid });
+  connection.send({ msgid: MsgId.READ, ...target(key), mid: last.mid });
 }
 
 function send(text) {
@@ -435,8 +434,8 @@ function send(text) {
   const id = Number(key.slice(2));
   const time = new Date().toLocaleString();
   const frame = key.startsWith("u:")
-    ? { msgid: M.ONE_CHAT, to: id, msg: text, cid, time }
-    : { msgid: M.GROUP_CHAT, groupid: id, msg: text, cid, time };
+    ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
+    : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
   insert(conversation(key), { mid: null, cid, from: state.me.id, name: state.me.name, text,
                               time, own: true, state: "sending" });
   state.outbox.push({ key, frame });
@@ -534,13 +533,13 @@ function renderActions(key) {
   if (key.startsWith("u:")) {
     const blocked = state.blocked.has(id);
     actions.push(element("button", { type: "button", id: "block", onclick: () => {
-      connection.send({ msgid: M.BLOCK, userid: id, block: !blocked });
+      connection.send({ msgid: MsgId.BLOCK, userid: id, block: !blocked });
       if (blocked) state.blocked.delete(id); else state.blocked.add(id);
       renderActions(key);
     }, text: blocked ? "Unblock" : "Block" }));
   } else {
     actions.push(element("button", { type: "button", id: "leave", onclick: () => {
-      connection.send({ msgid: M.LEAVE_GROUP, groupid: id });
+      connection.send({ msgid: MsgId.LEAVE_GROUP, groupid: id });
       state.groups.delete(id);
       closeConversation();
     }, text: "Leave" }));
@@ -563,7 +562,7 @@ function renderMembers(key) {
     mine && u.id !== state.me.id
       ? element("button", { type: "button", class: "kick", text: "Remove",
                             "aria-label": `Remove ${u.name}`, onclick: () => connection.send(
-                              { msgid: M.KICK, groupid: group.groupid, userid: u.id }) })
+                              { msgid: MsgId.KICK_MEMBER, groupid: group.groupid, userid: u.id }) })
       : "")));
   list.hidden = users.length === 0;
 }
@@ -638,7 +637,7 @@ $("login-form").addEventListener("submit", (event) => {
   state.session = { id };
   state.password = $("login-password").value;
   $("login-password").value = "";
-  if (!connection.send({ msgid: M.LOGIN, id, password: state.password, proto: 2,
+  if (!connection.send({ msgid: MsgId.LOGIN, id, password: state.password, proto: 2,
                          device: device() })) {
     $("auth-status").textContent = "Connecting…";
   }
@@ -650,11 +649,11 @@ $("register-form").addEventListener("submit", (event) => {
   askNotifications();
   state.password = $("reg-password").value;
   $("reg-password").value = "";
-  connection.send({ msgid: M.REG, name: $("reg-name").value.trim(), password: state.password });
+  connection.send({ msgid: MsgId.REG, name: $("reg-name").value.trim(), password: state.password });
 });
 
 $("logout").addEventListener("click", () => {
-  if (!connection.send({ msgid: M.LOGOUT })) loggedOut();
+  if (!connection.send({ msgid: MsgId.LOGOUT })) loggedOut();
 });
 
 // A form that sends one request naming an id typed into it.
@@ -669,12 +668,14 @@ function idForm(form, input, what, request) {
   });
 }
 
-idForm("add-friend-form", "add-friend-id", "user", (id) => ({ msgid: M.ADD_FRIEND, friendid: id }));
-idForm("join-group-form", "join-group-id", "group", (id) => ({ msgid: M.ADD_GROUP, groupid: id }));
+idForm("add-friend-form", "add-friend-id", "user",
+       (id) => ({ msgid: MsgId.ADD_FRIEND, friendid: id }));
+idForm("join-group-form", "join-group-id", "group",
+       (id) => ({ msgid: MsgId.ADD_GROUP, groupid: id }));
 
 $("create-group-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  connection.send({ msgid: M.CREATE_GROUP, groupname: $("group-name").value.trim(),
+  connection.send({ msgid: MsgId.CREATE_GROUP, groupname: $("group-name").value.trim(),
                     groupdesc: "" });
   $("group-name").value = "";
 });
@@ -699,7 +700,7 @@ $("text").addEventListener("input", () => {
   if (!key?.startsWith("u:") || !state.supports.typing || !state.loggedIn) return;
   if (Date.now() - state.lastTyping < TYPING_EVERY_MS) return;
   state.lastTyping = Date.now();
-  connection.send({ msgid: M.TYPING, to: Number(key.slice(2)) });
+  connection.send({ msgid: MsgId.TYPING, to: Number(key.slice(2)) });
 });
 
 $("messages").addEventListener("scroll", () => {
@@ -727,14 +728,14 @@ document.addEventListener("visibilitychange", () => {
     renderLists();
     markRead();
   }
-  if (state.loggedIn) connection.send({ msgid: M.FRIEND_LIST });
+  if (state.loggedIn) connection.send({ msgid: MsgId.FRIEND_LIST });
 });
 
 // The server pushes no presence or membership changes: ask for them now and then.
 setInterval(() => {
   if (!state.loggedIn || document.hidden) return;
-  connection.send({ msgid: M.FRIEND_LIST });
-  connection.send({ msgid: M.GROUP_LIST });
+  connection.send({ msgid: MsgId.FRIEND_LIST });
+  connection.send({ msgid: MsgId.GROUP_LIST });
 }, PRESENCE_EVERY_MS);
 
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);

@@ -1,6 +1,8 @@
 // The WebSocket to chatd: one JSON frame per text message, a heartbeat while idle, and
 // reconnection with growing, jittered delays so a restarted cluster is not stormed.
 
+import { MsgId } from "./wire.js";
+
 const HEARTBEAT_MS = 25000;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -98,6 +100,8 @@ export class Connection {
   }
 
   beat() {
-    if (this.ready && Date.now() - this.lastSent > HEARTBEAT_MS) this.send({ msgid: 18 });
+    if (this.ready && Date.now() - this.lastSent > HEARTBEAT_MS) {
+      this.send({ msgid: MsgId.HEARTBEAT });
+    }
   }
 }
