@@ -48,6 +48,17 @@ class MsgId(IntEnum):
     DEVICES_ACK = 39
 
 
+# The reply of each request that has one of its own; the request's refusals come in it too
+# (with its errno), except frame-level errors, which are ERROR_MSG naming the request.
+REPLY: dict[MsgId, MsgId] = {
+    MsgId.LOGIN: MsgId.LOGIN_ACK, MsgId.LOGOUT: MsgId.LOGOUT_ACK, MsgId.REG: MsgId.REG_ACK,
+    MsgId.ADD_FRIEND: MsgId.ADD_FRIEND_ACK, MsgId.CREATE_GROUP: MsgId.CREATE_GROUP_ACK,
+    MsgId.ADD_GROUP: MsgId.ADD_GROUP_ACK, MsgId.FRIEND_LIST: MsgId.FRIEND_LIST_ACK,
+    MsgId.GROUP_LIST: MsgId.GROUP_LIST_ACK, MsgId.HISTORY: MsgId.HISTORY_ACK,
+    MsgId.SYNC: MsgId.SYNC_ACK, MsgId.REMOVE_FRIEND: MsgId.REMOVE_FRIEND_ACK,
+    MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
+    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK}
+
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
 LOGIN, ONE_CHAT, GROUP_CHAT, SEND_ACK, RECV_ACK = (

@@ -18,7 +18,15 @@ from twisted.python.failure import Failure
 from chatd.codec import decode, encode
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.session import Session
-from chatd.messages import LOGIN, ChatError, Errno, MsgId, ServiceUnavailable, error_frame
+from chatd.messages import (
+    LOGIN,
+    REPLY,
+    ChatError,
+    Errno,
+    MsgId,
+    ServiceUnavailable,
+    error_frame,
+)
 from chatd.metrics import Stats
 from chatd.requests import validate
 
@@ -35,23 +43,14 @@ BURST = 4000.0
 
 PRELOGIN = frozenset({MsgId.REG, MsgId.LOGIN, MsgId.HEARTBEAT})
 
-# Requests with a reply of their own carry their errors in it (what the original client reads).
-OWN_REPLY: dict[int, tuple[MsgId, dict[str, Any]]] = {
-    MsgId.REG: (MsgId.REG_ACK, {"id": 0}),
-    MsgId.LOGIN: (MsgId.LOGIN_ACK, {}),
-    MsgId.LOGOUT: (MsgId.LOGOUT_ACK, {}),
-    MsgId.ADD_FRIEND: (MsgId.ADD_FRIEND_ACK, {}),
-    MsgId.CREATE_GROUP: (MsgId.CREATE_GROUP_ACK, {"groupid": 0}),
-    MsgId.ADD_GROUP: (MsgId.ADD_GROUP_ACK, {}),
-    MsgId.FRIEND_LIST: (MsgId.FRIEND_LIST_ACK, {}),
-    MsgId.GROUP_LIST: (MsgId.GROUP_LIST_ACK, {}),
-    MsgId.HISTORY: (MsgId.HISTORY_ACK, {"messages": [], "more": False}),
-    MsgId.SYNC: (MsgId.SYNC_ACK, {"messages": [], "more": False}),
-    MsgId.REMOVE_FRIEND: (MsgId.REMOVE_FRIEND_ACK, {}),
-    MsgId.LEAVE_GROUP: (MsgId.LEAVE_GROUP_ACK, {}),
-    MsgId.KICK_MEMBER: (MsgId.KICK_MEMBER_ACK, {}),
-    MsgId.BLOCK: (MsgId.BLOCK_ACK, {}),
-    MsgId.DEVICES: (MsgId.DEVICES_ACK, {"devices": []}),
+# Fields a refusal in a request's own reply (messages.REPLY) carries, so that the original
+# client, which reads the reply only, finds them.
+REFUSAL_FIELDS: dict[int, dict[str, Any]] = {
+    MsgId.REG: {"id": 0},
+    MsgId.CREATE_GROUP: {"groupid": 0},
+    MsgId.HISTORY: {"messages": [], "more": False},
+    MsgId.SYNC: {"messages": [], "more": False},
+    MsgId.DEVICES: {"devices": []},
 }
 
 # Fields of a request repeated in its refusal, so that the client knows what was refused.
@@ -293,9 +292,9 @@ class ChatProtocol(Protocol):
         client waits for it); all else is ERROR_MSG naming the request."""
         if msgid == MsgId.LOGIN:
             self._stats.login(err.errno)
-        own = OWN_REPLY.get(msgid)
-        if own is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
-            ack, defaults = own
+        ack = REPLY.get(msgid)
+        if ack is not None and not Errno.BAD_UTF8 <= err.errno <= Errno.ALREADY_LOGGED_IN:
+            defaults = REFUSAL_FIELDS.get(msgid, {})
             reply = {"msgid": ack, "errno": int(err.errno), "errmsg": err.errmsg, **defaults,
                      **err.fields}
             if msgid > MsgId.GROUP_LIST_ACK:

@@ -22,22 +22,12 @@ from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from chatd.messages import Errno, MsgId
+from chatd.messages import REPLY, Errno, MsgId
 from client import display
 from client.conversations import Conversations
 from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import ChatConnection, Frame
 from client.state import LastMids
-
-REPLY_TO = {
-    MsgId.LOGIN: MsgId.LOGIN_ACK, MsgId.LOGOUT: MsgId.LOGOUT_ACK, MsgId.REG: MsgId.REG_ACK,
-    MsgId.ADD_FRIEND: MsgId.ADD_FRIEND_ACK, MsgId.CREATE_GROUP: MsgId.CREATE_GROUP_ACK,
-    MsgId.ADD_GROUP: MsgId.ADD_GROUP_ACK, MsgId.FRIEND_LIST: MsgId.FRIEND_LIST_ACK,
-    MsgId.GROUP_LIST: MsgId.GROUP_LIST_ACK, MsgId.HISTORY: MsgId.HISTORY_ACK,
-    MsgId.SYNC: MsgId.SYNC_ACK, MsgId.REMOVE_FRIEND: MsgId.REMOVE_FRIEND_ACK,
-    MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
-    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK}
-"""The reply of each request that has one of its own (its refusals may also come as ERROR)."""
 
 CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 15.0
@@ -121,7 +111,7 @@ class _Request:
 
     def answered_by(self, frame: Frame) -> bool:
         msgid = self.frame["msgid"]
-        return frame.get("msgid") == REPLY_TO[msgid] or (
+        return frame.get("msgid") == REPLY[msgid] or (
             frame.get("msgid") == MsgId.ERROR and frame.get("ref") == msgid)
 
 
