@@ -439,3 +439,10 @@ class HotLoopTests(TestCase):
         self.assertIn("1200 copies delivered", await self.run_loop("-n", "1200"))
         self.assertIn("40 copies delivered", await self.run_loop("--proto", "2", "-n", "40"))
         self.assertIn("30 copies delivered", await self.run_loop("--group", "4", "-n", "10"))
+
+    async def test_proto_2_acknowledgements_stay_within_the_limit_of_one_ack(self) -> None:
+        """More copies in flight than one RECV_ACK may name (1000): the loop acknowledges
+        them in several acks, and no frame of the loop is refused (it once measured the
+        refusals instead of the acknowledged path)."""
+        out = await self.run_loop("--group", "3", "--proto", "2", "-n", "1200")
+        self.assertIn("2400 copies delivered", out)
