@@ -10,9 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from chatd.connections import ADMIN
 from chatd.handlers.operator import Operator
 from chatd.messages import ServiceUnavailable
 
@@ -235,11 +238,27 @@ def admin_site(node: Any, registry: CollectorRegistry, token: bytes | None,
         root.putChild(b"admin", admin)
     site = _Site(root)
     site.noisy = False
+    site.connections = node.factory.connections
     return site
+
+
+class _Channel(HTTPChannel):
+    """Counted under the admin listener for /metrics and never refused: operators must
+    reach a node under attack (--max-connections keeps descriptors for them)."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connections.opened(ADMIN)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.site.connections.closed(ADMIN)
+        super().connectionLost(reason)
 
 
 class _Site(Site):
     """Logs admin API requests only: probes and scrapes every few seconds are noise."""
+
+    protocol = _Channel
 
     def log(self, request: Request) -> None:
         if request.path.startswith(b"/admin/"):

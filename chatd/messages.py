@@ -102,6 +102,7 @@ class Errno(IntEnum):
     GROUP_FULL = 146
     TOO_MANY_GROUPS = 147
     TOO_MANY_FRIENDS = 148
+    NODE_FULL = 149
     BANNED = 150
     KICKED = 151
     OPERATOR_NOTICE = 152
@@ -149,6 +150,7 @@ ERRMSG: dict[Errno, str] = {
     Errno.GROUP_FULL: "the group is full",
     Errno.TOO_MANY_GROUPS: "too many groups created",
     Errno.TOO_MANY_FRIENDS: "too many friends",
+    Errno.NODE_FULL: "the node is full, retry later or on another node",
     Errno.BANNED: "this account is banned",
     Errno.KICKED: "disconnected by the operator",
     Errno.OPERATOR_NOTICE: "notice from the operator",

@@ -130,6 +130,7 @@ class NodeCollector(Collector):
         yield gauge
         yield GaugeMetricFamily("chatd_connections", "Open client connections on this node, "
                                 "logged in or not", value=len(self.node.factory.sessions))
+        yield from self._listeners(self.node.factory.connections)
         yield _counter("chatd_frames_received", "Valid request frames received, by msgid",
                        "msgid", {m: n for m, n in enumerate(stats.frames_in) if n})
         yield _counter("chatd_errors_sent", "Errors sent to clients (ERROR_MSG or a reply "
@@ -144,6 +145,24 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("chatd_sent_bytes", "Bytes sent to clients (a chat frame "
                                   "counts when it is handed to the session)",
                                   value=stats.bytes_out)
+
+    def _listeners(self, connections: Any) -> Iterator[Metric]:
+        """`connections` is the node's chatd.connections.Connections."""
+        gauge = GaugeMetricFamily("chatd_listener_connections", "Open connections by "
+                                  "listener (chat port, web listener, admin listener), "
+                                  "WebSocket sessions under web", labels=["listener"])
+        for listener, count in sorted(connections.open.items()):
+            gauge.add_metric([listener], count)
+        yield gauge
+        yield GaugeMetricFamily("chatd_max_connections", "--max-connections: the ceiling of "
+                                "the chat and web listeners' connections together",
+                                value=connections.max_connections)
+        refused = CounterMetricFamily("chatd_connections_refused", "Connections refused or "
+                                      "closed by a defence, by listener and reason",
+                                      labels=["listener", "reason"])
+        for (listener, reason), count in sorted(connections.refused.items()):
+            refused.add_metric([listener, reason], count)
+        yield refused
 
     def _accounts(self, stats: Stats) -> Iterator[Metric]:
         outcomes: dict[str, int] = dict.fromkeys([*LOGIN_OUTCOMES.values(), "error"], 0)

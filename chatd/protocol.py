@@ -4,7 +4,6 @@ No business rules live here: a valid request goes to the handler of its msgid (t
 table that `build_node` gathers from chatd/handlers/).
 """
 
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -16,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.codec import decode, encode
+from chatd.connections import CHAT, Connections, host
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.session import Session
 from chatd.messages import (
@@ -35,9 +35,10 @@ log = Logger()
 DEFAULT_MAX_FRAME = 65536
 DEFAULT_IDLE_TIMEOUT = 90.0
 DEFAULT_MAX_SEND_BUFFER = 1 << 20
-DEFAULT_MAX_CONNS_PER_ADDRESS = 500
 CLOSE_GRACE = 30.0  # seconds a connection closed for its send buffer has to drain
-PRELOGIN_TIMEOUT = 300.0
+# Seconds of silence before login; long enough for a person at the original client's menu,
+# which connects before showing it.
+DEFAULT_LOGIN_TIMEOUT = 300.0
 RATE = 2000.0
 BURST = 4000.0
 
@@ -75,11 +76,6 @@ def _classify(line: bytes) -> Errno:
     except UnicodeDecodeError:
         return Errno.BAD_UTF8
     return Errno.BAD_JSON
-
-
-def _host(address: Any) -> str:
-    """The client's address as the per-address limits and the logs name it."""
-    return str(getattr(address, "host", None) or address)
 
 
 class ChatProtocol(Protocol):
@@ -160,22 +156,16 @@ class ChatProtocol(Protocol):
             setter = getattr(self.transport, option, None)
             if setter is not None:
                 setter(True)
-        self.address = _host(self.transport.getPeer())
+        self.address = host(self.transport.getPeer())
         self.factory.sessions.add(self)
         log.info("connection from {client}", client=_peer(self.transport))
         self.transport.registerProducer(self, True)
-        if not self.factory.admit(self.address):
-            log.info("refusing a connection from {addr}: over {limit} connections",
-                     addr=self.address, limit=self.factory.max_conns_per_address)
-            self.error(ChatError(Errno.TOO_MANY_CONNECTIONS))
-            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False  # Twisted leaves it set; a login still in flight checks it
         log.info("connection from {client} closed (user {uid})", client=_peer(self.transport),
                  uid=self.user_id)
         self.factory.sessions.discard(self)
-        self.factory.release(self.address)
         self.factory.end(self)
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
@@ -324,44 +314,67 @@ class ChatProtocol(Protocol):
         self.transport.loseConnection()
 
 
+class ChatConnection(ChatProtocol):
+    """A session on the chat port, where the session is the connection: counted in the
+    node's Connections from the moment it opens (through haproxy:, once nginx's header has
+    named the client) and refused past --max-connections (errno 149) or
+    --max-conns-per-address (143). A WebSocket session is counted by the web listener's
+    channel, which holds its connection."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        connections = self.factory.connections
+        room = connections.opened(CHAT)
+        welcome = connections.per_address.admit(self.address)
+        if not room:
+            log.warn("refusing a connection from {addr}: the node holds {limit} connections",
+                     addr=self.address, limit=connections.max_connections)
+            self._refuse(Errno.NODE_FULL, "node_full")
+        elif not welcome:
+            log.info("refusing a connection from {addr}: over {limit} connections",
+                     addr=self.address, limit=connections.per_address.limit)
+            self._refuse(Errno.TOO_MANY_CONNECTIONS, "per_address")
+
+    def _refuse(self, errno: Errno, reason: str) -> None:
+        self.factory.connections.refuse(CHAT, reason)
+        self.error(ChatError(errno))
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure) -> None:
+        connections = self.factory.connections
+        connections.closed(CHAT)
+        connections.per_address.release(self.address)
+        super().connectionLost(reason)
+
+
 class ChatFactory(Factory):
-    """Builds sessions and closes the ones that went silent."""
+    """Builds the chat port's sessions and closes the ones that went silent (WebSocket
+    sessions too)."""
 
     def __init__(self, dispatch: dict[int, Handler], end: Callable[[Session], None],
-                 stats: Stats, clock: IReactorTime, max_frame: int = DEFAULT_MAX_FRAME,
+                 stats: Stats, clock: IReactorTime, connections: Connections,
+                 max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
-                 max_conns_per_address: int = DEFAULT_MAX_CONNS_PER_ADDRESS) -> None:
+                 login_timeout: float = DEFAULT_LOGIN_TIMEOUT) -> None:
         self.dispatch = dispatch
         self.end = end  # the session stops being its user's (disconnect, send buffer)
         self.stats = stats
         self.clock = clock
+        self.connections = connections
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
         self.max_send_buffer = max_send_buffer
-        self.max_conns_per_address = max_conns_per_address
+        self.login_timeout = login_timeout
         self.sessions: set[ChatProtocol] = set()
-        self._per_address: Counter[str] = Counter()
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock
 
-    def buildProtocol(self, addr: Any) -> ChatProtocol:
-        return ChatProtocol(self)
-
-    def admit(self, address: str) -> bool:
-        """Count a new connection (logged in or not); False when its address has too many."""
-        self._per_address[address] += 1
-        return self._per_address[address] <= self.max_conns_per_address
-
-    def release(self, address: str) -> None:
-        left = self._per_address[address] - 1
-        if left > 0:
-            self._per_address[address] = left
-        else:
-            del self._per_address[address]
+    def buildProtocol(self, addr: Any) -> ChatConnection:
+        return ChatConnection(self)
 
     def startFactory(self) -> None:
-        self._reaper.start(min(5.0, self.idle_timeout / 3), now=False)
+        self._reaper.start(min(5.0, self.idle_timeout / 3, self.login_timeout / 3), now=False)
 
     def stopFactory(self) -> None:
         if self._reaper.running:
@@ -373,7 +386,7 @@ class ChatFactory(Factory):
         now = self.clock.seconds()
         for session in list(self.sessions):
             if session.user_id is None:
-                limit = PRELOGIN_TIMEOUT
+                limit = self.login_timeout
             elif session.proto == 2:
                 limit = self.idle_timeout
             else:

@@ -13,6 +13,13 @@ from twisted.python import usage
 from chatd.admin import admin_site
 from chatd.cluster import open_bus
 from chatd.cluster.redis import parse_redis_url
+from chatd.connections import (
+    DEFAULT_MAX_CONNS_PER_ADDRESS,
+    RESERVED_FDS,
+    Connections,
+    default_max_connections,
+    raise_file_limit,
+)
 from chatd.delivery.devices import DEFAULT_MAX_DEVICES
 from chatd.delivery.history import DEFAULT_DAYS, HistoryWriter
 from chatd.delivery.inbound import Inbound
@@ -51,7 +58,7 @@ from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.protocol import (
     DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNS_PER_ADDRESS,
+    DEFAULT_LOGIN_TIMEOUT,
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_SEND_BUFFER,
     ChatFactory,
@@ -59,6 +66,17 @@ from chatd.protocol import (
 from chatd.proxied import listening
 from chatd.store import StoreUnavailable, open_store
 from chatd.tokens import DEFAULT_LIFETIME
+from chatd.web.channel import (
+    DEFAULT_BODY_RATE,
+    DEFAULT_BODY_WINDOW,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_REQUEST_LINE,
+    DEFAULT_MAX_UPLOADS_PER_ADDRESS,
+    WebLimits,
+)
+from chatd.web.channel import DEFAULT_IDLE_TIMEOUT as DEFAULT_WEB_IDLE_TIMEOUT
 from chatd.web.site import parse_origins, web_factory
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
@@ -97,6 +115,9 @@ class Options(usage.Options):
          "login. Lower it only for tests and benchmarks.", int],
         ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
          "Seconds of silence after which a proto-2 session is closed (5-3600).", float],
+        ["login-timeout", None, DEFAULT_LOGIN_TIMEOUT,
+         "Seconds of silence after which a connection that has not logged in is closed, on "
+         "the chat port and on the WebSocket (1-3600).", float],
         ["token-lifetime", None, DEFAULT_LIFETIME,
          "Seconds a resume token is valid after it was issued (60-31536000); a proto-2 client "
          "logs in again with it without the password hash.", float],
@@ -111,8 +132,31 @@ class Options(usage.Options):
          "empty (the default) allows only the site's own origin."],
         ["web-trusted-proxy", None, "",
          "Comma-separated proxy addresses (e.g. nginx's 127.0.0.1) whose X-Real-IP header "
-         "names a WebSocket client's address for the per-address limits and the logs; empty "
-         "(the default) believes no header."],
+         "names the client's address of each web request and WebSocket for the per-address "
+         "limits and the logs; empty (the default) believes no header."],
+        ["web-header-timeout", None, DEFAULT_HEADER_TIMEOUT,
+         "Seconds a web connection has to send a request's whole header section, counted "
+         "from the connection or the request's first byte (1-300); then 408 and close.",
+         float],
+        ["web-idle-timeout", None, DEFAULT_WEB_IDLE_TIMEOUT,
+         "Seconds of silence after which a keep-alive web connection is closed (1-3600).",
+         float],
+        ["web-body-rate", None, DEFAULT_BODY_RATE,
+         "Bytes a second a request body must average over each --web-body-window "
+         "(1-100000000); a slower one gets 408 and is closed.", int],
+        ["web-body-window", None, DEFAULT_BODY_WINDOW,
+         "Seconds over which a request body's rate is measured (1-600).", float],
+        ["web-max-request-line", None, DEFAULT_MAX_REQUEST_LINE,
+         "Longest request line, and longest header line, in bytes (256-65536); longer gets "
+         "414 (431 for a header line) and is closed.", int],
+        ["web-max-headers", None, DEFAULT_MAX_HEADERS,
+         "Headers in one request (10-1000); more get 400 and close.", int],
+        ["web-max-header-size", None, DEFAULT_MAX_HEADER_SIZE,
+         "Bytes of a request's line and headers together (1024-1048576); more get 400 and "
+         "close.", int],
+        ["web-max-uploads-per-address", None, DEFAULT_MAX_UPLOADS_PER_ADDRESS,
+         "Request bodies being received at once from one client address (1-100000); one "
+         "more gets 429 and is closed.", int],
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
         ["max-devices", None, DEFAULT_MAX_DEVICES,
@@ -122,8 +166,15 @@ class Options(usage.Options):
          "Bytes queued for a client that does not read before its connection is closed "
          "(65536-1073741824); what it had not received is stored offline.", int],
         ["max-conns-per-address", None, DEFAULT_MAX_CONNS_PER_ADDRESS,
-         "Connections from one client address, logged in or not (1-1000000); behind nginx "
-         "listen through haproxy: so that the address is the client's.", int],
+         "Connections from one client address to the chat port and the web listener "
+         "together, logged in or not (1-1000000); behind nginx listen through haproxy: (and "
+         "set --web-trusted-proxy) so that the address is the client's.", int],
+        ["max-connections", None, None,
+         "Connections the chat port and the web listener hold together; one more gets "
+         "errno 149 or HTTP 503 and is closed. The node raises its soft limit of open files "
+         f"to the hard limit at start; the default is that limit less {RESERVED_FDS} "
+         "descriptors kept for the database, Redis, the logs and the admin listener, and "
+         "no value may leave fewer.", int],
         ["hash-wait", None, DEFAULT_HASH_WAIT,
          "Seconds a LOGIN or REG may expect to wait for a password-hashing thread "
          "(0.1-600); beyond it they are refused with errno 141 at once.", float],
@@ -190,6 +241,20 @@ class Options(usage.Options):
         _check_range("max-devices", self["max-devices"], 1, 100)
         _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
         _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
+        ceiling = default_max_connections(raise_file_limit())
+        if self["max-connections"] is None:
+            self["max-connections"] = ceiling
+        _check_range("max-connections", self["max-connections"], 1, ceiling)
+        _check_range("login-timeout", self["login-timeout"], 1, 3600)
+        _check_range("web-header-timeout", self["web-header-timeout"], 1, 300)
+        _check_range("web-idle-timeout", self["web-idle-timeout"], 1, 3600)
+        _check_range("web-body-rate", self["web-body-rate"], 1, 100_000_000)
+        _check_range("web-body-window", self["web-body-window"], 1, 600)
+        _check_range("web-max-request-line", self["web-max-request-line"], 256, 65536)
+        _check_range("web-max-headers", self["web-max-headers"], 10, 1000)
+        _check_range("web-max-header-size", self["web-max-header-size"], 1024, 1 << 20)
+        _check_range("web-max-uploads-per-address", self["web-max-uploads-per-address"], 1,
+                     100_000)
         _check_range("hash-wait", self["hash-wait"], 0.1, 600)
         _check_range("login-failures", self["login-failures"], 1, 1000)
         _check_range("address-failures", self["address-failures"], 1, 100_000)
@@ -338,11 +403,22 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     router.on.offline_stored.connect(accounts.welcome.offline_stored)
     router.on.taken_over.connect(accounts.taken_over)
     inbound = Inbound(router)
-    factory = ChatFactory(dispatch, accounts.end, context.stats, reactor, options["max-frame"],
-                          options["idle-timeout"], options["max-send-buffer"],
-                          options["max-conns-per-address"])
+    connections = Connections(options["max-conns-per-address"], options["max-connections"])
+    factory = ChatFactory(dispatch, accounts.end, context.stats, reactor, connections,
+                          options["max-frame"], options["idle-timeout"],
+                          options["max-send-buffer"], options["login-timeout"])
     return ChatNode(context, factory, accounts.end,
                     Operator(context, inbound, options["node-id"]))
+
+
+def web_limits(options: Options) -> WebLimits:
+    """The --web-* limits."""
+    return WebLimits(
+        header_timeout=options["web-header-timeout"], idle_timeout=options["web-idle-timeout"],
+        body_rate=options["web-body-rate"], body_window=options["web-body-window"],
+        max_request_line=options["web-max-request-line"],
+        max_headers=options["web-max-headers"], max_header_size=options["web-max-header-size"],
+        max_uploads_per_address=options["web-max-uploads-per-address"])
 
 
 def admin_listener(node: ChatNode, options: Options, reactor: Any) -> Listener:
@@ -365,7 +441,7 @@ def makeService(options: Options) -> IService:
             admin_listener(node, options, reactor).setServiceParent(node)
         if options["web"]:
             site = web_factory(node.factory, options["web-origin"],
-                               options["web-trusted-proxy"])
+                               options["web-trusted-proxy"], web_limits(options))
             Listener(options["web"], site, reactor, "--web").setServiceParent(node)
     except ValueError as e:
         raise SystemExit(f"chatd: bad listener endpoint: {e}") from None

@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
 from chatd.messages import MsgId
-from chatd.tap import ChatNode, Options, build_node
+from chatd.tap import ChatNode, Options, build_node, web_limits
 from chatd.web.site import web_factory
 
 WAIT = 5.0
@@ -21,9 +21,10 @@ WAIT = 5.0
 class Node:
     """A started node; `port` is where clients connect."""
 
-    def __init__(self, node: ChatNode, listener: Any) -> None:
+    def __init__(self, node: ChatNode, listener: Any, options: Options) -> None:
         self.node = node
         self.listener = listener
+        self.options = options
         self.port: int = listener.getHost().port
 
     @property
@@ -43,7 +44,7 @@ async def start_node(case: TestCase, db: str | None = None, *args: str) -> Node:
     chat = build_node(options, reactor)
     chat.startService()
     listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(chat.factory)
-    node = Node(chat, listener)
+    node = Node(chat, listener, options)
     case.addCleanup(node.stop)
     return node
 
@@ -65,9 +66,10 @@ class WebNode:
 
 async def serve_web(case: TestCase, node: Node, origins: frozenset[str] = frozenset(),
                     trusted_proxies: frozenset[str] = frozenset()) -> WebNode:
-    """Add a web listener (static client and /ws) to a started node."""
+    """Add a web listener (static client and /ws) to a started node, with the --web-*
+    limits of its options."""
     listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        web_factory(node.node.factory, origins, trusted_proxies))
+        web_factory(node.node.factory, origins, trusted_proxies, web_limits(node.options)))
     case.addCleanup(listener.stopListening)
     return WebNode(node, listener)
 

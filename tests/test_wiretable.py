@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
@@ -20,7 +19,7 @@ from twisted.web.http_headers import Headers
 import chatd.messages
 from chatd.messages import ERRMSG, Errno, MsgId
 from chatd.web import wiretable
-from chatd.web.site import web_factory
+from tests.harness import serve_web, start_node
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "chatd" / "web" / "static"
@@ -104,10 +103,8 @@ class SiteTests(TestCase):
     """/wire.js on a real listening web site."""
 
     async def get(self, path: bytes, headers: dict[bytes, list[bytes]] | None = None):
-        site = web_factory(None, frozenset())  # the chat factory only matters for /ws
-        listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
-        self.addCleanup(listener.stopListening)
-        url = b"http://127.0.0.1:%d%s" % (listener.getHost().port, path)
+        web = await serve_web(self, await start_node(self))
+        url = b"http://127.0.0.1:%d%s" % (web.port, path)
         response = await Agent(reactor).request(b"GET", url, Headers(headers or {}))
         return response, await readBody(response)
 

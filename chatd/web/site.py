@@ -1,12 +1,10 @@
 """The twisted.web tree of `--web`: the web client's static files at /, the wire table they
 import at /wire.js (chatd.web.wiretable) and the chat WebSocket at /ws, with security headers
-on every response."""
+on every response; each connection is a chatd.web.channel.WebChannel."""
 
 import os
 from urllib.parse import urlsplit
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IAddress
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
@@ -15,21 +13,13 @@ from wsproto.events import AcceptConnection
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
+from chatd.connections import AddressCount, Connections
 from chatd.protocol import ChatFactory
 from chatd.web import wiretable
+from chatd.web.channel import HEADERS, WebChannel, WebLimits
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
-
-# No inline script or style, nothing from another site, no framing: a message that slips
-# through as HTML still runs nothing.
-HEADERS = {
-    b"Content-Security-Policy": b"default-src 'self'; script-src 'self'; style-src 'self'; "
-                                b"img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                                b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    b"X-Content-Type-Options": b"nosniff",
-    b"Referrer-Policy": b"no-referrer",
-}
 
 
 class ChatSocketResource(Resource):
@@ -40,12 +30,10 @@ class ChatSocketResource(Resource):
     The upgrade is wsproto's handshake, as in twisted.web.websocket.WebSocketResource; the
     frames after it are read by ChatSocket, not by wsproto (see chatd.web.frames)."""
 
-    def __init__(self, factory: ChatFactory, origins: frozenset[str],
-                 trusted_proxies: frozenset[str]) -> None:
+    def __init__(self, factory: ChatFactory, origins: frozenset[str]) -> None:
         super().__init__()
         self.chat_factory = factory
         self.origins = origins
-        self.trusted_proxies = trusted_proxies
 
     def render_GET(self, request: Request) -> bytes | int:
         origin = request.getHeader("origin")
@@ -67,11 +55,9 @@ class ChatSocketResource(Resource):
             request.setResponseCode(400)
             request.setHeader("content-type", "text/plain")
             return b"websocket protocol negotiation error"
-        request.channel.transport.write(handshake.send(AcceptConnection()))
-        # The private hook twisted.web.websocket upgrades with: the channel's bytes go to
-        # the ChatSocket from here on.
-        request.channel._protocolUpgradeForWebsockets(
-            ChatSocket(self.chat_factory, self.client(request)))
+        channel: WebChannel = request.channel
+        channel.transport.write(handshake.send(AcceptConnection()))
+        channel.upgrade(ChatSocket(self.chat_factory, channel.client))
         return NOT_DONE_YET
 
     def allowed(self, origin: str, request: Request) -> bool:
@@ -80,16 +66,6 @@ class ChatSocketResource(Resource):
         if self.origins:
             return origin in self.origins
         return urlsplit(origin).netloc == (request.getHeader("host") or "").lower()
-
-    def client(self, request: Request) -> IAddress:
-        """The browser's address, for the per-address limits and the logs: a proxy in
-        --web-trusted-proxy (nginx) names it in X-Real-IP; anyone else's header is ignored,
-        or a client could pick the address its limits are counted under."""
-        peer = request.getClientAddress()
-        named = request.getHeader("x-real-ip")
-        if named and getattr(peer, "host", None) in self.trusted_proxies:
-            return IPv4Address("TCP", named.strip(), 0)
-        return peer
 
 
 class StaticFiles(File):
@@ -103,7 +79,19 @@ class StaticFiles(File):
 
 
 class WebSite(Site):
-    """Sets the security headers on every response, errors included."""
+    """Sets the security headers on every response, errors included; its channels count
+    their connections in the chat port's Connections (one count per address for both) and
+    its upload slots per address in `uploads`."""
+
+    protocol = WebChannel
+
+    def __init__(self, root: Resource, connections: Connections,
+                 trusted_proxies: frozenset[str], limits: WebLimits) -> None:
+        super().__init__(root, timeout=limits.idle_timeout)
+        self.connections = connections
+        self.trusted_proxies = trusted_proxies
+        self.limits = limits
+        self.uploads = AddressCount(limits.max_uploads_per_address)
 
     def getResourceFor(self, request: Request) -> Resource:
         for name, value in HEADERS.items():
@@ -112,13 +100,15 @@ class WebSite(Site):
 
 
 def web_factory(chat: ChatFactory, origins: frozenset[str],
-                trusted_proxies: frozenset[str] = frozenset()) -> WebSite:
+                trusted_proxies: frozenset[str] = frozenset(),
+                limits: WebLimits | None = None) -> WebSite:
     """The factory for the --web listener; `origins` empty means the site's own origin;
-    `trusted_proxies` are the addresses whose X-Real-IP header names the client."""
+    `trusted_proxies` are the addresses whose X-Real-IP header names the client; `limits`
+    the --web-* limits (their defaults when None)."""
     root = StaticFiles(STATIC)
     root.putChild(wiretable.PATH, wiretable.WireModule())
-    root.putChild(b"ws", ChatSocketResource(chat, origins, trusted_proxies))
-    return WebSite(root)
+    root.putChild(b"ws", ChatSocketResource(chat, origins))
+    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits())
 
 
 def parse_origins(value: str) -> frozenset[str]:

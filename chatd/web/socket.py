@@ -104,7 +104,7 @@ class ChatSocket(Protocol):
     def connectionMade(self) -> None:
         """Called once the upgrade is answered: the chat session starts here."""
         self._out = FrameTransport(self.transport, self._peer)
-        self.chat = self._factory.buildProtocol(self._peer)
+        self.chat = ChatProtocol(self._factory)
         self.chat.makeConnection(self._out)
 
     def dataReceived(self, data: bytes) -> None:
