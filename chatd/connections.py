@@ -13,6 +13,12 @@ DEFAULT_MAX_CONNS_PER_ADDRESS = 500
 # connections being refused (each is accepted, answered and closed).
 RESERVED_FDS = 128
 
+# Connections refused as they open that may be being answered (an error frame, a 429 or a
+# 503) at once: each holds a descriptor until its answer is written, and a listener accepts
+# a hundred or more in one turn. Past this a connection that would be refused is closed at
+# accept without an answer, so that a flood of refusals costs no descriptors.
+ANSWERING = 32
+
 CHAT, WEB, ADMIN = "chat", "web", "admin"
 LISTENERS = (CHAT, WEB, ADMIN)
 # The admin listener is counted, never refused: operators must reach a node under attack,
@@ -39,6 +45,10 @@ class AddressCount:
         self._held[address] += 1
         return self._held[address] <= self.limit
 
+    def full(self, address: str) -> bool:
+        """Whether one more for `address` would be refused (nothing is counted)."""
+        return self._held.get(address, 0) >= self.limit
+
     def release(self, address: str) -> None:
         left = self._held[address] - 1
         if left > 0:
@@ -50,13 +60,15 @@ class AddressCount:
 class Connections:
     """Every client connection of the node: `per_address` across the chat port and the web
     listener (before and after a WebSocket upgrade: one connection, one count), `open` by
-    listener, and the refusals by listener and reason for /metrics."""
+    listener, the refusals by listener and reason for /metrics, and `answering`: the
+    connections refused as they opened whose answer may not be out yet."""
 
     def __init__(self, max_per_address: int, max_connections: int) -> None:
         self.per_address = AddressCount(max_per_address)
         self.max_connections = max_connections
         self.open: Counter[str] = Counter(dict.fromkeys(LISTENERS, 0))
         self.refused: Counter[tuple[str, str]] = Counter()
+        self.answering = 0
 
     def opened(self, listener: str) -> bool:
         """Count a connection a listener accepted; False when the client listeners hold more
@@ -65,14 +77,34 @@ class Connections:
         self.open[listener] += 1
         if listener == ADMIN:
             return True
-        return sum(self.open[name] for name in CLIENT_LISTENERS) <= self.max_connections
+        return self._clients() <= self.max_connections
 
-    def closed(self, listener: str) -> None:
+    def _clients(self) -> int:
+        return sum(self.open[name] for name in CLIENT_LISTENERS)
+
+    def closed(self, listener: str, refused_at_open: bool = False) -> None:
         self.open[listener] -= 1
+        if refused_at_open:
+            self.answering -= 1
 
-    def refuse(self, listener: str, reason: str) -> None:
-        """Count a connection closed by a defence (reason: a short fixed word)."""
+    def refuse(self, listener: str, reason: str, at_open: bool = False) -> None:
+        """Count a connection closed by a defence (reason: a short fixed word); `at_open`:
+        refused as it opened, answered now (pass it to `closed` too)."""
         self.refused[listener, reason] += 1
+        if at_open:
+            self.answering += 1
+
+    def drop(self, listener: str, address: str | None) -> bool:
+        """Whether to close a connection at accept, unanswered: it would be refused (the
+        node is full, or `address`, when it is known yet, holds its limit) while ANSWERING
+        refused connections are being answered already."""
+        if self.answering < ANSWERING:
+            return False
+        if self._clients() < self.max_connections and (
+                address is None or not self.per_address.full(address)):
+            return False
+        self.refuse(listener, "dropped")
+        return True
 
 
 def raise_file_limit() -> int:

@@ -321,6 +321,8 @@ class ChatConnection(ChatProtocol):
     --max-conns-per-address (143). A WebSocket session is counted by the web listener's
     channel, which holds its connection."""
 
+    refused = False
+
     def connectionMade(self) -> None:
         super().connectionMade()
         connections = self.factory.connections
@@ -336,13 +338,14 @@ class ChatConnection(ChatProtocol):
             self._refuse(Errno.TOO_MANY_CONNECTIONS, "per_address")
 
     def _refuse(self, errno: Errno, reason: str) -> None:
-        self.factory.connections.refuse(CHAT, reason)
+        self.refused = True
+        self.factory.connections.refuse(CHAT, reason, at_open=True)
         self.error(ChatError(errno))
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         connections = self.factory.connections
-        connections.closed(CHAT)
+        connections.closed(CHAT, self.refused)
         connections.per_address.release(self.address)
         super().connectionLost(reason)
 
@@ -370,7 +373,10 @@ class ChatFactory(Factory):
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock
 
-    def buildProtocol(self, addr: Any) -> ChatConnection:
+    def buildProtocol(self, addr: Any) -> ChatConnection | None:
+        """None (closed at accept, unanswered) in a flood of connections to refuse."""
+        if self.connections.drop(CHAT, host(addr)):
+            return None
         return ChatConnection(self)
 
     def startFactory(self) -> None:

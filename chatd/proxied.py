@@ -63,6 +63,11 @@ class HeaderFirst(HAProxyProtocolWrapper):
 class HeaderFirstFactory(HAProxyWrappingFactory):
     protocol = HeaderFirst
 
+    def buildProtocol(self, addr: Any) -> HeaderFirst | None:
+        """None when the wrapped factory refuses the connection at accept."""
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        return None if wrapped is None else self.protocol(self, wrapped)
+
 
 def listening(reactor: Any, description: str, factory: Factory
               ) -> tuple[IStreamServerEndpoint, Factory]:

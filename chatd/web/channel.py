@@ -69,6 +69,7 @@ class WebChannel(HTTPChannel):
     upload: str | None = None  # the address whose upload slot this request's body holds
     _proxied = False
     _refused = False
+    _refused_at_open = False
     _between = False  # a request was answered; the next one's deadline starts with a byte
     _head_timer: IDelayedCall | None = None
     _body_timer: IDelayedCall | None = None
@@ -92,20 +93,23 @@ class WebChannel(HTTPChannel):
             self.address = peer
             welcome = connections.per_address.admit(peer)
         if not room:
-            self.refuse(503, "node_full", "the node is full, retry later")
+            self.refuse(503, "node_full", "the node is full, retry later", at_open=True)
         elif not welcome:
-            self.refuse(429, "per_address", "too many connections from this address")
+            self.refuse(429, "per_address", "too many connections from this address",
+                        at_open=True)
         else:
             self._head_timer = self.callLater(limits.header_timeout, self._head_too_slow)
 
-    def refuse(self, code: int, reason: str, text: str) -> None:
+    def refuse(self, code: int, reason: str, text: str, at_open: bool = False) -> None:
         """Answer `code` with `text` and close: a defence stopped this connection (counted
-        under `reason` for /metrics). Nothing the client sends after it is read."""
+        under `reason` for /metrics; `at_open`: as it opened). Nothing the client sends
+        after it is read."""
         if self._refused:
             return
         self._refused = True
+        self._refused_at_open = at_open
         self._stop_timers()
-        self.site.connections.refuse(WEB, reason)
+        self.site.connections.refuse(WEB, reason, at_open)
         log.info("web: {code} to {addr} ({reason})", code=code,
                  addr=self.address or host(self.client), reason=reason)
         body = text.encode() + b"\n"
@@ -218,7 +222,7 @@ class WebChannel(HTTPChannel):
     def connectionLost(self, reason: Failure) -> None:
         self._stop_timers()
         connections = self.site.connections
-        connections.closed(WEB)
+        connections.closed(WEB, self._refused_at_open)
         if self.address is not None:
             connections.per_address.release(self.address)
         self._end_upload()

@@ -5,6 +5,7 @@ on every response; each connection is a chatd.web.channel.WebChannel."""
 import os
 from urllib.parse import urlsplit
 
+from twisted.internet.interfaces import IAddress
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
@@ -13,7 +14,7 @@ from wsproto.events import AcceptConnection
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from chatd.connections import AddressCount, Connections
+from chatd.connections import WEB, AddressCount, Connections, host
 from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
@@ -92,6 +93,14 @@ class WebSite(Site):
         self.trusted_proxies = trusted_proxies
         self.limits = limits
         self.uploads = AddressCount(limits.max_uploads_per_address)
+
+    def buildProtocol(self, addr: IAddress) -> WebChannel | None:
+        """None (closed at accept, unanswered) in a flood of connections to refuse; behind
+        a trusted proxy the client's address is not known yet."""
+        peer = host(addr)
+        if self.connections.drop(WEB, None if peer in self.trusted_proxies else peer):
+            return None
+        return super().buildProtocol(addr)
 
     def getResourceFor(self, request: Request) -> Resource:
         for name, value in HEADERS.items():
