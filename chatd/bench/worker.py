@@ -7,7 +7,6 @@ means the parent is gone, and the worker closes its connections and exits.
 
 from __future__ import annotations
 
-import resource
 from time import monotonic_ns, time_ns
 from typing import Any
 
@@ -26,6 +25,7 @@ from chatd.bench.logs import log_problems_to_stderr
 from chatd.bench.phase import Phase
 from chatd.bench.plan import resume_target, target_of
 from chatd.bench.wire import User, encode
+from chatd.connections import raise_file_limit
 from chatd.messages import MsgId
 
 PHASES: dict[str, type[Phase]] = {
@@ -175,18 +175,11 @@ class Control(LineOnlyReceiver):
         self.worker.shutdown()
 
 
-def raise_fd_limit() -> None:
-    """Thousands of connections per process need more than the usual 1,024 descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main() -> None:
     epollreactor.install()
     from twisted.internet import reactor, stdio
 
-    raise_fd_limit()
+    raise_file_limit()  # thousands of connections need more than the usual 1,024 files
     log_problems_to_stderr()
     stdio.StandardIO(Control(Worker(reactor)), reactor=reactor)
     reactor.run()
