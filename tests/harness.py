@@ -180,20 +180,48 @@ class WebSocketClient(Client):
         return self
 
 
+class Raw(Protocol):
+    """Bytes as they come, for the HTTP answers a WebSocket client does not show; `closed`
+    fires when the connection ends."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Any) -> None:
+        self.connected = False
+        self.closed.callback(None)
+
+
+async def connect_raw(case: TestCase, port: int, source: str | None = None) -> Raw:
+    """A plain TCP connection to a loopback port (from `source`, see `connect`), closed at
+    the test's end."""
+    bind = (source, 0) if source else None
+    raw = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port,
+                                                   bindAddress=bind), Raw())
+    case.addCleanup(raw.transport.loseConnection)
+    return raw
+
+
 def deferLater(seconds: float) -> defer.Deferred[None]:
     return _later(reactor, seconds, lambda: None)
 
 
-async def connect(case: TestCase, node: Any) -> Client:
+async def connect(case: TestCase, node: Any, source: str | None = None) -> Client:
     """A client connected to anything with a `port` on loopback (node, nginx); a WebSocket
-    client for anything with a `ws_url`."""
+    client for anything with a `ws_url`. `source`: another loopback address to connect
+    from (127.0.0.2 ...), another client for the per-address limits."""
     client: Client
+    bind = (source, 0) if source else None
     if hasattr(node, "ws_url"):
-        client = await WebSocketClientEndpoint.new(reactor, node.ws_url).connect(
-            WebSocketClient())
+        client = await WebSocketClientEndpoint.new(reactor, node.ws_url, bindAddress=bind
+                                                   ).connect(WebSocketClient())
     else:
-        client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port),
-                                       Client())
+        client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", node.port,
+                                                          bindAddress=bind), Client())
     case.addCleanup(_disconnect, client)
     return client
 
@@ -238,9 +266,10 @@ async def device(case: TestCase, node: Any, user_id: int, name: str | None, prot
     return client, reply
 
 
-async def user(case: TestCase, node: Any, name: str, proto: int | None = 2) -> Client:
-    """A connected, registered, logged-in client."""
-    client = await connect(case, node)
+async def user(case: TestCase, node: Any, name: str, proto: int | None = 2,
+               source: str | None = None) -> Client:
+    """A connected, registered, logged-in client (from `source`, see `connect`)."""
+    client = await connect(case, node, source)
     user_id = await register(client, name)
     ack = await login(client, user_id, proto=proto)
     assert ack["errno"] == 0, ack

@@ -6,12 +6,10 @@ import os
 import time
 
 import ujson
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
-from tests.harness import Client, connect, deferLater, login, register, start_node, user
+from tests.harness import connect, deferLater, login, register, start_node, user
 from tests.nodeproc import start_node as start_process
 from tests.servers import mysql_database, start_nginx, start_redis
 from tests.test_client_process import sign_up, start_client
@@ -73,14 +71,6 @@ class SlowConsumerTests(TestCase):
         self.assertFalse(any(s.user_id == sender.user_id for s in node.node.factory.sessions))
 
 
-async def connect_from(case: TestCase, node, address: str):
-    """A client whose connection comes from another loopback address."""
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", node.port, bindAddress=(address, 0))
-    client = await connectProtocol(endpoint, Client())
-    case.addCleanup(client.transport.loseConnection)
-    return client
-
-
 class LoginTests(TestCase):
     timeout = 120
 
@@ -110,7 +100,7 @@ class LoginTests(TestCase):
         ack = await login(guesser, owner_id)
         self.assertEqual(ack["errno"], Errno.THROTTLED)
         self.assertIn(ack["retry_after"], (1, 2))
-        elsewhere = await connect_from(self, node, "127.0.0.2")
+        elsewhere = await connect(self, node, "127.0.0.2")
         self.assertEqual((await login(elsewhere, owner_id))["errno"], 0)
         await elsewhere.request({"msgid": MsgId.LOGOUT}, MsgId.LOGOUT_ACK)
         await deferLater(ack["retry_after"])
@@ -126,7 +116,7 @@ class AddressTests(TestCase):
         err = await fourth.recv(MsgId.ERROR)
         self.assertEqual(err["errno"], Errno.TOO_MANY_CONNECTIONS)
         await fourth.closed
-        other = await connect_from(self, node, "127.0.0.2")
+        other = await connect(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "other"), 0)
         clients[0].transport.loseConnection()
         await clients[0].closed
@@ -143,7 +133,7 @@ class AddressTests(TestCase):
                               MsgId.REG_ACK)
         self.assertEqual((ack["errno"], ack["id"]), (Errno.REGISTRATION_RATE, 0))
         self.assertGreater(ack["retry_after"], 0)
-        other = await connect_from(self, node, "127.0.0.2")
+        other = await connect(self, node, "127.0.0.2")
         self.assertGreater(await register(other, "user4"), 0)
 
 
@@ -179,11 +169,11 @@ class ProxyProtocolTests(TestCase):
                                    listen="haproxy:tcp:{port}:interface=127.0.0.1")
         nginx = start_nginx([node.port], proxy_protocol=True)
         self.addCleanup(nginx.destroy)
-        first = await connect_from(self, nginx, "127.0.0.2")
-        second = await connect_from(self, nginx, "127.0.0.3")
+        first = await connect(self, nginx, "127.0.0.2")
+        second = await connect(self, nginx, "127.0.0.3")
         for n, client in enumerate((first, second)):
             self.assertGreater(await register(client, f"user{n}"), 0)
-        third = await connect_from(self, nginx, "127.0.0.2")
+        third = await connect(self, nginx, "127.0.0.2")
         self.assertEqual((await third.recv(MsgId.ERROR))["errno"], Errno.TOO_MANY_CONNECTIONS)
         self.assertIn("refusing a connection from 127.0.0.2", node.log())
 

@@ -1,14 +1,11 @@
 """The chat protocol over a real WebSocket (Twisted's client) against a real node's --web
 listener: every TCP scenario again, then what only a WebSocket has."""
 
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
 from chatd.web.frames import frame
-from tests.harness import deferLater, serve_web, start_node, user
+from tests.harness import Raw, connect_raw, deferLater, serve_web, start_node, user
 from tests.test_scenarios import Scenarios
 
 
@@ -125,18 +122,8 @@ def _continued(payload: bytes, final: bool = True) -> bytes:
     return frame(payload, 0, masked=True, final=final)
 
 
-class Raw(Protocol):
-    """Bytes as they come, for the HTTP answers a WebSocket client does not show."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-
-async def _http(port: int, request: bytes) -> bytes:
-    raw = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Raw())
+async def _http(case: TestCase, port: int, request: bytes) -> bytes:
+    raw = await connect_raw(case, port)
     raw.transport.write(request)
     for _ in range(50):
         await deferLater(0.05)
@@ -161,8 +148,7 @@ async def _open_sockets(case: TestCase, port: int, real_ips: list[str]) -> list[
     """Upgraded connections, one per X-Real-IP, held open until the test ends."""
     sockets = []
     for real_ip in real_ips:
-        raw = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Raw())
-        case.addCleanup(raw.transport.loseConnection)
+        raw = await connect_raw(case, port)
         raw.transport.write(_upgrade(port, None, real_ip))
         sockets.append(raw)
     await deferLater(1.0)
@@ -174,17 +160,17 @@ class SiteTests(TestCase):
 
     async def test_an_upgrade_from_a_foreign_origin_is_refused(self):
         web = await serve_web(self, await start_node(self))
-        own = await _http(web.port, _upgrade(web.port, f"http://127.0.0.1:{web.port}"))
+        own = await _http(self, web.port, _upgrade(web.port, f"http://127.0.0.1:{web.port}"))
         self.assertTrue(own.startswith(b"HTTP/1.1 101"), own)
-        foreign = await _http(web.port, _upgrade(web.port, "http://evil.example"))
+        foreign = await _http(self, web.port, _upgrade(web.port, "http://evil.example"))
         self.assertTrue(foreign.startswith(b"HTTP/1.1 403"), foreign)
         self.assertIn(b"origin not allowed", foreign)
 
     async def test_web_origin_lists_the_origins_allowed(self):
         web = await serve_web(self, await start_node(self), frozenset({"https://chat.example"}))
-        listed = await _http(web.port, _upgrade(web.port, "https://chat.example"))
+        listed = await _http(self, web.port, _upgrade(web.port, "https://chat.example"))
         self.assertTrue(listed.startswith(b"HTTP/1.1 101"), listed)
-        own = await _http(web.port, _upgrade(web.port, f"http://127.0.0.1:{web.port}"))
+        own = await _http(self, web.port, _upgrade(web.port, f"http://127.0.0.1:{web.port}"))
         self.assertTrue(own.startswith(b"HTTP/1.1 403"), own)
 
     async def test_a_trusted_proxy_names_the_client_address_for_the_limits(self):
@@ -209,10 +195,10 @@ class SiteTests(TestCase):
         web = await serve_web(self, await start_node(self))
         for path, status in ((b"/", b"200"), (b"/app.js", b"200"), (b"/nothing", b"404"),
                              (b"/ws", b"400")):
-            answer = await _http(web.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            answer = await _http(self, web.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
             head = answer.split(b"\r\n\r\n")[0].lower()
             self.assertTrue(head.startswith(b"http/1.1 " + status), (path, head))
             self.assertIn(b"content-security-policy: default-src 'self'; script-src 'self';",
                           head)
-        script = await _http(web.port, b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+        script = await _http(self, web.port, b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"content-type: text/javascript", script.lower())
