@@ -12,6 +12,7 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import TestCase
 
+from chatd.connections import default_max_connections, raise_file_limit
 from tests.harness import connect, login, register
 from tests.nodeproc import start_node
 from tests.servers import mysql_database
@@ -41,7 +42,11 @@ class PluginTests(TestCase):
                        "--login-backoff", "--max-registrations", "--offline-quota",
                        "--max-friends", "--max-groups-created", "--max-group-members",
                        "haproxy:", "--admin", "--admin-token-file", "--log-format",
-                       "--web", "--web-origin"):
+                       "--web", "--web-origin", "--web-trusted-proxy", "--max-connections",
+                       "--login-timeout", "--web-header-timeout", "--web-idle-timeout",
+                       "--web-body-rate", "--web-body-window", "--web-max-request-line",
+                       "--web-max-headers", "--web-max-header-size",
+                       "--web-max-uploads-per-address"):
             self.assertIn(option, result.stdout)
 
     def assertOneLineFailure(self, result: subprocess.CompletedProcess, words: str) -> None:
@@ -78,6 +83,18 @@ class PluginTests(TestCase):
                                   "--web-origin: not an origin (scheme://host[:port])")
         self.assertOneLineFailure(twistd("--web", "nonsense:1", "--listen", "tcp:0"),
                                   "chatd: bad listener endpoint: --web 'nonsense:1'")
+        self.assertOneLineFailure(twistd("--web-header-timeout", "0"),
+                                  "--web-header-timeout must be between 1 and 300")
+        self.assertOneLineFailure(twistd("--web-max-uploads-per-address", "0"),
+                                  "--web-max-uploads-per-address must be between 1")
+
+    def test_max_connections_leaves_descriptors_below_the_file_limit(self):
+        """The node raises its soft file limit to the hard one; --max-connections may not
+        take the descriptors kept for the store, Redis, the logs and the admin listener."""
+        limit = raise_file_limit()  # the node, our child, finds the same
+        self.assertOneLineFailure(twistd("--max-connections", str(limit)),
+                                  "--max-connections must be between 1 and "
+                                  f"{default_max_connections(limit)}")
 
     def test_an_unreachable_database_is_one_line_and_a_failure(self):
         with socket.socket() as s:
