@@ -681,7 +681,7 @@ class RedisRepliesTests(SynchronousTestCase):
     connection is lost with both waiting."""
 
     def connection(self) -> Any:
-        bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock())
+        bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock(), {})
         conn = bus._command_factory.buildProtocol(None)
         conn.transport, conn.connected = StringTransport(), 1
         bus._cmd = conn

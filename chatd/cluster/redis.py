@@ -18,24 +18,30 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from chatd.cluster.agreement import Agreement
 from chatd.cluster.cids import Remembered
 from chatd.cluster.claim import CLAIMED, HELD, Claim
+from chatd.cluster.envelope import Setting
 from chatd.cluster.locations import Locations
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
 
-USER_PREFIX = b"chatd:user:"
-DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the device's node
-DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
-NODE_PREFIX = b"chatd:node:"
-CONTROL = b"chatd:control"
-LOCATIONS = b"chatd:located"  # every change of a session key (chatd/cluster/locations.py)
-SESSION_PREFIX = "chatd:session:"
+KEY_PREFIX = "chatd:"  # of every key and channel but AGREEMENT; the nodes compare it
+USER_PREFIX = f"{KEY_PREFIX}user:".encode()
+DEVICE_PREFIX = f"{KEY_PREFIX}device:"  # <prefix>device:<user>:<device>, held by its node
+DEVICES_PREFIX = f"{KEY_PREFIX}devices:"  # hash per user: device -> "<node> <since>"
+NODE_PREFIX = f"{KEY_PREFIX}node:".encode()
+CONTROL = f"{KEY_PREFIX}control".encode()
+LOCATIONS = f"{KEY_PREFIX}located".encode()  # every change of a session key (locations.py)
+SESSION_PREFIX = f"{KEY_PREFIX}session:"
 SESSION_KEY = SESSION_PREFIX.encode()
-ALIVE_PREFIX = "chatd:alive:"
-CID_PREFIX = "chatd:cid:"
-COUNTER_PREFIX = "chatd:count:"
+ALIVE_PREFIX = f"{KEY_PREFIX}alive:"
+CID_PREFIX = f"{KEY_PREFIX}cid:"
+COUNTER_PREFIX = f"{KEY_PREFIX}count:"
+# Where nodes compare their settings (chatd/cluster/agreement.py): a name that never follows
+# KEY_PREFIX, so that nodes differing in it still hear each other.
+AGREEMENT = b"chatd-agreement"
 CID_MS = 600_000
 ALIVE_MS = 3000
 # A holder whose lease has less than this left has missed its beats (a live node renews it
@@ -315,9 +321,15 @@ class _Factory(txredisapi.RedisFactory):
 class RedisBus:
     """Channels and claims of this node's users on Redis; see the module docstring."""
 
-    def __init__(self, url: str, node_id: int, reactor: IReactorTCP | IReactorTime) -> None:
+    def __init__(self, url: str, node_id: int, reactor: IReactorTCP | IReactorTime,
+                 settings: dict[str, Setting]) -> None:
+        """`settings`: those every node must share besides the Redis database and the key
+        prefix (chatd/cluster/agreement.py)."""
         self.host, self.port, db, password = parse_redis_url(url)
         self.incarnation = f"{node_id}.{os.urandom(4).hex()}".encode()
+        self.agreement = Agreement(self.incarnation, node_id, {
+            "redis-db": db, "key-prefix": KEY_PREFIX, **settings}, reactor)
+        self._agreement_heard = False  # the subscription to AGREEMENT is confirmed
         self.node_channel = NODE_PREFIX + self.incarnation
         self.listener: BusListener | None = None
         self._reactor = reactor
@@ -347,6 +359,7 @@ class RedisBus:
         self._pinger.start(PING_SECONDS, now=False)
 
     async def stop(self) -> None:
+        self.agreement.disconnected()
         for loop in (self._heartbeat, self._pinger):
             if loop.running:
                 loop.stop()
@@ -362,13 +375,14 @@ class RedisBus:
     def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
         if factory is self._subscriber_factory:
             self._sub = conn
-            channels = [self.node_channel, CONTROL, LOCATIONS]
+            channels = [self.node_channel, CONTROL, LOCATIONS, AGREEMENT]
             channels += [user_channel(u) for u in self._held]
             channels += [device_channel(u, d) for u, ds in self._held.items() for d in ds if d]
             conn.send_command(b"SUBSCRIBE", *channels)
         else:
             self._cmd = conn
             self._beat()
+            self._agree()
         if self.up:
             log.info("redis {host}:{port}: connected as {inc}", host=self.host,
                      port=self.port, inc=self.incarnation.decode())
@@ -377,8 +391,10 @@ class RedisBus:
                 self.listener.bus_reconnected()
 
     def disconnected(self, factory: _Factory) -> None:
+        self.agreement.disconnected()
         if factory is self._subscriber_factory:
             self._sub = None
+            self._agreement_heard = False
             self.locations.forget()
             for waiters in self._confirm.values():
                 for d in waiters:
@@ -406,12 +422,22 @@ class RedisBus:
             self.locations.heard(payload)
         elif channel == CONTROL:
             listener.from_control(payload)
+        elif channel == AGREEMENT:
+            self.agreement.heard(payload)
 
     def confirmed(self, channel: bytes) -> None:
         if channel == LOCATIONS:
             self.locations.listen()
+        elif channel == AGREEMENT:
+            self._agreement_heard = True
+            self._agree()
         for d in self._confirm.pop(channel, []):
             d.callback(None)
+
+    def _agree(self) -> None:
+        """The agreement can publish and hears its channel once both connections are up."""
+        if self._cmd is not None and self._agreement_heard:
+            self.agreement.connected(lambda letter: self.publish_raw(AGREEMENT, letter))
 
     # outgoing
 
