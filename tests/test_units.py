@@ -19,6 +19,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.cluster.claim import HELD, Claim
+from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
 from chatd.cluster.redis import RedisBus
@@ -32,6 +34,7 @@ from chatd.handlers.passwords import PasswordHasher, check_password, hash_passwo
 from chatd.messages import ChatError, Errno
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
+from chatd.store import open_store
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 from chatd.tokens import CLOCK_SKEW_MS, TokenSigner
@@ -530,6 +533,61 @@ class Done:
 
     def failed(self, failure: Failure) -> None:
         raise AssertionError(f"frame {self._mid} failed: {failure}")
+
+
+class ClaimingBus(LocalBus):
+    """A LocalBus whose claims wait for the test to answer them, recording what is
+    published on users' channels."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.claims: list[Deferred[Claim]] = []
+        self.published: list[tuple[int, bytes]] = []
+
+    async def subscribe(self, user_id, device, since, max_devices, takeover) -> Claim:
+        self.claims.append(Deferred())
+        return await self.claims[-1]
+
+    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
+        self.published.append((user_id, payload))
+        return succeed(1)
+
+
+class Receipt:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def delivered(self, missing: object, full: object) -> None:
+        self.outcomes.append("delivered")
+
+    def failed(self, failure: Failure) -> None:
+        self.outcomes.append(f"failed: {failure.value}")
+
+
+class RefusedLoginTests(TestCase):
+    """A copy for a user pushed into the inbox of a login of that user that is then refused
+    (the account is online on another node) was dropped with the inbox: the user never got
+    it and its sender never got SEND_ACK. Found by the failover tests, which try second
+    logins while users chat."""
+
+    async def test_what_a_refused_login_held_is_stored_and_announced(self):
+        store = open_store(f"sqlite:{os.path.abspath(self.mktemp())}.sqlite3")
+        self.addCleanup(store.close)
+        stats = Stats()
+        bus = ClaimingBus(reactor)
+        offline = Offline(store, reactor, stats)
+        router = Router(bus, reactor, offline, stats)
+        ann = await store.create_user("ann", "hash")
+        login = Deferred.fromCoroutine(router.attach(RecordingSession(ann, 2)))
+        receipt = Receipt()
+        router.deliver([ann], 100, b'{"msgid":5,"msg":"hi"}\n', receipt)
+        bus.claims[0].callback(Claim(HELD))
+        refused = await self.assertFailure(login, ChatError)
+        self.assertEqual(refused.errno, Errno.ALREADY_ONLINE)
+        await offline.flush()
+        self.assertEqual(receipt.outcomes, ["delivered"])
+        self.assertEqual(await store.offline(ann, 10), [(100, '{"msgid":5,"msg":"hi"}')])
+        self.assertEqual(bus.published, [(ann, Stored().encode())], "its node looks again")
 
 
 class InboxTests(SynchronousTestCase):

@@ -127,7 +127,9 @@ class Router:
         """Make `session` one of the user's sessions in the cluster: the only one for the
         original dialect, one of up to `max_devices` devices for proto 2 (`takeover`: the
         login named its device, and takes it from a session holding it). Raises errno 2 or
-        166 when it may not. Frames arriving meanwhile wait in the new inbox."""
+        166 when it may not. Frames arriving meanwhile wait in the new inbox; when it may
+        not, they are stored offline (and the user's node told) for the user's session
+        elsewhere to find them."""
         user_id = session.user_id
         old = devices.admit(self._inboxes.get(user_id), session, takeover, self.max_devices)
         if old is not None:
@@ -138,10 +140,10 @@ class Router:
             claim = await self.bus.subscribe(user_id, inbox.device, session.since,
                                              self.max_devices, takeover)
         except BaseException:
-            self._remove(inbox)
+            self._refused(inbox)
             raise
         if claim.result != CLAIMED or inbox not in self.user_inboxes(user_id):
-            self._remove(inbox)
+            self._refused(inbox)
             raise ChatError(Errno.TOO_MANY_DEVICES if claim.result == FULL
                             else Errno.ALREADY_ONLINE)
         if claim.taken_from:
@@ -150,6 +152,13 @@ class Router:
             self._spread.add(user_id)
             self._publish(user_id, Spread().encode())
         return inbox
+
+    def _refused(self, inbox: Inbox) -> None:
+        """A login that may not be: drop its inbox, and store what was pushed to it while it
+        claimed (copies for the user's session on another node, lost if dropped, their
+        senders waiting for SEND_ACK for ever)."""
+        self._remove(inbox)
+        self.offline.keep(inbox.user_id, inbox.drain(), announce=True)
 
     def _remove(self, inbox: Inbox) -> None:
         """Take `inbox` out of the user's entry."""
