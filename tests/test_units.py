@@ -23,7 +23,7 @@ from chatd.cluster.claim import HELD, Claim
 from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
-from chatd.cluster.redis import RedisBus
+from chatd.cluster.redis import BusDown, RedisBus
 from chatd.codec import decode, encode, encode_text
 from chatd.delivery.inbound import Inbound
 from chatd.delivery.inbox import Inbox
@@ -755,6 +755,14 @@ class RedisRepliesTests(SynchronousTestCase):
         conn.dataReceived(b":1\r\n*1\r\n$4\r\n2.ab\r\n:0\r\n")
         self.assertEqual(answers, [(1, 1), (0, 2)])
         self.assertEqual(self.successResultOf(mget), [b"2.ab"])
+
+    def test_pipelined_requests_on_a_lost_connection_fail_as_the_bus_being_down(self):
+        """The throttles' PTTLs went as a FirstError, which a login answered with errno 131
+        (internal error) instead of 130 when a failover cut the connection."""
+        bus, conn = self.connection()
+        remaining = bus.remaining(["a", "b"])
+        conn.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(remaining, BusDown)
 
     def test_a_lost_connection_answers_none_received(self):
         bus, conn = self.connection()

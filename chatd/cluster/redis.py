@@ -629,8 +629,8 @@ class RedisBus:
         """PTTL of each counter, the requests pipelined on the command connection."""
         def ask(cmd: _Commands) -> Deferred[list[float]]:
             asked = [cmd.send(b"PTTL", (COUNTER_PREFIX + k).encode()) for k in keys]
-            return gatherResults(asked).addCallback(
-                lambda ms: [max(0, int(m)) / 1000 for m in ms])
+            return gatherResults(asked, consumeErrors=True).addCallbacks(
+                lambda ms: [max(0, int(m)) / 1000 for m in ms], _first)
         return self._counter(ask)
 
     def _counter(self, call: Any) -> Deferred[Any]:
@@ -675,6 +675,13 @@ def _down(failure: Any) -> None:
     """A command lost with its connection is the bus being down, which callers expect."""
     failure.trap(txredisapi.ConnectionError)
     raise BusDown(str(failure.value))
+
+
+def _first(failure: Any) -> None:
+    """The first of several pipelined requests to fail, as itself (a lost connection
+    must read as one, not as a FirstError, for `_down`)."""
+    failure.trap(FirstError)
+    failure.value.subFailure.raiseException()
 
 
 def _parse_devices(reply: list[bytes]) -> dict[str, int]:
