@@ -90,8 +90,11 @@ class Options(usage.Options):
          f"[env CHATD_DB; default {DEFAULT_DB}]. Missing tables are created at start."],
         ["redis", None, None,
          "Redis URL joining a cluster, e.g. redis://127.0.0.1:6379/0 (redis://:password@host"
-         ":port/db with a password); empty runs the node alone [env CHATD_REDIS]. Every node "
-         "of a cluster needs the same --db and --redis and its own --node-id."],
+         ":port/db with a password), or the master that Redis Sentinel names: sentinel://HOST:"
+         "PORT[,HOST:PORT...]/SERVICE[/DB] (sentinel://:password@... for the master's "
+         "password), followed through failovers; empty runs the node alone [env "
+         "CHATD_REDIS]. Every node of a cluster needs the same --db and Redis database and "
+         "its own --node-id."],
         ["node-id", None, 0, f"This node's number in the cluster, 0-{MAX_NODE}; a node "
          "whose number is in use refuses to start.", int],
         ["max-frame", None, DEFAULT_MAX_FRAME,

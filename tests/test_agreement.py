@@ -95,6 +95,16 @@ class AgreementTests(SynchronousTestCase):
         self.assertEqual(channel.sent, [Hello(b"2.aaaa", 2, agreement.settings)],
                          "a refused node never announces itself")
 
+    def test_a_node_joining_at_the_same_time_answers_with_its_hello(self):
+        """Nodes started together each hear the other's Hello (a newcomer sends no Present):
+        no waiting for JOIN_SECONDS."""
+        agreement, channel, clock, refusals = self.node(listeners=2)
+        agreement.heard(Hello(b"2.bbbb", 2, SETTINGS).encode())
+        self.assertTrue(agreement.joined)
+        self.assertEqual(agreement.peers(), set(), "a peer once it says it is in")
+        agreement.heard(Present(b"2.bbbb", 2, SETTINGS).encode())
+        self.assertEqual(agreement.peers(), {b"2.bbbb"})
+
     def test_two_newcomers_that_differ_both_refuse(self):
         agreement, channel, clock, refusals = self.node(listeners=2)
         agreement.heard(Hello(b"2.bbbb", 2, {**SETTINGS, "history-days": 30}).encode())

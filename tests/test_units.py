@@ -23,7 +23,7 @@ from chatd.cluster.claim import HELD, Claim
 from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
-from chatd.cluster.redis import BusDown, RedisBus
+from chatd.cluster.redis import BusDown, RedisBus, RedisTarget, parse_redis_url
 from chatd.codec import decode, encode, encode_text
 from chatd.delivery.inbound import Inbound
 from chatd.delivery.inbox import Inbox
@@ -731,6 +731,31 @@ class LocationsTests(SynchronousTestCase):
         locations.listen()
         locations.learned(epoch, [7], [b"1.aa"])  # asked before the connection was lost
         self.assertEqual(locations.split([7]), ({}, [7]))
+
+
+class RedisUrlTests(SynchronousTestCase):
+    """--redis: one server, or the sentinels of a service."""
+
+    def test_one_server(self):
+        self.assertEqual(parse_redis_url("redis://:p%40ss@10.0.0.5:6380/2"),
+                         RedisTarget("10.0.0.5", 6380, 2, "p@ss", [], ""))
+        self.assertEqual(parse_redis_url("redis://h"), RedisTarget("h", 6379, 0, None, [], ""))
+
+    def test_sentinels(self):
+        self.assertEqual(
+            parse_redis_url("sentinel://:secret@s1:26379,10.0.0.2:26380,s3:26381/chatd/3"),
+            RedisTarget("", 0, 3, "secret", [("s1", 26379), ("10.0.0.2", 26380),
+                                             ("s3", 26381)], "chatd"))
+        self.assertEqual(parse_redis_url("sentinel://127.0.0.1:26379/mymaster"),
+                         RedisTarget("", 0, 0, None, [("127.0.0.1", 26379)], "mymaster"))
+        self.assertEqual(str(parse_redis_url("sentinel://a:1/svc")), "sentinel service 'svc'")
+
+    def test_what_is_refused(self):
+        for url in ("http://x", "redis://h:port/0", "redis://h/x", "sentinel://a:1",
+                    "sentinel://a:1/", "sentinel://a/svc", "sentinel://a:1,/svc",
+                    "sentinel://a:0/svc", "sentinel://a:1/svc/x", "sentinel://a:1/svc/0/1",
+                    "sentinel://:1/svc"):
+            self.assertRaises(ValueError, parse_redis_url, url)
 
 
 class RedisRepliesTests(SynchronousTestCase):

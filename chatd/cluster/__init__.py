@@ -3,6 +3,7 @@ channels of this node's users, claim their sessions cluster-wide. `Bus` is what 
 layer needs from it; `open_bus` picks one.
 
     redis.py      the bus of a cluster: Redis publish/subscribe, claims, presence, counters
+    sentinel.py   where the master is when Redis Sentinel runs it, and word when it moves
     local.py      the bus of a node alone: nobody else listens
     envelope.py   every letter between nodes, typed, encoded and decoded in one place
     agreement.py  the settings every node must share, compared on the bus
@@ -32,6 +33,7 @@ class Bus(Protocol):
     listener: Any
     up: bool
     publishes: int
+    reconnects: int  # times the bus came back after losing Redis
     agreement: Agreement | None  # None for a node alone: nobody to agree with
 
     def start(self) -> None: ...

@@ -9,7 +9,8 @@ node's limit); and no two nodes may share a node id (it is part of every message
 nodes say what they use, on a channel of their own:
 
 - a node joining (at its first connection to the bus) publishes a Hello with its settings,
-  and every node of the cluster answers with a Present. A newcomer that hears a difference
+  and every node of the cluster answers with a Present (a node joining at the same time
+  counts its Hello as its answer). A newcomer that hears a difference
   refuses to start (`on_refused`), with one sentence per difference naming both nodes. It
   waits for as many answers as PUBLISH counted listeners, at most JOIN_SECONDS (a frozen node
   does not answer);
@@ -113,6 +114,12 @@ class Agreement:
             self._join_timer.cancel()
         self._join_timer = None
 
+    def peers(self) -> set[bytes]:
+        """The other nodes of the cluster heard lately (whose sessions a reconnecting bus
+        waits for, chatd/cluster/redis.py)."""
+        self._forget()
+        return set(self._heard)
+
     def conflicts(self) -> list[str]:
         """The differences with the nodes of the cluster heard lately."""
         self._forget()
@@ -131,13 +138,13 @@ class Agreement:
         if letter is None or letter.origin == self.incarnation:
             return
         found = differences(self.incarnation, self.node_id, self.settings, letter)
-        if not self.joined:
+        if not self.joined:  # a newcomer joining at the same time answers with its Hello
             if found:
                 self._refusals[letter.origin] = found
             if type(letter) is Present:
                 self._heard[letter.origin] = self._clock.seconds()
-                self._answers.add(letter.origin)
-                self._answered()
+            self._answers.add(letter.origin)
+            self._answered()
             return
         if type(letter) is Hello:
             if found:

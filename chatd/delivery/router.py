@@ -36,6 +36,11 @@ from chatd.metrics import LOCAL, Stats
 log = Logger()
 
 DEFAULT_ACK_TIMEOUT = 10.0
+# How long this node remembers that it stored frames offline for a user of another node, to
+# say so again after a reconnect: the word may have gone to a Redis server that the user's
+# node had already left (a failover reaches the nodes a moment apart). While the bus is down
+# nothing is forgotten.
+STORED_MEMORY_SECONDS = 10.0
 
 
 def _ignore(failure: object) -> None:
@@ -77,6 +82,7 @@ class Router:
         self._clock = clock
         self._inboxes: dict[int, Inbox | Devices] = {}
         self._spread: set[int] = set()  # users with devices here and on other nodes
+        self._stored_lately: dict[int, float] = {}  # user elsewhere -> when stored offline
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         offline.stored.connect(self._announce_stored)
@@ -291,11 +297,19 @@ class Router:
     def _announce_stored(self, user_ids: list[int]) -> None:
         """Frames were stored offline for these users: one who is logging in meanwhile (here
         or on another node) may have read the offline store before they were there."""
+        now = self._clock.seconds()
         for user_id in user_ids:
             if user_id in self._inboxes:
                 self.on.offline_stored(user_id)
             else:
+                self._stored_lately[user_id] = now
                 self._publish(user_id, Stored().encode())
+
+    def announce_stored_again(self) -> None:
+        """The bus is back: say again that frames were stored for the users of other nodes
+        (STORED_MEMORY_SECONDS)."""
+        for user_id in self._stored_lately:
+            self._publish(user_id, Stored().encode())
 
     # time-outs
 
@@ -304,6 +318,9 @@ class Router:
         report is overdue are stored by the relay."""
         now = self._clock.seconds()
         deadline = now - self.ack_timeout
+        if self.bus.up and self._stored_lately:
+            since = now - STORED_MEMORY_SECONDS
+            self._stored_lately = {u: t for u, t in self._stored_lately.items() if t >= since}
         for inbox in self.inboxes():
             if inbox.unacked:
                 late = inbox.expired(deadline)
