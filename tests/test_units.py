@@ -24,6 +24,7 @@ from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
 from chatd.cluster.redis import BusDown, RedisBus, RedisTarget, parse_redis_url
+from chatd.cluster.sentinel import DOWN, SWITCH_MASTER, SentinelWatch
 from chatd.codec import decode, encode, encode_text
 from chatd.delivery.inbound import Inbound
 from chatd.delivery.inbox import Inbox
@@ -756,6 +757,23 @@ class RedisUrlTests(SynchronousTestCase):
                     "sentinel://a:0/svc", "sentinel://a:1/svc/x", "sentinel://a:1/svc/0/1",
                     "sentinel://:1/svc"):
             self.assertRaises(ValueError, parse_redis_url, url)
+
+
+class SentinelEventsTests(SynchronousTestCase):
+    """What the sentinels publish about the service's master reaches the bus; events of
+    other services, and of replicas, do not."""
+
+    def test_down_and_switched(self):
+        heard: list[tuple[str, str, int]] = []
+        watch = SentinelWatch([], "chatd", None, lambda h, p: heard.append(("down", h, p)),
+                              lambda h, p: heard.append(("switched", h, p)))
+        watch.heard(DOWN, "master chatd 10.0.0.21 6379 #quorum 2/2")
+        watch.heard(DOWN, "master other 10.0.0.9 6379 #quorum 2/2")
+        watch.heard(DOWN, "slave 10.0.0.22:6379 10.0.0.22 6379 @ chatd 10.0.0.21 6379")
+        watch.heard(SWITCH_MASTER, "chatd 10.0.0.21 6379 10.0.0.22 6379")
+        watch.heard(SWITCH_MASTER, "other 10.0.0.21 6379 10.0.0.23 6379")
+        watch.heard(SWITCH_MASTER, "chatd 10.0.0.21 6379")
+        self.assertEqual(heard, [("down", "10.0.0.21", 6379), ("switched", "10.0.0.22", 6379)])
 
 
 class RedisRepliesTests(SynchronousTestCase):

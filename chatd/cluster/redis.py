@@ -428,7 +428,7 @@ class RedisBus:
         self._subscriber_factory = _Factory(self, _Subscriber, None, target.password, sentinel)
         self._command_factory = _Factory(self, _Commands, target.db, target.password, sentinel)
         self._watch = SentinelWatch(target.sentinels, target.service, reactor,
-                                    self.master_switched) if sentinel else None
+                                    self.master_down, self.master_switched) if sentinel else None
         self._asserted = NOT_ASSERTED  # the run id of the server this node claimed again on
         self._peers_before: set[bytes] = set()  # nodes heard before the bus went away
         self._settled: Deferred[None] | None = None
@@ -518,13 +518,23 @@ class RedisBus:
             log.warn("{target}: connection lost; serving local users only and storing "
                      "messages for others until it returns", target=self.target)
 
+    def master_down(self, host: str, port: int) -> None:
+        """The sentinels agree that the master is down: leave it if it is this one (frozen,
+        it holds the connections open and every request waits), and serve as when Redis is
+        unreachable until they name another."""
+        self._leave(lambda server: server == f"{host}:{port}",
+                    f"the sentinels find the master {host}:{port} down")
+
     def master_switched(self, host: str, port: int) -> None:
         """The sentinels promoted another server: leave the old one at once, even if it
         still seems to answer (frozen, it never will; demoted, it is a replica)."""
+        self._leave(lambda server: server != f"{host}:{port}",
+                    f"the sentinels moved the master to {host}:{port}")
+
+    def _leave(self, which: Callable[[str], bool], why: str) -> None:
         for conn in (self._sub, self._cmd):
-            if conn is not None and _address(conn.transport.getPeer()) != f"{host}:{port}":
-                log.warn("{target}: the sentinels moved the master to {host}:{port}; "
-                         "reconnecting", target=self.target, host=host, port=port)
+            if conn is not None and which(_address(conn.transport.getPeer())):
+                log.warn("{target}: {why}; reconnecting", target=self.target, why=why)
                 conn.transport.abortConnection()
 
     async def _run_id(self, cmd: "_Commands") -> bytes:

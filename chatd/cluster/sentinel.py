@@ -8,10 +8,13 @@ that does not say it is the master (ROLE) when the bus reaches it is dropped and
 again (chatd/cluster/redis.py).
 
 A killed master drops the bus's connections at once, but a frozen one (SIGSTOP, a machine
-that stopped answering) keeps them open and just never replies: the bus would only notice at
-its next PING, half a minute later. So the watch also subscribes to every sentinel's
-`+switch-master` event, which the sentinels publish when a failover (or a planned switchover,
-SENTINEL FAILOVER) has promoted a replica, and `switched` is told the new master's address.
+that stopped answering) keeps them open and just never replies: every request waits (a proto-2
+message waits for the cid registry, so even chat between a node's own users stalls), and the
+bus would only notice when a reply times out. So the watch also subscribes to two events of
+every sentinel: `+odown`, published once a quorum of sentinels agrees that the master is down
+(`down` is told its address: the bus leaves it, and serves as when Redis is unreachable), and
+`+switch-master`, published when a failover (or a planned switchover, SENTINEL FAILOVER) has
+promoted a replica (`switched` is told the new master's address: the bus leaves any other).
 """
 
 from collections.abc import Callable
@@ -31,7 +34,8 @@ DISCOVERY_TIMEOUT = 5  # seconds for the sentinels to name a master before the a
 # While none does (the master is down, the failover under way) they are asked again this
 # often: the new master is used within this much of its promotion.
 DISCOVERY_ROUND = 0.25
-SWITCH_MASTER = "+switch-master"
+SWITCH_MASTER = "+switch-master"  # <service> <old host> <old port> <new host> <new port>
+DOWN = "+odown"  # master <service> <host> <port> #quorum <n>/<quorum>
 
 
 @implementer(IStreamClientEndpoint)
@@ -57,25 +61,29 @@ class MasterEndpoint:
         return await endpoint.connect(factory)
 
 
-class _Switches(txredisapi.SubscriberProtocol):
-    """One sentinel's `+switch-master` events."""
+class _Events(txredisapi.SubscriberProtocol):
+    """One sentinel's `+odown` and `+switch-master` events."""
 
     def connectionMade(self) -> Deferred[Any]:
         d = super().connectionMade()
-        return d.addCallback(lambda _: self.subscribe(SWITCH_MASTER) if self.connected else None)
+        return d.addCallback(
+            lambda _: self.subscribe([DOWN, SWITCH_MASTER]) if self.connected else None)
 
     def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
-        self.factory.watch.heard(message)
+        self.factory.watch.heard(channel, message)
 
 
 class SentinelWatch:
     """A connection to every sentinel for asking where the master is (`endpoint`), and one
-    for hearing it move (`switched(host, port)`). Both reconnect by themselves."""
+    for hearing it go down (`down(host, port)`) or move (`switched(host, port)`). Both
+    reconnect by themselves."""
 
     def __init__(self, sentinels: list[tuple[str, int]], service: str, reactor: Any,
+                 down: Callable[[str, int], None],
                  switched: Callable[[str, int], None]) -> None:
         self.sentinels = sentinels
         self.service = service
+        self.down = down
         self.switched = switched
         self._reactor = reactor
         self._asking: txredisapi.Sentinel | None = None
@@ -88,7 +96,7 @@ class SentinelWatch:
         self._asking.discovery_timeout = DISCOVERY_ROUND
         for host, port in self.sentinels:
             factory = txredisapi.SubscriberFactory(isLazy=True)
-            factory.protocol = _Switches
+            factory.protocol = _Events
             factory.watch = self
             factory.startConnecting(TCP4ClientEndpoint(self._reactor, host, port,
                                                        timeout=CONNECT_TIMEOUT))
@@ -101,9 +109,13 @@ class SentinelWatch:
         if self._asking is not None:
             await self._asking.disconnect()
 
-    def heard(self, message: str) -> None:
-        """`<service> <old host> <old port> <new host> <new port>`; every sentinel sends it,
-        so the same switch comes several times."""
+    def heard(self, event: str, message: str) -> None:
+        """An event of the service's master (DOWN, SWITCH_MASTER); every sentinel sends
+        it, so the same one comes several times. Those of other services are ignored."""
         fields = message.split()
-        if len(fields) == 5 and fields[0] == self.service and fields[4].isdigit():
+        if (event == SWITCH_MASTER and len(fields) == 5 and fields[0] == self.service
+                and fields[4].isdigit()):
             self.switched(fields[3], int(fields[4]))
+        elif (event == DOWN and len(fields) >= 4 and fields[:2] == ["master", self.service]
+              and fields[3].isdigit()):
+            self.down(fields[2], int(fields[3]))
