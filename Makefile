@@ -23,9 +23,9 @@ test: $(STAMP)
 	tests/run-suite
 
 ## cluster: private MariaDB + Redis, three nodes, nginx on 8000 (TCP) and 8080 (web), in the
-## foreground (Ctrl-C stops)
+## foreground (Ctrl-C stops); HA=1: Redis as a master, a replica and three sentinels
 cluster: $(STAMP)
-	$(BIN)/python -m chatd.devcluster
+	$(BIN)/python -m chatd.devcluster $(if $(HA),--ha)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

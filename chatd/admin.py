@@ -80,7 +80,8 @@ class MetricsPage(Resource):
 
 
 class HealthPage(Resource):
-    """200 when the node listens and its store and bus answer; 503 naming what failed."""
+    """200 when the node listens, its store and bus answer and no other node of the cluster
+    uses other settings; 503 naming what failed."""
 
     isLeaf = True
 
@@ -97,10 +98,16 @@ class HealthPage(Resource):
         bus = self._probe(self.node.router.bus.ping())
         store_state, bus_state = await gatherResults([store, bus])
         parts = {"listening": "ok" if self.node.factory.numPorts else "not listening",
-                 "store": store_state, "bus": bus_state}
+                 "store": store_state, "bus": bus_state, "cluster": self._agreement()}
         failing = sorted(k for k, v in parts.items() if v != "ok")
         return (503 if failing else 200), {"status": "failing" if failing else "ok",
                                            "failing": failing, **parts}
+
+    def _agreement(self) -> str:
+        """Whether the other nodes share this one's settings (chatd/cluster/agreement.py)."""
+        agreement = self.node.router.bus.agreement
+        conflicts = agreement.conflicts() if agreement is not None else []
+        return f"failing: {'; '.join(conflicts)}" if conflicts else "ok"
 
     def _probe(self, d: Deferred[Any]) -> Deferred[str]:
         d.addTimeout(HEALTH_TIMEOUT, self.clock)

@@ -1,7 +1,12 @@
 """`make cluster`: a demonstration cluster in the foreground. Private MariaDB and Redis in
 temporary directories, three chatd nodes each with its admin listener (docs/operations.md),
 nginx on port 8000 for chat clients (passing client addresses with the PROXY protocol) and on
-port 8080 for the web client; Ctrl-C, SIGTERM and SIGHUP stop all of it."""
+port 8080 for the web client; Ctrl-C, SIGTERM and SIGHUP stop all of it.
+
+`make cluster HA=1` (--ha) runs Redis as a master, a replica and three sentinels instead, the
+nodes finding the master through the sentinels (--redis sentinel://...), and says how to fail
+over. A Redis server that dies is started again as a replica of the new master, so the
+failover can be tried again."""
 
 import argparse
 import os
@@ -10,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from types import FrameType
 
 from chatd.devservers import (
@@ -17,6 +23,7 @@ from chatd.devservers import (
     MariaDB,
     Nginx,
     Redis,
+    RedisHA,
     create_database,
     free_port,
     wait_for_port,
@@ -65,16 +72,61 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run(nodes: int, port: int, web_port: int, cost: int) -> None:
+DOWN_AFTER_MS = 2000  # the sentinels' down-after-milliseconds in the demonstration
+
+
+class HighAvailability:
+    """The Redis of --ha: RedisHA, watched every second so that a failover is reported and
+    a server that died comes back as a replica of the new master."""
+
+    def __init__(self) -> None:
+        self.servers = RedisHA(DOWN_AFTER_MS)
+        self.url = self.servers.url()
+        self.master = self.servers.servers[0]
+
+    def start(self) -> None:
+        self.servers.start()
+
+    def describe(self) -> str:
+        master, sentinel = self.master, self.servers.sentinels[0]
+        return (f"Redis:    master 127.0.0.1:{master.port} (pid {master.proc.pid}), replica "
+                f"127.0.0.1:{self.servers.servers[1].port}, sentinels "
+                f"{', '.join(str(s.port) for s in self.servers.sentinels)} "
+                f"(down-after {DOWN_AFTER_MS} ms)\n"
+                f"  fail over: kill -9 {master.proc.pid}   (the master dies), or\n"
+                f"             redis-cli -p {sentinel.port} SENTINEL FAILOVER chatd   (planned)")
+
+    def watch(self) -> None:
+        """Report a new master; start a dead server again as its replica."""
+        try:
+            master = self.servers.master()
+        except (OSError, RuntimeError):
+            return  # a sentinel busy with the failover: next second
+        if master is not self.master:
+            self.master = master
+            print(f"failover: the master is now 127.0.0.1:{master.port} (pid "
+                  f"{master.proc.pid}); kill -9 {master.proc.pid} to fail over again",
+                  flush=True)
+        for server in self.servers.servers:
+            if server is not master and server.proc is not None and server.proc.poll() is not None:
+                server.replica_of = master.port
+                server.start()
+                print(f"redis 127.0.0.1:{server.port} started again as a replica", flush=True)
+
+    def destroy(self) -> None:
+        self.servers.destroy()
+
+
+def run(nodes: int, port: int, web_port: int, cost: int, ha: bool = False) -> None:
     """Start everything, print where it is, wait for Ctrl-C, SIGTERM or SIGHUP (its terminal
     closed), stop everything."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupted)
     workdir = tempfile.mkdtemp(prefix="chatd-cluster-")
-    started: list[MariaDB | Redis | NodeProcess | Nginx] = []
+    started: list[MariaDB | Redis | HighAvailability | NodeProcess | Nginx] = []
     try:
         print("starting MariaDB and Redis ...", flush=True)
-        mariadb, redis = MariaDB(), Redis()
+        mariadb, redis = MariaDB(), HighAvailability() if ha else Redis()
         started += [mariadb, redis]
         mariadb.start()
         redis.start()
@@ -101,9 +153,14 @@ def run(nodes: int, port: int, web_port: int, cost: int) -> None:
         print(f"  admin token file: {token_file}\n"
               f"  try:  .venv/bin/chatd-admin --url http://127.0.0.1:{chat_nodes[0].admin_port}"
               f" --token-file {token_file} nodes\n"
-              f"  MariaDB:  {db}\n  Redis:    {redis.url}\n\n"
-              "Ctrl-C (or SIGTERM, SIGHUP) stops the cluster.", flush=True)
-        signal.pause()
+              f"  MariaDB:  {db}\n  Redis:    {redis.url}", flush=True)
+        if isinstance(redis, HighAvailability):
+            print(f"  {redis.describe()}", flush=True)
+        print("\nCtrl-C (or SIGTERM, SIGHUP) stops the cluster.", flush=True)
+        while True:
+            if isinstance(redis, HighAvailability):
+                redis.watch()
+            time.sleep(1)
     except KeyboardInterrupt:
         pass
     except RuntimeError as e:
@@ -127,8 +184,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="nginx port of the web client (default 8080)")
     parser.add_argument("--password-cost", type=int, default=14,
                         help="scrypt cost of the nodes (default 14)")
+    parser.add_argument("--ha", action="store_true",
+                        help="Redis as a master, a replica and three sentinels (make cluster "
+                        "HA=1)")
     args = parser.parse_args(argv)
-    run(args.nodes, args.port, args.web_port, args.password_cost)
+    run(args.nodes, args.port, args.web_port, args.password_cost, args.ha)
 
 
 if __name__ == "__main__":

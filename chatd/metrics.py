@@ -191,6 +191,13 @@ class NodeCollector(Collector):
                                 value=1 if node.router.bus.up else 0)
         yield CounterMetricFamily("chatd_bus_publishes", "Messages published on the bus",
                                   value=node.router.bus.publishes)
+        yield CounterMetricFamily("chatd_bus_reconnects", "Times the bus came back after "
+                                  "losing Redis (a failover, a restart, the network)",
+                                  value=node.router.bus.reconnects)
+        agreement = node.router.bus.agreement
+        yield GaugeMetricFamily("chatd_cluster_conflicts", "Differences between this node's "
+                                "settings and those of other nodes of the cluster (each should "
+                                "be 0)", value=len(agreement.conflicts()) if agreement else 0)
         yield GaugeMetricFamily("chatd_bus_reports_pending", "Copies handed to other nodes "
                                 "whose delivery report has not come yet",
                                 value=node.router.relay.pending())

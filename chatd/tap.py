@@ -1,17 +1,20 @@
 """`twistd chatd`: command-line options and the service tree of one node."""
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import deferLater
 from twisted.python import usage
 
 from chatd.admin import admin_site
 from chatd.cluster import open_bus
+from chatd.cluster.agreement import Agreement
 from chatd.cluster.redis import parse_redis_url
 from chatd.connections import (
     DEFAULT_MAX_CONNS_PER_ADDRESS,
@@ -80,6 +83,7 @@ from chatd.web.channel import DEFAULT_IDLE_TIMEOUT as DEFAULT_WEB_IDLE_TIMEOUT
 from chatd.web.site import parse_origins, web_factory
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
+IDENTIFY_RETRY = 5.0  # seconds between attempts to read the database's identity
 # Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
 # wait for SYN retransmits (seconds each); the kernel caps this by net.core.somaxconn.
 DEFAULT_BACKLOG = 1024
@@ -104,9 +108,13 @@ class Options(usage.Options):
          f"[env CHATD_DB; default {DEFAULT_DB}]. Missing tables are created at start."],
         ["redis", None, None,
          "Redis URL joining a cluster, e.g. redis://127.0.0.1:6379/0 (redis://:password@host"
-         ":port/db with a password); empty runs the node alone [env CHATD_REDIS]. Every node "
-         "of a cluster needs the same --db and --redis and its own --node-id."],
-        ["node-id", None, 0, f"This node's number in the cluster, 0-{MAX_NODE}.", int],
+         ":port/db with a password), or the master that Redis Sentinel names: sentinel://HOST:"
+         "PORT[,HOST:PORT...]/SERVICE[/DB] (sentinel://:password@... for the master's "
+         "password), followed through failovers; empty runs the node alone [env "
+         "CHATD_REDIS]. Every node of a cluster needs the same --db and Redis database and "
+         "its own --node-id."],
+        ["node-id", None, 0, f"This node's number in the cluster, 0-{MAX_NODE}; a node "
+         "whose number is in use refuses to start.", int],
         ["max-frame", None, DEFAULT_MAX_FRAME,
          "Largest accepted frame in bytes (1024-16777216); a longer one closes the connection.",
          int],
@@ -158,10 +166,11 @@ class Options(usage.Options):
          "Request bodies being received at once from one client address (1-100000); one "
          "more gets 429 and is closed.", int],
         ["history-days", None, DEFAULT_DAYS,
-         "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none.", int],
+         "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none. The "
+         "same on every node of a cluster.", int],
         ["max-devices", None, DEFAULT_MAX_DEVICES,
          "Proto-2 sessions (devices) of one account online at once (1-100); one more gets "
-         "errno 166.", int],
+         "errno 166. The same on every node of a cluster.", int],
         ["max-send-buffer", None, DEFAULT_MAX_SEND_BUFFER,
          "Bytes queued for a client that does not read before its connection is closed "
          "(65536-1073741824); what it had not received is stored offline.", int],
@@ -311,14 +320,34 @@ class ChatNode(MultiService):
         self.factory = factory
         self.operator = operator
         self._end = end
+        self._identifying: Deferred[None] | None = None
 
     def startService(self) -> None:
         self.hasher.start()
         self.router.start()
         self.history.start()
         super().startService()
+        agreement = self.router.bus.agreement
+        if agreement is not None:
+            self._identifying = Deferred.fromCoroutine(self._identify(agreement))
+            self._identifying.addErrback(lambda f: f.trap(CancelledError))
+
+    async def _identify(self, agreement: Agreement) -> None:
+        """Tell the agreement which database this node uses, once the store answers: nodes
+        with different --db URLs may still reach one database, so it is named by a random
+        identity kept in it (made by the first node)."""
+        while True:
+            try:
+                identity = await self.store.secret("identity")
+            except StoreUnavailable:
+                await deferLater(self.context.clock, IDENTIFY_RETRY)
+                continue
+            agreement.known("database", identity.hex()[:16])
+            return
 
     async def _stop(self) -> None:
+        if self._identifying is not None:
+            self._identifying.cancel()
         await super().stopService()
         for session in list(self.factory.sessions):
             self._end(session)
@@ -368,7 +397,8 @@ def build_context(options: Options, reactor: Any) -> Context:
     a bad --db."""
     stats = Stats()
     store = open_store(options["db"], stats)
-    bus = open_bus(options["redis"], options["node-id"], reactor)
+    bus = open_bus(options["redis"], options["node-id"], reactor, {
+        "history-days": options["history-days"], "max-devices": options["max-devices"]})
     offline = Offline(store, reactor, stats, options["offline-quota"], options["offline-buffer"])
     router = Router(bus, reactor, offline, stats, options["ack-timeout"], options["max-devices"])
     blocks = Blocks()
@@ -427,6 +457,16 @@ def admin_listener(node: ChatNode, options: Options, reactor: Any) -> Listener:
     return Listener(options["admin"], site, reactor, "--admin")
 
 
+def refuse(reactor: Any, found: list[str]) -> None:
+    """The node joined a cluster whose nodes use other settings (chatd/cluster/agreement.py):
+    one line on the process's stderr (twistd's sys.stderr goes to the log, which has it
+    already), a clean stop, exit status 1 (twistd itself would exit with 0)."""
+    print(f"chatd: refusing to join the cluster: {'; '.join(found)}", file=sys.__stderr__,
+          flush=True)
+    reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+    reactor.stop()
+
+
 def makeService(options: Options) -> IService:
     """Build the node and its listener; exits with one clear line when --db is unusable."""
     from twisted.internet import reactor
@@ -435,6 +475,9 @@ def makeService(options: Options) -> IService:
         node = build_node(options, reactor)
     except (StoreUnavailable, ValueError) as e:
         raise SystemExit(f"chatd: {e}") from None
+    agreement = node.router.bus.agreement
+    if agreement is not None:
+        agreement.on_refused = lambda found: refuse(reactor, found)
     try:
         Listener(options["listen"], node.factory, reactor).setServiceParent(node)
         if options["admin"]:

@@ -7,6 +7,7 @@
     await node.restart("KILL")                    # the same after a crash
     await node.stop(); await node.start()         # stop() is also done at test cleanup
     ended = await node.stop("TERM", timeout=90)   # False: it lingered and was killed
+    status, log = await run_node(self, "--redis", url)  # a node expected to exit by itself
 
 The node listens on a free loopback port with its own SQLite file in the test's temporary
 directory and `--password-cost 1`; extra arguments come after these, so they override them.
@@ -48,6 +49,23 @@ async def start_node(testcase: TestCase, *args: str, listen: str = LISTEN) -> No
     testcase.addCleanup(lambda: Deferred.fromCoroutine(node.stop()))
     await node.start()
     return node
+
+
+async def run_node(testcase: TestCase, *args: str, timeout: float = START_TIMEOUT
+                   ) -> tuple[int | None, str]:
+    """Start a node that should end by itself (a refusal) and wait for it: its exit status
+    and its log. Fails the test when it is still running after `timeout` seconds."""
+    directory = os.path.abspath(testcase.mktemp())
+    os.makedirs(directory)
+    node = Node(directory, free_port(), args)
+    testcase.addCleanup(lambda: Deferred.fromCoroutine(node.stop()))
+    process = node.spawn()
+    deadline = reactor.seconds() + timeout
+    while not process.ended.called and reactor.seconds() < deadline:
+        await deferLater(reactor, POLL_INTERVAL)
+    if not process.ended.called:
+        raise FailTest(f"chatd still runs after {timeout:.0f} s; log:\n{node.log()}")
+    return getattr(process.exit.value, "exitCode", None), node.log()
 
 
 class _NodeOutput(ProcessProtocol):
@@ -97,13 +115,17 @@ class Node:
             return log.read()
 
     async def start(self) -> None:
+        await self._wait_for_port(self.spawn())
+
+    def spawn(self) -> _NodeOutput:
+        """Start the process without waiting for it to listen."""
         argv = [TWISTD, "--nodaemon", "--pidfile=", "chatd",
                 "--listen", self.listen, "--db", f"sqlite:{self.db_path}", "--password-cost", "1",
                 *self.args]
         self._process = _NodeOutput(self.log_path)
         reactor.spawnProcess(self._process, TWISTD, argv, env=dict(os.environ),
                              path=self.directory)
-        await self._wait_for_port(self._process)
+        return self._process
 
     async def stop(self, signal: str = "TERM", timeout: float = STOP_TIMEOUT) -> bool:
         """Send `signal` ("KILL" to simulate a crash), then SIGKILL if the node lingers

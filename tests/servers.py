@@ -5,13 +5,14 @@ found through CHATD_TEST_MYSQL_URL."""
 
 import atexit
 import os
+from typing import Any
 
 from twisted.trial.unittest import FailTest, SkipTest
 
-from chatd.devservers import MariaDB, Nginx, Redis, create_database, free_port
+from chatd.devservers import MariaDB, Nginx, Redis, RedisHA, create_database, free_port
 
 __all__ = ["free_port", "mysql_database", "private_mariadb", "start_nginx", "start_redis",
-           "unavailable"]
+           "start_redis_ha", "unavailable"]
 
 
 def unavailable(reason: str) -> Exception:
@@ -19,37 +20,35 @@ def unavailable(reason: str) -> Exception:
     return FailTest(reason) if os.environ.get("CI") == "true" else SkipTest(reason)
 
 
-def private_mariadb() -> MariaDB:
-    """A MariaDB of the caller's own (to stop and restart); the caller destroys it."""
-    server = MariaDB()
+def _started(server: Any, what: str) -> Any:
+    """`server` started, or destroyed and the test failed (CI) or skipped."""
     try:
         server.start()
     except (RuntimeError, OSError) as e:
         server.destroy()
-        raise unavailable(f"cannot start a private MariaDB: {e}") from None
+        raise unavailable(f"cannot start a private {what}: {e}") from None
     return server
+
+
+def private_mariadb() -> MariaDB:
+    """A MariaDB of the caller's own (to stop and restart); the caller destroys it."""
+    return _started(MariaDB(), "MariaDB")
 
 
 def start_redis() -> Redis:
-    server = Redis()
-    try:
-        server.start()
-    except (RuntimeError, OSError) as e:
-        server.destroy()
-        raise unavailable(f"cannot start a private Redis: {e}") from None
-    return server
+    return _started(Redis(), "Redis")
+
+
+def start_redis_ha(down_after_ms: int = 1000) -> RedisHA:
+    """A master, a replica and three sentinels; the caller destroys them."""
+    return _started(RedisHA(down_after_ms), "Redis with sentinels")
 
 
 def start_nginx(node_ports: list[int], proxy_protocol: bool = False,
                 web_ports: list[int] | None = None) -> Nginx:
     """nginx in front of nodes; with `proxy_protocol` they must listen through haproxy:."""
-    server = Nginx(node_ports, proxy_protocol=proxy_protocol, web_ports=web_ports)
-    try:
-        server.start()
-    except (RuntimeError, OSError) as e:
-        server.destroy()
-        raise unavailable(f"cannot start a private nginx: {e}") from None
-    return server
+    return _started(Nginx(node_ports, proxy_protocol=proxy_protocol, web_ports=web_ports),
+                    "nginx")
 
 
 _shared: dict[str, object] = {}

@@ -196,6 +196,10 @@ class ClusterTests(TestCase):
                 return False
             return True
         await eventually(live_again, 20, "delivery between nodes resumes after redis returns")
+
+        async def both_back():  # the probe also passes through the offline store before that
+            return all(node.log().count(": connected as") == 2 for node in cluster.nodes)
+        await eventually(both_back, 20, "both nodes back on redis, their group caches flushed")
         alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "joined in the outage"})
         await bob.recv(MsgId.GROUP_CHAT, msg="joined in the outage")
         await burst(30)

@@ -22,13 +22,16 @@ from chatd.cluster.envelope import (
     EndSession,
     GroupChanged,
     GroupCopy,
+    Hello,
     Live,
+    Present,
     Query,
     QueryReport,
     Reports,
     Spread,
     Stored,
     TakenOver,
+    decode_agreement,
     decode_control,
     decode_node,
     decode_user,
@@ -44,8 +47,12 @@ FRAME = b'{"msgid":13,"mid":77,"from":42,"msg":"hello there, how are you?","time
 REPORT = {"node": "3.a1b2c3d4", "node_id": 3, "sessions": [[7, "ann", 2], [8, "bob", 1]]}
 MAX_INT = (1 << 63) - 1
 
+SETTINGS = {"redis-db": 1, "key-prefix": "chatd:", "database": "bac05100ec58ec1f",
+            "history-days": 90, "max-devices": 5}
+
 DECODERS: dict[str, Callable[[bytes], Any]] = {
-    "user": decode_user, "node": decode_node, "control": decode_control}
+    "user": decode_user, "node": decode_node, "control": decode_control,
+    "agreement": decode_agreement}
 
 # One of every letter, with the channel it is read on.
 LETTERS: list[tuple[str, Any]] = [
@@ -63,6 +70,8 @@ LETTERS: list[tuple[str, Any]] = [
     ("control", EndSession(NODE, 7, "banned")),
     ("control", Broadcast(NODE, "maintenance at noon")),
     ("control", Query(NODE, 4)),
+    ("agreement", Hello(NODE, 3, SETTINGS)),
+    ("agreement", Present(NODE, 3, SETTINGS)),
 ]
 
 # What the router and operator sent before this module (their expressions, copied as they
@@ -175,6 +184,22 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("control", b"K 3.ab 7 kicked", USER),
     ("control", b"N 3.ab maintenance at noon", USER),
     ("control", b"\xff\xfe", UNKNOWN),
+    # agreement channel
+    ("agreement", b"", UNKNOWN),
+    ("agreement", b"H 3.ab 3", "a malformed H letter"),  # no settings
+    ("agreement", b"H 3.ab {}", "a malformed H letter"),  # no node id
+    ("agreement", b"H  3 {}", "a malformed H letter"),  # no origin
+    ("agreement", b"H 3.ab x {}", "a malformed H letter"),  # node id not a number
+    ("agreement", b"H 3.ab -3 {}", "a malformed H letter"),
+    ("agreement", b"Hx 3.ab 3 {}", "a malformed H letter"),
+    ("agreement", b"P 3.ab 3 [1]", "a malformed P letter"),  # not an object
+    ("agreement", b"P 3.ab 3 {", "a malformed P letter"),
+    ("agreement", b'P 3.ab 3 {"a": true}', "a malformed P letter"),  # neither int nor str
+    ("agreement", b'P 3.ab 3 {"a": null}', "a malformed P letter"),
+    ("agreement", b'P 3.ab 3 {"a": [1]}', "a malformed P letter"),
+    ("agreement", b'P 3.ab 3 {"a": 1.5}', "a malformed P letter"),
+    ("agreement", b'P 3.ab 3 {"a": "\xff"}', "a malformed P letter"),  # not UTF-8
+    ("agreement", b"C 12", CONTROL),
 ]
 
 FUZZ = settings(max_examples=500, deadline=None, database=None,
@@ -290,6 +315,14 @@ class RoundTripTests(SynchronousTestCase):
         self.assertRoundTrip("node", QueryReport(MAX_INT, report))
         self.assertRoundTrip("node", QueryReport(1, {}))
 
+    def test_settings(self) -> None:
+        """Settings are numbers and text, in any order; none at all is a letter too."""
+        for shared in [{}, {"b": 2, "a": "x y"}, {"é ✓": MAX_INT, "": ""}]:
+            self.assertRoundTrip("agreement", Hello(NODE, 1023, shared))
+            self.assertRoundTrip("agreement", Present(b"local", 0, shared))
+        self.assertEqual(Present(NODE, 3, {"b": 2, "a": 1}).encode(),
+                         b'P 3.a1b2c3d4 3 {"a":1,"b":2}')
+
     def test_end_session_kinds(self) -> None:
         for kind in END_KINDS:
             self.assertRoundTrip("control", EndSession(NODE, 7, kind))
@@ -350,7 +383,8 @@ class NeverRaisesTests(SynchronousTestCase):
 
     TYPES = {"user": (Copy, Live, Stored, DeviceCopy, TakenOver, Spread),
              "node": (GroupCopy, Reports, QueryReport),
-             "control": (GroupChanged, BlockChanged, EndSession, Broadcast, Query)}
+             "control": (GroupChanged, BlockChanged, EndSession, Broadcast, Query),
+             "agreement": (Hello, Present)}
 
     def setUp(self) -> None:
         # the warnings of hundreds of examples go here rather than to the test log
@@ -374,7 +408,7 @@ class NeverRaisesTests(SynchronousTestCase):
     def test_near_letters(self) -> None:
         """A tag, fields made of pieces of letters (good and bad) and an end that may be a
         frame: to reach past the first checks, where arbitrary bytes seldom get."""
-        tags = [bytes([c]) for c in b"UNOSKDGARCBXWQZ"]
+        tags = [bytes([c]) for c in b"UNOSKDGARCBXWQHPZ"]
         pieces = [b"", b"0", b"1", b"-1", b"1_0", b"\t2", b"99999999999999999999", b"x",
                   b"3.ab", b"7,8", b",", b"7,", b"kicked", b"banned", b"{}", b'{"a":[1]}',
                   b"[", b"\xff", "é".encode(), b"\n"]
@@ -399,6 +433,7 @@ def _letters() -> st.SearchStrategy[tuple[str, Any]]:
                         lambda inner: st.lists(inner, max_size=4)
                         | st.dictionaries(text, inner, max_size=4), max_leaves=10)
     ids = st.lists(number, min_size=1, max_size=20)
+    shared = st.dictionaries(text, number | text, max_size=6)
     letters = [
         ("user", st.builds(Copy, number, node, number, frame)),
         ("user", st.builds(Live, frame)),
@@ -414,6 +449,8 @@ def _letters() -> st.SearchStrategy[tuple[str, Any]]:
         ("control", st.builds(EndSession, node, number, st.sampled_from(END_KINDS))),
         ("control", st.builds(Broadcast, node, text)),
         ("control", st.builds(Query, node, number)),
+        ("agreement", st.builds(Hello, node, number, shared)),
+        ("agreement", st.builds(Present, node, number, shared)),
     ]
     return st.one_of([strategy.map(lambda letter, c=channel: (c, letter))
                       for channel, strategy in letters])

@@ -19,9 +19,12 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.cluster.claim import HELD, Claim
+from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
 from chatd.cluster.locations import Locations
-from chatd.cluster.redis import RedisBus
+from chatd.cluster.redis import BusDown, RedisBus, RedisTarget, parse_redis_url
+from chatd.cluster.sentinel import DOWN, SWITCH_MASTER, SentinelWatch
 from chatd.codec import decode, encode, encode_text
 from chatd.delivery.inbound import Inbound
 from chatd.delivery.inbox import Inbox
@@ -32,6 +35,7 @@ from chatd.handlers.passwords import PasswordHasher, check_password, hash_passwo
 from chatd.messages import ChatError, Errno
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
+from chatd.store import open_store
 from chatd.store.schema import mysql_statements, sqlite_statements
 from chatd.tap import DEFAULT_BACKLOG, Listener, Options
 from chatd.tokens import CLOCK_SKEW_MS, TokenSigner
@@ -532,6 +536,61 @@ class Done:
         raise AssertionError(f"frame {self._mid} failed: {failure}")
 
 
+class ClaimingBus(LocalBus):
+    """A LocalBus whose claims wait for the test to answer them, recording what is
+    published on users' channels."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.claims: list[Deferred[Claim]] = []
+        self.published: list[tuple[int, bytes]] = []
+
+    async def subscribe(self, user_id, device, since, max_devices, takeover) -> Claim:
+        self.claims.append(Deferred())
+        return await self.claims[-1]
+
+    def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
+        self.published.append((user_id, payload))
+        return succeed(1)
+
+
+class Receipt:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def delivered(self, missing: object, full: object) -> None:
+        self.outcomes.append("delivered")
+
+    def failed(self, failure: Failure) -> None:
+        self.outcomes.append(f"failed: {failure.value}")
+
+
+class RefusedLoginTests(TestCase):
+    """A copy for a user pushed into the inbox of a login of that user that is then refused
+    (the account is online on another node) was dropped with the inbox: the user never got
+    it and its sender never got SEND_ACK. Found by the failover tests, which try second
+    logins while users chat."""
+
+    async def test_what_a_refused_login_held_is_stored_and_announced(self):
+        store = open_store(f"sqlite:{os.path.abspath(self.mktemp())}.sqlite3")
+        self.addCleanup(store.close)
+        stats = Stats()
+        bus = ClaimingBus(reactor)
+        offline = Offline(store, reactor, stats)
+        router = Router(bus, reactor, offline, stats)
+        ann = await store.create_user("ann", "hash")
+        login = Deferred.fromCoroutine(router.attach(RecordingSession(ann, 2)))
+        receipt = Receipt()
+        router.deliver([ann], 100, b'{"msgid":5,"msg":"hi"}\n', receipt)
+        bus.claims[0].callback(Claim(HELD))
+        refused = await self.assertFailure(login, ChatError)
+        self.assertEqual(refused.errno, Errno.ALREADY_ONLINE)
+        await offline.flush()
+        self.assertEqual(receipt.outcomes, ["delivered"])
+        self.assertEqual(await store.offline(ann, 10), [(100, '{"msgid":5,"msg":"hi"}')])
+        self.assertEqual(bus.published, [(ann, Stored().encode())], "its node looks again")
+
+
 class InboxTests(SynchronousTestCase):
 
     def inbox(self, proto: int) -> tuple[Inbox, RecordingSession, Clock]:
@@ -675,13 +734,55 @@ class LocationsTests(SynchronousTestCase):
         self.assertEqual(locations.split([7]), ({}, [7]))
 
 
+class RedisUrlTests(SynchronousTestCase):
+    """--redis: one server, or the sentinels of a service."""
+
+    def test_one_server(self):
+        self.assertEqual(parse_redis_url("redis://:p%40ss@10.0.0.5:6380/2"),
+                         RedisTarget("10.0.0.5", 6380, 2, "p@ss", [], ""))
+        self.assertEqual(parse_redis_url("redis://h"), RedisTarget("h", 6379, 0, None, [], ""))
+
+    def test_sentinels(self):
+        self.assertEqual(
+            parse_redis_url("sentinel://:secret@s1:26379,10.0.0.2:26380,s3:26381/chatd/3"),
+            RedisTarget("", 0, 3, "secret", [("s1", 26379), ("10.0.0.2", 26380),
+                                             ("s3", 26381)], "chatd"))
+        self.assertEqual(parse_redis_url("sentinel://127.0.0.1:26379/mymaster"),
+                         RedisTarget("", 0, 0, None, [("127.0.0.1", 26379)], "mymaster"))
+        self.assertEqual(str(parse_redis_url("sentinel://a:1/svc")), "sentinel service 'svc'")
+
+    def test_what_is_refused(self):
+        for url in ("http://x", "redis://h:port/0", "redis://h/x", "sentinel://a:1",
+                    "sentinel://a:1/", "sentinel://a/svc", "sentinel://a:1,/svc",
+                    "sentinel://a:0/svc", "sentinel://a:1/svc/x", "sentinel://a:1/svc/0/1",
+                    "sentinel://:1/svc"):
+            self.assertRaises(ValueError, parse_redis_url, url)
+
+
+class SentinelEventsTests(SynchronousTestCase):
+    """What the sentinels publish about the service's master reaches the bus; events of
+    other services, and of replicas, do not."""
+
+    def test_down_and_switched(self):
+        heard: list[tuple[str, str, int]] = []
+        watch = SentinelWatch([], "chatd", None, lambda h, p: heard.append(("down", h, p)),
+                              lambda h, p: heard.append(("switched", h, p)))
+        watch.heard(DOWN, "master chatd 10.0.0.21 6379 #quorum 2/2")
+        watch.heard(DOWN, "master other 10.0.0.9 6379 #quorum 2/2")
+        watch.heard(DOWN, "slave 10.0.0.22:6379 10.0.0.22 6379 @ chatd 10.0.0.21 6379")
+        watch.heard(SWITCH_MASTER, "chatd 10.0.0.21 6379 10.0.0.22 6379")
+        watch.heard(SWITCH_MASTER, "other 10.0.0.21 6379 10.0.0.23 6379")
+        watch.heard(SWITCH_MASTER, "chatd 10.0.0.21 6379")
+        self.assertEqual(heard, [("down", "10.0.0.21", 6379), ("switched", "10.0.0.22", 6379)])
+
+
 class RedisRepliesTests(SynchronousTestCase):
     """The command connection's replies reach their callers in order, whether a caller waits
     with a Deferred (MGET) or with a plain callback (a copy's PUBLISH), also when the
     connection is lost with both waiting."""
 
     def connection(self) -> Any:
-        bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock())
+        bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock(), {})
         conn = bus._command_factory.buildProtocol(None)
         conn.transport, conn.connected = StringTransport(), 1
         bus._cmd = conn
@@ -697,6 +798,14 @@ class RedisRepliesTests(SynchronousTestCase):
         conn.dataReceived(b":1\r\n*1\r\n$4\r\n2.ab\r\n:0\r\n")
         self.assertEqual(answers, [(1, 1), (0, 2)])
         self.assertEqual(self.successResultOf(mget), [b"2.ab"])
+
+    def test_pipelined_requests_on_a_lost_connection_fail_as_the_bus_being_down(self):
+        """The throttles' PTTLs went as a FirstError, which a login answered with errno 131
+        (internal error) instead of 130 when a failover cut the connection."""
+        bus, conn = self.connection()
+        remaining = bus.remaining(["a", "b"])
+        conn.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(remaining, BusDown)
 
     def test_a_lost_connection_answers_none_received(self):
         bus, conn = self.connection()

@@ -3,8 +3,10 @@ channels of this node's users, claim their sessions cluster-wide. `Bus` is what 
 layer needs from it; `open_bus` picks one.
 
     redis.py      the bus of a cluster: Redis publish/subscribe, claims, presence, counters
+    sentinel.py   where the master is when Redis Sentinel runs it, and word when it moves
     local.py      the bus of a node alone: nobody else listens
     envelope.py   every letter between nodes, typed, encoded and decoded in one place
+    agreement.py  the settings every node must share, compared on the bus
     claim.py      what a login's claim gets
     cids.py       what the registry of proto-2 cids answers
     locations.py  which node holds each user, as every node hears it
@@ -15,8 +17,10 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
+from chatd.cluster.agreement import Agreement
 from chatd.cluster.cids import Remembered
 from chatd.cluster.claim import CLAIMED, FULL, HELD, SEVERAL, Claim
+from chatd.cluster.envelope import Setting
 from chatd.cluster.local import LocalBus
 
 __all__ = ["CLAIMED", "FULL", "HELD", "SEVERAL", "Bus", "Claim", "LocalBus", "open_bus"]
@@ -29,6 +33,8 @@ class Bus(Protocol):
     listener: Any
     up: bool
     publishes: int
+    reconnects: int  # times the bus came back after losing Redis
+    agreement: Agreement | None  # None for a node alone: nobody to agree with
 
     def start(self) -> None: ...
 
@@ -98,9 +104,10 @@ class Bus(Protocol):
         """Seconds until each counter expires; 0 for one that does not exist."""
 
 
-def open_bus(redis_url: str, node_id: int, reactor: Any) -> Bus:
-    """RedisBus for a cluster, LocalBus for a node alone (empty URL)."""
+def open_bus(redis_url: str, node_id: int, reactor: Any, settings: dict[str, Setting]) -> Bus:
+    """RedisBus for a cluster, LocalBus for a node alone (empty URL). `settings`: the
+    options every node of a cluster must share (chatd/cluster/agreement.py)."""
     if not redis_url:
         return LocalBus(reactor)
     from chatd.cluster.redis import RedisBus
-    return RedisBus(redis_url, node_id, reactor)
+    return RedisBus(redis_url, node_id, reactor, settings)

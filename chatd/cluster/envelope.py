@@ -1,9 +1,11 @@
 """Every letter between nodes, encoded and decoded here and nowhere else.
 
-Nodes talk over Redis publish/subscribe, on three kinds of channel: a *user* channel per
+Nodes talk over Redis publish/subscribe, on four kinds of channel: a *user* channel per
 user, which every node holding one of the user's sessions listens to; a *node* channel per
 node incarnation (the node's id and a random suffix, new at each start: b"3.a1b2c3d4"), which
-only that node listens to; and the *control* channel, which every node listens to. What one
+only that node listens to; the *control* channel, which every node listens to; and the
+*agreement* channel, where nodes compare the settings they must share
+(chatd/cluster/agreement.py). What one
 node publishes there is a *letter*: a one-character tag, its fields after single blanks, and
 for some letters a newline and a *frame*, a JSON chat frame already encoded for the client
 (ending with its own newline) that the receiver passes on as it is.
@@ -35,6 +37,12 @@ for some letters a newline and a *frame*, a JSON chat frame already encoded for 
     W <origin> <text>                     Broadcast: the operator's notice for every session
                                           (the text runs to the end: blanks, newlines)
     Q <origin> <query-id>                 Query: report your sessions on <origin>'s channel
+
+    agreement channel
+    H <origin> <node-id> <json>           Hello: a node joining, with its settings; every
+                                          node of the cluster answers with a Present
+    P <origin> <node-id> <json>           Present: a node of the cluster, with its settings
+                                          (every few seconds, and in answer to a Hello)
 
 Why one place, and typed: letters used to be built with `b"U %d %s %d\\n" % ...` in one module
 and taken apart with `fields[0] == b"U"` in another, so the two could drift; K and N meant one
@@ -265,9 +273,45 @@ class Query(NamedTuple):
         return b"Q %s %d" % (self.origin, self.query_id)
 
 
+# agreement channel
+
+Setting: TypeAlias = int | str  # the value of one setting the nodes must share
+
+
+class Hello(NamedTuple):
+    """H: node `origin` (number `node_id`) is joining the cluster with these settings; every
+    node of the cluster answers with its Present, so that the newcomer can compare."""
+
+    origin: bytes
+    node_id: int
+    settings: dict[str, Setting]
+
+    def encode(self) -> bytes:
+        return _encode_settings(b"H", self.origin, self.node_id, self.settings)
+
+
+class Present(NamedTuple):
+    """P: node `origin` (number `node_id`) is in the cluster with these settings: every few
+    seconds, and in answer to a Hello."""
+
+    origin: bytes
+    node_id: int
+    settings: dict[str, Setting]
+
+    def encode(self) -> bytes:
+        return _encode_settings(b"P", self.origin, self.node_id, self.settings)
+
+
+def _encode_settings(tag: bytes, origin: bytes, node_id: int,
+                     settings: dict[str, Setting]) -> bytes:
+    return b"%s %s %d %s" % (tag, origin, node_id,
+                             ujson.dumps(settings, sort_keys=True).encode())
+
+
 UserLetter: TypeAlias = Copy | Live | Stored | DeviceCopy | TakenOver | Spread
 NodeLetter: TypeAlias = GroupCopy | Reports | QueryReport
 ControlLetter: TypeAlias = GroupChanged | BlockChanged | EndSession | Broadcast | Query
+AgreementLetter: TypeAlias = Hello | Present
 
 
 # decoding: one function per tag, which checks the whole letter and returns None when it is
@@ -399,6 +443,23 @@ def _query(payload: bytes) -> Query | None:
     return None
 
 
+_SETTINGS_LETTERS: dict[bytes, type[Hello] | type[Present]] = {b"H": Hello, b"P": Present}
+
+
+def _settings_letter(payload: bytes) -> Hello | Present | None:
+    fields = payload.split(b" ", 3)
+    if (len(fields) != 4 or fields[0] not in _SETTINGS_LETTERS or not fields[1]
+            or not fields[2].isdigit()):
+        return None
+    try:
+        settings = ujson.loads(fields[3])
+    except ValueError:
+        return None
+    if type(settings) is not dict or not all(type(v) in (int, str) for v in settings.values()):
+        return None
+    return _SETTINGS_LETTERS[fields[0]](fields[1], int(fields[2]), settings)
+
+
 # The letters of each channel by tag. A tag is in one table only: a letter read on another
 # channel than its own is dropped, not taken for another letter.
 _USER: dict[bytes, Callable[[bytes], UserLetter | None]] = {
@@ -409,7 +470,10 @@ _NODE: dict[bytes, Callable[[bytes], NodeLetter | None]] = {
 _CONTROL: dict[bytes, Callable[[bytes], ControlLetter | None]] = {
     b"C": _group_changed, b"B": _block_changed, b"X": _end_session, b"W": _broadcast,
     b"Q": _query}
-_CHANNELS: dict[str, dict[bytes, Any]] = {"user": _USER, "node": _NODE, "control": _CONTROL}
+_AGREEMENT: dict[bytes, Callable[[bytes], AgreementLetter | None]] = {
+    b"H": _settings_letter, b"P": _settings_letter}
+_CHANNELS: dict[str, dict[bytes, Any]] = {"user": _USER, "node": _NODE, "control": _CONTROL,
+                                          "agreement": _AGREEMENT}
 
 
 def _dropped(channel: str, payload: bytes) -> None:
@@ -449,3 +513,9 @@ def decode_control(payload: bytes) -> ControlLetter | None:
     """The letter read on the control channel; None (and a warning) when it is none of the
     control channel's letters. Never raises."""
     return _decode("control", payload)
+
+
+def decode_agreement(payload: bytes) -> AgreementLetter | None:
+    """The letter read on the agreement channel; None (and a warning) when it is none of its
+    letters. Never raises."""
+    return _decode("agreement", payload)

@@ -22,6 +22,8 @@ class LocalBus:
     incarnation = b"local"
     up = True
     publishes = 0
+    reconnects = 0
+    agreement = None
 
     def __init__(self, clock: IReactorTime) -> None:
         self.listener: Any = None

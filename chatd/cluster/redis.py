@@ -2,13 +2,23 @@
 
 Two connections, as Redis requires: a subscriber connection holding the channels of this
 node's users (plus the node's own channel and the control channel), and a command connection
-for PUBLISH, presence (PUBSUB NUMSUB), session claims and the node's liveness key. Both
-reconnect with back-off; after a reconnect every local channel is subscribed and claimed again.
+for PUBLISH, presence (PUBSUB NUMSUB), session claims and the node's liveness key. Both go to
+one server (`redis://`) or to the master Redis Sentinel names (`sentinel://`,
+chatd/cluster/sentinel.py), and reconnect with back-off.
+
+After a reconnect the node asserts again what it holds: every local channel is subscribed and
+every session claimed again, which puts back the session keys (where users are) and the device
+hashes, and its liveness key names the server it asserted them on (its run id). The server may
+be a replica promoted by a failover, which lacks the last writes of the old master
+(replication is asynchronous): until every node heard before the outage has asserted its
+sessions on it (or SETTLE_SECONDS have passed), logins here wait, so that a claim lost with the
+old master cannot let a second login of an account in while the first is still online on its
+node.
 """
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 import txredisapi
@@ -18,24 +28,31 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from chatd.cluster.agreement import Agreement
 from chatd.cluster.cids import Remembered
 from chatd.cluster.claim import CLAIMED, HELD, Claim
+from chatd.cluster.envelope import Setting
 from chatd.cluster.locations import Locations
+from chatd.cluster.sentinel import SentinelWatch
 from chatd.messages import ServiceUnavailable
 
 log = Logger()
 
-USER_PREFIX = b"chatd:user:"
-DEVICE_PREFIX = "chatd:device:"  # chatd:device:<user>:<device>, held by the device's node
-DEVICES_PREFIX = "chatd:devices:"  # hash per user: device -> "<node> <since>"
-NODE_PREFIX = b"chatd:node:"
-CONTROL = b"chatd:control"
-LOCATIONS = b"chatd:located"  # every change of a session key (chatd/cluster/locations.py)
-SESSION_PREFIX = "chatd:session:"
+KEY_PREFIX = "chatd:"  # of every key and channel but AGREEMENT; the nodes compare it
+USER_PREFIX = f"{KEY_PREFIX}user:".encode()
+DEVICE_PREFIX = f"{KEY_PREFIX}device:"  # <prefix>device:<user>:<device>, held by its node
+DEVICES_PREFIX = f"{KEY_PREFIX}devices:"  # hash per user: device -> "<node> <since>"
+NODE_PREFIX = f"{KEY_PREFIX}node:".encode()
+CONTROL = f"{KEY_PREFIX}control".encode()
+LOCATIONS = f"{KEY_PREFIX}located".encode()  # every change of a session key (locations.py)
+SESSION_PREFIX = f"{KEY_PREFIX}session:"
 SESSION_KEY = SESSION_PREFIX.encode()
-ALIVE_PREFIX = "chatd:alive:"
-CID_PREFIX = "chatd:cid:"
-COUNTER_PREFIX = "chatd:count:"
+ALIVE_PREFIX = f"{KEY_PREFIX}alive:"
+CID_PREFIX = f"{KEY_PREFIX}cid:"
+COUNTER_PREFIX = f"{KEY_PREFIX}count:"
+# Where nodes compare their settings (chatd/cluster/agreement.py): a name that never follows
+# KEY_PREFIX, so that nodes differing in it still hear each other.
+AGREEMENT = b"chatd-agreement"
 CID_MS = 600_000
 ALIVE_MS = 3000
 # A holder whose lease has less than this left has missed its beats (a live node renews it
@@ -44,6 +61,13 @@ LAPSING_MS = ALIVE_MS // 2
 LEASE_MARGIN_MS = 50  # past the lease's end before claiming again (Redis expires keys lazily)
 PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
+SETTLE_SECONDS = 5.0  # at most, after a reconnect, for the other nodes to claim again
+SETTLE_POLL = 0.1
+NOT_ASSERTED = b"-"  # the liveness key's value until the node has claimed again
+# Reconnecting to a master named by Sentinel: at once, then quickly (the sentinels are asked
+# each time, so there is no server to spare from a storm of attempts).
+SENTINEL_FIRST_DELAY = 0.1
+SENTINEL_MAX_DELAY = 1.0
 
 # Set the session key (KEYS[1], chatd:session:<user>) to a node, or delete it (false), and
 # announce the change to every node as "<user> <node>" ("<user> " when deleted).
@@ -190,14 +214,57 @@ def _keys(user_id: int) -> list[str]:
     return [SESSION_PREFIX + str(user_id), DEVICES_PREFIX + str(user_id)]
 
 
-def parse_redis_url(url: str) -> tuple[str, int, int, str | None]:
-    """`redis://[:password@]host[:port][/db]` to (host, port, db, password)."""
+class RedisTarget(NamedTuple):
+    """Where the bus connects: one server (`host`, `port`), or the master that the
+    `sentinels` name for `service`."""
+
+    host: str
+    port: int
+    db: int
+    password: str | None
+    sentinels: list[tuple[str, int]]  # empty for redis://
+    service: str
+
+    def __str__(self) -> str:
+        if self.sentinels:
+            return f"sentinel service {self.service!r}"
+        return f"redis {self.host}:{self.port}"
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """`redis://[:password@]host[:port][/db]`, or
+    `sentinel://[:password@]host:port[,host:port...]/service[/db]` (the password is the
+    master's); raises ValueError naming what is wrong."""
+    if url.startswith("sentinel://"):
+        return _parse_sentinel_url(url)
     parts = urlsplit(url)
     if parts.scheme != "redis":
-        raise ValueError(f"not a redis://host:port/db URL: {url}")
-    db = int(parts.path.lstrip("/") or 0)
+        raise ValueError(f"not a redis://host:port/db or sentinel://host:port,.../service/db "
+                         f"URL: {url}")
+    try:
+        db = int(parts.path.lstrip("/") or 0)
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError(f"not a redis://host:port/db URL: {url}") from None
     password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "127.0.0.1", parts.port or 6379, db, password
+    return RedisTarget(parts.hostname or "127.0.0.1", port, db, password, [], "")
+
+
+def _parse_sentinel_url(url: str) -> RedisTarget:
+    rest = url[len("sentinel://"):]
+    userinfo, at, rest = rest.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) or None if at else None
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    sentinels = []
+    for address in hosts.split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel://: {address!r} is not host:port, in {url}")
+        sentinels.append((host, int(port)))
+    if not service or "/" in db or (db and not db.isdigit()):
+        raise ValueError(f"not a sentinel://host:port,.../service[/db] URL: {url}")
+    return RedisTarget("", 0, int(db or 0), password, sentinels, service)
 
 
 class _LeanReplies:
@@ -220,7 +287,34 @@ class _LeanReplies:
             reply = reader.gets()
 
 
-class _Subscriber(_LeanReplies, txredisapi.SubscriberProtocol):
+class _MasterOnly:
+    """Behind Sentinel, a connection is used only once the server says it is the master
+    (ROLE): the sentinels may have named one a moment before a failover turned it into a
+    replica. As txredisapi's SentinelRedisProtocol does, which compares the role with text
+    and so drops every connection made without a charset, as the bus's are."""
+
+    factory: "_Factory"
+    password: str | None
+    username: str | None
+    transport: Any
+
+    def connectionMade(self) -> Any:
+        if not self.factory.behind_sentinel:
+            return super().connectionMade()  # type: ignore[misc]
+        if self.password is not None:
+            self.auth(self.password, self.username)  # type: ignore[attr-defined]
+        return self.role().addCallback(self._role)  # type: ignore[attr-defined]
+
+    def _role(self, role: object) -> Any:
+        if isinstance(role, list) and role[:1] == [b"master"]:
+            return super().connectionMade()  # type: ignore[misc]
+        log.info("{peer} is no longer the master; asking the sentinels again",
+                 peer=_address(self.transport.getPeer()))
+        self.transport.loseConnection()
+        return None
+
+
+class _Subscriber(_MasterOnly, _LeanReplies, txredisapi.SubscriberProtocol):
     """Hands messages and subscription confirmations to the bus as they arrive.
 
     txredisapi matches SUBSCRIBE confirmations to callers by queue position, which breaks
@@ -245,7 +339,7 @@ class _Subscriber(_LeanReplies, txredisapi.SubscriberProtocol):
         self.transport.write(self._build_command(*args))
 
 
-class _Commands(_LeanReplies, txredisapi.RedisProtocol):
+class _Commands(_MasterOnly, _LeanReplies, txredisapi.RedisProtocol):
     """The command connection, with a lean path for the commands of every cross-node message
     (PUBLISH, and MGET for group fan-out).
 
@@ -296,11 +390,14 @@ class _Factory(txredisapi.RedisFactory):
     """Tells the bus when a connection becomes usable or goes away."""
 
     def __init__(self, bus: "RedisBus", protocol: type, db: int | None,
-                 password: str | None) -> None:
+                 password: str | None, behind_sentinel: bool) -> None:
         super().__init__(None, db, 1, isLazy=True, charset=None, password=password,
                          replyTimeout=REPLY_TIMEOUT, convertNumbers=False)
         self.protocol = protocol
         self.bus = bus
+        self.behind_sentinel = behind_sentinel
+        if behind_sentinel:
+            self.initialDelay, self.maxDelay = SENTINEL_FIRST_DELAY, SENTINEL_MAX_DELAY
 
     def addConnection(self, conn: txredisapi.BaseRedisProtocol) -> None:
         super().addConnection(conn)
@@ -315,14 +412,26 @@ class _Factory(txredisapi.RedisFactory):
 class RedisBus:
     """Channels and claims of this node's users on Redis; see the module docstring."""
 
-    def __init__(self, url: str, node_id: int, reactor: IReactorTCP | IReactorTime) -> None:
-        self.host, self.port, db, password = parse_redis_url(url)
+    def __init__(self, url: str, node_id: int, reactor: IReactorTCP | IReactorTime,
+                 settings: dict[str, Setting]) -> None:
+        """`settings`: those every node must share besides the Redis database and the key
+        prefix (chatd/cluster/agreement.py)."""
+        self.target = target = parse_redis_url(url)
         self.incarnation = f"{node_id}.{os.urandom(4).hex()}".encode()
+        self.agreement = Agreement(self.incarnation, node_id, {
+            "redis-db": target.db, "key-prefix": KEY_PREFIX, **settings}, reactor)
+        self._agreement_heard = False  # the subscription to AGREEMENT is confirmed
         self.node_channel = NODE_PREFIX + self.incarnation
         self.listener: BusListener | None = None
         self._reactor = reactor
-        self._subscriber_factory = _Factory(self, _Subscriber, None, password)
-        self._command_factory = _Factory(self, _Commands, db, password)
+        sentinel = bool(target.sentinels)
+        self._subscriber_factory = _Factory(self, _Subscriber, None, target.password, sentinel)
+        self._command_factory = _Factory(self, _Commands, target.db, target.password, sentinel)
+        self._watch = SentinelWatch(target.sentinels, target.service, reactor,
+                                    self.master_down, self.master_switched) if sentinel else None
+        self._asserted = NOT_ASSERTED  # the run id of the server this node claimed again on
+        self._peers_before: set[bytes] = set()  # nodes heard before the bus went away
+        self._settled: Deferred[None] | None = None
         self._sub: _Subscriber | None = None
         self._cmd: _Commands | None = None
         self._held: dict[int, set[str]] = {}  # user -> sessions held here ("" = proto 1)
@@ -334,19 +443,24 @@ class RedisBus:
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = reactor
         self._started = False
+        self._connected_before = False
         self.publishes = 0
+        self.reconnects = 0  # times the bus came back (a failover, a restart, the network)
 
     # lifecycle
 
     def start(self) -> None:
         self._started = True
+        target = self.target
+        endpoint = (self._watch.start() if self._watch is not None
+                    else TCP4ClientEndpoint(self._reactor, target.host, target.port, timeout=5))
         for factory in (self._subscriber_factory, self._command_factory):
-            factory.startConnecting(TCP4ClientEndpoint(self._reactor, self.host, self.port,
-                                                       timeout=5))
+            factory.startConnecting(endpoint)
         self._heartbeat.start(ALIVE_MS / 3000, now=False)
         self._pinger.start(PING_SECONDS, now=False)
 
     async def stop(self) -> None:
+        self.agreement.disconnected()
         for loop in (self._heartbeat, self._pinger):
             if loop.running:
                 loop.stop()
@@ -354,6 +468,8 @@ class RedisBus:
             self._release_all()
         for factory in (self._subscriber_factory, self._command_factory):
             await factory.disconnect()
+        if self._watch is not None:
+            await self._watch.stop()
 
     @property
     def up(self) -> bool:
@@ -362,23 +478,34 @@ class RedisBus:
     def connected(self, factory: _Factory, conn: txredisapi.BaseRedisProtocol) -> None:
         if factory is self._subscriber_factory:
             self._sub = conn
-            channels = [self.node_channel, CONTROL, LOCATIONS]
+            channels = [self.node_channel, CONTROL, LOCATIONS, AGREEMENT]
             channels += [user_channel(u) for u in self._held]
             channels += [device_channel(u, d) for u, ds in self._held.items() for d in ds if d]
             conn.send_command(b"SUBSCRIBE", *channels)
         else:
             self._cmd = conn
             self._beat()
+            self._agree()
         if self.up:
-            log.info("redis {host}:{port}: connected as {inc}", host=self.host,
-                     port=self.port, inc=self.incarnation.decode())
+            log.info("{target}: connected{server} as {inc}", target=self.target,
+                     server=f" to {_address(conn.transport.getPeer())}" if self._watch else "",
+                     inc=self.incarnation.decode())
             self._down_logged = False
+            if self._connected_before:
+                self.reconnects += 1
+            self._connected_before = True
+            self._settled = Deferred.fromCoroutine(self._settle(self._peers_before))
             if self.listener is not None:
                 self.listener.bus_reconnected()
 
     def disconnected(self, factory: _Factory) -> None:
+        self.agreement.disconnected()
+        if self.up:
+            self._peers_before = self.agreement.peers()
+        self._asserted = NOT_ASSERTED
         if factory is self._subscriber_factory:
             self._sub = None
+            self._agreement_heard = False
             self.locations.forget()
             for waiters in self._confirm.values():
                 for d in waiters:
@@ -388,9 +515,57 @@ class RedisBus:
             self._cmd = None
         if not self._down_logged and self._started:
             self._down_logged = True
-            log.warn("redis {host}:{port}: connection lost; serving local users only and "
-                     "storing messages for others until it returns", host=self.host,
-                     port=self.port)
+            log.warn("{target}: connection lost; serving local users only and storing "
+                     "messages for others until it returns", target=self.target)
+
+    def master_down(self, host: str, port: int) -> None:
+        """The sentinels agree that the master is down: leave it if it is this one (frozen,
+        it holds the connections open and every request waits), and serve as when Redis is
+        unreachable until they name another."""
+        self._leave(lambda server: server == f"{host}:{port}",
+                    f"the sentinels find the master {host}:{port} down")
+
+    def master_switched(self, host: str, port: int) -> None:
+        """The sentinels promoted another server: leave the old one at once, even if it
+        still seems to answer (frozen, it never will; demoted, it is a replica)."""
+        self._leave(lambda server: server != f"{host}:{port}",
+                    f"the sentinels moved the master to {host}:{port}")
+
+    def _leave(self, which: Callable[[str], bool], why: str) -> None:
+        for conn in (self._sub, self._cmd):
+            if conn is not None and which(_address(conn.transport.getPeer())):
+                log.warn("{target}: {why}; reconnecting", target=self.target, why=why)
+                conn.transport.abortConnection()
+
+    async def _run_id(self, cmd: "_Commands") -> bytes:
+        """The server's run id, which a restart or another server changes."""
+        info = await cmd.send(b"INFO", b"server")
+        for line in info.splitlines():
+            if line.startswith(b"run_id:"):
+                return line[len(b"run_id:"):].strip()
+        raise BusDown("the server's INFO has no run_id")
+
+    async def _settle(self, peers: set[bytes]) -> None:
+        """Wait until every node in `peers` has claimed its sessions again on this server
+        (its liveness key names it), at most SETTLE_SECONDS; see the module docstring."""
+        deadline = self._reactor.seconds() + SETTLE_SECONDS
+        waiting = sorted(peers)
+        try:
+            run_id = await self._run_id(self._command())
+            while waiting:
+                asserted = await self._command().send(
+                    b"MGET", *[ALIVE_PREFIX.encode() + p for p in waiting])
+                waiting = [p for p, v in zip(waiting, asserted, strict=True) if v != run_id]
+                if not waiting or self._reactor.seconds() >= deadline:
+                    break
+                await deferLater(self._reactor, SETTLE_POLL, lambda: None)
+        except (BusDown, txredisapi.ConnectionError):
+            return  # gone again: logins are refused until it is back
+        if waiting:
+            log.warn("{target}: nodes {nodes} did not claim their sessions again within "
+                     "{seconds:.0f} s; logging users in anyway", target=self.target,
+                     nodes=", ".join(p.decode(errors="replace") for p in waiting),
+                     seconds=SETTLE_SECONDS)
 
     # incoming
 
@@ -406,12 +581,22 @@ class RedisBus:
             self.locations.heard(payload)
         elif channel == CONTROL:
             listener.from_control(payload)
+        elif channel == AGREEMENT:
+            self.agreement.heard(payload)
 
     def confirmed(self, channel: bytes) -> None:
         if channel == LOCATIONS:
             self.locations.listen()
+        elif channel == AGREEMENT:
+            self._agreement_heard = True
+            self._agree()
         for d in self._confirm.pop(channel, []):
             d.callback(None)
+
+    def _agree(self) -> None:
+        """The agreement can publish and hears its channel once both connections are up."""
+        if self._cmd is not None and self._agreement_heard:
+            self.agreement.connected(lambda letter: self.publish_raw(AGREEMENT, letter))
 
     # outgoing
 
@@ -472,6 +657,8 @@ class RedisBus:
                 await gatherResults(confirmed, consumeErrors=True)
             except FirstError as e:
                 e.subFailure.raiseException()
+            if self._settled is not None:
+                await self._settled
             mode = "takeover" if takeover else "login"
             claim = await self._claim(cmd, user_id, device, since, max_devices, mode)
             if claim.result == HELD and claim.lapsing_ms:
@@ -525,7 +712,8 @@ class RedisBus:
 
     async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
                       ) -> list[tuple[int, str]]:
-        """After a reconnect: claim the local sessions again; return the ones lost meanwhile."""
+        """After a reconnect: claim the local sessions again; return the ones lost meanwhile.
+        Then the liveness key names the server, for the other nodes' logins to go on."""
         lost = []
         cmd = self._command()
         for user_id, device, since in held:
@@ -533,6 +721,10 @@ class RedisBus:
             if claim.result != CLAIMED:
                 lost.append((user_id, device))
                 self._drop(user_id, device)
+        run_id = await self._run_id(cmd)
+        if cmd is self._cmd:  # still the connection it claimed on
+            self._asserted = run_id
+            self._beat()
         return lost
 
     def devices(self, user_id: int) -> Deferred[dict[str, int]]:
@@ -603,8 +795,8 @@ class RedisBus:
         """PTTL of each counter, the requests pipelined on the command connection."""
         def ask(cmd: _Commands) -> Deferred[list[float]]:
             asked = [cmd.send(b"PTTL", (COUNTER_PREFIX + k).encode()) for k in keys]
-            return gatherResults(asked).addCallback(
-                lambda ms: [max(0, int(m)) / 1000 for m in ms])
+            return gatherResults(asked, consumeErrors=True).addCallbacks(
+                lambda ms: [max(0, int(m)) / 1000 for m in ms], _first)
         return self._counter(ask)
 
     def _counter(self, call: Any) -> Deferred[Any]:
@@ -621,8 +813,8 @@ class RedisBus:
     def _beat(self) -> None:
         if self._cmd is not None:
             self._cmd.execute_command(
-                b"SET", ALIVE_PREFIX.encode() + self.incarnation, b"1", b"PX", ALIVE_MS
-            ).addErrback(lambda f: None)
+                b"SET", ALIVE_PREFIX.encode() + self.incarnation, self._asserted, b"PX",
+                ALIVE_MS).addErrback(lambda f: None)
 
     def ping(self) -> Deferred[Any]:
         """One PING on the command link (the health check)."""
@@ -638,6 +830,10 @@ class RedisBus:
                 conn.ping().addErrback(lambda f: None)
 
 
+def _address(peer: Any) -> str:
+    return f"{peer.host}:{peer.port}"
+
+
 def _bytes(value: str | bytes | int) -> bytes:
     """An argument of a lean command (`_Commands.send`)."""
     if isinstance(value, bytes):
@@ -649,6 +845,13 @@ def _down(failure: Any) -> None:
     """A command lost with its connection is the bus being down, which callers expect."""
     failure.trap(txredisapi.ConnectionError)
     raise BusDown(str(failure.value))
+
+
+def _first(failure: Any) -> None:
+    """The first of several pipelined requests to fail, as itself (a lost connection
+    must read as one, not as a FirstError, for `_down`)."""
+    failure.trap(FirstError)
+    failure.value.subFailure.raiseException()
 
 
 def _parse_devices(reply: list[bytes]) -> dict[str, int]:

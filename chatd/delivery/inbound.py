@@ -90,10 +90,17 @@ class Inbound:
 
     def bus_reconnected(self) -> None:
         """Claim every local session again; one that another node took meanwhile is closed
-        here. Group and block changes announced while the bus was away were missed."""
+        here. Group and block changes announced while the bus was away were missed, and so
+        was word of frames stored offline for users here (other nodes store what they
+        cannot hand over): each session looks in the offline store, and this node says
+        again what it stored lately for users elsewhere."""
         router = self.router
         router.on.group_changed(None)
-        router.on.bus_back(sorted({i.user_id for i in router.inboxes()}))
+        users = sorted({i.user_id for i in router.inboxes()})
+        router.on.bus_back(users)
+        for user_id in users:
+            router.on.offline_stored(user_id)
+        router.announce_stored_again()
         held = [(i.user_id, i.device, i.session.since) for i in router.inboxes()]
         d = Deferred.fromCoroutine(router.bus.reclaim(held, router.max_devices))
         d.addCallbacks(self._lost, lambda f: log.warn("reclaiming sessions failed: {e}",

@@ -36,6 +36,11 @@ from chatd.metrics import LOCAL, Stats
 log = Logger()
 
 DEFAULT_ACK_TIMEOUT = 10.0
+# How long this node remembers that it stored frames offline for a user of another node, to
+# say so again after a reconnect: the word may have gone to a Redis server that the user's
+# node had already left (a failover reaches the nodes a moment apart). While the bus is down
+# nothing is forgotten.
+STORED_MEMORY_SECONDS = 10.0
 
 
 def _ignore(failure: object) -> None:
@@ -77,6 +82,7 @@ class Router:
         self._clock = clock
         self._inboxes: dict[int, Inbox | Devices] = {}
         self._spread: set[int] = set()  # users with devices here and on other nodes
+        self._stored_lately: dict[int, float] = {}  # user elsewhere -> when stored offline
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         offline.stored.connect(self._announce_stored)
@@ -127,7 +133,9 @@ class Router:
         """Make `session` one of the user's sessions in the cluster: the only one for the
         original dialect, one of up to `max_devices` devices for proto 2 (`takeover`: the
         login named its device, and takes it from a session holding it). Raises errno 2 or
-        166 when it may not. Frames arriving meanwhile wait in the new inbox."""
+        166 when it may not. Frames arriving meanwhile wait in the new inbox; when it may
+        not, they are stored offline (and the user's node told) for the user's session
+        elsewhere to find them."""
         user_id = session.user_id
         old = devices.admit(self._inboxes.get(user_id), session, takeover, self.max_devices)
         if old is not None:
@@ -138,10 +146,10 @@ class Router:
             claim = await self.bus.subscribe(user_id, inbox.device, session.since,
                                              self.max_devices, takeover)
         except BaseException:
-            self._remove(inbox)
+            self._refused(inbox)
             raise
         if claim.result != CLAIMED or inbox not in self.user_inboxes(user_id):
-            self._remove(inbox)
+            self._refused(inbox)
             raise ChatError(Errno.TOO_MANY_DEVICES if claim.result == FULL
                             else Errno.ALREADY_ONLINE)
         if claim.taken_from:
@@ -150,6 +158,13 @@ class Router:
             self._spread.add(user_id)
             self._publish(user_id, Spread().encode())
         return inbox
+
+    def _refused(self, inbox: Inbox) -> None:
+        """A login that may not be: drop its inbox, and store what was pushed to it while it
+        claimed (copies for the user's session on another node, lost if dropped, their
+        senders waiting for SEND_ACK for ever)."""
+        self._remove(inbox)
+        self.offline.keep(inbox.user_id, inbox.drain(), announce=True)
 
     def _remove(self, inbox: Inbox) -> None:
         """Take `inbox` out of the user's entry."""
@@ -282,11 +297,19 @@ class Router:
     def _announce_stored(self, user_ids: list[int]) -> None:
         """Frames were stored offline for these users: one who is logging in meanwhile (here
         or on another node) may have read the offline store before they were there."""
+        now = self._clock.seconds()
         for user_id in user_ids:
             if user_id in self._inboxes:
                 self.on.offline_stored(user_id)
             else:
+                self._stored_lately[user_id] = now
                 self._publish(user_id, Stored().encode())
+
+    def announce_stored_again(self) -> None:
+        """The bus is back: say again that frames were stored for the users of other nodes
+        (STORED_MEMORY_SECONDS)."""
+        for user_id in self._stored_lately:
+            self._publish(user_id, Stored().encode())
 
     # time-outs
 
@@ -295,6 +318,9 @@ class Router:
         report is overdue are stored by the relay."""
         now = self._clock.seconds()
         deadline = now - self.ack_timeout
+        if self.bus.up and self._stored_lately:
+            since = now - STORED_MEMORY_SECONDS
+            self._stored_lately = {u: t for u, t in self._stored_lately.items() if t >= since}
         for inbox in self.inboxes():
             if inbox.unacked:
                 late = inbox.expired(deadline)
