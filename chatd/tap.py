@@ -32,6 +32,7 @@ from chatd.delivery.session import Session
 from chatd.handlers.accounts import Accounts
 from chatd.handlers.blocks import BlockFollower, Blocks
 from chatd.handlers.chat import Chat
+from chatd.handlers.composer import Composer
 from chatd.handlers.context import Context
 from chatd.handlers.conversations import Conversations
 from chatd.handlers.members import GroupMembers
@@ -414,7 +415,7 @@ def build_context(options: Options, reactor: Any) -> Context:
         quotas=Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
                                          options["max-group-members"])),
         blocks=blocks, members=GroupMembers(store), presence=Presence(router, blocks),
-        resume=ResumeTokens(store, reactor, options["token-lifetime"]))
+        resume=ResumeTokens(store, reactor, options["token-lifetime"]), composer=Composer())
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:

@@ -26,6 +26,7 @@ from chatd.cluster.locations import Locations
 from chatd.cluster.redis import BusDown, RedisBus, RedisTarget, parse_redis_url
 from chatd.cluster.sentinel import DOWN, SWITCH_MASTER, SentinelWatch
 from chatd.codec import decode, encode, encode_text
+from chatd.delivery.dialect import Dialect
 from chatd.delivery.inbound import Inbound
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.offline import Offline
@@ -595,7 +596,7 @@ class InboxTests(SynchronousTestCase):
 
     def inbox(self, proto: int) -> tuple[Inbox, RecordingSession, Clock]:
         session, clock = RecordingSession(7, proto), Clock()
-        return Inbox(session, clock), session, clock
+        return Inbox(session, clock, Dialect()), session, clock
 
     def test_frames_before_open_are_held_then_written_in_order(self):
         for proto in (1, 2):

@@ -7,6 +7,7 @@ from collections.abc import Set as AbstractSet
 
 from twisted.internet.interfaces import IReactorTime
 
+from chatd.delivery.dialect import Dialect
 from chatd.delivery.receipts import Waiter
 from chatd.delivery.session import Session
 
@@ -27,9 +28,9 @@ class Inbox:
     """
 
     __slots__ = ("session", "user_id", "device", "needs_ack", "ready", "offline_mids",
-                 "unacked", "catch_up", "_held", "_clock")
+                 "unacked", "catch_up", "_held", "_clock", "_dialect")
 
-    def __init__(self, session: Session, clock: IReactorTime) -> None:
+    def __init__(self, session: Session, clock: IReactorTime, dialect: Dialect) -> None:
         self.session = session
         self.user_id: int = session.user_id  # type: ignore[assignment]
         self.needs_ack = session.proto == 2
@@ -43,6 +44,7 @@ class Inbox:
         self.unacked: dict[int, tuple[bytes, Waiter | None, float]] = {}
         self._held: deque[tuple[int, bytes, Waiter | None]] = deque()
         self._clock = clock
+        self._dialect = dialect
 
     def push(self, mid: int, frame: bytes, done: Waiter | None) -> None:
         """Send a frame; `done` is told once the frame can no longer be lost."""
@@ -58,7 +60,9 @@ class Inbox:
             self.unacked[mid] = (frame, done, self._clock.seconds())
             self.session.write(frame)
         else:
-            self.session.write(frame)
+            original = self._dialect.original(frame)
+            if original is not None:
+                self.session.write(original)
             if done is not None:
                 done.done()
 

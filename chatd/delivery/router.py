@@ -24,6 +24,7 @@ from chatd.cluster.envelope import (
 )
 from chatd.delivery import devices
 from chatd.delivery.devices import DEFAULT_MAX_DEVICES, Devices
+from chatd.delivery.dialect import Dialect
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.offline import Offline
 from chatd.delivery.receipts import Fanout, Receipt
@@ -79,6 +80,7 @@ class Router:
         self.max_devices = max_devices
         self.relay = Relay(bus, clock, offline, stats, 2 * ack_timeout + 2)
         self.on = RouterEvents()
+        self.dialect = Dialect()
         self._clock = clock
         self._inboxes: dict[int, Inbox | Devices] = {}
         self._spread: set[int] = set()  # users with devices here and on other nodes
@@ -140,7 +142,7 @@ class Router:
         old = devices.admit(self._inboxes.get(user_id), session, takeover, self.max_devices)
         if old is not None:
             self.on.taken_over(old.session)
-        inbox = Inbox(session, self._clock)
+        inbox = Inbox(session, self._clock, self.dialect)
         self._inboxes[user_id] = devices.add(self._inboxes.get(user_id), inbox)
         try:
             claim = await self.bus.subscribe(user_id, inbox.device, session.since,

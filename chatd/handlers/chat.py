@@ -10,6 +10,7 @@ import time
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -43,50 +44,76 @@ class Chat:
         self.mids = context.mids
         self.stats = context.stats
         self.clock = context.clock
+        self.composer = context.composer
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.ONE_CHAT: self.one_chat, MsgId.GROUP_CHAT: self.group_chat,
                 MsgId.RECV_ACK: self.recv_ack}
 
-    def one_chat(self, session: Session, req: dict[str, Any]) -> None:
+    def one_chat(self, session: Session, req: dict[str, Any]) -> Any:
+        if self.composer.held(session, self.one_chat, req):
+            return None
         to = req["to"]
         if to in self.blocks.blockers(session.user_id):
             raise ChatError(Errno.BLOCKED)
         frame = {"msgid": ONE_CHAT, "id": session.user_id, "name": session.name,
                  "to": to, "toid": to}
-        self._send_chat(session, req, frame, [to])
+        return self._send_chat(session, req, frame, [to])
 
     def group_chat(self, session: Session, req: dict[str, Any]) -> Any:
+        if self.composer.held(session, self.group_chat, req):
+            return None
         members = self.members.get(req["groupid"])
         if members is None:
             return self._group_chat_after_load(session, req)
-        self._group_chat(session, req, members)
-        return None
+        return self._group_chat(session, req, members)
 
     async def _group_chat_after_load(self, session: Session, req: dict[str, Any]) -> None:
         """After the members are loaded, and after every message that arrived before."""
         members = await self.members.load(req["groupid"])
         if not members:
             raise ChatError(Errno.NO_SUCH_GROUP)
-        self._group_chat(session, req, members)
+        composing = self._group_chat(session, req, members)
+        if composing is not None:
+            await composing
 
-    def _group_chat(self, session: Session, req: dict[str, Any], members: set[int]) -> None:
+    def _group_chat(self, session: Session, req: dict[str, Any], members: set[int]) -> Any:
         sender = session.user_id
         if sender not in members:
             raise ChatError(Errno.NOT_A_MEMBER)
         frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
                  "groupid": req["groupid"]}
-        self._send_chat(session, req, frame, [m for m in members if m != sender])
+        return self._send_chat(session, req, frame, [m for m in members if m != sender])
 
     def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
-                   recipients: list[int]) -> None:
+                   recipients: list[int]) -> Any:
+        """Add the message's parts (composer.py), then stamp and deliver it; a coroutine
+        when a part needs the store."""
+        frame["msg"] = req["msg"]
+        composing = self.composer.compose(session, req, frame, recipients)
+        if composing is None:
+            self._stamp(session, req, frame, recipients)
+            return None
+        return self._stamp_composed(session, req, frame, recipients, composing)
+
+    async def _stamp_composed(self, session: Session, req: dict[str, Any],
+                              frame: dict[str, Any], recipients: list[int],
+                              composing: Deferred[None]) -> None:
+        try:
+            await composing
+            if session.user_id == frame["id"]:  # not logged out meanwhile
+                self._stamp(session, req, frame, recipients)
+        finally:
+            self.composer.release(session)
+
+    def _stamp(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
+               recipients: list[int]) -> None:
         """Stamp and deliver one chat message.
 
         A (sender, cid) seen before, on any node, keeps its first mid: when that message is
         already safe the sender just gets its SEND_ACK again, otherwise it is delivered again
         under the same mid, which recipients drop if they have it.
         """
-        frame["msg"] = req["msg"]
         frame["time"] = req.get("time") or time.strftime("%Y-%m-%d %H:%M:%S")
         cid = req.get("cid")
         sent = Sent(self, session, cid, self.mids.next(), frame["msgid"])

@@ -12,6 +12,7 @@ from chatd.delivery.history import HistoryWriter
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
 from chatd.handlers.blocks import Blocks
+from chatd.handlers.composer import Composer
 from chatd.handlers.members import GroupMembers
 from chatd.handlers.passwords import PasswordHasher
 from chatd.handlers.presence import Presence
@@ -41,3 +42,4 @@ class Context:
     members: GroupMembers
     presence: Presence
     resume: ResumeTokens
+    composer: Composer  # the parts of a chat message beyond its text, filled in build_node

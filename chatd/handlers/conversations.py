@@ -27,6 +27,7 @@ class Conversations:
         self.history_writer = context.history
         self.blocks = context.blocks
         self.clock = context.clock
+        self.composer = context.composer
         self._typing: dict[tuple[int, int], float] = {}
 
     def handlers(self) -> dict[int, Any]:
@@ -53,7 +54,8 @@ class Conversations:
         if not self.history_writer.enabled:
             rows = []  # what an earlier run with history on kept is not shown either
         reply["more"] = len(rows) > limit
-        reply["messages"] = [decode(text) for _, text in reversed(rows[:limit])]
+        newest_last = list(reversed(rows[:limit]))
+        reply["messages"] = await self._shown(newest_last, user_id)  # type: ignore[arg-type]
         session.send(reply)
 
     async def sync(self, session: Session, req: dict[str, Any]) -> None:
@@ -63,8 +65,15 @@ class Conversations:
         if self.history_writer.enabled:
             await self.history_writer.flush()
             rows = await self.store.sync(session.user_id, req["after"], limit + 1)
+        messages = await self._shown(rows[:limit], session.user_id)  # type: ignore[arg-type]
         session.send({"msgid": MsgId.SYNC_ACK, "errno": 0, "more": len(rows) > limit,
-                      "messages": [decode(text) for _, text in rows[:limit]]})
+                      "messages": messages})
+
+    async def _shown(self, rows: list[tuple[int, str]], viewer: int) -> list[dict[str, Any]]:
+        """Kept frames as `viewer` sees them again: through the message parts."""
+        frames = [decode(text) for _, text in rows]
+        await self.composer.show(frames, viewer)
+        return frames
 
     async def read(self, session: Session, req: dict[str, Any]) -> None:
         """Store the read marker; the reader's other devices get the READ, and for a 1:1

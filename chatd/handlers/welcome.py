@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatd.codec import decode
+from chatd.codec import decode, encode
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.session import Session
 from chatd.handlers.context import Context
@@ -38,6 +38,7 @@ class Welcome:
         self.presence = context.presence
         self.resume = context.resume
         self.stats = context.stats
+        self.composer = context.composer
 
     async def welcome(self, session: Session, inbox: Inbox) -> bool:
         """Send the login reply with friends, groups and offline messages, then open the
@@ -54,14 +55,17 @@ class Welcome:
         online = await self.presence.online(user_id, list(set(ids)))
         if not session.connected:
             return False
-        reply = _login_reply(session, friends, groups, offline[:OFFLINE_IN_REPLY], online)
+        shown = await self._shown(session, offline)
+        if not session.connected:
+            return False
+        reply = _login_reply(session, friends, groups, shown[:OFFLINE_IN_REPLY], online)
         if session.proto == 2:
             reply.update(token=token, unread=unread_views(welcome.unread),
                          device=session.device)
         session.send(reply)
         self.stats.login(Errno.OK)
-        for mid, frame in offline[OFFLINE_IN_REPLY:]:
-            data = frame.encode() + b"\n"
+        after = OFFLINE_IN_REPLY
+        for mid, data in self._encoded(session, offline[after:], shown[after:]):
             self.stats.bytes_out += len(data)
             inbox.push(mid, data, None)  # held: not counted as live traffic
         inbox.open()
@@ -96,19 +100,38 @@ class Welcome:
         new = [(mid, text) for mid, text in rows
                if mid not in inbox.offline_mids and mid not in inbox.unacked]
         inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
-        for mid, text in new:
-            inbox.push(mid, text.encode() + b"\n", None)
+        for mid, data in self._encoded(inbox.session, new, await self._shown(inbox.session, new)):
+            inbox.push(mid, data, None)
         if not inbox.needs_ack and new:
             self.offline.forget(user_id, [mid for mid, _ in new])
 
+    async def _shown(self, session: Session, rows: list[tuple[int, str]]) -> list[Any]:
+        """Kept frames as proto 2 sees them again (objects, adjusted by the message parts),
+        else as the original dialect's strings (None for a frame it does not get)."""
+        if session.proto == 2:
+            frames = [decode(text) for _, text in rows]
+            await self.composer.show(frames, session.user_id)  # type: ignore[arg-type]
+            return frames
+        original = self.router.dialect.original_text
+        return [original(text) for _, text in rows]
+
+    @staticmethod
+    def _encoded(session: Session, rows: list[tuple[int, str]],
+                 shown: list[Any]) -> list[tuple[int, bytes]]:
+        """Kept frames to push after the login reply; the original dialect's pass through
+        the inbox, which puts them in its words."""
+        if session.proto == 2:
+            return [(mid, encode(frame)) for (mid, _), frame in zip(rows, shown, strict=True)]
+        return [(mid, text.encode() + b"\n") for mid, text in rows]
+
 
 def _login_reply(session: Session, friends: list[tuple[int, str]], groups: list[GroupRecord],
-                 offline: list[tuple[int, str]], online: set[int]) -> dict[str, Any]:
+                 offline: list[Any], online: set[int]) -> dict[str, Any]:
     """Proto 2 gets plain objects; the original dialect JSON strings and no empty keys."""
     reply: dict[str, Any] = {"msgid": MsgId.LOGIN_ACK, "errno": 0,
                              "id": session.user_id, "name": session.name}
     proto = session.proto
-    lists = (("offlinemsg", [decode(text) if proto == 2 else text for _, text in offline]),
+    lists = (("offlinemsg", [item for item in offline if item is not None]),
              ("friends", friend_views(friends, online, proto)),
              ("groups", group_views(groups, online, proto)))
     for key, items in lists:
