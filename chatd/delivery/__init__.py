@@ -9,4 +9,5 @@ the cluster, or offline storage; and which frames are still in flight.
     offline.py   the one place that stores what could not be delivered (quota, retries)
     history.py   every accepted message kept for HISTORY and SYNC, written in batches
     session.py   what delivery needs from a connection, whatever carries it
+    dialect.py   what an original-dialect session gets of newer frames and fields
 """

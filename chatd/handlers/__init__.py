@@ -10,5 +10,6 @@
     operator.py       what an operator does to a running cluster (the admin API)
 Support beside them: members.py (group members, loaded in order), blocks.py (who blocked
 whom), presence.py (views of friends and groups with live state), tokens.py (resume tokens),
-throttle.py, quotas.py, passwords.py.
+throttle.py, quotas.py, passwords.py, composer.py (the parts of a chat message beyond its
+text: capabilities register them in build_node instead of changing chat.py).
 """
