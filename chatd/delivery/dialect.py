@@ -26,7 +26,8 @@ class Dialect:
     def __init__(self) -> None:
         self._by_msgid: dict[int, Convert] = {}
         self._by_field: dict[str, Convert] = {}
-        self._pattern: re.Pattern[bytes] | None = None
+        # what names a registered frame or field: a frame it does not find passes unchanged
+        self.pattern: re.Pattern[bytes] | None = None
 
     def frame(self, msgid: int, convert: Convert) -> None:
         """How frames of `msgid` read in the original dialect."""
@@ -41,12 +42,12 @@ class Dialect:
     def _compile(self) -> None:
         alternatives = [rb'"msgid":%d[,}]' % m for m in self._by_msgid]
         alternatives += [b'"' + re.escape(n.encode()) + b'":' for n in self._by_field]
-        self._pattern = re.compile(b"|".join(alternatives))
+        self.pattern = re.compile(b"|".join(alternatives))
 
     def original(self, data: bytes) -> bytes | None:
         """`data` (one encoded frame with its line end) as an original-dialect session gets
         it; None when it gets nothing."""
-        pattern = self._pattern
+        pattern = self.pattern
         if pattern is None or pattern.search(data) is None:
             return data
         frame: dict[str, Any] | None = decode(data)

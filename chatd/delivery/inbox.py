@@ -60,9 +60,13 @@ class Inbox:
             self.unacked[mid] = (frame, done, self._clock.seconds())
             self.session.write(frame)
         else:
-            original = self._dialect.original(frame)
-            if original is not None:
-                self.session.write(original)
+            pattern = self._dialect.pattern
+            if pattern is None or pattern.search(frame) is None:
+                self.session.write(frame)
+            else:
+                original = self._dialect.original(frame)
+                if original is not None:
+                    self.session.write(original)
             if done is not None:
                 done.done()
 

@@ -45,23 +45,28 @@ class Chat:
         self.stats = context.stats
         self.clock = context.clock
         self.composer = context.composer
+        self._holding = context.composer.holding  # sessions whose messages wait (composer.py)
+        self._part_fields = context.composer.fields  # request fields that name a part
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.ONE_CHAT: self.one_chat, MsgId.GROUP_CHAT: self.group_chat,
                 MsgId.RECV_ACK: self.recv_ack}
 
     def one_chat(self, session: Session, req: dict[str, Any]) -> Any:
-        if self.composer.held(session, self.one_chat, req):
+        if self._holding and self.composer.held(session, self.one_chat, req):
             return None
         to = req["to"]
         if to in self.blocks.blockers(session.user_id):
             raise ChatError(Errno.BLOCKED)
         frame = {"msgid": ONE_CHAT, "id": session.user_id, "name": session.name,
-                 "to": to, "toid": to}
-        return self._send_chat(session, req, frame, [to])
+                 "to": to, "toid": to, "msg": req["msg"]}
+        if self._part_fields.isdisjoint(req):
+            self._send_chat(session, req, frame, [to])
+            return None
+        return self._compose(session, req, frame, [to])
 
     def group_chat(self, session: Session, req: dict[str, Any]) -> Any:
-        if self.composer.held(session, self.group_chat, req):
+        if self._holding and self.composer.held(session, self.group_chat, req):
             return None
         members = self.members.get(req["groupid"])
         if members is None:
@@ -82,32 +87,35 @@ class Chat:
         if sender not in members:
             raise ChatError(Errno.NOT_A_MEMBER)
         frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
-                 "groupid": req["groupid"]}
-        return self._send_chat(session, req, frame, [m for m in members if m != sender])
+                 "groupid": req["groupid"], "msg": req["msg"]}
+        recipients = [m for m in members if m != sender]
+        if self._part_fields.isdisjoint(req):
+            self._send_chat(session, req, frame, recipients)
+            return None
+        return self._compose(session, req, frame, recipients)
 
-    def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
-                   recipients: list[int]) -> Any:
-        """Add the message's parts (composer.py), then stamp and deliver it; a coroutine
-        when a part needs the store."""
-        frame["msg"] = req["msg"]
+    def _compose(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
+                 recipients: list[int]) -> Any:
+        """A message naming parts (composer.py): sent once they are added; a coroutine when
+        one of them needs the store."""
         composing = self.composer.compose(session, req, frame, recipients)
         if composing is None:
-            self._stamp(session, req, frame, recipients)
+            self._send_chat(session, req, frame, recipients)
             return None
-        return self._stamp_composed(session, req, frame, recipients, composing)
+        return self._send_composed(session, req, frame, recipients, composing)
 
-    async def _stamp_composed(self, session: Session, req: dict[str, Any],
-                              frame: dict[str, Any], recipients: list[int],
-                              composing: Deferred[None]) -> None:
+    async def _send_composed(self, session: Session, req: dict[str, Any],
+                             frame: dict[str, Any], recipients: list[int],
+                             composing: Deferred[None]) -> None:
         try:
             await composing
             if session.user_id == frame["id"]:  # not logged out meanwhile
-                self._stamp(session, req, frame, recipients)
+                self._send_chat(session, req, frame, recipients)
         finally:
             self.composer.release(session)
 
-    def _stamp(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
-               recipients: list[int]) -> None:
+    def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
+                   recipients: list[int]) -> None:
         """Stamp and deliver one chat message.
 
         A (sender, cid) seen before, on any node, keeps its first mid: when that message is

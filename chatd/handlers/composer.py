@@ -49,16 +49,20 @@ class Composer:
 
     def __init__(self) -> None:
         self.parts: list[Part] = []
-        self._held: dict[Session, deque[Held]] = {}
+        # the request fields that name a part, and the sessions whose chat messages wait:
+        # the message path reads both without a call (chat.py)
+        self.fields: set[str] = set()
+        self.holding: dict[Session, deque[Held]] = {}
 
     def register(self, part: Part) -> None:
         self.parts.append(part)
+        self.fields.add(part.field)
 
     def held(self, session: Session, handler: Callable[[Session, dict[str, Any]], Any],
              req: dict[str, Any]) -> bool:
         """True when an earlier message of this session is still being composed: then the
         request waits behind it."""
-        queue = self._held.get(session)
+        queue = self.holding.get(session)
         if queue is None:
             return False
         queue.append((handler, req))
@@ -77,19 +81,19 @@ class Composer:
                                  else wait)
         if not waits:
             return None
-        self._held[session] = deque()
+        self.holding[session] = deque()
         return gatherResults(waits, consumeErrors=True).addCallbacks(_done, _first)
 
     def release(self, session: Session) -> None:
         """The message being composed is sent or refused: run the requests held behind it,
         in order, until one of them waits again. A session that logged out meanwhile has
         none: they were not its user's any more."""
-        queue = self._held.pop(session, None)
+        queue = self.holding.pop(session, None)
         while queue and session.user_id is not None:
             handler, req = queue.popleft()
             _run(handler, session, req)
-            if session in self._held:
-                self._held[session].extend(queue)
+            if session in self.holding:
+                self.holding[session].extend(queue)
                 return
 
     async def show(self, frames: list[dict[str, Any]], viewer: int) -> None:
