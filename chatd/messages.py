@@ -46,6 +46,13 @@ class MsgId(IntEnum):
     NOTICE = 37
     DEVICES = 38
     DEVICES_ACK = 39
+    SET_PASSWORD = 60
+    SET_PASSWORD_ACK = 61
+    FRIEND_REQUEST = 68
+    ANSWER_REQUEST = 69
+    ANSWER_REQUEST_ACK = 70
+    SETTINGS = 84
+    SETTINGS_ACK = 85
 
 
 # The reply of each request that has one of its own; the request's refusals come in it too
@@ -57,7 +64,9 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.GROUP_LIST: MsgId.GROUP_LIST_ACK, MsgId.HISTORY: MsgId.HISTORY_ACK,
     MsgId.SYNC: MsgId.SYNC_ACK, MsgId.REMOVE_FRIEND: MsgId.REMOVE_FRIEND_ACK,
     MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
-    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK}
+    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK,
+    MsgId.SET_PASSWORD: MsgId.SET_PASSWORD_ACK, MsgId.ANSWER_REQUEST: MsgId.ANSWER_REQUEST_ACK,
+    MsgId.SETTINGS: MsgId.SETTINGS_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -115,6 +124,12 @@ class Errno(IntEnum):
     TOO_MANY_DEVICES = 166
     PEER_AND_GROUP = 167
     BINARY_MESSAGE = 180
+    WRONG_PASSWORD = 220
+    PASSWORD_CHANGED = 221
+    REQUEST_SENT = 222
+    TOO_MANY_REQUESTS = 223
+    NO_SUCH_REQUEST = 224
+    BAD_SETTING = 225
 
 
 ERRMSG: dict[Errno, str] = {
@@ -163,6 +178,12 @@ ERRMSG: dict[Errno, str] = {
     Errno.TOO_MANY_DEVICES: "too many devices online",
     Errno.PEER_AND_GROUP: "give peer or groupid, not both",
     Errno.BINARY_MESSAGE: "binary message: send each frame as one text message",
+    Errno.WRONG_PASSWORD: "the password is wrong",
+    Errno.PASSWORD_CHANGED: "the password was changed",
+    Errno.REQUEST_SENT: "friend request sent: the user must accept it",
+    Errno.TOO_MANY_REQUESTS: "too many pending friend requests",
+    Errno.NO_SUCH_REQUEST: "no such friend request",
+    Errno.BAD_SETTING: "setting has an unknown value",
 }
 
 

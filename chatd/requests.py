@@ -116,6 +116,10 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.KICK_MEMBER: (USER_ID, _int("groupid"), _int("userid")),
     MsgId.BLOCK: (USER_ID, _int("userid"), BoolField("block", 0, 0)),
     MsgId.DEVICES: (USER_ID,),
+    MsgId.SET_PASSWORD: (USER_ID, StrField("old", 1, 128), StrField("new", 1, 128)),
+    MsgId.ANSWER_REQUEST: (USER_ID, _int("userid"), BoolField("accept", 0, 0)),
+    MsgId.SETTINGS: (USER_ID, StrField("friend_requests", 1, 16, required=False),
+                     BoolField("discoverable", 0, 0, required=False)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

@@ -11,12 +11,14 @@ from twisted.internet.interfaces import IReactorTime
 from chatd.delivery.history import HistoryWriter
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
+from chatd.handlers.befriending import FriendRequests
 from chatd.handlers.blocks import Blocks
 from chatd.handlers.members import GroupMembers
 from chatd.handlers.passwords import PasswordHasher
 from chatd.handlers.presence import Presence
 from chatd.handlers.quotas import Quotas
 from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.settings import Settings
 from chatd.handlers.throttle import Throttle
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
@@ -41,3 +43,5 @@ class Context:
     members: GroupMembers
     presence: Presence
     resume: ResumeTokens
+    settings: Settings
+    friend_requests: FriendRequests

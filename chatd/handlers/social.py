@@ -25,6 +25,7 @@ class Social:
         self.blocks = context.blocks
         self.presence = context.presence
         self.mids = context.mids
+        self.friend_requests = context.friend_requests
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.ADD_FRIEND: self.add_friend, MsgId.CREATE_GROUP: self.create_group,
@@ -41,6 +42,7 @@ class Social:
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
         await self.quotas.check_friend(user_id, friend_id)
+        await self.friend_requests.admit(session, friend_id)
         await self.store.add_friend(user_id, friend_id)
         online = await self.presence.online(user_id, [friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,

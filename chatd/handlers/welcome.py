@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from chatd.codec import decode
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.session import Session
+from chatd.handlers.befriending import request_views
 from chatd.handlers.context import Context
 from chatd.handlers.presence import friend_views, group_views, unread_views
 from chatd.messages import Errno, MsgId
@@ -57,7 +58,7 @@ class Welcome:
         reply = _login_reply(session, friends, groups, offline[:OFFLINE_IN_REPLY], online)
         if session.proto == 2:
             reply.update(token=token, unread=unread_views(welcome.unread),
-                         device=session.device)
+                         device=session.device, requests=request_views(welcome.requests))
         session.send(reply)
         self.stats.login(Errno.OK)
         for mid, frame in offline[OFFLINE_IN_REPLY:]:

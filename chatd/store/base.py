@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
+from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cutoff
 from chatd.store.batch import Batcher, each
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
@@ -68,12 +69,13 @@ class UserDetails:
 @dataclass(frozen=True)
 class Welcome:
     """A user's friends (id, name), groups, first stored frames (mid, frame), the users who
-    blocked them, and (when asked for) their unread conversations."""
+    blocked them, and (when asked for) their unread conversations and friend requests."""
     friends: list[tuple[int, str]]
     groups: list[GroupRecord]
     offline: list[tuple[int, str]]
     blocked_by: set[int] = field(default_factory=set)
     unread: list[Unread] = field(default_factory=list)
+    requests: list[FriendRequestRecord] = field(default_factory=list)
 
 
 class Dialect(Protocol):
@@ -100,7 +102,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries):
+class Store(HistoryQueries, RelationQueries, AccountQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -163,6 +165,7 @@ class Store(HistoryQueries, RelationQueries):
         self._q_set_password = q("UPDATE User SET password = ? WHERE id = ?")
         self._prepare_history()
         self._prepare_relations()
+        self._prepare_accounts()
 
     def close(self) -> None:
         self._pool.close()
@@ -423,7 +426,8 @@ class Store(HistoryQueries, RelationQueries):
         user_id, limit, unread = asked
         return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
                        self._offline(c, user_id, limit), self._blocked_by(c, user_id),
-                       self._unread(c, user_id) if unread else [])
+                       self._unread(c, user_id) if unread else [],
+                       self._requests_to(c, user_id, request_cutoff()))
 
     async def delete_offline(self, user_id: int, mids: Iterable[int]) -> None:
         """Forget stored frames the client has (delete on acknowledgement, not on send)."""

@@ -58,9 +58,25 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (userid, blockedid),
     KEY ix_block_blocked (blockedid)
 """ + TABLE),
+    # A user's own settings (SETTINGS); NULL: the node's default (--friend-requests,
+    # --discoverable), so that changing a default reaches everyone who never chose.
+    (30, """CREATE TABLE UserSetting (
+    userid INT UNSIGNED NOT NULL PRIMARY KEY,
+    friend_requests VARCHAR(8) NULL,
+    discoverable TINYINT NULL
+""" + TABLE),
+    # userid asked targetid to be friends at `created` (ms since the epoch); answered or
+    # expired requests are deleted.
+    (31, """CREATE TABLE FriendRequest (
+    userid INT UNSIGNED NOT NULL,
+    targetid INT UNSIGNED NOT NULL,
+    created BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (userid, targetid),
+    KEY ix_request_target (targetid, created)
+""" + TABLE),
 ]
 
-LATEST = STEPS[-1][0]
+LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
 
 
 def _pending(applied: set[int]) -> list[tuple[int, str]]:
