@@ -51,6 +51,17 @@ class MsgId(IntEnum):
     FRIEND_REQUEST = 68
     ANSWER_REQUEST = 69
     ANSWER_REQUEST_ACK = 70
+    SET_ROLE = 71
+    SET_ROLE_ACK = 72
+    UPDATE_GROUP = 73
+    UPDATE_GROUP_ACK = 74
+    GROUP_CHANGED = 75
+    MUTE_MEMBER = 76
+    MUTE_MEMBER_ACK = 77
+    INVITE = 78
+    INVITE_ACK = 79
+    JOIN_BY_INVITE = 80
+    JOIN_BY_INVITE_ACK = 81
     SETTINGS = 84
     SETTINGS_ACK = 85
 
@@ -66,7 +77,9 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
     MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK,
     MsgId.SET_PASSWORD: MsgId.SET_PASSWORD_ACK, MsgId.ANSWER_REQUEST: MsgId.ANSWER_REQUEST_ACK,
-    MsgId.SETTINGS: MsgId.SETTINGS_ACK}
+    MsgId.SETTINGS: MsgId.SETTINGS_ACK, MsgId.SET_ROLE: MsgId.SET_ROLE_ACK,
+    MsgId.UPDATE_GROUP: MsgId.UPDATE_GROUP_ACK, MsgId.MUTE_MEMBER: MsgId.MUTE_MEMBER_ACK,
+    MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -130,6 +143,13 @@ class Errno(IntEnum):
     TOO_MANY_REQUESTS = 223
     NO_SUCH_REQUEST = 224
     BAD_SETTING = 225
+    NOT_OWNER = 226
+    NOT_ADMIN = 227
+    OUTRANKED = 228
+    OWN_ROLE = 229
+    MUTED = 230
+    INVITE_ONLY = 231
+    BAD_INVITE = 232
 
 
 ERRMSG: dict[Errno, str] = {
@@ -184,6 +204,13 @@ ERRMSG: dict[Errno, str] = {
     Errno.TOO_MANY_REQUESTS: "too many pending friend requests",
     Errno.NO_SUCH_REQUEST: "no such friend request",
     Errno.BAD_SETTING: "setting has an unknown value",
+    Errno.NOT_OWNER: "only the group's owner may do this",
+    Errno.NOT_ADMIN: "only the group's owner or an admin may do this",
+    Errno.OUTRANKED: "an admin cannot act on the owner or another admin",
+    Errno.OWN_ROLE: "the owner changes role only by making another member owner",
+    Errno.MUTED: "you are muted in this group",
+    Errno.INVITE_ONLY: "this group is joined by invite only",
+    Errno.BAD_INVITE: "the invite is unknown, expired or revoked",
 }
 
 

@@ -9,6 +9,7 @@ MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
 MAX_HISTORY_PAGE = 100
 MAX_SYNC_PAGE = 500
+MAX_INVITE_TTL = 30 * 24 * 3600
 
 
 class Field:
@@ -120,6 +121,17 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.ANSWER_REQUEST: (USER_ID, _int("userid"), BoolField("accept", 0, 0)),
     MsgId.SETTINGS: (USER_ID, StrField("friend_requests", 1, 16, required=False),
                      BoolField("discoverable", 0, 0, required=False)),
+    MsgId.SET_ROLE: (USER_ID, _int("groupid"), _int("userid"), StrField("role", 1, 16)),
+    MsgId.UPDATE_GROUP: (USER_ID, _int("groupid"),
+                         NameField("groupname", 1, 50, required=False),
+                         StrField("groupdesc", 0, 200, required=False),
+                         StrField("announcement", 0, 1000, required=False),
+                         StrField("join", 1, 16, required=False)),
+    MsgId.MUTE_MEMBER: (USER_ID, _int("groupid"), _int("userid"), _int("until", low=0)),
+    MsgId.INVITE: (USER_ID, _int("groupid"), _int("ttl", required=False, low=60,
+                                                  high=MAX_INVITE_TTL),
+                   StrField("revoke", 1, 64, required=False)),
+    MsgId.JOIN_BY_INVITE: (USER_ID, StrField("code", 1, 64)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

@@ -36,6 +36,7 @@ from chatd.handlers.chat import Chat
 from chatd.handlers.context import Context
 from chatd.handlers.conversations import Conversations
 from chatd.handlers.friendrequests import Requests
+from chatd.handlers.groupadmin import GroupAdmin
 from chatd.handlers.members import GroupMembers
 from chatd.handlers.operator import Operator
 from chatd.handlers.ownaccount import OwnAccount
@@ -50,6 +51,7 @@ from chatd.handlers.quotas import (
 )
 from chatd.handlers.relations import Relations
 from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.roles import Roles
 from chatd.handlers.settings import FRIEND_REQUESTS, Settings, UserSettings
 from chatd.handlers.social import Social
 from chatd.handlers.throttle import (
@@ -443,7 +445,8 @@ def build_context(options: Options, reactor: Any) -> Context:
         blocks=blocks, members=GroupMembers(store), presence=Presence(router, blocks),
         resume=ResumeTokens(store, reactor, options["token-lifetime"]), settings=settings,
         friend_requests=FriendRequests(store, router, settings, reactor,
-                                       options["max-pending-requests"]))
+                                       options["max-pending-requests"]),
+        roles=Roles(store))
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:
@@ -455,9 +458,11 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     accounts, chat = Accounts(context), Chat(context)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
                 **Conversations(context).handlers(), **Relations(context).handlers(),
-                **OwnAccount(context).handlers(), **Requests(context).handlers()}
+                **OwnAccount(context).handlers(), **Requests(context).handlers(),
+                **GroupAdmin(context).handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
+    router.on.group_changed.connect(context.roles.forget)
     router.on.block_changed.connect(follower.changed)
     router.on.bus_back.connect(follower.reload)
     router.on.offline_stored.connect(accounts.welcome.offline_stored)

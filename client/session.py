@@ -180,9 +180,9 @@ class Session:
         reply = await self.request(
             {"msgid": MsgId.CREATE_GROUP, "groupname": name, "groupdesc": desc})
         if not reply.get("errno"):
-            creator = {**(self.me or {}), "state": "online", "role": "creator"}
+            creator = {**(self.me or {}), "state": "online", "role": "owner"}
             reply["group"] = {"groupid": reply.get("groupid"), "groupname": name,
-                              "groupdesc": desc, "users": [creator]}
+                              "groupdesc": desc, "users": [creator], "role": "owner"}
             self.groups = _replace(self.groups, "groupid", reply["group"])
         return reply
 

@@ -6,7 +6,7 @@ from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
 from tests.harness import connect, device, login, register
-from tests.test_cluster import Cluster
+from tests.test_cluster import Cluster, eventually
 
 
 class ClusterAccountTests(TestCase):
@@ -54,3 +54,36 @@ class ClusterAccountTests(TestCase):
         listed = await alice.request({"msgid": MsgId.FRIEND_LIST}, MsgId.FRIEND_LIST_ACK)
         self.assertEqual([(f["id"], f["state"]) for f in listed["friends"]],
                          [(bob.user_id, "online")])
+
+    async def test_a_role_change_and_a_mute_reach_members_on_both_nodes(self):
+        cluster = await Cluster(self).start(2)
+        n1, n2 = cluster.nodes
+        alice = await cluster.user(n1, "alice")
+        bob = await cluster.user(n2, "bob")
+        carol = await cluster.user(n1, "carol")
+        gid = (await alice.request({"msgid": MsgId.CREATE_GROUP, "groupname": "team"},
+                                   MsgId.CREATE_GROUP_ACK))["groupid"]
+        for member in (bob, carol):
+            await member.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
+        bob.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "hello", "cid": "1"})
+        await bob.recv(MsgId.SEND_ACK, cid="1")
+        await alice.request({"msgid": MsgId.SET_ROLE, "groupid": gid, "userid": carol.user_id,
+                             "role": "admin"}, MsgId.SET_ROLE_ACK)
+        for member in (alice, bob, carol):
+            changed = await member.recv(MsgId.GROUP_CHANGED)
+            self.assertEqual(changed["roles"], [{"id": carol.user_id, "role": "admin"}])
+        listed = await bob.request({"msgid": MsgId.GROUP_LIST}, MsgId.GROUP_LIST_ACK)
+        self.assertEqual([(u["id"], u["role"]) for u in listed["groups"][0]["users"]],
+                         [(alice.user_id, "owner"), (bob.user_id, "member"),
+                          (carol.user_id, "admin")])
+        await carol.request({"msgid": MsgId.MUTE_MEMBER, "groupid": gid, "userid": bob.user_id,
+                             "until": 2 ** 62}, MsgId.MUTE_MEMBER_ACK)
+        await bob.recv(MsgId.GROUP_CHANGED, groupid=gid, by=carol.user_id)
+
+        tries = iter(range(1000))
+
+        async def refused() -> bool:
+            cid = f"try{next(tries)}"
+            bob.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "try", "cid": cid})
+            return (await bob.recv(None, cid=cid)).get("errno") == Errno.MUTED
+        await eventually(refused, 5, "bob's node refuses a muted member's message")

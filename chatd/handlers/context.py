@@ -18,6 +18,7 @@ from chatd.handlers.passwords import PasswordHasher
 from chatd.handlers.presence import Presence
 from chatd.handlers.quotas import Quotas
 from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.roles import Roles
 from chatd.handlers.settings import Settings
 from chatd.handlers.throttle import Throttle
 from chatd.metrics import Stats
@@ -45,3 +46,4 @@ class Context:
     resume: ResumeTokens
     settings: Settings
     friend_requests: FriendRequests
+    roles: Roles  # who moderates a group: Roles.can_moderate(groupid, userid)

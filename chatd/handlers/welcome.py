@@ -111,7 +111,7 @@ def _login_reply(session: Session, friends: list[tuple[int, str]], groups: list[
     proto = session.proto
     lists = (("offlinemsg", [decode(text) if proto == 2 else text for _, text in offline]),
              ("friends", friend_views(friends, online, proto)),
-             ("groups", group_views(groups, online, proto)))
+             ("groups", group_views(groups, online, proto, session.user_id)))
     for key, items in lists:
         if items or proto == 2:
             reply[key] = items

@@ -16,6 +16,7 @@ from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cu
 from chatd.store.batch import Batcher, each
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
+from chatd.store.roles import RoleQueries
 
 T = TypeVar("T")
 Cursor = Any
@@ -29,6 +30,10 @@ class StoreUnavailable(ServiceUnavailable):
 
 class NameTaken(Exception):
     """A unique name (user or group) is already in use."""
+
+
+class JoinRefused(Exception):
+    """ADD_GROUP to a group joined by invite only."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class GroupRecord:
     name: str
     desc: str
     members: list[Member] = field(default_factory=list)
+    announcement: str = ""
+    join: str = "open"  # who may join: "open" (anyone with the id) or "invite"
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries, AccountQueries):
+class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -136,12 +143,14 @@ class Store(HistoryQueries, RelationQueries, AccountQueries):
         self._q_create_group = q("INSERT INTO AllGroup (groupname, groupdesc) VALUES (?, ?)")
         self._q_join = q(f"{ignore} INTO GroupUser (groupid, userid, grouprole, joined)"
                          " VALUES (?, ?, ?, ?)")
-        self._q_group = q("SELECT id, groupname, groupdesc FROM AllGroup WHERE id = ?")
+        self._q_group = q("SELECT id, groupname, groupdesc, announcement, joinmode"
+                          " FROM AllGroup WHERE id = ?")
         self._q_group_members = q(
             "SELECT u.id, u.name, gu.grouprole FROM GroupUser gu JOIN User u ON u.id = gu.userid"
             " WHERE gu.groupid = ? ORDER BY u.id")
         self._q_user_groups = q(
-            "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole"
+            "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole,"
+            " g.announcement, g.joinmode"
             " FROM GroupUser mine JOIN AllGroup g ON g.id = mine.groupid"
             " JOIN GroupUser gu ON gu.groupid = g.id JOIN User u ON u.id = gu.userid"
             " WHERE mine.userid = ? ORDER BY g.id, u.id")
@@ -166,6 +175,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries):
         self._prepare_history()
         self._prepare_relations()
         self._prepare_accounts()
+        self._prepare_roles()
 
     def close(self) -> None:
         self._pool.close()
@@ -337,19 +347,25 @@ class Store(HistoryQueries, RelationQueries, AccountQueries):
             return group_id
         return await self._run("create_group", txn, retry=False)
 
-    async def join_group(self, group_id: int, user_id: int, joined: int = 0
-                         ) -> GroupRecord | None:
+    async def join_group(self, group_id: int, user_id: int, joined: int = 0,
+                         invited: bool = True) -> GroupRecord | None:
         """Add a normal member (repeating is harmless and keeps the first `joined`, the mid
-        from which the member reads the group's history); None when there is no group."""
+        from which the member reads the group's history); None when there is no group.
+        Without `invited` a group joined by invite only raises JoinRefused, unless the user
+        is a member already."""
         def txn(c: Cursor) -> GroupRecord | None:
             c.execute(self._q_group, (group_id,))
             row = c.fetchone()
             if row is None:
                 return None
+            if not invited and row[4] == "invite":
+                c.execute(self._q_role, (group_id, user_id))
+                if c.fetchone() is None:
+                    raise JoinRefused(group_id)
             c.execute(self._q_join, (group_id, user_id, "normal", joined))
             c.execute(self._q_group_members, (group_id,))
             members = [Member(int(r[0]), r[1], r[2]) for r in c.fetchall()]
-            return GroupRecord(int(row[0]), row[1], row[2], members)
+            return GroupRecord(int(row[0]), row[1], row[2], members, row[3], row[4])
         return await self._run("join_group", txn)
 
     async def user_groups(self, user_id: int) -> list[GroupRecord]:
@@ -359,10 +375,11 @@ class Store(HistoryQueries, RelationQueries, AccountQueries):
     def _user_groups(self, c: Cursor, user_id: int) -> list[GroupRecord]:
         c.execute(self._q_user_groups, (user_id,))
         groups: dict[int, GroupRecord] = {}
-        for gid, gname, gdesc, uid, uname, role in c.fetchall():
+        for gid, gname, gdesc, uid, uname, role, announcement, join in c.fetchall():
             group = groups.get(gid)
             if group is None:
-                group = groups[gid] = GroupRecord(int(gid), gname, gdesc)
+                group = groups[gid] = GroupRecord(int(gid), gname, gdesc, [], announcement,
+                                                  join)
             group.members.append(Member(int(uid), uname, role))
         return list(groups.values())
 

@@ -74,6 +74,19 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (userid, targetid),
     KEY ix_request_target (targetid, created)
 """ + TABLE),
+    # Shown at the top of the group (UPDATE_GROUP).
+    (32, "ALTER TABLE AllGroup ADD COLUMN announcement VARCHAR(1000) NOT NULL DEFAULT ''"),
+    # Who may join: 'open' (anyone with the id, as before) or 'invite' (JOIN_BY_INVITE).
+    (33, "ALTER TABLE AllGroup ADD COLUMN joinmode VARCHAR(8) NOT NULL DEFAULT 'open'"),
+    # The member's GROUP_CHAT is refused until this time (ms since the epoch; 0: never).
+    (34, "ALTER TABLE GroupUser ADD COLUMN muted BIGINT UNSIGNED NOT NULL DEFAULT 0"),
+    # Invite codes of groups, usable until `expires` (ms since the epoch) or revoked.
+    (35, """CREATE TABLE GroupInvite (
+    code VARCHAR(64) NOT NULL PRIMARY KEY,
+    groupid INT UNSIGNED NOT NULL,
+    expires BIGINT UNSIGNED NOT NULL,
+    KEY ix_invite_group (groupid)
+""" + TABLE),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order

@@ -555,11 +555,12 @@ function renderMembers(key) {
   }
   const group = state.groups.get(Number(key.slice(2)));
   const users = group?.users || [];
-  const mine = users.some((u) => u.id === state.me?.id && u.role === "creator");
+  const myRole = users.find((u) => u.id === state.me?.id)?.role;
+  const mayKick = (u) => myRole === "owner" || (myRole === "admin" && u.role === "member");
   list.replaceChildren(...users.map((u) => element("li", { class: u.state },
     element("span", { class: `presence ${u.state}`, "aria-label": u.state }),
-    element("span", { text: u.role === "creator" ? `${u.name} (creator)` : u.name }),
-    mine && u.id !== state.me.id
+    element("span", { text: u.role === "member" ? u.name : `${u.name} (${u.role})` }),
+    mayKick(u) && u.id !== state.me.id
       ? element("button", { type: "button", class: "kick", text: "Remove",
                             "aria-label": `Remove ${u.name}`, onclick: () => connection.send(
                               { msgid: MsgId.KICK_MEMBER, groupid: group.groupid, userid: u.id }) })
