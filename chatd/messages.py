@@ -48,6 +48,12 @@ class MsgId(IntEnum):
     DEVICES_ACK = 39
     SET_PASSWORD = 60
     SET_PASSWORD_ACK = 61
+    SET_PROFILE = 62
+    SET_PROFILE_ACK = 63
+    GET_PROFILE = 64
+    GET_PROFILE_ACK = 65
+    FIND_USER = 66
+    FIND_USER_ACK = 67
     FRIEND_REQUEST = 68
     ANSWER_REQUEST = 69
     ANSWER_REQUEST_ACK = 70
@@ -79,7 +85,9 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.SET_PASSWORD: MsgId.SET_PASSWORD_ACK, MsgId.ANSWER_REQUEST: MsgId.ANSWER_REQUEST_ACK,
     MsgId.SETTINGS: MsgId.SETTINGS_ACK, MsgId.SET_ROLE: MsgId.SET_ROLE_ACK,
     MsgId.UPDATE_GROUP: MsgId.UPDATE_GROUP_ACK, MsgId.MUTE_MEMBER: MsgId.MUTE_MEMBER_ACK,
-    MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK}
+    MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK,
+    MsgId.SET_PROFILE: MsgId.SET_PROFILE_ACK, MsgId.GET_PROFILE: MsgId.GET_PROFILE_ACK,
+    MsgId.FIND_USER: MsgId.FIND_USER_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -150,6 +158,9 @@ class Errno(IntEnum):
     MUTED = 230
     INVITE_ONLY = 231
     BAD_INVITE = 232
+    NAME_LOOKALIKE = 233
+    AVATAR_UNAVAILABLE = 234
+    FIND_RATE = 235
 
 
 ERRMSG: dict[Errno, str] = {
@@ -211,6 +222,9 @@ ERRMSG: dict[Errno, str] = {
     Errno.MUTED: "you are muted in this group",
     Errno.INVITE_ONLY: "this group is joined by invite only",
     Errno.BAD_INVITE: "the invite is unknown, expired or revoked",
+    Errno.NAME_LOOKALIKE: "name is too much like an existing one",
+    Errno.AVATAR_UNAVAILABLE: "avatars are not available yet",
+    Errno.FIND_RATE: "too many searches, retry later",
 }
 
 

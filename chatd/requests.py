@@ -69,6 +69,13 @@ def _check_plain(field: str, value: str) -> None:
         raise ChatError(Errno.OUT_OF_RANGE, field)
 
 
+def check_name(field: str, value: str, high: int) -> None:
+    """The rules of a NameField, for a name that changed after validation (normalised)."""
+    if not 1 <= len(value) <= high:
+        raise ChatError(Errno.OUT_OF_RANGE, field)
+    _check_plain(field, value)
+
+
 def _check_text(field: str, value: str, plain: bool) -> None:
     """What text that is not plain ASCII, and names, must pass besides their length."""
     if not value.isascii():
@@ -132,6 +139,10 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
                                                   high=MAX_INVITE_TTL),
                    StrField("revoke", 1, 64, required=False)),
     MsgId.JOIN_BY_INVITE: (USER_ID, StrField("code", 1, 64)),
+    MsgId.SET_PROFILE: (USER_ID, NameField("name", 1, 50, required=False),
+                        StrField("bio", 0, 500, required=False)),
+    MsgId.GET_PROFILE: (USER_ID, _int("userid")),
+    MsgId.FIND_USER: (USER_ID, NameField("name", 1, 50)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

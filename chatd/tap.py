@@ -38,10 +38,12 @@ from chatd.handlers.conversations import Conversations
 from chatd.handlers.friendrequests import Requests
 from chatd.handlers.groupadmin import GroupAdmin
 from chatd.handlers.members import GroupMembers
+from chatd.handlers.naming import Naming
 from chatd.handlers.operator import Operator
 from chatd.handlers.ownaccount import OwnAccount
 from chatd.handlers.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
 from chatd.handlers.presence import Presence
+from chatd.handlers.profiles import DEFAULT_MAX_FINDS, Profiles
 from chatd.handlers.quotas import (
     DEFAULT_MAX_FRIENDS,
     DEFAULT_MAX_GROUP_MEMBERS,
@@ -228,6 +230,9 @@ class Options(usage.Options):
         ["max-pending-requests", None, DEFAULT_MAX_PENDING,
          "Friend requests of one user waiting for an answer (1-10000); one more gets errno "
          "223. Requests expire after 30 days.", int],
+        ["max-finds", None, DEFAULT_MAX_FINDS,
+         "FIND_USER requests of one user a minute, on every node together (1-10000); more "
+         "get errno 235.", int],
         ["admin", None, "",
          "Twisted server endpoint of the operators' HTTP listener, e.g. "
          "tcp:9600:interface=127.0.0.1: /metrics (Prometheus), /health, and with "
@@ -291,6 +296,7 @@ class Options(usage.Options):
         _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
         _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
         _check_range("max-pending-requests", self["max-pending-requests"], 1, 10_000)
+        _check_range("max-finds", self["max-finds"], 1, 10_000)
         self["defaults"] = _user_defaults(self["friend-requests"], self["discoverable"])
         self["admin-token"] = _admin_token(self["admin-token-file"], self["admin"])
         if self["log-format"] not in FORMATS:
@@ -446,7 +452,7 @@ def build_context(options: Options, reactor: Any) -> Context:
         resume=ResumeTokens(store, reactor, options["token-lifetime"]), settings=settings,
         friend_requests=FriendRequests(store, router, settings, reactor,
                                        options["max-pending-requests"]),
-        roles=Roles(store))
+        roles=Roles(store), naming=Naming(store))
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:
@@ -459,7 +465,8 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
                 **Conversations(context).handlers(), **Relations(context).handlers(),
                 **OwnAccount(context).handlers(), **Requests(context).handlers(),
-                **GroupAdmin(context).handlers()}
+                **GroupAdmin(context).handlers(),
+                **Profiles(context, options["max-finds"]).handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
     router.on.group_changed.connect(context.roles.forget)

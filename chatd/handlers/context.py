@@ -14,6 +14,7 @@ from chatd.delivery.router import Router
 from chatd.handlers.befriending import FriendRequests
 from chatd.handlers.blocks import Blocks
 from chatd.handlers.members import GroupMembers
+from chatd.handlers.naming import Naming
 from chatd.handlers.passwords import PasswordHasher
 from chatd.handlers.presence import Presence
 from chatd.handlers.quotas import Quotas
@@ -47,3 +48,4 @@ class Context:
     settings: Settings
     friend_requests: FriendRequests
     roles: Roles  # who moderates a group: Roles.can_moderate(groupid, userid)
+    naming: Naming

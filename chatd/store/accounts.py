@@ -33,6 +33,13 @@ class FriendRequestRecord:
     time: int  # ms since the epoch
 
 
+@dataclass(frozen=True)
+class Profile:
+    id: int
+    name: str
+    bio: str
+
+
 class RequestOutcome(Enum):
     """What a friend request came to."""
     SENT = "sent"
@@ -51,6 +58,15 @@ class AccountQueries:
     def _prepare_accounts(self) -> None:
         q = self.dialect.sql
         ignore = self.dialect.insert_ignore
+        self._q_look_alikes = q("SELECT name FROM User WHERE namekey = ? AND id <> ?")
+        self._q_unkeyed = q("SELECT id, name FROM User WHERE namekey IS NULL LIMIT ?")
+        self._q_set_key = q("UPDATE User SET namekey = ? WHERE id = ?")
+        self._q_profile = q("SELECT id, name, bio FROM User WHERE id = ?")
+        self._q_set_bio = q("UPDATE User SET bio = ? WHERE id = ?")
+        self._q_set_name = q("UPDATE User SET name = ?, namekey = ? WHERE id = ?")
+        self._q_find = q(
+            "SELECT u.id, u.name FROM User u LEFT JOIN UserSetting s ON s.userid = u.id"
+            " WHERE u.namekey = ? AND COALESCE(s.discoverable, ?) = 1 ORDER BY u.id LIMIT 20")
         self._q_settings = q(
             "SELECT friend_requests, discoverable FROM UserSetting WHERE userid = ?")
         self._q_new_settings = q(f"{ignore} INTO UserSetting (userid) VALUES (?)")
@@ -140,3 +156,58 @@ class AccountQueries:
         """The pending requests to the user, oldest first."""
         c.execute(self._q_requests_to, (user_id, expired_ms))
         return [FriendRequestRecord(int(r[0]), r[1], int(r[2])) for r in c.fetchall()]
+
+    async def look_alikes(self, name_key: str, user_id: int = 0) -> list[str]:
+        """The names of other users than `user_id` with this name key."""
+        def txn(c: Cursor) -> list[str]:
+            c.execute(self._q_look_alikes, (name_key, user_id))
+            return [r[0] for r in c.fetchall()]
+        return await self._run("look_alikes", txn)
+
+    async def fill_name_keys(self, make_key: Any, batch: int = 1000) -> int:
+        """Give the users from before name keys theirs (`make_key(name)`); how many were
+        filled. Idempotent, in batches so that no transaction grows large."""
+        def txn(c: Cursor) -> int:
+            c.execute(self._q_unkeyed, (batch,))
+            rows = c.fetchall()
+            for user_id, name in rows:
+                c.execute(self._q_set_key, (make_key(name), user_id))
+            return len(rows)
+        filled = 0
+        while True:
+            done = await self._run("fill_name_keys", txn)
+            filled += done
+            if done < batch:
+                return filled
+
+    async def profile(self, user_id: int) -> Profile | None:
+        def txn(c: Cursor) -> Profile | None:
+            c.execute(self._q_profile, (user_id,))
+            row = c.fetchone()
+            return None if row is None else Profile(int(row[0]), row[1], row[2])
+        return await self._run("profile", txn)
+
+    async def set_profile(self, user_id: int, name: tuple[str, str] | None, bio: str | None
+                          ) -> Profile | None:
+        """Change the name (name, key) and/or the bio; None when the name is taken."""
+        def txn(c: Cursor) -> Profile | None:
+            self.dialect.revive(c)
+            if name is not None:
+                try:
+                    c.execute(self._q_set_name, (*name, user_id))
+                except self.dialect.integrity_error:
+                    return None
+            if bio is not None:
+                c.execute(self._q_set_bio, (bio, user_id))
+            c.execute(self._q_profile, (user_id,))
+            row = c.fetchone()
+            return Profile(int(row[0]), row[1], row[2])
+        return await self._run("set_profile", txn, retry=False)
+
+    async def find_users(self, name_key: str, discoverable: bool) -> list[tuple[int, str]]:
+        """Discoverable users with this name key (`discoverable`: the default of those who
+        never chose)."""
+        def txn(c: Cursor) -> list[tuple[int, str]]:
+            c.execute(self._q_find, (name_key, int(discoverable)))
+            return [(int(r[0]), r[1]) for r in c.fetchall()]
+        return await self._run("find_users", txn)

@@ -124,7 +124,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries):
         self._welcomes = Batcher("welcome", self._welcome_each, self._run_batch, call_later)
         q = dialect.sql
         ignore = dialect.insert_ignore
-        self._q_create_user = q("INSERT INTO User (name, password) VALUES (?, ?)")
+        self._q_create_user = q("INSERT INTO User (name, password, namekey) VALUES (?, ?, ?)")
         self._q_users = (
             "SELECT u.id, u.name, u.password, t.revoked, b.userid FROM User u"
             " LEFT JOIN TokenRevocation t ON t.userid = u.id"
@@ -218,12 +218,14 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries):
         self.dialect.revive(cursor)
         return fn(cursor, *args)
 
-    async def create_user(self, name: str, password_hash: str) -> int:
-        """Insert a user and return the new id; NameTaken if the name exists."""
+    async def create_user(self, name: str, password_hash: str, name_key: str | None = None
+                          ) -> int:
+        """Insert a user and return the new id; NameTaken if the name exists. `name_key`:
+        chatd/names.py's key of the name."""
         def txn(c: Cursor) -> int:
             self.dialect.revive(c)
             try:
-                c.execute(self._q_create_user, (name, password_hash))
+                c.execute(self._q_create_user, (name, password_hash, name_key))
             except self.dialect.integrity_error as e:
                 raise NameTaken(name) from e
             return int(c.lastrowid)

@@ -87,6 +87,12 @@ STEPS: list[tuple[int, str]] = [
     expires BIGINT UNSIGNED NOT NULL,
     KEY ix_invite_group (groupid)
 """ + TABLE),
+    # The user's name as chatd/names.py `key` makes it, to refuse look-alike names and to find
+    # users by name; NULL for users from before this step until the node fills it in.
+    (36, "ALTER TABLE User ADD COLUMN namekey VARCHAR(200) NULL"),
+    (37, "CREATE INDEX ix_user_namekey ON User (namekey)"),
+    # SET_PROFILE's bio.
+    (38, "ALTER TABLE User ADD COLUMN bio VARCHAR(500) NOT NULL DEFAULT ''"),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
