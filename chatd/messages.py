@@ -68,6 +68,8 @@ class MsgId(IntEnum):
     INVITE_ACK = 79
     JOIN_BY_INVITE = 80
     JOIN_BY_INVITE_ACK = 81
+    DELETE_ACCOUNT = 82
+    DELETE_ACCOUNT_ACK = 83
     SETTINGS = 84
     SETTINGS_ACK = 85
 
@@ -87,7 +89,7 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.UPDATE_GROUP: MsgId.UPDATE_GROUP_ACK, MsgId.MUTE_MEMBER: MsgId.MUTE_MEMBER_ACK,
     MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK,
     MsgId.SET_PROFILE: MsgId.SET_PROFILE_ACK, MsgId.GET_PROFILE: MsgId.GET_PROFILE_ACK,
-    MsgId.FIND_USER: MsgId.FIND_USER_ACK}
+    MsgId.FIND_USER: MsgId.FIND_USER_ACK, MsgId.DELETE_ACCOUNT: MsgId.DELETE_ACCOUNT_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -161,6 +163,7 @@ class Errno(IntEnum):
     NAME_LOOKALIKE = 233
     AVATAR_UNAVAILABLE = 234
     FIND_RATE = 235
+    ACCOUNT_DELETED = 236
 
 
 ERRMSG: dict[Errno, str] = {
@@ -225,6 +228,7 @@ ERRMSG: dict[Errno, str] = {
     Errno.NAME_LOOKALIKE: "name is too much like an existing one",
     Errno.AVATAR_UNAVAILABLE: "avatars are not available yet",
     Errno.FIND_RATE: "too many searches, retry later",
+    Errno.ACCOUNT_DELETED: "the account was deleted",
 }
 
 

@@ -143,6 +143,7 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
                         StrField("bio", 0, 500, required=False)),
     MsgId.GET_PROFILE: (USER_ID, _int("userid")),
     MsgId.FIND_USER: (USER_ID, NameField("name", 1, 50)),
+    MsgId.DELETE_ACCOUNT: (USER_ID, PASSWORD),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

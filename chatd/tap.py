@@ -29,6 +29,7 @@ from chatd.delivery.inbound import Inbound
 from chatd.delivery.offline import DEFAULT_OFFLINE_BUFFER, DEFAULT_OFFLINE_QUOTA, Offline
 from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.delivery.session import Session
+from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
 from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
 from chatd.handlers.blocks import BlockFollower, Blocks
@@ -437,9 +438,11 @@ def build_context(options: Options, reactor: Any) -> Context:
     router = Router(bus, reactor, offline, stats, options["ack-timeout"], options["max-devices"])
     blocks = Blocks()
     settings = Settings(store, options["defaults"])
+    resume = ResumeTokens(store, reactor, options["token-lifetime"])
+    history = HistoryWriter(store, reactor, options["history-days"])
     return Context(
         store=store, router=router, offline=offline, clock=reactor, stats=stats,
-        history=HistoryWriter(store, reactor, options["history-days"]),
+        history=history,
         mids=MidGenerator(options["node-id"]),
         hasher=PasswordHasher(reactor, options["password-cost"], max_wait=options["hash-wait"],
                               stats=stats),
@@ -449,10 +452,11 @@ def build_context(options: Options, reactor: Any) -> Context:
         quotas=Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
                                          options["max-group-members"])),
         blocks=blocks, members=GroupMembers(store), presence=Presence(router, blocks),
-        resume=ResumeTokens(store, reactor, options["token-lifetime"]), settings=settings,
+        resume=resume, settings=settings,
         friend_requests=FriendRequests(store, router, settings, reactor,
                                        options["max-pending-requests"]),
-        roles=Roles(store), naming=Naming(store))
+        roles=Roles(store), naming=Naming(store),
+        account_data=AccountData(store, router, resume, settings, stats, history))
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:

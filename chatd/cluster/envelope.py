@@ -33,9 +33,10 @@ for some letters a newline and a *frame*, a JSON chat frame already encoded for 
     control channel
     C <groupid>                           GroupChanged: a group's members changed
     B <blocker> <blocked> <0|1>           BlockChanged: a user blocked (1) or unblocked (0)
-    X <origin> <uid> <kind>               EndSession: the operator (kicked, banned) or a
-                                          password change (password_changed) ends the
-                                          user's sessions; <origin> ended its own
+    X <origin> <uid> <kind>               EndSession: the operator (kicked, banned), a
+                                          password change (password_changed) or a deletion
+                                          (account_deleted) ends the user's sessions;
+                                          <origin> ended its own
     W <origin> <text>                     Broadcast: the operator's notice for every session
                                           (the text runs to the end: blanks, newlines)
     Q <origin> <query-id>                 Query: report your sessions on <origin>'s channel
@@ -77,8 +78,8 @@ from twisted.logger import Logger
 log = Logger()
 
 # Why a user's sessions are ended (EndSession.kind): by the operator, or by the user's own
-# SET_PASSWORD on another session (which the origin node spares).
-END_KINDS = ("kicked", "banned", "password_changed")
+# SET_PASSWORD or DELETE_ACCOUNT on another session (which the origin node spares).
+END_KINDS = ("kicked", "banned", "password_changed", "account_deleted")
 
 LOGGED_BYTES = 80  # how much of a dropped letter the warning shows
 

@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from chatd.delivery.history import HistoryWriter
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
+from chatd.handlers.accountdata import AccountData
 from chatd.handlers.befriending import FriendRequests
 from chatd.handlers.blocks import Blocks
 from chatd.handlers.members import GroupMembers
@@ -49,3 +50,4 @@ class Context:
     friend_requests: FriendRequests
     roles: Roles  # who moderates a group: Roles.can_moderate(groupid, userid)
     naming: Naming
+    account_data: AccountData

@@ -8,7 +8,7 @@ from chatd.metrics import Stats
 
 # The original dialect has no NOTICE: it is told with an ERROR_MSG of this errno.
 KINDS = {"kicked": Errno.KICKED, "banned": Errno.BANNED,
-         "password_changed": Errno.PASSWORD_CHANGED}
+         "password_changed": Errno.PASSWORD_CHANGED, "account_deleted": Errno.ACCOUNT_DELETED}
 
 
 def end_sessions(router: Router, stats: Stats, user_id: int, kind: str,

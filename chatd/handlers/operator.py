@@ -57,6 +57,7 @@ class Operator:
         self.store = context.store
         self.hasher = context.hasher
         self.resume = context.resume
+        self.account_data = context.account_data
         self.stats = context.stats
         self.bus = context.router.bus
         self.node_id = node_id
@@ -153,6 +154,16 @@ class Operator:
         await self.resume.revoke(user_id)
         log.info("operator: set a new password for user {uid}", uid=user_id)
         return True
+
+    async def delete(self, user_id: int) -> bool:
+        """Delete the account as DELETE_ACCOUNT does; False when there is no such account."""
+        deleted = await self.account_data.delete(user_id)
+        log.info("operator: deleted user {uid}: {deleted}", uid=user_id, deleted=deleted)
+        return deleted
+
+    async def export(self, user_id: int) -> dict[str, Any] | None:
+        """The user's data (chatd-admin export); None when there is no such user."""
+        return await self.account_data.export(user_id)
 
     async def broadcast(self, text: str) -> None:
         """A notice to every session of every node."""

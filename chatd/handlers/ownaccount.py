@@ -1,22 +1,21 @@
-"""What users do to their own account: SET_PASSWORD and SETTINGS (docs/protocol.md,
-Accounts, people and groups)."""
+"""What users do to their own account: SET_PASSWORD, SETTINGS and DELETE_ACCOUNT
+(docs/protocol.md, Accounts, people and groups)."""
 
 from typing import Any
 
 from twisted.logger import Logger
 
-from chatd.cluster.envelope import EndSession
 from chatd.delivery.session import Session
+from chatd.handlers.accountdata import end_everywhere
 from chatd.handlers.context import Context
-from chatd.handlers.endings import end_sessions
 from chatd.handlers.settings import FRIEND_REQUESTS
-from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable
+from chatd.messages import ChatError, Errno, MsgId
 
 log = Logger()
 
 
 class OwnAccount:
-    """Handlers of msgids 60 and 84."""
+    """Handlers of msgids 60, 82 and 84."""
 
     def __init__(self, context: Context) -> None:
         self.store = context.store
@@ -26,9 +25,11 @@ class OwnAccount:
         self.resume = context.resume
         self.stats = context.stats
         self.settings = context.settings
+        self.account_data = context.account_data
 
     def handlers(self) -> dict[int, Any]:
-        return {MsgId.SET_PASSWORD: self.set_password, MsgId.SETTINGS: self.change_settings}
+        return {MsgId.SET_PASSWORD: self.set_password, MsgId.SETTINGS: self.change_settings,
+                MsgId.DELETE_ACCOUNT: self.delete_account}
 
     async def set_password(self, session: Session, req: dict[str, Any]) -> None:
         """Check the old password as a login would (its throttle, its hash slot), store the
@@ -36,31 +37,33 @@ class OwnAccount:
         sessions ended on every node; this one gets a fresh token."""
         user_id = session.user_id
         with self.hasher.slot(session):
-            await self.throttle.check_login(user_id, session.address)
-            user = await self.store.user(user_id)
-            if not await self.hasher.check(session, req["old"], user.password if user else None):
-                await self.throttle.login_failed(user_id, session.address)
-                raise ChatError(Errno.WRONG_PASSWORD)
+            await self._check_password(session, req["old"])
             password_hash = await self.hasher.hash(session, req["new"])
         await self.store.set_password(user_id, password_hash)
         revoked = await self.resume.revoke(user_id)
-        ended = end_sessions(self.router, self.stats, user_id, "password_changed", spare=session)
-        await self._end_elsewhere(user_id)
-        log.info("user {uid} changed the password; {n} other sessions here ended",
-                 uid=user_id, n=ended)
+        await end_everywhere(self.router, self.stats, user_id, "password_changed", session)
         reply: dict[str, Any] = {"msgid": MsgId.SET_PASSWORD_ACK, "errno": 0}
         if session.proto == 2:
             reply["token"] = await self.resume.issue(user_id, revoked)
         session.send(reply)
 
-    async def _end_elsewhere(self, user_id: int) -> None:
-        """The other nodes end the user's sessions there (none of them is the caller's)."""
-        letter = EndSession(self.router.bus.incarnation, user_id, "password_changed")
-        try:
-            await self.router.bus.publish_control(letter.encode())
-        except ServiceUnavailable as e:
-            log.warn("user {uid}: other nodes not told of the password change ({error}); "
-                     "the sessions there go on", uid=user_id, error=e)
+    async def _check_password(self, session: Session, password: str) -> None:
+        """As a login checks it (its throttle; the caller holds the hash slot): errno 220
+        when wrong, counted as a failed login."""
+        user_id = session.user_id
+        await self.throttle.check_login(user_id, session.address)
+        user = await self.store.user(user_id)
+        if not await self.hasher.check(session, password, user.password if user else None):
+            await self.throttle.login_failed(user_id, session.address)
+            raise ChatError(Errno.WRONG_PASSWORD)
+
+    async def delete_account(self, session: Session, req: dict[str, Any]) -> None:
+        """Check the password, delete the account everywhere, answer, close this session."""
+        with self.hasher.slot(session):
+            await self._check_password(session, req["password"])
+        await self.account_data.delete(session.user_id, spare=session)
+        session.send({"msgid": MsgId.DELETE_ACCOUNT_ACK, "errno": 0})
+        session.close()
 
     async def change_settings(self, session: Session, req: dict[str, Any]) -> None:
         friend_requests = req.get("friend_requests")

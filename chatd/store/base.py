@@ -14,6 +14,7 @@ from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
 from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cutoff
 from chatd.store.batch import Batcher, each
+from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
 from chatd.store.roles import RoleQueries
@@ -109,7 +110,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries):
+class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -176,6 +177,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries):
         self._prepare_relations()
         self._prepare_accounts()
         self._prepare_roles()
+        self._prepare_deletion()
 
     def close(self) -> None:
         self._pool.close()

@@ -63,19 +63,20 @@ class RelationQueries:
         """The user leaves; a leaving creator (owner) hands the group to the admin who
         joined longest ago, or without admins to the member who did; the last one out
         deletes it."""
-        def txn(c: Cursor) -> GroupChange:
-            role = self._locked_role(c, group_id, user_id)
-            if isinstance(role, GroupChange):
-                return role
-            self._remove_member(c, group_id, user_id)
-            c.execute(self._q_senior, (group_id,))
-            heir = c.fetchone()
-            if heir is None:
-                c.execute(self._q_delete_group, (group_id,))
-            elif role == "creator":
-                c.execute(self._q_promote, (group_id, int(heir[0])))
-            return GroupChange.DONE
-        return await self._run("leave_group", txn)
+        return await self._run("leave_group", self._leave, group_id, user_id)
+
+    def _leave(self, c: Cursor, group_id: int, user_id: int) -> GroupChange:
+        role = self._locked_role(c, group_id, user_id)
+        if isinstance(role, GroupChange):
+            return role
+        self._remove_member(c, group_id, user_id)
+        c.execute(self._q_senior, (group_id,))
+        heir = c.fetchone()
+        if heir is None:
+            c.execute(self._q_delete_group, (group_id,))
+        elif role == "creator":
+            c.execute(self._q_promote, (group_id, int(heir[0])))
+        return GroupChange.DONE
 
     async def kick_member(self, group_id: int, by: int, user_id: int) -> GroupChange:
         """The creator (owner) `by` removes `user_id` from the group; an admin removes a
