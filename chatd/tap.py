@@ -530,7 +530,8 @@ def makeService(options: Options) -> IService:
             admin_listener(node, options, reactor).setServiceParent(node)
         if options["web"]:
             site = web_factory(node.factory, options["web-origin"],
-                               options["web-trusted-proxy"], web_limits(options))
+                               options["web-trusted-proxy"], web_limits(options),
+                               node.context.account_data.export_by_token)
             Listener(options["web"], site, reactor, "--web").setServiceParent(node)
     except ValueError as e:
         raise SystemExit(f"chatd: bad listener endpoint: {e}") from None

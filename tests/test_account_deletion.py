@@ -5,11 +5,14 @@ over real HTTP."""
 import json
 
 import ujson
+from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
 
 from chatd.admin_cli import _parser, export_to, request_for
 from chatd.messages import Errno, MsgId
-from tests.harness import connect, device, login, register, start_node, user
+from tests.harness import connect, device, login, register, serve_web, start_node, user
 from tests.servers import mysql_database
 from tests.test_operations import TOKEN, http, serve_admin
 
@@ -137,3 +140,27 @@ class CommandTests(SynchronousTestCase):
                          f"wrote {path} (friends 0, groups 1, messages 2)")
         with open(path, encoding="utf-8") as f:
             self.assertEqual(json.load(f), data)
+
+
+class DownloadTests(TestCase):
+    """GET /export on the web listener: "Download my data"."""
+
+    async def test_a_user_downloads_their_data_with_the_resume_token(self):
+        web = await serve_web(self, await start_node(self))
+        alice_id = await register(await connect(self, web.node), "alice")
+        _, reply = await device(self, web.node, alice_id, "phone")
+        token = reply["token"]
+        response = await Agent(reactor).request(
+            b"GET", f"{web.url}export".encode(),
+            Headers({b"authorization": [f"Bearer {token}".encode()]}))
+        data = ujson.loads(await readBody(response))
+        self.assertEqual((response.code, data["profile"]["name"]), (200, "alice"))
+        self.assertEqual(response.headers.getRawHeaders(b"content-disposition"),
+                         [f'attachment; filename="chatd-{alice_id}.json"'.encode()])
+        for header in ({}, {b"authorization": [b"Bearer 1.2.nonsense"]},
+                       {b"authorization": [f"Basic {token}".encode()]}):
+            refused = await Agent(reactor).request(b"GET", f"{web.url}export".encode(),
+                                                   Headers(header))
+            body = ujson.loads(await readBody(refused))
+            self.assertEqual((refused.code, body["error"]),
+                             (401, "a valid resume token is required"), header)

@@ -81,3 +81,14 @@ class AccountData:
                         "role": next(roles[m.role] for m in g.members if m.id == user_id)}
                        for g in groups],
             "messages": await self.store.sent_messages(user_id, EXPORT_MESSAGES)}
+
+    async def export_by_token(self, token: str) -> dict[str, Any] | None:
+        """The export of the user a valid resume token names (the web listener's "Download
+        my data"); None for anything else."""
+        user_id = token.split(".", 1)[0]
+        if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 19:
+            return None
+        user = await self.store.user(int(user_id))
+        if user is None or not await self.resume.valid(token, user):
+            return None
+        return await self.export(user.id)

@@ -60,8 +60,22 @@ export function setup(parts) {
                                                              groupid: shownGroup() }));
   $("copy-invite").addEventListener("click", () => navigator.clipboard
     ?.writeText($("invite-link").textContent).catch(() => {}));
+  $("download").addEventListener("click", download);
   window.addEventListener("hashchange", joinFromLink);
   joinFromLink();
+}
+
+// "Download my data": GET /export with the session's resume token (docs/protocol.md).
+async function download() {
+  const response = await fetch("/export", {
+    headers: { Authorization: `Bearer ${app.state.session?.token || ""}` } });
+  if (!response.ok) return status("The download failed; log in again and retry.");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `chatd-${app.state.me.id}.json`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+  return status("Your data was downloaded.");
 }
 
 // An invite link (INVITE's `url`, "/#join=CODE") opens the page, or changes its address.
