@@ -145,6 +145,8 @@ class AdminAPI(Resource):
             (b"POST", "unban"): self.unban,
             (b"POST", "password"): self.password,
             (b"POST", "broadcast"): self.broadcast,
+            (b"POST", "delete"): self.delete,
+            (b"GET", "export"): self.export,
         }
 
     def render(self, request: Request) -> int | bytes:
@@ -227,6 +229,17 @@ class AdminAPI(Resource):
                 user_id, _text(body, "password", 1, MAX_PASSWORD)):
             raise Problem(404, f"no such user: {user_id}")
         return 200, {"id": user_id, "password": "changed"}
+
+    async def delete(self, user_id: int, body: dict[str, Any]) -> tuple[int, Any]:
+        if not await self.operator.delete(user_id):
+            raise Problem(404, f"no such user: {user_id}")
+        return 200, {"id": user_id, "deleted": True}
+
+    async def export(self, user_id: int) -> tuple[int, Any]:
+        data = await self.operator.export(user_id)
+        if data is None:
+            raise Problem(404, f"no such user: {user_id}")
+        return 200, data
 
     async def broadcast(self, body: dict[str, Any]) -> tuple[int, Any]:
         await self.operator.broadcast(_text(body, "msg", 1, MAX_NOTICE))

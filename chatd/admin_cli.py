@@ -88,6 +88,19 @@ def show_result(reply: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in reply.items())
 
 
+def export_to(path: str) -> Callable[[Any], str]:
+    """Show an export by writing it to `path` (- : standard output) and counting it."""
+    def write(data: dict[str, Any]) -> str:
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        if path == "-":
+            return text
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        return (f"wrote {path} (friends {len(data['friends'])}, groups {len(data['groups'])}, "
+                f"messages {len(data['messages'])})")
+    return write
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatd-admin", description="Operate a chatd cluster through any node's admin "
@@ -103,12 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("user", "a user: online where, friends, groups, backlog, ban"),
                        ("kick", "end the user's session (the client is told why)"),
                        ("unban", "let a banned user log in again"),
+                       ("delete", "delete the account, as the user's DELETE_ACCOUNT does"),
                        ("password", "set a new password read from standard input")):
         sub.add_parser(name, help=text).add_argument("id", type=int)
     ban = sub.add_parser("ban", help="refuse the user's logins and end the session")
     ban.add_argument("id", type=int)
     ban.add_argument("--reason", default="", help="kept with the ban (up to 200 characters)")
     sub.add_parser("broadcast", help="a notice to everyone online").add_argument("text")
+    export = sub.add_parser("export", help="write the user's data as JSON to FILE")
+    export.add_argument("id", type=int)
+    export.add_argument("file", help="where to write it (- for standard output)")
     return parser
 
 
@@ -131,6 +148,8 @@ def request_for(args: argparse.Namespace, stdin: Any) -> Request:
         return "POST", f"users/{args.id}/password", {"password": password}, show_result
     if command == "broadcast":
         return "POST", "broadcast", {"msg": args.text}, show_result
+    if command == "export":
+        return "GET", f"users/{args.id}/export", None, export_to(args.file)
     return "POST", f"users/{args.id}/{command}", {}, show_result
 
 

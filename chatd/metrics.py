@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 # Seconds; from a loopback round trip to a database having a bad day.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
-MAX_MSGID = 64
+MAX_MSGID = 128  # above every msgid of messages.py (reserved up to 89); counters by msgid
 ROUTES = ("local", "remote", "offline")
 LOCAL, REMOTE, OFFLINE = range(3)
 

@@ -9,6 +9,7 @@ MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
 MAX_HISTORY_PAGE = 100
 MAX_SYNC_PAGE = 500
+MAX_INVITE_TTL = 30 * 24 * 3600
 
 
 class Field:
@@ -68,6 +69,13 @@ def _check_plain(field: str, value: str) -> None:
         raise ChatError(Errno.OUT_OF_RANGE, field)
 
 
+def check_name(field: str, value: str, high: int) -> None:
+    """The rules of a NameField, for a name that changed after validation (normalised)."""
+    if not 1 <= len(value) <= high:
+        raise ChatError(Errno.OUT_OF_RANGE, field)
+    _check_plain(field, value)
+
+
 def _check_text(field: str, value: str, plain: bool) -> None:
     """What text that is not plain ASCII, and names, must pass besides their length."""
     if not value.isascii():
@@ -116,6 +124,26 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.KICK_MEMBER: (USER_ID, _int("groupid"), _int("userid")),
     MsgId.BLOCK: (USER_ID, _int("userid"), BoolField("block", 0, 0)),
     MsgId.DEVICES: (USER_ID,),
+    MsgId.SET_PASSWORD: (USER_ID, StrField("old", 1, 128), StrField("new", 1, 128)),
+    MsgId.ANSWER_REQUEST: (USER_ID, _int("userid"), BoolField("accept", 0, 0)),
+    MsgId.SETTINGS: (USER_ID, StrField("friend_requests", 1, 16, required=False),
+                     BoolField("discoverable", 0, 0, required=False)),
+    MsgId.SET_ROLE: (USER_ID, _int("groupid"), _int("userid"), StrField("role", 1, 16)),
+    MsgId.UPDATE_GROUP: (USER_ID, _int("groupid"),
+                         NameField("groupname", 1, 50, required=False),
+                         StrField("groupdesc", 0, 200, required=False),
+                         StrField("announcement", 0, 1000, required=False),
+                         StrField("join", 1, 16, required=False)),
+    MsgId.MUTE_MEMBER: (USER_ID, _int("groupid"), _int("userid"), _int("until", low=0)),
+    MsgId.INVITE: (USER_ID, _int("groupid"), _int("ttl", required=False, low=60,
+                                                  high=MAX_INVITE_TTL),
+                   StrField("revoke", 1, 64, required=False)),
+    MsgId.JOIN_BY_INVITE: (USER_ID, StrField("code", 1, 64)),
+    MsgId.SET_PROFILE: (USER_ID, NameField("name", 1, 50, required=False),
+                        StrField("bio", 0, 500, required=False)),
+    MsgId.GET_PROFILE: (USER_ID, _int("userid")),
+    MsgId.FIND_USER: (USER_ID, NameField("name", 1, 50)),
+    MsgId.DELETE_ACCOUNT: (USER_ID, PASSWORD),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

@@ -29,16 +29,23 @@ from chatd.delivery.inbound import Inbound
 from chatd.delivery.offline import DEFAULT_OFFLINE_BUFFER, DEFAULT_OFFLINE_QUOTA, Offline
 from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.delivery.session import Session
+from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
+from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
 from chatd.handlers.blocks import BlockFollower, Blocks
 from chatd.handlers.chat import Chat
 from chatd.handlers.composer import Composer
 from chatd.handlers.context import Context
 from chatd.handlers.conversations import Conversations
+from chatd.handlers.friendrequests import Requests
+from chatd.handlers.groupadmin import GroupAdmin
 from chatd.handlers.members import GroupMembers
+from chatd.handlers.naming import Naming
 from chatd.handlers.operator import Operator
+from chatd.handlers.ownaccount import OwnAccount
 from chatd.handlers.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
 from chatd.handlers.presence import Presence
+from chatd.handlers.profiles import DEFAULT_MAX_FINDS, Profiles
 from chatd.handlers.quotas import (
     DEFAULT_MAX_FRIENDS,
     DEFAULT_MAX_GROUP_MEMBERS,
@@ -48,6 +55,8 @@ from chatd.handlers.quotas import (
 )
 from chatd.handlers.relations import Relations
 from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.roles import Roles
+from chatd.handlers.settings import FRIEND_REQUESTS, Settings, UserSettings
 from chatd.handlers.social import Social
 from chatd.handlers.throttle import (
     DEFAULT_ADDRESS_FAILURES,
@@ -213,6 +222,19 @@ class Options(usage.Options):
          "Groups one user may create (1-1000000); more get errno 147.", int],
         ["max-group-members", None, DEFAULT_MAX_GROUP_MEMBERS,
          "Members of one group (2-1000000); more get errno 146.", int],
+        ["friend-requests", None, "open",
+         "What ADD_FRIEND does for users who never chose (SETTINGS): open (adds at once, as "
+         "the original server) or approve (sends a friend request to accept). The same on "
+         "every node of a cluster."],
+        ["discoverable", None, "yes",
+         "Whether FIND_USER finds users who never chose (SETTINGS): yes or no. The same on "
+         "every node of a cluster."],
+        ["max-pending-requests", None, DEFAULT_MAX_PENDING,
+         "Friend requests of one user waiting for an answer (1-10000); one more gets errno "
+         "223. Requests expire after 30 days.", int],
+        ["max-finds", None, DEFAULT_MAX_FINDS,
+         "FIND_USER requests of one user a minute, on every node together (1-10000); more "
+         "get errno 235.", int],
         ["admin", None, "",
          "Twisted server endpoint of the operators' HTTP listener, e.g. "
          "tcp:9600:interface=127.0.0.1: /metrics (Prometheus), /health, and with "
@@ -275,12 +297,24 @@ class Options(usage.Options):
         _check_range("max-friends", self["max-friends"], 1, 1_000_000)
         _check_range("max-groups-created", self["max-groups-created"], 1, 1_000_000)
         _check_range("max-group-members", self["max-group-members"], 2, 1_000_000)
+        _check_range("max-pending-requests", self["max-pending-requests"], 1, 10_000)
+        _check_range("max-finds", self["max-finds"], 1, 10_000)
+        self["defaults"] = _user_defaults(self["friend-requests"], self["discoverable"])
         self["admin-token"] = _admin_token(self["admin-token-file"], self["admin"])
         if self["log-format"] not in FORMATS:
             raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}")
         parent = getattr(self, "parent", None)
         if parent is not None:
             use_chatd_logs(parent, self["log-format"])
+
+
+def _user_defaults(friend_requests: str, discoverable: str) -> UserSettings:
+    """The settings of users who never chose, from --friend-requests and --discoverable."""
+    if friend_requests not in FRIEND_REQUESTS:
+        raise usage.UsageError(f"--friend-requests must be one of {', '.join(FRIEND_REQUESTS)}")
+    if discoverable not in ("yes", "no"):
+        raise usage.UsageError("--discoverable must be yes or no")
+    return UserSettings(friend_requests, discoverable == "yes")
 
 
 MIN_TOKEN = 16
@@ -399,13 +433,17 @@ def build_context(options: Options, reactor: Any) -> Context:
     stats = Stats()
     store = open_store(options["db"], stats)
     bus = open_bus(options["redis"], options["node-id"], reactor, {
-        "history-days": options["history-days"], "max-devices": options["max-devices"]})
+        "history-days": options["history-days"], "max-devices": options["max-devices"],
+        "friend-requests": options["friend-requests"], "discoverable": options["discoverable"]})
     offline = Offline(store, reactor, stats, options["offline-quota"], options["offline-buffer"])
     router = Router(bus, reactor, offline, stats, options["ack-timeout"], options["max-devices"])
     blocks = Blocks()
+    settings = Settings(store, options["defaults"])
+    resume = ResumeTokens(store, reactor, options["token-lifetime"])
+    history = HistoryWriter(store, reactor, options["history-days"])
     return Context(
         store=store, router=router, offline=offline, clock=reactor, stats=stats,
-        history=HistoryWriter(store, reactor, options["history-days"]),
+        history=history,
         mids=MidGenerator(options["node-id"]),
         hasher=PasswordHasher(reactor, options["password-cost"], max_wait=options["hash-wait"],
                               stats=stats),
@@ -415,7 +453,12 @@ def build_context(options: Options, reactor: Any) -> Context:
         quotas=Quotas(store, QuotaLimits(options["max-friends"], options["max-groups-created"],
                                          options["max-group-members"])),
         blocks=blocks, members=GroupMembers(store), presence=Presence(router, blocks),
-        resume=ResumeTokens(store, reactor, options["token-lifetime"]), composer=Composer())
+        resume=resume, settings=settings,
+        friend_requests=FriendRequests(store, router, settings, reactor,
+                                       options["max-pending-requests"]),
+        roles=Roles(store), naming=Naming(store),
+        account_data=AccountData(store, router, resume, settings, stats, history),
+        composer=Composer())
 
 
 def build_node(options: Options, reactor: Any) -> ChatNode:
@@ -426,9 +469,13 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     router = context.router
     accounts, chat = Accounts(context), Chat(context)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
-                **Conversations(context).handlers(), **Relations(context).handlers()}
+                **Conversations(context).handlers(), **Relations(context).handlers(),
+                **OwnAccount(context).handlers(), **Requests(context).handlers(),
+                **GroupAdmin(context).handlers(),
+                **Profiles(context, options["max-finds"]).handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
+    router.on.group_changed.connect(context.roles.forget)
     router.on.block_changed.connect(follower.changed)
     router.on.bus_back.connect(follower.reload)
     router.on.offline_stored.connect(accounts.welcome.offline_stored)
@@ -485,7 +532,8 @@ def makeService(options: Options) -> IService:
             admin_listener(node, options, reactor).setServiceParent(node)
         if options["web"]:
             site = web_factory(node.factory, options["web-origin"],
-                               options["web-trusted-proxy"], web_limits(options))
+                               options["web-trusted-proxy"], web_limits(options),
+                               node.context.account_data.export_by_token)
             Listener(options["web"], site, reactor, "--web").setServiceParent(node)
     except ValueError as e:
         raise SystemExit(f"chatd: bad listener endpoint: {e}") from None

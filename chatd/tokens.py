@@ -24,8 +24,10 @@ class TokenSigner:
         self._lifetime_ms = int(lifetime * 1000)
         self._clock = clock
 
-    def issue(self, user_id: int) -> str:
-        issued = self._now_ms()
+    def issue(self, user_id: int, after_ms: int = 0) -> str:
+        """A token of the user dated now, or just after `after_ms` (a revocation that runs
+        ahead of the clock by CLOCK_SKEW_MS) when that is later."""
+        issued = max(self._now_ms(), after_ms + 1)
         return f"{user_id}.{issued}.{self._sign(user_id, issued)}"
 
     def valid(self, token: str, user_id: int, revoked_until_ms: int) -> bool:

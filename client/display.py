@@ -36,6 +36,9 @@ _HELP: dict[str, str] = {
 NOTICES: dict[str, str] = {
     "logged_in_elsewhere": "another login took over this device; you are logged out",
     "banned": "your account has been banned",
+    "password_changed": "your password was changed on another device; you are logged out",
+    "account_deleted": "your account was deleted; you are logged out",
+    "friend_added": "a friend request was accepted",
 }
 
 

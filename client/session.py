@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from chatd.messages import REPLY, Errno, MsgId
 from client import display
+from client.accounts import describe_event
 from client.conversations import Conversations
 from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import ChatConnection, Frame
@@ -144,6 +145,7 @@ class Session:
         self.me: Frame | None = None
         self.friends: list[Frame] = []
         self.groups: list[Frame] = []
+        self.requests: list[Frame] = []  # friend requests waiting for the user's answer
 
     @property
     def logged_in(self) -> bool:
@@ -180,9 +182,9 @@ class Session:
         reply = await self.request(
             {"msgid": MsgId.CREATE_GROUP, "groupname": name, "groupdesc": desc})
         if not reply.get("errno"):
-            creator = {**(self.me or {}), "state": "online", "role": "creator"}
+            creator = {**(self.me or {}), "state": "online", "role": "owner"}
             reply["group"] = {"groupid": reply.get("groupid"), "groupname": name,
-                              "groupdesc": desc, "users": [creator]}
+                              "groupdesc": desc, "users": [creator], "role": "owner"}
             self.groups = _replace(self.groups, "groupid", reply["group"])
         return reply
 
@@ -325,6 +327,10 @@ class Session:
             self._answer(self._request, frame)
         elif msgid == MsgId.ERROR:
             self._show([display.reply_error(frame, "server")])
+        elif (event := describe_event(frame)) is not None:
+            if msgid == MsgId.FRIEND_REQUEST:
+                self.requests.append(frame)
+            self._show([event])
 
     def _answer(self, request: _Request, reply: Frame) -> None:
         self._request = None
@@ -343,6 +349,7 @@ class Session:
         self.me = {"id": reply.get("id"), "name": reply.get("name")}
         self.friends = list(reply.get("friends") or [])
         self.groups = list(reply.get("groups") or [])
+        self.requests = list(reply.get("requests") or [])
         self.conversations.begin(f"{request['id']} {self.device}", request["id"],
                                  "unread" in reply)
         self._missed_after = self.conversations.last_mid
@@ -421,6 +428,12 @@ class Session:
             self.groups = [g for g in self.groups if g.get("groupid") != group_id]
         elif frame.get("kind") == "logged_in_elsewhere" and self._credentials is not None:
             self._forget_user()
+
+    def password_changed(self, password: str, token: str) -> None:
+        """SET_PASSWORD succeeded: log in again (after a reconnect) with these."""
+        if self._credentials is not None:
+            self._credentials = _Credentials(self._credentials.user_id, password,
+                                             self.device, token)
 
     def describe(self, frame: Frame) -> str:
         """A chat frame's line; the user's own one-to-one messages to others name the peer."""

@@ -69,7 +69,8 @@ async def serve_web(case: TestCase, node: Node, origins: frozenset[str] = frozen
     """Add a web listener (static client and /ws) to a started node, with the --web-*
     limits of its options."""
     listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        web_factory(node.node.factory, origins, trusted_proxies, web_limits(node.options)))
+        web_factory(node.node.factory, origins, trusted_proxies, web_limits(node.options),
+                    node.context.account_data.export_by_token))
     case.addCleanup(listener.stopListening)
     return WebNode(node, listener)
 

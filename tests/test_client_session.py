@@ -182,7 +182,7 @@ class DeliveryTests(SessionCase):
         wire.receive({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0, "group": group})
         self.successResultOf(joined)
         self.assertEqual([g["groupid"] for g in self.session.groups], [3, 4])
-        self.assertEqual(self.session.groups[0]["users"][0]["role"], "creator")
+        self.assertEqual(self.session.groups[0]["users"][0]["role"], "owner")
 
     def test_list_requests_replace_the_lists_with_the_replies(self) -> None:
         wire = self.log_in()

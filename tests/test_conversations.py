@@ -238,7 +238,7 @@ class Conversations:
         self.assertEqual((ack["errno"], ack["groupid"]), (0, gid))
         groups = (await b.request({"msgid": MsgId.GROUP_LIST}, MsgId.GROUP_LIST_ACK))["groups"]
         self.assertEqual([(u["id"], u["role"]) for u in groups[0]["users"]],
-                         [(b.user_id, "creator"), (c.user_id, "normal")])
+                         [(b.user_id, "owner"), (c.user_id, "member")])
         c.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "left?", "cid": "l"})
         await c.recv(MsgId.SEND_ACK, cid="l")
         self.assertEqual((await b.recv(MsgId.GROUP_CHAT))["msg"], "left?")

@@ -327,6 +327,13 @@ class RoundTripTests(SynchronousTestCase):
         for kind in END_KINDS:
             self.assertRoundTrip("control", EndSession(NODE, 7, kind))
 
+    def test_a_password_change_ends_sessions_on_the_other_nodes(self) -> None:
+        """SET_PASSWORD (docs/protocol.md) ends the account's sessions of the other nodes."""
+        letter = EndSession(NODE, 7, "password_changed")
+        self.assertEqual(letter.encode(), b"X 3.a1b2c3d4 7 password_changed")
+        self.assertRoundTrip("control", letter)
+        self.assertIsNone(decode_control(b"X 3.a1b2c3d4 7 password"))
+
     def test_property(self) -> None:
         """Any letter that can be built from its fields' types comes back equal."""
 

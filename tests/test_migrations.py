@@ -55,6 +55,18 @@ class MigrationTests:
         self.assertEqual(self.query("SELECT userid, joined FROM GroupUser ORDER BY userid"),
                          [(1, 0), (2, 0)])
 
+    async def test_an_old_groups_creator_is_its_owner_and_nothing_else_changed(self):
+        """Groups with roles (steps 30-35): the stored 'creator' is the owner; the new
+        settings, mutes and announcements start empty, every group open."""
+        store = open_store(self.old_database())
+        self.addCleanup(store.close)
+        self.assertEqual(await store.moderators(7), {1: "creator"})
+        self.assertEqual(await store.members_and_mutes(7), ({1, 2}, {}))
+        group = (await store.welcome(2, 10)).groups[0]
+        self.assertEqual((group.announcement, group.join), ("", "open"))
+        settings = await store.settings(1)
+        self.assertEqual((settings.friend_requests, settings.discoverable), (None, None))
+
     async def test_starting_again_applies_nothing_and_keeps_new_rows(self):
         url = self.old_database()
         open_store(url).close()

@@ -151,8 +151,9 @@ class Scenarios:
         self.assertEqual(again["friends"], [{"id": a.user_id, "name": "alice", "state": "online"}])
         self.assertEqual(again["groups"], [{
             "groupid": gid, "groupname": "team", "groupdesc": "d", "users": [
-                {"id": a.user_id, "name": "alice", "state": "online", "role": "creator"},
-                {"id": b.user_id, "name": "bob", "state": "online", "role": "normal"}]}])
+                {"id": a.user_id, "name": "alice", "state": "online", "role": "owner"},
+                {"id": b.user_id, "name": "bob", "state": "online", "role": "member"}],
+            "role": "member", "announcement": "", "join": "open"}])
 
     async def test_original_dialect_login_reply(self):
         node = await self.node()
@@ -233,7 +234,7 @@ class Scenarios:
             joined = await b.request({"msgid": MsgId.ADD_GROUP, "groupid": gid},
                                      MsgId.ADD_GROUP_ACK)
             self.assertEqual([(u["id"], u["role"]) for u in joined["group"]["users"]],
-                             [(a.user_id, "creator"), (b.user_id, "normal")])
+                             [(a.user_id, "owner"), (b.user_id, "member")])
 
     async def test_friend_and_group_lists_are_current(self):
         node = await self.node()

@@ -33,7 +33,10 @@ for some letters a newline and a *frame*, a JSON chat frame already encoded for 
     control channel
     C <groupid>                           GroupChanged: a group's members changed
     B <blocker> <blocked> <0|1>           BlockChanged: a user blocked (1) or unblocked (0)
-    X <origin> <uid> <kicked|banned>      EndSession: the operator ends the user's sessions
+    X <origin> <uid> <kind>               EndSession: the operator (kicked, banned), a
+                                          password change (password_changed) or a deletion
+                                          (account_deleted) ends the user's sessions;
+                                          <origin> ended its own
     W <origin> <text>                     Broadcast: the operator's notice for every session
                                           (the text runs to the end: blanks, newlines)
     Q <origin> <query-id>                 Query: report your sessions on <origin>'s channel
@@ -74,7 +77,9 @@ from twisted.logger import Logger
 
 log = Logger()
 
-END_KINDS = ("kicked", "banned")  # why the operator ends a user's sessions (EndSession.kind)
+# Why a user's sessions are ended (EndSession.kind): by the operator, or by the user's own
+# SET_PASSWORD or DELETE_ACCOUNT on another session (which the origin node spares).
+END_KINDS = ("kicked", "banned", "password_changed", "account_deleted")
 
 LOGGED_BYTES = 80  # how much of a dropped letter the warning shows
 
@@ -240,8 +245,8 @@ class BlockChanged(NamedTuple):
 
 
 class EndSession(NamedTuple):
-    """X: the operator on node `origin` ends the sessions of `user_id`, telling them why
-    (`kind`, one of END_KINDS); `origin` ended its own already."""
+    """X: node `origin` ends the sessions of `user_id`, telling them why (`kind`, one of
+    END_KINDS); `origin` ended its own already (all but the one that changed the password)."""
 
     origin: bytes
     user_id: int

@@ -29,6 +29,7 @@ class Accounts:
         self.blocks = context.blocks
         self.stats = context.stats
         self.clock = context.clock
+        self.naming = context.naming
         self.welcome = Welcome(context)
 
     def handlers(self) -> dict[int, Any]:
@@ -38,13 +39,14 @@ class Accounts:
     async def register(self, session: Session, req: dict[str, Any]) -> None:
         with self.hasher.slot(session):
             await self.throttle.check_registration(session.address)
+            name, name_key = await self.naming.admit(req["name"])
             password_hash = await self.hasher.hash(session, req["password"])
             try:
-                user_id = await self.store.create_user(req["name"], password_hash)
+                user_id = await self.store.create_user(name, password_hash, name_key)
             except NameTaken:
                 raise ChatError(Errno.NAME_TAKEN) from None
         self.stats.registrations += 1
-        log.info("registered user {uid} {name!r}", uid=user_id, name=req["name"])
+        log.info("registered user {uid} {name!r}", uid=user_id, name=name)
         session.send({"msgid": MsgId.REG_ACK, "errno": 0, "id": user_id})
 
     async def login(self, session: Session, req: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ class Chat:
         self.offline = context.offline
         self.history = context.history
         self.members = context.members
+        self.mutes = context.members.mutes
         self.blocks = context.blocks
         self.mids = context.mids
         self.stats = context.stats
@@ -86,6 +87,9 @@ class Chat:
         sender = session.user_id
         if sender not in members:
             raise ChatError(Errno.NOT_A_MEMBER)
+        mutes = self.mutes.get(req["groupid"])
+        if mutes is not None and sender in mutes:
+            self._check_mute(mutes[sender])
         frame = {"msgid": GROUP_CHAT, "id": sender, "name": session.name,
                  "groupid": req["groupid"], "msg": req["msg"]}
         recipients = [m for m in members if m != sender]
@@ -113,6 +117,11 @@ class Chat:
                 self._send_chat(session, req, frame, recipients)
         finally:
             self.composer.release(session)
+
+    def _check_mute(self, until: int) -> None:
+        """Refuse a muted member's message until its mute ends (MUTE_MEMBER)."""
+        if until > self.clock.seconds() * 1000:
+            raise ChatError(Errno.MUTED, until=until)
 
     def _send_chat(self, session: Session, req: dict[str, Any], frame: dict[str, Any],
                    recipients: list[int]) -> None:

@@ -11,13 +11,18 @@ from twisted.internet.interfaces import IReactorTime
 from chatd.delivery.history import HistoryWriter
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
+from chatd.handlers.accountdata import AccountData
+from chatd.handlers.befriending import FriendRequests
 from chatd.handlers.blocks import Blocks
 from chatd.handlers.composer import Composer
 from chatd.handlers.members import GroupMembers
+from chatd.handlers.naming import Naming
 from chatd.handlers.passwords import PasswordHasher
 from chatd.handlers.presence import Presence
 from chatd.handlers.quotas import Quotas
 from chatd.handlers.resume import ResumeTokens
+from chatd.handlers.roles import Roles
+from chatd.handlers.settings import Settings
 from chatd.handlers.throttle import Throttle
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
@@ -42,4 +47,9 @@ class Context:
     members: GroupMembers
     presence: Presence
     resume: ResumeTokens
+    settings: Settings
+    friend_requests: FriendRequests
+    roles: Roles  # who moderates a group: Roles.can_moderate(groupid, userid)
+    naming: Naming
+    account_data: AccountData
     composer: Composer  # the parts of a chat message beyond its text, filled in build_node

@@ -6,7 +6,8 @@ from the store. The store's pool answers concurrent queries in any order, so one
 group is in flight at a time and the messages arriving meanwhile wait behind it, released
 in the order they arrived: one sender's messages keep their order. A load's result is
 cached only when no membership changed while it ran (a join committed meanwhile may be
-missing from it).
+missing from it). The same load brings the group's muted members (MUTE_MEMBER), which the
+message path checks from `mutes` without a query.
 """
 
 from twisted.internet.defer import Deferred
@@ -21,6 +22,7 @@ class GroupMembers:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cached: dict[int, set[int]] = {}
+        self.mutes: dict[int, dict[int, int]] = {}  # group -> muted member -> until (ms)
         self._loading: dict[int, list[Deferred[set[int]]]] = {}
         self._changes = 0
 
@@ -45,13 +47,19 @@ class GroupMembers:
             return waiting
         self._loading[group_id] = [waiting]
         changes = self._changes
-        d = Deferred.fromCoroutine(self.store.member_ids(group_id))
+        d = Deferred.fromCoroutine(self.store.members_and_mutes(group_id))
         d.addCallbacks(self._loaded, self._failed, (group_id, changes), None, (group_id,))
         return waiting
 
-    def _loaded(self, members: set[int], group_id: int, changes: int) -> None:
+    def _loaded(self, loaded: tuple[set[int], dict[int, int]], group_id: int, changes: int
+                ) -> None:
+        members, mutes = loaded
         if members and changes == self._changes:
             self._cached[group_id] = members
+        if mutes:
+            self.mutes[group_id] = mutes
+        else:
+            self.mutes.pop(group_id, None)
         for waiting in self._loading.pop(group_id):
             waiting.callback(members)
 

@@ -16,14 +16,13 @@ from twisted.logger import Logger
 
 from chatd.cluster.envelope import Broadcast, EndSession, Query, QueryReport
 from chatd.delivery.inbound import Inbound
-from chatd.delivery.session import Session
 from chatd.handlers.context import Context
-from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable, error_frame
+from chatd.handlers.endings import end_sessions, send_error
+from chatd.messages import ChatError, Errno, MsgId, ServiceUnavailable
 
 log = Logger()
 
 QUERY_TIMEOUT = 2.0
-KINDS = {"kicked": Errno.KICKED, "banned": Errno.BANNED}
 
 
 class _Owner:
@@ -58,6 +57,7 @@ class Operator:
         self.store = context.store
         self.hasher = context.hasher
         self.resume = context.resume
+        self.account_data = context.account_data
         self.stats = context.stats
         self.bus = context.router.bus
         self.node_id = node_id
@@ -155,6 +155,16 @@ class Operator:
         log.info("operator: set a new password for user {uid}", uid=user_id)
         return True
 
+    async def delete(self, user_id: int) -> bool:
+        """Delete the account as DELETE_ACCOUNT does; False when there is no such account."""
+        deleted = await self.account_data.delete(user_id)
+        log.info("operator: deleted user {uid}: {deleted}", uid=user_id, deleted=deleted)
+        return deleted
+
+    async def export(self, user_id: int) -> dict[str, Any] | None:
+        """The user's data (chatd-admin export); None when there is no such user."""
+        return await self.account_data.export(user_id)
+
     async def broadcast(self, text: str) -> None:
         """A notice to every session of every node."""
         self._notify_all(text)
@@ -187,14 +197,7 @@ class Operator:
                 self._notify_all(text)
 
     def _end(self, user_id: int, kind: str) -> None:
-        """Tell the user's sessions here (each device) why, then close them."""
-        for inbox in self.router.user_inboxes(user_id):
-            session = inbox.session
-            if session.proto == 2:
-                session.send({"msgid": MsgId.NOTICE, "kind": kind})
-            else:
-                self._error(session, ChatError(KINDS.get(kind, Errno.KICKED)))
-            session.close()
+        end_sessions(self.router, self.stats, user_id, kind)
 
     def _notify_all(self, text: str) -> None:
         for inbox in self.router.inboxes():
@@ -202,8 +205,4 @@ class Operator:
             if session.proto == 2:
                 session.send({"msgid": MsgId.NOTICE, "kind": "broadcast", "msg": text})
             else:
-                self._error(session, ChatError(Errno.OPERATOR_NOTICE, text))
-
-    def _error(self, session: Session, err: ChatError) -> None:
-        self.stats.error(err.errno)
-        session.send(error_frame(err))
+                send_error(session, self.stats, ChatError(Errno.OPERATOR_NOTICE, text))

@@ -21,10 +21,24 @@ def friend_view(friend_id: int, name: str, online: set[int]) -> dict[str, Any]:
     return {"id": friend_id, "name": name, "state": _state(friend_id in online)}
 
 
-def group_view(group: GroupRecord, online: set[int]) -> dict[str, Any]:
-    return {"groupid": group.id, "groupname": group.name, "groupdesc": group.desc,
-            "users": [{"id": m.id, "name": m.name, "state": _state(m.id in online),
-                       "role": m.role} for m in group.members]}
+# Roles as stored (the original server's words, plus "admin"), as each dialect shows them.
+ROLE_WORDS = {1: {"creator": "creator", "admin": "normal", "normal": "normal"},
+              2: {"creator": "owner", "admin": "admin", "normal": "member"}}
+
+
+def group_view(group: GroupRecord, online: set[int], proto: int = 2,
+               viewer: int | None = None) -> dict[str, Any]:
+    """A group with its members; proto 2 adds the viewer's own `role`, the announcement and
+    who may join."""
+    words = ROLE_WORDS[proto]
+    view: dict[str, Any] = {
+        "groupid": group.id, "groupname": group.name, "groupdesc": group.desc,
+        "users": [{"id": m.id, "name": m.name, "state": _state(m.id in online),
+                   "role": words.get(m.role, m.role)} for m in group.members]}
+    if proto == 2:
+        mine = next((m.role for m in group.members if m.id == viewer), "normal")
+        view.update(role=words[mine], announcement=group.announcement, join=group.join)
+    return view
 
 
 def friend_views(friends: list[tuple[int, str]], online: set[int], proto: int) -> list[Any]:
@@ -33,10 +47,11 @@ def friend_views(friends: list[tuple[int, str]], online: set[int], proto: int) -
     return views if proto == 2 else [encode_text(v) for v in views]
 
 
-def group_views(groups: list[GroupRecord], online: set[int], proto: int) -> list[Any]:
+def group_views(groups: list[GroupRecord], online: set[int], proto: int,
+                viewer: int | None = None) -> list[Any]:
     """Groups with members; the original dialect nests JSON strings and repeats the id as
     `id`, the key its client reads."""
-    views = [group_view(g, online) for g in groups]
+    views = [group_view(g, online, proto, viewer) for g in groups]
     if proto == 2:
         return views
     for view in views:

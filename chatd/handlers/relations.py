@@ -18,6 +18,7 @@ REFUSALS = {
     GroupChange.NOT_CREATOR: Errno.NOT_CREATOR,
     GroupChange.TARGET_NOT_MEMBER: Errno.TARGET_NOT_MEMBER,
     GroupChange.SELF: Errno.KICK_SELF,
+    GroupChange.OUTRANKED: Errno.OUTRANKED,
 }
 
 

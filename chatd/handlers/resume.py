@@ -27,13 +27,16 @@ class ResumeTokens:
             self._signer = TokenSigner(secret, self._lifetime, self._clock.seconds)
         return self._signer
 
-    async def issue(self, user_id: int) -> str:
-        return (await self._tokens()).issue(user_id)
+    async def issue(self, user_id: int, after_ms: int = 0) -> str:
+        return (await self._tokens()).issue(user_id, after_ms)
 
     async def valid(self, token: str, user: UserRecord) -> bool:
         return (await self._tokens()).valid(token, user.id, user.tokens_revoked)
 
-    async def revoke(self, user_id: int) -> None:
-        """Every resume token issued to the user so far stops working, on every node."""
+    async def revoke(self, user_id: int) -> int:
+        """Every resume token issued to the user so far stops working, on every node; the
+        time (ms) up to which they are revoked, for a token that must outlive the revocation."""
         tokens = await self._tokens()
-        await self.store.revoke_tokens(user_id, tokens.revocation_ms())
+        until = tokens.revocation_ms()
+        await self.store.revoke_tokens(user_id, until)
+        return until

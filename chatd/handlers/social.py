@@ -8,7 +8,8 @@ from twisted.logger import Logger
 
 from chatd.delivery.session import Session
 from chatd.handlers.context import Context
-from chatd.handlers.presence import friend_view, friend_views, group_view, group_views
+from chatd.handlers.joining import Joiner
+from chatd.handlers.presence import friend_view, friend_views, group_views
 from chatd.messages import ChatError, Errno, MsgId
 from chatd.store import NameTaken
 
@@ -25,6 +26,8 @@ class Social:
         self.blocks = context.blocks
         self.presence = context.presence
         self.mids = context.mids
+        self.friend_requests = context.friend_requests
+        self.joiner = Joiner(context)
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.ADD_FRIEND: self.add_friend, MsgId.CREATE_GROUP: self.create_group,
@@ -41,6 +44,7 @@ class Social:
         if friend is None:
             raise ChatError(Errno.NO_SUCH_USER)
         await self.quotas.check_friend(user_id, friend_id)
+        await self.friend_requests.admit(session, friend_id)
         await self.store.add_friend(user_id, friend_id)
         online = await self.presence.online(user_id, [friend_id])
         session.send({"msgid": MsgId.ADD_FRIEND_ACK, "errno": 0,
@@ -59,15 +63,8 @@ class Social:
         session.send({"msgid": MsgId.CREATE_GROUP_ACK, "errno": 0, "groupid": group_id})
 
     async def add_group(self, session: Session, req: dict[str, Any]) -> None:
-        user_id = session.user_id
-        await self.quotas.check_join(req["groupid"], user_id)
-        group = await self.store.join_group(req["groupid"], user_id, self.join_mark())
-        if group is None:
-            raise ChatError(Errno.NO_SUCH_GROUP)
-        self.router.group_changed(group.id)
-        online = await self.presence.online(user_id, [m.id for m in group.members])
-        session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0,
-                      "group": group_view(group, online)})
+        group = await self.joiner.join(session, req["groupid"], invited=False)
+        session.send({"msgid": MsgId.ADD_GROUP_ACK, "errno": 0, "group": group})
 
     async def friend_list(self, session: Session, req: dict[str, Any]) -> None:
         user_id = session.user_id
@@ -82,7 +79,7 @@ class Social:
         online = await self.presence.online(user_id,
                                             list({m.id for g in groups for m in g.members}))
         session.send({"msgid": MsgId.GROUP_LIST_ACK, "errno": 0,
-                      "groups": group_views(groups, online, session.proto)})
+                      "groups": group_views(groups, online, session.proto, user_id)})
 
     def join_mark(self) -> int:
         """The mid from which a member joining now reads a group's history: a fresh one, so

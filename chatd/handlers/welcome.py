@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from chatd.codec import decode, encode
 from chatd.delivery.inbox import Inbox
 from chatd.delivery.session import Session
+from chatd.handlers.befriending import request_views
 from chatd.handlers.context import Context
 from chatd.handlers.presence import friend_views, group_views, unread_views
 from chatd.messages import Errno, MsgId
@@ -61,7 +62,7 @@ class Welcome:
         reply = _login_reply(session, friends, groups, shown[:OFFLINE_IN_REPLY], online)
         if session.proto == 2:
             reply.update(token=token, unread=unread_views(welcome.unread),
-                         device=session.device)
+                         device=session.device, requests=request_views(welcome.requests))
         session.send(reply)
         self.stats.login(Errno.OK)
         after = OFFLINE_IN_REPLY
@@ -133,7 +134,7 @@ def _login_reply(session: Session, friends: list[tuple[int, str]], groups: list[
     proto = session.proto
     lists = (("offlinemsg", [item for item in offline if item is not None]),
              ("friends", friend_views(friends, online, proto)),
-             ("groups", group_views(groups, online, proto)))
+             ("groups", group_views(groups, online, proto, session.user_id)))
     for key, items in lists:
         if items or proto == 2:
             reply[key] = items

@@ -3,6 +3,7 @@
 from chatd.metrics import Stats
 from chatd.store.base import (
     GroupRecord,
+    JoinRefused,
     Member,
     NameTaken,
     Store,
@@ -14,8 +15,8 @@ from chatd.store.base import (
 from chatd.store.mysql import MySQLDialect
 from chatd.store.sqlite import SQLiteDialect
 
-__all__ = ["GroupRecord", "Member", "NameTaken", "Store", "StoreUnavailable", "Unread",
-           "UserDetails", "UserRecord", "open_store"]
+__all__ = ["GroupRecord", "JoinRefused", "Member", "NameTaken", "Store", "StoreUnavailable",
+           "Unread", "UserDetails", "UserRecord", "open_store"]
 
 
 def open_store(url: str, stats: Stats | None = None) -> Store:

@@ -12,9 +12,12 @@ from twisted.logger import Logger
 
 from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
+from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cutoff
 from chatd.store.batch import Batcher, each
+from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.relations import RelationQueries
+from chatd.store.roles import RoleQueries
 
 T = TypeVar("T")
 Cursor = Any
@@ -28,6 +31,10 @@ class StoreUnavailable(ServiceUnavailable):
 
 class NameTaken(Exception):
     """A unique name (user or group) is already in use."""
+
+
+class JoinRefused(Exception):
+    """ADD_GROUP to a group joined by invite only."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class GroupRecord:
     name: str
     desc: str
     members: list[Member] = field(default_factory=list)
+    announcement: str = ""
+    join: str = "open"  # who may join: "open" (anyone with the id) or "invite"
 
 
 @dataclass(frozen=True)
@@ -68,12 +77,13 @@ class UserDetails:
 @dataclass(frozen=True)
 class Welcome:
     """A user's friends (id, name), groups, first stored frames (mid, frame), the users who
-    blocked them, and (when asked for) their unread conversations."""
+    blocked them, and (when asked for) their unread conversations and friend requests."""
     friends: list[tuple[int, str]]
     groups: list[GroupRecord]
     offline: list[tuple[int, str]]
     blocked_by: set[int] = field(default_factory=set)
     unread: list[Unread] = field(default_factory=list)
+    requests: list[FriendRequestRecord] = field(default_factory=list)
 
 
 class Dialect(Protocol):
@@ -100,7 +110,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries):
+class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -115,7 +125,7 @@ class Store(HistoryQueries, RelationQueries):
         self._welcomes = Batcher("welcome", self._welcome_each, self._run_batch, call_later)
         q = dialect.sql
         ignore = dialect.insert_ignore
-        self._q_create_user = q("INSERT INTO User (name, password) VALUES (?, ?)")
+        self._q_create_user = q("INSERT INTO User (name, password, namekey) VALUES (?, ?, ?)")
         self._q_users = (
             "SELECT u.id, u.name, u.password, t.revoked, b.userid FROM User u"
             " LEFT JOIN TokenRevocation t ON t.userid = u.id"
@@ -134,12 +144,14 @@ class Store(HistoryQueries, RelationQueries):
         self._q_create_group = q("INSERT INTO AllGroup (groupname, groupdesc) VALUES (?, ?)")
         self._q_join = q(f"{ignore} INTO GroupUser (groupid, userid, grouprole, joined)"
                          " VALUES (?, ?, ?, ?)")
-        self._q_group = q("SELECT id, groupname, groupdesc FROM AllGroup WHERE id = ?")
+        self._q_group = q("SELECT id, groupname, groupdesc, announcement, joinmode"
+                          " FROM AllGroup WHERE id = ?")
         self._q_group_members = q(
             "SELECT u.id, u.name, gu.grouprole FROM GroupUser gu JOIN User u ON u.id = gu.userid"
             " WHERE gu.groupid = ? ORDER BY u.id")
         self._q_user_groups = q(
-            "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole"
+            "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole,"
+            " g.announcement, g.joinmode"
             " FROM GroupUser mine JOIN AllGroup g ON g.id = mine.groupid"
             " JOIN GroupUser gu ON gu.groupid = g.id JOIN User u ON u.id = gu.userid"
             " WHERE mine.userid = ? ORDER BY g.id, u.id")
@@ -163,6 +175,9 @@ class Store(HistoryQueries, RelationQueries):
         self._q_set_password = q("UPDATE User SET password = ? WHERE id = ?")
         self._prepare_history()
         self._prepare_relations()
+        self._prepare_accounts()
+        self._prepare_roles()
+        self._prepare_deletion()
 
     def close(self) -> None:
         self._pool.close()
@@ -205,12 +220,14 @@ class Store(HistoryQueries, RelationQueries):
         self.dialect.revive(cursor)
         return fn(cursor, *args)
 
-    async def create_user(self, name: str, password_hash: str) -> int:
-        """Insert a user and return the new id; NameTaken if the name exists."""
+    async def create_user(self, name: str, password_hash: str, name_key: str | None = None
+                          ) -> int:
+        """Insert a user and return the new id; NameTaken if the name exists. `name_key`:
+        chatd/names.py's key of the name."""
         def txn(c: Cursor) -> int:
             self.dialect.revive(c)
             try:
-                c.execute(self._q_create_user, (name, password_hash))
+                c.execute(self._q_create_user, (name, password_hash, name_key))
             except self.dialect.integrity_error as e:
                 raise NameTaken(name) from e
             return int(c.lastrowid)
@@ -334,19 +351,25 @@ class Store(HistoryQueries, RelationQueries):
             return group_id
         return await self._run("create_group", txn, retry=False)
 
-    async def join_group(self, group_id: int, user_id: int, joined: int = 0
-                         ) -> GroupRecord | None:
+    async def join_group(self, group_id: int, user_id: int, joined: int = 0,
+                         invited: bool = True) -> GroupRecord | None:
         """Add a normal member (repeating is harmless and keeps the first `joined`, the mid
-        from which the member reads the group's history); None when there is no group."""
+        from which the member reads the group's history); None when there is no group.
+        Without `invited` a group joined by invite only raises JoinRefused, unless the user
+        is a member already."""
         def txn(c: Cursor) -> GroupRecord | None:
             c.execute(self._q_group, (group_id,))
             row = c.fetchone()
             if row is None:
                 return None
+            if not invited and row[4] == "invite":
+                c.execute(self._q_role, (group_id, user_id))
+                if c.fetchone() is None:
+                    raise JoinRefused(group_id)
             c.execute(self._q_join, (group_id, user_id, "normal", joined))
             c.execute(self._q_group_members, (group_id,))
             members = [Member(int(r[0]), r[1], r[2]) for r in c.fetchall()]
-            return GroupRecord(int(row[0]), row[1], row[2], members)
+            return GroupRecord(int(row[0]), row[1], row[2], members, row[3], row[4])
         return await self._run("join_group", txn)
 
     async def user_groups(self, user_id: int) -> list[GroupRecord]:
@@ -356,10 +379,11 @@ class Store(HistoryQueries, RelationQueries):
     def _user_groups(self, c: Cursor, user_id: int) -> list[GroupRecord]:
         c.execute(self._q_user_groups, (user_id,))
         groups: dict[int, GroupRecord] = {}
-        for gid, gname, gdesc, uid, uname, role in c.fetchall():
+        for gid, gname, gdesc, uid, uname, role, announcement, join in c.fetchall():
             group = groups.get(gid)
             if group is None:
-                group = groups[gid] = GroupRecord(int(gid), gname, gdesc)
+                group = groups[gid] = GroupRecord(int(gid), gname, gdesc, [], announcement,
+                                                  join)
             group.members.append(Member(int(uid), uname, role))
         return list(groups.values())
 
@@ -423,7 +447,8 @@ class Store(HistoryQueries, RelationQueries):
         user_id, limit, unread = asked
         return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
                        self._offline(c, user_id, limit), self._blocked_by(c, user_id),
-                       self._unread(c, user_id) if unread else [])
+                       self._unread(c, user_id) if unread else [],
+                       self._requests_to(c, user_id, request_cutoff()))
 
     async def delete_offline(self, user_id: int, mids: Iterable[int]) -> None:
         """Forget stored frames the client has (delete on acknowledgement, not on send)."""

@@ -58,9 +58,44 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (userid, blockedid),
     KEY ix_block_blocked (blockedid)
 """ + TABLE),
+    # A user's own settings (SETTINGS); NULL: the node's default (--friend-requests,
+    # --discoverable), so that changing a default reaches everyone who never chose.
+    (30, """CREATE TABLE UserSetting (
+    userid INT UNSIGNED NOT NULL PRIMARY KEY,
+    friend_requests VARCHAR(8) NULL,
+    discoverable TINYINT NULL
+""" + TABLE),
+    # userid asked targetid to be friends at `created` (ms since the epoch); answered or
+    # expired requests are deleted.
+    (31, """CREATE TABLE FriendRequest (
+    userid INT UNSIGNED NOT NULL,
+    targetid INT UNSIGNED NOT NULL,
+    created BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (userid, targetid),
+    KEY ix_request_target (targetid, created)
+""" + TABLE),
+    # Shown at the top of the group (UPDATE_GROUP).
+    (32, "ALTER TABLE AllGroup ADD COLUMN announcement VARCHAR(1000) NOT NULL DEFAULT ''"),
+    # Who may join: 'open' (anyone with the id, as before) or 'invite' (JOIN_BY_INVITE).
+    (33, "ALTER TABLE AllGroup ADD COLUMN joinmode VARCHAR(8) NOT NULL DEFAULT 'open'"),
+    # The member's GROUP_CHAT is refused until this time (ms since the epoch; 0: never).
+    (34, "ALTER TABLE GroupUser ADD COLUMN muted BIGINT UNSIGNED NOT NULL DEFAULT 0"),
+    # Invite codes of groups, usable until `expires` (ms since the epoch) or revoked.
+    (35, """CREATE TABLE GroupInvite (
+    code VARCHAR(64) NOT NULL PRIMARY KEY,
+    groupid INT UNSIGNED NOT NULL,
+    expires BIGINT UNSIGNED NOT NULL,
+    KEY ix_invite_group (groupid)
+""" + TABLE),
+    # The user's name as chatd/names.py `key` makes it, to refuse look-alike names and to find
+    # users by name; NULL for users from before this step until the node fills it in.
+    (36, "ALTER TABLE User ADD COLUMN namekey VARCHAR(200) NULL"),
+    (37, "CREATE INDEX ix_user_namekey ON User (namekey)"),
+    # SET_PROFILE's bio.
+    (38, "ALTER TABLE User ADD COLUMN bio VARCHAR(500) NOT NULL DEFAULT ''"),
 ]
 
-LATEST = STEPS[-1][0]
+LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
 
 
 def _pending(applied: set[int]) -> list[tuple[int, str]]:

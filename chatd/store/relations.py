@@ -18,7 +18,12 @@ class GroupChange(Enum):
     NOT_MEMBER = "not a member"        # the one leaving or kicking
     NOT_CREATOR = "not the creator"    # the one kicking
     TARGET_NOT_MEMBER = "target not a member"
-    SELF = "kicking oneself"
+    SELF = "kicking oneself"           # or changing one's own role, muting oneself
+    NOT_OWNER = "not the owner"        # the one changing roles
+    NOT_ADMIN = "neither owner nor admin"
+    OUTRANKED = "an admin acting on the owner or an admin"
+    BAD_INVITE = "no such invite"
+    NAME_TAKEN = "the group name is in use"
 
 
 class RelationQueries:
@@ -38,7 +43,8 @@ class RelationQueries:
         self._q_leave = q("DELETE FROM GroupUser WHERE groupid = ? AND userid = ?")
         self._q_forget_marker = q("DELETE FROM ReadMarker WHERE userid = ? AND groupid = ?")
         self._q_senior = q(
-            "SELECT userid FROM GroupUser WHERE groupid = ? ORDER BY joined, userid LIMIT 1")
+            "SELECT userid FROM GroupUser WHERE groupid = ? ORDER BY"
+            " CASE grouprole WHEN 'admin' THEN 0 ELSE 1 END, joined, userid LIMIT 1")
         self._q_promote = q(
             "UPDATE GroupUser SET grouprole = 'creator' WHERE groupid = ? AND userid = ?")
         self._q_delete_group = q("DELETE FROM AllGroup WHERE id = ?")
@@ -54,35 +60,41 @@ class RelationQueries:
         return await self._run("remove_friend", txn)
 
     async def leave_group(self, group_id: int, user_id: int) -> GroupChange:
-        """The user leaves; a leaving creator hands the group to the member who joined
-        longest ago; the last one out deletes it."""
-        def txn(c: Cursor) -> GroupChange:
-            role = self._locked_role(c, group_id, user_id)
-            if isinstance(role, GroupChange):
-                return role
-            self._remove_member(c, group_id, user_id)
-            c.execute(self._q_senior, (group_id,))
-            heir = c.fetchone()
-            if heir is None:
-                c.execute(self._q_delete_group, (group_id,))
-            elif role == "creator":
-                c.execute(self._q_promote, (group_id, int(heir[0])))
-            return GroupChange.DONE
-        return await self._run("leave_group", txn)
+        """The user leaves; a leaving creator (owner) hands the group to the admin who
+        joined longest ago, or without admins to the member who did; the last one out
+        deletes it."""
+        return await self._run("leave_group", self._leave, group_id, user_id)
+
+    def _leave(self, c: Cursor, group_id: int, user_id: int) -> GroupChange:
+        role = self._locked_role(c, group_id, user_id)
+        if isinstance(role, GroupChange):
+            return role
+        self._remove_member(c, group_id, user_id)
+        c.execute(self._q_senior, (group_id,))
+        heir = c.fetchone()
+        if heir is None:
+            c.execute(self._q_delete_group, (group_id,))
+        elif role == "creator":
+            c.execute(self._q_promote, (group_id, int(heir[0])))
+        return GroupChange.DONE
 
     async def kick_member(self, group_id: int, by: int, user_id: int) -> GroupChange:
-        """The creator `by` removes `user_id` from the group."""
+        """The creator (owner) `by` removes `user_id` from the group; an admin removes a
+        plain member."""
         def txn(c: Cursor) -> GroupChange:
             role = self._locked_role(c, group_id, by)
             if isinstance(role, GroupChange):
                 return role
-            if role != "creator":
+            if role not in ("creator", "admin"):
                 return GroupChange.NOT_CREATOR
             if user_id == by:
                 return GroupChange.SELF
             c.execute(self._q_role, (group_id, user_id))
-            if c.fetchone() is None:
+            target = c.fetchone()
+            if target is None:
                 return GroupChange.TARGET_NOT_MEMBER
+            if role == "admin" and target[0] in ("creator", "admin"):
+                return GroupChange.OUTRANKED
             self._remove_member(c, group_id, user_id)
             return GroupChange.DONE
         return await self._run("kick_member", txn)

@@ -18,6 +18,7 @@ from chatd.connections import WEB, AddressCount, Connections, host
 from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
+from chatd.web.export import Exporter, ExportResource
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -110,13 +111,15 @@ class WebSite(Site):
 
 def web_factory(chat: ChatFactory, origins: frozenset[str],
                 trusted_proxies: frozenset[str] = frozenset(),
-                limits: WebLimits | None = None) -> WebSite:
+                limits: WebLimits | None = None, export: Exporter | None = None) -> WebSite:
     """The factory for the --web listener; `origins` empty means the site's own origin;
     `trusted_proxies` are the addresses whose X-Real-IP header names the client; `limits`
-    the --web-* limits (their defaults when None)."""
+    the --web-* limits (their defaults when None); `export` serves /export."""
     root = StaticFiles(STATIC)
     root.putChild(wiretable.PATH, wiretable.WireModule())
     root.putChild(b"ws", ChatSocketResource(chat, origins))
+    if export is not None:
+        root.putChild(b"export", ExportResource(export))
     return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits())
 
 

@@ -1,6 +1,7 @@
 // The chatd web client: proto-2 frames over /ws (docs/protocol.md). Every piece of user text
 // goes into the page through textContent, never as HTML.
 
+import * as accounts from "./accounts.js";
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
@@ -126,6 +127,7 @@ function loggedIn(ack) {
     conv.unread = Math.max(conv.unread, entry.count);
   }
   for (const frame of ack.offlinemsg || []) incoming(frame);
+  accounts.loggedIn(ack);
   for (const { frame } of state.outbox) connection.send(frame);
   $("auth").hidden = true;
   $("chat").hidden = false;
@@ -186,7 +188,7 @@ function received(f) {
       if (f.errno !== Errno.OK) sideStatus(f.errmsg);
       return connection.send({ msgid: MsgId.GROUP_LIST });
     case MsgId.NOTICE: return noticeArrived(f);
-    default: return undefined;
+    default: return accounts.frame(f);
   }
 }
 
@@ -339,14 +341,20 @@ function noticeArrived(f) {
     logged_in_elsewhere: "This device logged in elsewhere; this page is now offline.",
     banned: "This account is banned.",
     broadcast: f.msg || "",
+    password_changed: "Your password was changed on another device; please log in again.",
+    account_deleted: "This account was deleted.",
+    friend_added: `${f.friend?.name} accepted your friend request.`,
   };
+  if (f.kind === "friend_added") connection.send({ msgid: MsgId.FRIEND_LIST });
   showNotice(texts[f.kind] ?? `Notice: ${f.kind}`);
   if (f.kind === "kicked" && f.groupid) {
     state.groups.delete(f.groupid);
     if (state.active === `g:${f.groupid}`) closeConversation();
     renderLists();
   }
-  if (f.kind === "logged_in_elsewhere" || f.kind === "banned") connection.stop();
+  if (["logged_in_elsewhere", "banned", "password_changed", "account_deleted"].includes(f.kind)) {
+    connection.stop();
+  }
 }
 
 function loggedOut() {
@@ -400,6 +408,7 @@ function closeConversation() {
   $("conv-title").textContent = "Choose a conversation";
   $("conv-actions").replaceChildren();
   $("members").hidden = true;
+  accounts.groupShown(null);
   $("messages").replaceChildren();
   updateComposer();
   renderLists();
@@ -548,6 +557,7 @@ function renderActions(key) {
 }
 
 function renderMembers(key) {
+  accounts.groupShown(key);
   const list = $("members");
   if (!key.startsWith("g:")) {
     list.hidden = true;
@@ -555,11 +565,12 @@ function renderMembers(key) {
   }
   const group = state.groups.get(Number(key.slice(2)));
   const users = group?.users || [];
-  const mine = users.some((u) => u.id === state.me?.id && u.role === "creator");
+  const myRole = users.find((u) => u.id === state.me?.id)?.role;
+  const mayKick = (u) => myRole === "owner" || (myRole === "admin" && u.role === "member");
   list.replaceChildren(...users.map((u) => element("li", { class: u.state },
     element("span", { class: `presence ${u.state}`, "aria-label": u.state }),
-    element("span", { text: u.role === "creator" ? `${u.name} (creator)` : u.name }),
-    mine && u.id !== state.me.id
+    element("span", { text: u.role === "member" ? u.name : `${u.name} (${u.role})` }),
+    mayKick(u) && u.id !== state.me.id
       ? element("button", { type: "button", class: "kick", text: "Remove",
                             "aria-label": `Remove ${u.name}`, onclick: () => connection.send(
                               { msgid: MsgId.KICK_MEMBER, groupid: group.groupid, userid: u.id }) })
@@ -739,4 +750,5 @@ setInterval(() => {
 }, PRESENCE_EVERY_MS);
 
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);
+accounts.setup({ connection, state, element, showNotice, store, refresh: renderLists });
 connection.open();
