@@ -46,6 +46,10 @@ class MsgId(IntEnum):
     NOTICE = 37
     DEVICES = 38
     DEVICES_ACK = 39
+    UPLOAD = 40
+    UPLOAD_ACK = 41
+    MEDIA_URL = 42
+    MEDIA_URL_ACK = 43
 
 
 # The reply of each request that has one of its own; the request's refusals come in it too
@@ -57,7 +61,8 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.GROUP_LIST: MsgId.GROUP_LIST_ACK, MsgId.HISTORY: MsgId.HISTORY_ACK,
     MsgId.SYNC: MsgId.SYNC_ACK, MsgId.REMOVE_FRIEND: MsgId.REMOVE_FRIEND_ACK,
     MsgId.LEAVE_GROUP: MsgId.LEAVE_GROUP_ACK, MsgId.KICK_MEMBER: MsgId.KICK_MEMBER_ACK,
-    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK}
+    MsgId.BLOCK: MsgId.BLOCK_ACK, MsgId.DEVICES: MsgId.DEVICES_ACK,
+    MsgId.UPLOAD: MsgId.UPLOAD_ACK, MsgId.MEDIA_URL: MsgId.MEDIA_URL_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -115,6 +120,16 @@ class Errno(IntEnum):
     TOO_MANY_DEVICES = 166
     PEER_AND_GROUP = 167
     BINARY_MESSAGE = 180
+    UPLOAD_TOO_LARGE = 190
+    MEDIA_QUOTA = 191
+    MEDIA_NAME = 192
+    NO_WEB = 193
+    NO_SUCH_MEDIA = 194
+    MEDIA_INCOMPLETE = 195
+    BAD_SLOT = 196
+    MEDIA_MISMATCH = 197
+    BAD_IMAGE = 198
+    TOO_MANY_UPLOADS = 199
 
 
 ERRMSG: dict[Errno, str] = {
@@ -163,6 +178,16 @@ ERRMSG: dict[Errno, str] = {
     Errno.TOO_MANY_DEVICES: "too many devices online",
     Errno.PEER_AND_GROUP: "give peer or groupid, not both",
     Errno.BINARY_MESSAGE: "binary message: send each frame as one text message",
+    Errno.UPLOAD_TOO_LARGE: "the file is larger than the upload limit",
+    Errno.MEDIA_QUOTA: "media quota exceeded",
+    Errno.MEDIA_NAME: "file name or type not allowed",
+    Errno.NO_WEB: "uploads need the node's web listener",
+    Errno.NO_SUCH_MEDIA: "no such attachment",
+    Errno.MEDIA_INCOMPLETE: "the upload is not complete",
+    Errno.BAD_SLOT: "upload slot is not valid",
+    Errno.MEDIA_MISMATCH: "the file does not match its upload slot",
+    Errno.BAD_IMAGE: "the image is corrupt or too large",
+    Errno.TOO_MANY_UPLOADS: "too many uploads at once",
 }
 
 

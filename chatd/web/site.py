@@ -15,9 +15,11 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from chatd.connections import WEB, AddressCount, Connections, host
+from chatd.handlers.media import Media
 from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
+from chatd.web.media import DownloadResource, MediaRequest
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -87,8 +89,10 @@ class WebSite(Site):
     protocol = WebChannel
 
     def __init__(self, root: Resource, connections: Connections,
-                 trusted_proxies: frozenset[str], limits: WebLimits) -> None:
-        super().__init__(root, timeout=limits.idle_timeout)
+                 trusted_proxies: frozenset[str], limits: WebLimits,
+                 media: Media | None = None) -> None:
+        super().__init__(root, timeout=limits.idle_timeout, requestFactory=MediaRequest)
+        self.media = media  # uploads and downloads at /media (chatd/web/media.py)
         self.connections = connections
         self.trusted_proxies = trusted_proxies
         self.limits = limits
@@ -110,14 +114,16 @@ class WebSite(Site):
 
 def web_factory(chat: ChatFactory, origins: frozenset[str],
                 trusted_proxies: frozenset[str] = frozenset(),
-                limits: WebLimits | None = None) -> WebSite:
+                limits: WebLimits | None = None, media: Media | None = None) -> WebSite:
     """The factory for the --web listener; `origins` empty means the site's own origin;
     `trusted_proxies` are the addresses whose X-Real-IP header names the client; `limits`
-    the --web-* limits (their defaults when None)."""
+    the --web-* limits (their defaults when None); `media` the node's attachments."""
     root = StaticFiles(STATIC)
     root.putChild(wiretable.PATH, wiretable.WireModule())
     root.putChild(b"ws", ChatSocketResource(chat, origins))
-    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits())
+    if media is not None:
+        root.putChild(b"media", DownloadResource(media))
+    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits(), media)
 
 
 def parse_origins(value: str) -> frozenset[str]:
