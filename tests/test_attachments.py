@@ -55,7 +55,10 @@ def header(headers: Headers, name: bytes) -> str | None:
     return values[0].decode() if values else None
 
 
-class AttachmentTests(TestCase):
+class Uploading:
+    """A node on SQLite with a web listener, alice and bob, and alice's uploads to bob; a
+    mixin of TestCase, with the node's extra options from `node_args`."""
+
     timeout = 60
 
     async def setUp(self) -> None:
@@ -88,6 +91,9 @@ class AttachmentTests(TestCase):
                                               mime)
         self.assertEqual(status, 201, description)
         return description
+
+
+class AttachmentTests(Uploading, TestCase):
 
     async def test_a_photo_reaches_the_recipient_without_its_exif(self):
         photo = jpeg_with_gps()
