@@ -10,6 +10,7 @@ from typing import Any
 import ujson
 from PIL import Image
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -91,6 +92,9 @@ class Uploading:
                                               mime)
         self.assertEqual(status, 201, description)
         return description
+
+    def spooled(self) -> list[str]:
+        return os.listdir(os.path.join(self.store_dir, ".partial"))
 
 
 class AttachmentTests(Uploading, TestCase):
@@ -253,9 +257,6 @@ class AttachmentTests(Uploading, TestCase):
         status, body = await self.put(slot, b"x" * 200_000, "application/octet-stream")
         self.assertEqual((status, body["errno"]), (409, Errno.BAD_SLOT))
 
-    def spooled(self) -> list[str]:
-        return os.listdir(os.path.join(self.store_dir, ".partial"))
-
     # refusals of the message
 
     async def test_only_the_owners_complete_upload_can_be_sent(self):
@@ -289,3 +290,60 @@ def _gif() -> bytes:
     Image.new("P", (30, 20)).save(out, "GIF")
     return out.getvalue()
 
+
+
+class LimitsAndCleanupTests(Uploading, TestCase):
+    """The per-user upload limit, the quota as files go, and the background cleanup."""
+
+    def node_args(self) -> list[str]:
+        return ["--max-uploads-per-user", "1", "--history-days", "2"]
+
+    async def test_one_upload_at_a_time_per_user(self):
+        first = await self.slot("a.bin", b"x" * 100_000, "application/octet-stream")
+        second = await self.slot("b.bin", b"x" * 10, "application/octet-stream")
+        raw = await connect_raw(self, self.web.port)
+        raw.transport.write(b"PUT " + first["put"].encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: 100000\r\n\r\n" + b"x" * 1000)
+        while not self.spooled():
+            await deferLater(0.01)
+        status, body = await self.put(second, b"x" * 10, "application/octet-stream")
+        self.assertEqual((status, body["errno"]), (429, Errno.TOO_MANY_UPLOADS))
+        raw.transport.write(b"x" * 99_000)
+        while not raw.data.endswith(b"}"):
+            await deferLater(0.01)
+        self.assertIn(b"201 Created", raw.data)
+
+    async def test_unsent_uploads_go_after_a_day_and_sent_ones_with_their_history(self):
+        unsent = await self.upload("a.bin", b"a" * 600_000, "application/octet-stream")
+        sent = await self.upload("b.bin", b"b" * 600_000, "application/octet-stream")
+        self.alice.send({"msgid": MsgId.ONE_CHAT, "to": self.bob.user_id, "msg": "",
+                         "attachment": {"id": sent["id"]}})
+        await self.bob.recv(MsgId.ONE_CHAT)
+        self.assertEqual(await self.upload_errno(900_000), Errno.MEDIA_QUOTA)
+        await self.later(1.5)
+        self.assertEqual((await http(b"GET", unsent["url"]))[0], 404)
+        self.assertEqual((await http(b"GET", sent["url"]))[0], 200)
+        self.assertEqual(await self.upload_errno(900_000), Errno.OK)
+        await self.later(2.5)
+        self.assertEqual((await http(b"GET", sent["url"]))[0], 404)
+        self.assertEqual(self.stored(), [])
+
+    async def upload_errno(self, size: int) -> int:
+        ack = await self.alice.request({"msgid": MsgId.UPLOAD, "name": "c.bin", "size": size,
+                                        "mime": "text/plain", "to": self.bob.user_id},
+                                       MsgId.UPLOAD_ACK)
+        return ack["errno"]  # type: ignore[no-any-return]
+
+    async def later(self, days: float) -> None:
+        """Run the cleanup as it would run `days` from now."""
+        media = self.node.node.media
+        clock = Clock()
+        clock.advance(reactor.seconds() + days * 86400)
+        real, media.clock = media.clock, clock
+        try:
+            await media.clean()
+        finally:
+            media.clock = real
+
+    def stored(self) -> list[str]:
+        return [name for _, _, names in os.walk(self.store_dir) for name in names]

@@ -34,7 +34,9 @@ def _json(request: Request, status: int, body: dict[str, Any]) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(body).encode()
+    data = json.dumps(body).encode()
+    request.setHeader(b"content-length", b"%d" % len(data))
+    return data
 
 
 class MediaRequest(SiteRequest):
