@@ -36,6 +36,12 @@ class ClusterAttachmentTests(TestCase):
                                      "to": bob.user_id}, MsgId.UPLOAD_ACK))["upload"]
         status, _, _ = await http(b"PUT", web1 + slot["put"], photo)
         self.assertEqual(status, 201)
+        big = os.urandom(3 << 20)  # past nginx's default client_max_body_size of 1 MiB
+        other = (await alice.request({"msgid": MsgId.UPLOAD, "name": "big.bin",
+                                      "size": len(big), "mime": "application/octet-stream",
+                                      "to": bob.user_id}, MsgId.UPLOAD_ACK))["upload"]
+        status, _, _ = await http(b"PUT", cluster.nginx.url.rstrip("/") + other["put"], big)
+        self.assertEqual(status, 201, "through nginx")
         alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "from n1",
                     "attachment": {"id": slot["id"]}})
         got = (await bob.recv(MsgId.ONE_CHAT, msg="from n1"))["attachment"]
