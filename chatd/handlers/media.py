@@ -132,7 +132,8 @@ class Media:
             return None
         expires = int(self.clock.seconds()) + self.limits.slot_lifetime
         sig = sign(secret, f"upload|{row.id}|{owner}|{expires}".encode())
-        return {"id": row.id, "put": f"{UPLOAD_PREFIX}{row.id}?u={owner}&e={expires}&s={sig}",
+        put = f"{UPLOAD_PREFIX}{row.id}?u={owner}&e={expires}&s={sig}"
+        return {"id": row.id, "put": put, "url": self.limits.base_url + put,
                 "expires": expires * 1000}
 
     def begin(self, media_id: str, args: dict[str, str], length: int | None,
