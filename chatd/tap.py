@@ -511,9 +511,11 @@ def media_url(options: Options) -> str:
     """--media-url, or the --web listener's http://interface:port ("" without --web)."""
     if options["media-url"] or not options["web"]:
         return str(options["media-url"]).rstrip("/")
-    fields = dict(f.split("=", 1) for f in options["web"].split(":") if "=" in f)
-    port = next((f for f in options["web"].split(":")[1:] if f.isdigit()), "80")
-    return f"http://{fields.get('interface', '127.0.0.1')}:{port}"
+    parts = options["web"].split(":")
+    fields = dict(f.split("=", 1) for f in parts if "=" in f)
+    port = next((f for f in parts[1:] if f.isdigit()), "80")
+    scheme = "https" if parts[0] == "ssl" else "http"
+    return f"{scheme}://{fields.get('interface', '127.0.0.1')}:{port}"
 
 
 def web_limits(options: Options) -> WebLimits:
