@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -152,6 +153,46 @@ class Redis:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3:
+    """A private S3-compatible server (moto's standalone server, `moto[server]`) on a free
+    port, with one bucket; the test credentials go in the environment boto3 reads."""
+
+    BUCKET = "chatd-media"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The --media-store URL of its bucket."""
+        return f"s3://{self.BUCKET}?endpoint={self.endpoint}&region=us-east-1"
+
+    def start(self) -> None:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "chatd-test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "chatd-test")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.proc, START_TIMEOUT, "moto_server")
+        import boto3
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1"
+                     ).create_bucket(Bucket=self.BUCKET)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
 
 
 def wait_for_redis(port: int, proc: subprocess.Popen, what: str) -> None:

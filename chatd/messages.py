@@ -72,6 +72,10 @@ class MsgId(IntEnum):
     DELETE_ACCOUNT_ACK = 83
     SETTINGS = 84
     SETTINGS_ACK = 85
+    UPLOAD = 40
+    UPLOAD_ACK = 41
+    MEDIA_URL = 42
+    MEDIA_URL_ACK = 43
 
 
 # The reply of each request that has one of its own; the request's refusals come in it too
@@ -89,7 +93,8 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.UPDATE_GROUP: MsgId.UPDATE_GROUP_ACK, MsgId.MUTE_MEMBER: MsgId.MUTE_MEMBER_ACK,
     MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK,
     MsgId.SET_PROFILE: MsgId.SET_PROFILE_ACK, MsgId.GET_PROFILE: MsgId.GET_PROFILE_ACK,
-    MsgId.FIND_USER: MsgId.FIND_USER_ACK, MsgId.DELETE_ACCOUNT: MsgId.DELETE_ACCOUNT_ACK}
+    MsgId.FIND_USER: MsgId.FIND_USER_ACK, MsgId.DELETE_ACCOUNT: MsgId.DELETE_ACCOUNT_ACK,
+    MsgId.UPLOAD: MsgId.UPLOAD_ACK, MsgId.MEDIA_URL: MsgId.MEDIA_URL_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -164,6 +169,16 @@ class Errno(IntEnum):
     AVATAR_UNAVAILABLE = 234
     FIND_RATE = 235
     ACCOUNT_DELETED = 236
+    UPLOAD_TOO_LARGE = 190
+    MEDIA_QUOTA = 191
+    MEDIA_NAME = 192
+    NO_WEB = 193
+    NO_SUCH_MEDIA = 194
+    MEDIA_INCOMPLETE = 195
+    BAD_SLOT = 196
+    MEDIA_MISMATCH = 197
+    BAD_IMAGE = 198
+    TOO_MANY_UPLOADS = 199
 
 
 ERRMSG: dict[Errno, str] = {
@@ -229,6 +244,16 @@ ERRMSG: dict[Errno, str] = {
     Errno.AVATAR_UNAVAILABLE: "avatars are not available yet",
     Errno.FIND_RATE: "too many searches, retry later",
     Errno.ACCOUNT_DELETED: "the account was deleted",
+    Errno.UPLOAD_TOO_LARGE: "the file is larger than the upload limit",
+    Errno.MEDIA_QUOTA: "media quota exceeded",
+    Errno.MEDIA_NAME: "file name or type not allowed",
+    Errno.NO_WEB: "uploads need the node's web listener",
+    Errno.NO_SUCH_MEDIA: "no such attachment",
+    Errno.MEDIA_INCOMPLETE: "the upload is not complete",
+    Errno.BAD_SLOT: "upload slot is not valid",
+    Errno.MEDIA_MISMATCH: "the file does not match its upload slot",
+    Errno.BAD_IMAGE: "the image is corrupt or too large",
+    Errno.TOO_MANY_UPLOADS: "too many uploads at once",
 }
 
 

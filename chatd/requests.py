@@ -3,7 +3,7 @@
 import unicodedata
 from typing import Any
 
-from chatd.messages import LOGIN, ONE_CHAT, RECV_ACK, ChatError, Errno, MsgId
+from chatd.messages import GROUP_CHAT, LOGIN, ONE_CHAT, RECV_ACK, ChatError, Errno, MsgId
 
 MAX_INT = (1 << 63) - 1
 MAX_ACK_MIDS = 1000
@@ -56,6 +56,13 @@ class BoolField(Field):
     kind = bool
 
 
+class DictField(Field):
+    """A JSON object; `low` and `high` bound its number of keys (its part checks the rest)."""
+
+    __slots__ = ()
+    kind = dict
+
+
 def _check_unicode(field: str, value: str) -> None:
     """JSON may escape a lone surrogate (\\ud800); such text cannot be sent on as UTF-8."""
     try:
@@ -90,7 +97,8 @@ def _int(name: str, required: bool = True, low: int = 1, high: int = MAX_INT) ->
 
 USER_ID = _int("id", required=False)
 PASSWORD = StrField("password", 1, 128)
-MSG = StrField("msg", 1, 32768)
+MSG = StrField("msg", 0, 32768)  # "" only with an attachment (_chat)
+ATTACHMENT = DictField("attachment", 1, 8, required=False)
 TIME = StrField("time", 0, 64, required=False)
 CID = StrField("cid", 1, 64, required=False)
 
@@ -101,12 +109,12 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
                   NameField("device", 1, 64, required=False)),
     MsgId.LOGOUT: (USER_ID,),
     MsgId.REG: (NameField("name", 1, 50), PASSWORD),
-    MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID),
+    MsgId.ONE_CHAT: (USER_ID, _int("to"), MSG, TIME, CID, ATTACHMENT),
     MsgId.ADD_FRIEND: (USER_ID, _int("friendid")),
     MsgId.CREATE_GROUP: (USER_ID, NameField("groupname", 1, 50),
                          StrField("groupdesc", 0, 200, required=False)),
     MsgId.ADD_GROUP: (USER_ID, _int("groupid")),
-    MsgId.GROUP_CHAT: (USER_ID, _int("groupid"), MSG, TIME, CID),
+    MsgId.GROUP_CHAT: (USER_ID, _int("groupid"), MSG, TIME, CID, ATTACHMENT),
     MsgId.RECV_ACK: (_int("mid", required=False),
                      IntListField("mids", 1, MAX_ACK_MIDS, required=False)),
     MsgId.HEARTBEAT: (),
@@ -144,6 +152,9 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.GET_PROFILE: (USER_ID, _int("userid")),
     MsgId.FIND_USER: (USER_ID, NameField("name", 1, 50)),
     MsgId.DELETE_ACCOUNT: (USER_ID, PASSWORD),
+    MsgId.UPLOAD: (USER_ID, StrField("name", 1, 255), _int("size"), StrField("mime", 3, 127),
+                   _int("to", required=False), _int("groupid", required=False)),
+    MsgId.MEDIA_URL: (USER_ID, StrField("media", 1, 64)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.
@@ -168,6 +179,19 @@ def _one_conversation(frame: dict[str, Any]) -> None:
         raise ChatError(Errno.MISSING_FIELD, "peer")
 
 
+def _chat(frame: dict[str, Any]) -> None:
+    if not frame["msg"] and "attachment" not in frame:
+        raise ChatError(Errno.OUT_OF_RANGE, "msg")
+
+
+def _one_target(frame: dict[str, Any]) -> None:
+    to, group_id = frame.get("to"), frame.get("groupid")
+    if to is not None and group_id is not None:
+        raise ChatError(Errno.OUT_OF_RANGE, "groupid")
+    if to is None and group_id is None:
+        raise ChatError(Errno.MISSING_FIELD, "to")
+
+
 def _recv_ack(frame: dict[str, Any]) -> None:
     mids = frame.get("mids")
     if mids is None and frame.get("mid") is None:
@@ -177,7 +201,8 @@ def _recv_ack(frame: dict[str, Any]) -> None:
 
 
 # Rules across fields, by msgid: a dictionary lookup instead of a comparison per rule.
-_ACROSS = {LOGIN: _login, RECV_ACK: _recv_ack,
+_ACROSS = {LOGIN: _login, RECV_ACK: _recv_ack, ONE_CHAT: _chat, GROUP_CHAT: _chat,
+           MsgId.UPLOAD: _one_target,
            **dict.fromkeys(ONE_CONVERSATION, _one_conversation)}
 
 

@@ -10,7 +10,9 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 
 from chatd.admin import admin_site
 from chatd.cluster import open_bus
@@ -31,6 +33,7 @@ from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.delivery.session import Session
 from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
+from chatd.handlers.attachments import Attachments, original_line
 from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
 from chatd.handlers.blocks import BlockFollower, Blocks
 from chatd.handlers.chat import Chat
@@ -39,6 +42,15 @@ from chatd.handlers.context import Context
 from chatd.handlers.conversations import Conversations
 from chatd.handlers.friendrequests import Requests
 from chatd.handlers.groupadmin import GroupAdmin
+from chatd.handlers.media import (
+    DEFAULT_MAX_UPLOAD,
+    DEFAULT_QUOTA,
+    DEFAULT_SLOT_LIFETIME,
+    DEFAULT_UPLOADS_PER_USER,
+    DEFAULT_URL_LIFETIME,
+    Media,
+    MediaLimits,
+)
 from chatd.handlers.members import GroupMembers
 from chatd.handlers.naming import Naming
 from chatd.handlers.operator import Operator
@@ -67,6 +79,7 @@ from chatd.handlers.throttle import (
     ThrottleLimits,
 )
 from chatd.logformat import FORMATS, use_chatd_logs
+from chatd.media import open_media_store
 from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.protocol import (
@@ -93,6 +106,8 @@ from chatd.web.channel import DEFAULT_IDLE_TIMEOUT as DEFAULT_WEB_IDLE_TIMEOUT
 from chatd.web.site import parse_origins, web_factory
 
 DEFAULT_DB = "sqlite:chatd.sqlite3"
+DEFAULT_MEDIA_STORE = "file:media"
+MEDIA_THREADS = 4  # Pillow and boto3 work, off the reactor
 IDENTIFY_RETRY = 5.0  # seconds between attempts to read the database's identity
 # Twisted's default listen backlog of 50 makes a storm of thousands of (re)connecting clients
 # wait for SYN retransmits (seconds each); the kernel caps this by net.core.somaxconn.
@@ -175,6 +190,26 @@ class Options(usage.Options):
         ["web-max-uploads-per-address", None, DEFAULT_MAX_UPLOADS_PER_ADDRESS,
          "Request bodies being received at once from one client address (1-100000); one "
          "more gets 429 and is closed.", int],
+        ["media-store", None, DEFAULT_MEDIA_STORE,
+         "Where attachments' bytes go: file:DIR (relative to the working directory; a "
+         "directory every node shares in a cluster) or s3://BUCKET?endpoint=URL&region=R "
+         "(credentials from the standard AWS environment variables or files)."],
+        ["media-url", None, "",
+         "Base URL of the web listener as clients reach it (e.g. https://chat.example.com), "
+         "for attachments' links; default http:// and --web's interface (127.0.0.1) and port."],
+        ["max-upload", None, DEFAULT_MAX_UPLOAD,
+         "Largest attachment in bytes (1-10737418240); larger gets errno 190. Keep nginx's "
+         "client_max_body_size equal.", int],
+        ["media-quota", None, DEFAULT_QUOTA,
+         "Bytes of attachments one user may keep (1-1099511627776); more gets errno 191.",
+         int],
+        ["media-url-lifetime", None, DEFAULT_URL_LIFETIME,
+         "Seconds an attachment's signed download URL stays valid (60-31536000).", int],
+        ["upload-slot-lifetime", None, DEFAULT_SLOT_LIFETIME,
+         "Seconds an upload slot may be used after UPLOAD (10-86400).", int],
+        ["max-uploads-per-user", None, DEFAULT_UPLOADS_PER_USER,
+         "Upload bodies of one user being received at once (1-1000); one more gets HTTP "
+         "429 (errno 199).", int],
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none. The "
          "same on every node of a cluster.", int],
@@ -287,6 +322,11 @@ class Options(usage.Options):
         _check_range("web-max-header-size", self["web-max-header-size"], 1024, 1 << 20)
         _check_range("web-max-uploads-per-address", self["web-max-uploads-per-address"], 1,
                      100_000)
+        _check_range("max-upload", self["max-upload"], 1, 10 << 30)
+        _check_range("media-quota", self["media-quota"], 1, 1 << 40)
+        _check_range("media-url-lifetime", self["media-url-lifetime"], 60, 365 * 86400)
+        _check_range("upload-slot-lifetime", self["upload-slot-lifetime"], 10, 86400)
+        _check_range("max-uploads-per-user", self["max-uploads-per-user"], 1, 1000)
         _check_range("hash-wait", self["hash-wait"], 0.1, 600)
         _check_range("login-failures", self["login-failures"], 1, 1000)
         _check_range("address-failures", self["address-failures"], 1, 100_000)
@@ -347,8 +387,9 @@ class ChatNode(MultiService):
     what was in flight) before the database pool closes."""
 
     def __init__(self, context: Context, factory: ChatFactory, end: Callable[[Session], None],
-                 operator: Operator) -> None:
+                 operator: Operator, media: Media) -> None:
         super().__init__()
+        self.media = media
         self.context = context
         self.store, self.hasher, self.router = context.store, context.hasher, context.router
         self.history, self.stats = context.history, context.stats
@@ -361,6 +402,7 @@ class ChatNode(MultiService):
         self.hasher.start()
         self.router.start()
         self.history.start()
+        self.media.start()
         super().startService()
         agreement = self.router.bus.agreement
         if agreement is not None:
@@ -389,6 +431,7 @@ class ChatNode(MultiService):
             session.transport.loseConnection()
         await self.router.stop()
         await self.history.stop()
+        self.media.stop()
         self.hasher.stop()
         self.store.close()
 
@@ -468,11 +511,16 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     context = build_context(options, reactor)
     router = context.router
     accounts, chat = Accounts(context), Chat(context)
+    media = build_media(options, context, reactor)
+    attachments = Attachments(context, media)
+    context.composer.register(attachments)
+    router.dialect.field(attachments.field, original_line)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
                 **Conversations(context).handlers(), **Relations(context).handlers(),
                 **OwnAccount(context).handlers(), **Requests(context).handlers(),
                 **GroupAdmin(context).handlers(),
-                **Profiles(context, options["max-finds"]).handlers()}
+                **Profiles(context, options["max-finds"]).handlers(),
+                **attachments.handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
     router.on.group_changed.connect(context.roles.forget)
@@ -486,7 +534,35 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
                           options["max-frame"], options["idle-timeout"],
                           options["max-send-buffer"], options["login-timeout"])
     return ChatNode(context, factory, accounts.end,
-                    Operator(context, inbound, options["node-id"]))
+                    Operator(context, inbound, options["node-id"]), media)
+
+
+def build_media(options: Options, context: Context, reactor: Any) -> Media:
+    """The node's attachments: the media store on a thread pool of its own (started and
+    stopped with the node) and the --media-* limits."""
+    pool = ThreadPool(0, MEDIA_THREADS, "chatd-media")
+
+    def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, pool, fn, *args, **kwargs)
+    files = open_media_store(options["media-store"], run)
+    limits = MediaLimits(
+        max_upload=options["max-upload"], quota=options["media-quota"],
+        url_lifetime=options["media-url-lifetime"],
+        slot_lifetime=options["upload-slot-lifetime"],
+        uploads_per_user=options["max-uploads-per-user"],
+        history_days=options["history-days"], base_url=media_url(options))
+    return Media(context.store, files, run, context.clock, limits, pool)
+
+
+def media_url(options: Options) -> str:
+    """--media-url, or the --web listener's http://interface:port ("" without --web)."""
+    if options["media-url"] or not options["web"]:
+        return str(options["media-url"]).rstrip("/")
+    parts = options["web"].split(":")
+    fields = dict(f.split("=", 1) for f in parts if "=" in f)
+    port = next((f for f in parts[1:] if f.isdigit()), "80")
+    scheme = "https" if parts[0] == "ssl" else "http"
+    return f"{scheme}://{fields.get('interface', '127.0.0.1')}:{port}"
 
 
 def web_limits(options: Options) -> WebLimits:
@@ -532,7 +608,7 @@ def makeService(options: Options) -> IService:
             admin_listener(node, options, reactor).setServiceParent(node)
         if options["web"]:
             site = web_factory(node.factory, options["web-origin"],
-                               options["web-trusted-proxy"], web_limits(options),
+                               options["web-trusted-proxy"], web_limits(options), node.media,
                                node.context.account_data.export_by_token)
             Listener(options["web"], site, reactor, "--web").setServiceParent(node)
     except ValueError as e:

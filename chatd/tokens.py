@@ -53,5 +53,16 @@ class TokenSigner:
         return int(self._clock() * 1000)
 
     def _sign(self, user_id: int, issued: int) -> str:
-        mac = hmac.new(self._secret, b"chatd-token|%d|%d" % (user_id, issued), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()[:_SIG_BYTES]).decode("ascii")
+        return sign(self._secret, b"chatd-token|%d|%d" % (user_id, issued))
+
+
+def sign(secret: bytes, message: bytes) -> str:
+    """The cluster's signature of `message` (HMAC-SHA256, URL-safe base64): resume tokens,
+    and the upload slots and download URLs of attachments."""
+    mac = hmac.new(secret, message, hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:_SIG_BYTES]).decode("ascii")
+
+
+def signed(secret: bytes, message: bytes, signature: str) -> bool:
+    """Whether `signature` is `sign(secret, message)`, compared in constant time."""
+    return hmac.compare_digest(signature.encode("ascii", "replace"), sign(secret, message).encode())

@@ -135,6 +135,29 @@ class Devices:
 
 
 @dataclass(frozen=True)
+class SendFile:
+    """`sendfile:ID:PATH` to a user, `sendgroupfile:GROUPID:PATH` to a group."""
+
+    target: int
+    path: str
+    group: bool = False
+
+    def __str__(self) -> str:
+        return f"{'sendgroupfile' if self.group else 'sendfile'}:{self.target}:{self.path}"
+
+
+@dataclass(frozen=True)
+class GetFile:
+    """`getfile:MID[:PATH]`: save the attachment of a message shown."""
+
+    mid: int
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"getfile:{self.mid}" + (f":{self.path}" if self.path else "")
+
+
+@dataclass(frozen=True)
 class Quit:
     def __str__(self) -> str:
         return "quit"
@@ -173,7 +196,8 @@ class AskRegister:
 
 
 Command = (Help | Chat | AddFriend | CreateGroup | AddGroup | GroupChat | Loginout | Friends
-           | Groups | History | RemoveFriend | LeaveGroup | Kick | Block | Devices | Quit)
+           | Groups | History | RemoveFriend | LeaveGroup | Kick | Block | Devices | SendFile
+           | GetFile | Quit)
 MenuChoice = Login | Register | AskLogin | AskRegister | Quit
 
 USAGE: dict[str, str] = {
@@ -194,6 +218,9 @@ USAGE: dict[str, str] = {
     "block": "block:userid",
     "unblock": "unblock:userid",
     "devices": "devices",
+    "sendfile": "sendfile:friendid:path",
+    "sendgroupfile": "sendgroupfile:groupid:path",
+    "getfile": "getfile:mid[:path]",
     "quit": "quit",
 }
 
@@ -312,6 +339,20 @@ def _history(group: bool) -> Callable[[str | None], History]:
     return parse
 
 
+def _send_file(group: bool) -> Callable[[str | None], SendFile]:
+    def parse(rest: str | None) -> SendFile:
+        target, colon, path = (rest or "").partition(":")
+        if not path:
+            raise CommandError("missing path")
+        return SendFile(parse_id(target, "groupid" if group else "friendid"), path, group)
+    return parse
+
+
+def _get_file(rest: str | None) -> GetFile:
+    mid, _, path = (rest or "").partition(":")
+    return GetFile(parse_id(mid, "mid"), path)
+
+
 def _kick(rest: str | None) -> Kick:
     group, colon, user = (rest or "").partition(":")
     if not colon:
@@ -337,5 +378,8 @@ _PARSERS: dict[str, Callable[[str | None], Command]] = {
     "block": lambda rest: Block(parse_id(rest, "userid")),
     "unblock": lambda rest: Block(parse_id(rest, "userid"), block=False),
     "devices": _no_argument(Devices()),
+    "sendfile": _send_file(group=False),
+    "sendgroupfile": _send_file(group=True),
+    "getfile": _get_file,
     "quit": _no_argument(Quit()),
 }

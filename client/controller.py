@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred
 
 from client import accounts, commands, display
 from client.commands import CommandError
+from client.files import FileFailed
 from client.history import HistoryFailed
 from client.protocol import Frame
 from client.session import Outgoing, RequestFailed, Session
@@ -156,6 +157,11 @@ class Controller:
                 if await ask(f"{command} failed", session.block(user_id, block)):
                     word = "blocked" if block else "unblocked"
                     show([f"{word}: {display.user(session.person(user_id))}"])
+            case commands.SendFile(target, path, group):
+                await self._files(session.files.send(
+                    {"groupid" if group else "to": target}, path, str(command)))
+            case commands.GetFile(mid, path):
+                await self._files(session.files.get(mid, path or None), f"{command} saved")
             case commands.Devices():
                 if reply := await ask(f"{command} failed", session.devices()):
                     show(display.devices(reply.get("devices") or [], session.device))
@@ -189,6 +195,19 @@ class Controller:
         self._console.show([display.info(f"waiting up to {DRAIN_TIMEOUT:.0f} s for the "
                                          f"server to confirm {waiting} message(s)")])
         return await self._session.drain(DRAIN_TIMEOUT)
+
+    async def _files(self, work: Coroutine[Any, Any, Any], done: str = "") -> None:
+        """A file command: its failure shown, and with `done` its result."""
+        try:
+            result = await work
+        except (FileFailed, RequestFailed, OSError) as failure:
+            self._console.show([display.error(f"{failure}")])
+            return
+        except Exception as failure:  # the HTTP client's connection errors
+            self._console.show([display.error(f"file transfer failed: {failure}")])
+            return
+        if done:
+            self._console.show([f"{done}: {result}"])
 
     async def _ask(self, context: str, request: Coroutine[Any, Any, Frame]) -> Frame | None:
         """The reply when the request succeeded; otherwise None, and the user is told why."""

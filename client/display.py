@@ -31,6 +31,9 @@ _HELP: dict[str, str] = {
     "block": "refuse a user's messages, typing and friend requests / 屏蔽用户",
     "unblock": "stop blocking a user / 取消屏蔽",
     "devices": "list your devices that are online / 在线设备",
+    "sendfile": "send a photo or file to a user / 发送文件",
+    "sendgroupfile": "send a photo or file to a group / 发送群文件",
+    "getfile": "save the attachment of a message / 保存文件",
     "quit": "leave the client / 退出",
 }
 NOTICES: dict[str, str] = {
@@ -98,10 +101,27 @@ def message(frame: Frame, received_at: str, to: Frame | None = None) -> str:
     the peer `to`: `[1]me said to [12]alice: hi`."""
     when = clean(frame.get("time") or received_at)
     said = f"said to {user(to)}" if to is not None else "said"
-    line = f"{when} {user(frame)} {said}: {clean(frame.get('msg'))}"
+    text = clean(frame.get("msg"))
+    if isinstance(frame.get("attachment"), dict):
+        text += (" " if text else "") + (f"{attachment(frame['attachment'])} "
+                                         f"(getfile:{clean(frame.get('mid'))})")
+    line = f"{when} {user(frame)} {said}: {text}"
     if frame.get("msgid") == MsgId.GROUP_CHAT:
         return f"群消息[{clean(frame.get('groupid'))}]:{line}"
     return line
+
+
+def size_text(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    return f"{size / 1024:.1f} KB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MB"
+
+
+def attachment(description: Frame) -> str:
+    """`[cat.jpg, 47.1 KB] URL`: a received photo or file."""
+    size = description.get("size")
+    return (f"[{clean(description.get('name'))}, "
+            f"{size_text(size if isinstance(size, int) else 0)}] {clean(description.get('url'))}")
 
 
 def unread(entry: Frame, name: Frame) -> str:

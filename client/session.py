@@ -26,6 +26,7 @@ from chatd.messages import REPLY, Errno, MsgId
 from client import display
 from client.accounts import describe_event
 from client.conversations import Conversations
+from client.files import Files
 from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import ChatConnection, Frame
 from client.state import LastMids
@@ -146,6 +147,7 @@ class Session:
         self.friends: list[Frame] = []
         self.groups: list[Frame] = []
         self.requests: list[Frame] = []  # friend requests waiting for the user's answer
+        self.files = Files(self.request, self.send_attachment, show)
 
     @property
     def logged_in(self) -> bool:
@@ -262,6 +264,12 @@ class Session:
 
     def group_chat(self, group_id: int, msg: str, text: str) -> None:
         self._send_chat({"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}, text)
+
+    def send_attachment(self, target: Frame, media_id: str, text: str) -> None:
+        """A chat message to `target` ({"to": id} or {"groupid": id}) carrying an upload."""
+        msgid = MsgId.ONE_CHAT if "to" in target else MsgId.GROUP_CHAT
+        self._send_chat({"msgid": msgid, **target, "msg": "", "attachment": {"id": media_id}},
+                        text)
 
     def _send_chat(self, fields: Frame, text: str) -> None:
         cid = next(self._cids)
@@ -496,6 +504,7 @@ class Session:
             keys.append(("cid", frame.get("id"), frame["cid"]))
         if self._seen.add(keys):
             self._remember([frame])
+            self.files.seen(frame)
             self._show([self.describe(frame)])
             self.conversations.shown(frame)
         return frame.get("mid")

@@ -1,6 +1,7 @@
 """Integration harness: a real chatd node in this process on a loopback port, and a wire client
 that speaks to it over real TCP or over a real WebSocket."""
 
+from dataclasses import replace
 from typing import Any
 
 import ujson
@@ -66,13 +67,16 @@ class WebNode:
 
 async def serve_web(case: TestCase, node: Node, origins: frozenset[str] = frozenset(),
                     trusted_proxies: frozenset[str] = frozenset()) -> WebNode:
-    """Add a web listener (static client and /ws) to a started node, with the --web-*
-    limits of its options."""
+    """Add a web listener (static client, /ws and /media) to a started node, with the
+    --web-* limits of its options; attachments' links point at it."""
+    media = node.node.media
     listener = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         web_factory(node.node.factory, origins, trusted_proxies, web_limits(node.options),
-                    node.context.account_data.export_by_token))
+                    media, node.context.account_data.export_by_token))
     case.addCleanup(listener.stopListening)
-    return WebNode(node, listener)
+    web = WebNode(node, listener)
+    media.limits = replace(media.limits, base_url=web.url.rstrip("/"))
+    return web
 
 
 class Client(Protocol):

@@ -9,10 +9,10 @@ from typing import Any
 
 from twisted.trial.unittest import FailTest, SkipTest
 
-from chatd.devservers import MariaDB, Nginx, Redis, RedisHA, create_database, free_port
+from chatd.devservers import S3, MariaDB, Nginx, Redis, RedisHA, create_database, free_port
 
 __all__ = ["free_port", "mysql_database", "private_mariadb", "start_nginx", "start_redis",
-           "start_redis_ha", "unavailable"]
+           "start_redis_ha", "start_s3", "unavailable"]
 
 
 def unavailable(reason: str) -> Exception:
@@ -37,6 +37,11 @@ def private_mariadb() -> MariaDB:
 
 def start_redis() -> Redis:
     return _started(Redis(), "Redis")
+
+
+def start_s3() -> S3:
+    """moto's S3 server with an empty bucket; the caller destroys it."""
+    return _started(S3(), "S3 server (moto)")
 
 
 def start_redis_ha(down_after_ms: int = 1000) -> RedisHA:

@@ -145,6 +145,14 @@ def parser() -> argparse.ArgumentParser:
     a("--pid", type=positive(int), action="append", metavar="PID",
       help="a server process whose RSS (/proc/PID/status) is sampled before the run, after "
            "login and after idle, for the KiB per idle connection; repeatable (summed)")
+    a("--attachments", action="store_true",
+      help="while the phases run, --media-users users upload files of --media-size MiB over "
+           "--media-web, send each in a message to another, who downloads it; the "
+           "attachments line reports upload and download MB/s")
+    a("--media-web", default="http://127.0.0.1:8080", metavar="URL",
+      help="the web listener (or nginx) uploads go to (http://127.0.0.1:8080)")
+    a("--media-users", type=positive(int), default=20, help="media users (20)")
+    a("--media-size", type=positive(int), default=10, help="MiB per file (10)")
     a("--json", metavar="FILE", help="also write the results to FILE as JSON")
     return p
 
@@ -182,7 +190,7 @@ def execute(opts: argparse.Namespace) -> int:
     outcome: list[Any] = []
 
     def begin() -> None:
-        running = Deferred.fromCoroutine(Bench(opts, reactor).run())
+        running = Deferred.fromCoroutine(with_media(opts, reactor))
         hard_stop = reactor.callLater(opts.max_time + HARD_STOP_GRACE, running.cancel)
 
         def finished(result: Any) -> None:
@@ -204,13 +212,36 @@ def execute(opts: argparse.Namespace) -> int:
     return publish(outcome[0], opts.json)
 
 
+async def with_media(opts: argparse.Namespace, reactor: Any) -> dict[str, Any]:
+    """The run; with --attachments, the media users' rounds beside it (chatd/bench/media.py)."""
+    if not opts.attachments:
+        return await Bench(opts, reactor).run()
+    from twisted.internet.defer import Deferred
+
+    from chatd.bench.media import MediaLoad
+    media = MediaLoad(opts, reactor)
+    await media.start()
+    try:
+        running = Deferred.fromCoroutine(Bench(opts, reactor).run())
+        await media.rounds_until(running)
+        report = await running
+    finally:
+        media.close()
+    report["attachments"] = media.report()
+    return report
+
+
 def publish(report: dict[str, Any], json_path: str | None) -> int:
     print(render_table(report), flush=True)
+    if "attachments" in report:
+        from chatd.bench.media import render
+        print(render(report["attachments"]), flush=True)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
             f.write("\n")
     clean = all(not (s["fail"] or s["lost"] or s["dup"]) for s in report["phases"].values())
+    clean = clean and not report.get("attachments", {}).get("failed")
     return 0 if clean and not report["max_time_reached"] else 1
 
 

@@ -16,6 +16,7 @@ from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cu
 from chatd.store.batch import Batcher, each
 from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
+from chatd.store.media import MediaQueries
 from chatd.store.relations import RelationQueries
 from chatd.store.roles import RoleQueries
 
@@ -110,7 +111,8 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries):
+class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries,
+            MediaQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -178,6 +180,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         self._prepare_accounts()
         self._prepare_roles()
         self._prepare_deletion()
+        self._prepare_media()
 
     def close(self) -> None:
         self._pool.close()

@@ -58,6 +58,24 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (userid, blockedid),
     KEY ix_block_blocked (blockedid)
 """ + TABLE),
+    # Uploads and attachments (chatd/store/media.py): the bytes live in the media store under
+    # `id`; state 0 = a slot, 1 = bytes arriving, 2 = complete. `kept` is when a message
+    # last named it (ms; 0 = never: deleted a day after `created`), or KEEP_FOR_EVER.
+    (10, """CREATE TABLE Media (
+    id VARCHAR(32) NOT NULL PRIMARY KEY,
+    owner INT UNSIGNED NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    mime VARCHAR(127) NOT NULL,
+    size BIGINT UNSIGNED NOT NULL,
+    state INT UNSIGNED NOT NULL,
+    created BIGINT UNSIGNED NOT NULL,
+    kept BIGINT UNSIGNED NOT NULL,
+    width INT UNSIGNED NOT NULL,
+    height INT UNSIGNED NOT NULL,
+    thumb INT UNSIGNED NOT NULL,
+    KEY ix_media_owner (owner),
+    KEY ix_media_kept (kept, created)
+""" + TABLE),
     # A user's own settings (SETTINGS); NULL: the node's default (--friend-requests,
     # --discoverable), so that changing a default reaches everyone who never chose.
     (30, """CREATE TABLE UserSetting (

@@ -100,7 +100,8 @@ class WebChannel(HTTPChannel):
         else:
             self._head_timer = self.callLater(limits.header_timeout, self._head_too_slow)
 
-    def refuse(self, code: int, reason: str, text: str, at_open: bool = False) -> None:
+    def refuse(self, code: int, reason: str, text: str, at_open: bool = False,
+               content_type: bytes = b"text/plain; charset=utf-8") -> None:
         """Answer `code` with `text` and close: a defence stopped this connection (counted
         under `reason` for /metrics; `at_open`: as it opened). Nothing the client sends
         after it is read."""
@@ -114,7 +115,7 @@ class WebChannel(HTTPChannel):
                  addr=self.address or host(self.client), reason=reason)
         body = text.encode() + b"\n"
         head = [f"HTTP/1.1 {code} {HTTPStatus(code).phrase}".encode(),
-                b"Content-Type: text/plain; charset=utf-8",
+                b"Content-Type: " + content_type,
                 b"Content-Length: %d" % len(body), b"Connection: close",
                 *(name + b": " + value for name, value in HEADERS.items())]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)

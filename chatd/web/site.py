@@ -15,10 +15,12 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from chatd.connections import WEB, AddressCount, Connections, host
+from chatd.handlers.media import Media
 from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
 from chatd.web.export import Exporter, ExportResource
+from chatd.web.media import DownloadResource, MediaRequest
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -88,8 +90,10 @@ class WebSite(Site):
     protocol = WebChannel
 
     def __init__(self, root: Resource, connections: Connections,
-                 trusted_proxies: frozenset[str], limits: WebLimits) -> None:
-        super().__init__(root, timeout=limits.idle_timeout)
+                 trusted_proxies: frozenset[str], limits: WebLimits,
+                 media: Media | None = None) -> None:
+        super().__init__(root, timeout=limits.idle_timeout, requestFactory=MediaRequest)
+        self.media = media  # uploads and downloads at /media (chatd/web/media.py)
         self.connections = connections
         self.trusted_proxies = trusted_proxies
         self.limits = limits
@@ -111,16 +115,20 @@ class WebSite(Site):
 
 def web_factory(chat: ChatFactory, origins: frozenset[str],
                 trusted_proxies: frozenset[str] = frozenset(),
-                limits: WebLimits | None = None, export: Exporter | None = None) -> WebSite:
+                limits: WebLimits | None = None, media: Media | None = None,
+                export: Exporter | None = None) -> WebSite:
     """The factory for the --web listener; `origins` empty means the site's own origin;
     `trusted_proxies` are the addresses whose X-Real-IP header names the client; `limits`
-    the --web-* limits (their defaults when None); `export` serves /export."""
+    the --web-* limits (their defaults when None); `media` the node's attachments;
+    `export` serves /export."""
     root = StaticFiles(STATIC)
     root.putChild(wiretable.PATH, wiretable.WireModule())
     root.putChild(b"ws", ChatSocketResource(chat, origins))
+    if media is not None:
+        root.putChild(b"media", DownloadResource(media))
     if export is not None:
         root.putChild(b"export", ExportResource(export))
-    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits())
+    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits(), media)
 
 
 def parse_origins(value: str) -> frozenset[str]:

@@ -2,6 +2,7 @@
 // goes into the page through textContent, never as HTML.
 
 import * as accounts from "./accounts.js";
+import { attachmentView, initAttachments, uploadAnswered } from "./attach.js";
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
@@ -188,6 +189,7 @@ function received(f) {
       if (f.errno !== Errno.OK) sideStatus(f.errmsg);
       return connection.send({ msgid: MsgId.GROUP_LIST });
     case MsgId.NOTICE: return noticeArrived(f);
+    case MsgId.UPLOAD_ACK: return uploadAnswered(f);
     default: return accounts.frame(f);
   }
 }
@@ -219,7 +221,7 @@ function incoming(f) {
     return;
   }
   const message = { mid: f.mid, cid: f.cid, from: f.id, name: f.name, text: f.msg,
-                    time: f.time || "", own, state: own ? "sent" : "" };
+                    time: f.time || "", own, state: own ? "sent" : "", attachment: f.attachment };
   insert(conv, message);
   if (!own) {
     const seen = key === state.active && !document.hidden;
@@ -297,10 +299,14 @@ function historyArrived(f) {
   const list = $("messages");
   const fromBottom = list.scrollHeight - list.scrollTop;
   for (const h of messages) {
-    if (conv.messages.some((m) => m.mid === h.mid)) continue;
+    const known = conv.messages.find((m) => m.mid === h.mid);
+    if (known) {
+      if (h.attachment) known.attachment = h.attachment; // with fresh links
+      continue;
+    }
     const own = h.id === state.me.id;
     insert(conv, { mid: h.mid, cid: h.cid, from: h.id, name: h.name, text: h.msg,
-                   time: h.time || "", own, state: own ? "sent" : "" });
+                   time: h.time || "", own, state: own ? "sent" : "", attachment: h.attachment });
   }
   if (key === state.active) {
     renderMessages(false);
@@ -436,8 +442,7 @@ function markRead() {
   connection.send({ msgid: MsgId.READ, ...target(key), mid: last.mid });
 }
 
-function send(text) {
-  const key = state.active;
+function send(text, attachment = null, key = state.active) {
   state.cidCounter += 1;
   const cid = `${device()}-${Date.now().toString(36)}-${state.cidCounter}`;
   const id = Number(key.slice(2));
@@ -445,12 +450,13 @@ function send(text) {
   const frame = key.startsWith("u:")
     ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
     : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
+  if (attachment) frame.attachment = { id: attachment.id };
   insert(conversation(key), { mid: null, cid, from: state.me.id, name: state.me.name, text,
-                              time, own: true, state: "sending" });
+                              time, own: true, state: "sending", attachment });
   state.outbox.push({ key, frame });
   connection.send(frame);
   saveLocal();
-  renderMessages(true);
+  if (key === state.active) renderMessages(true);
 }
 
 // ---- local copies: the history and the unsent messages survive a reload
@@ -588,6 +594,7 @@ function renderMessages(toBottom) {
     const item = element("li", { class: m.own ? "message own" : "message" });
     if (group && !m.own) item.append(element("span", { class: "who", text: m.name }));
     item.append(element("p", { class: "text", text: m.text }));
+    if (m.attachment) item.append(attachmentView(m.attachment));
     const meta = element("span", { class: "meta", text: m.time });
     if (m.own) {
       meta.append(" ", element("span", { class: "state", "data-state": m.state,
@@ -603,6 +610,7 @@ function updateComposer() {
   const usable = Boolean(state.active && state.me);
   $("text").disabled = !usable;
   $("send").disabled = !usable;
+  $("attach").disabled = !usable;
 }
 
 function sideStatus(text) {
@@ -748,6 +756,8 @@ setInterval(() => {
   connection.send({ msgid: MsgId.FRIEND_LIST });
   connection.send({ msgid: MsgId.GROUP_LIST });
 }, PRESENCE_EVERY_MS);
+
+initAttachments({ connection, active: () => (state.me ? state.active : null), send });
 
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);
 accounts.setup({ connection, state, element, showNotice, store, refresh: renderLists });
