@@ -116,6 +116,10 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.KICK_MEMBER: (USER_ID, _int("groupid"), _int("userid")),
     MsgId.BLOCK: (USER_ID, _int("userid"), BoolField("block", 0, 0)),
     MsgId.DEVICES: (USER_ID,),
+    MsgId.RECALL: (USER_ID, _int("mid")),
+    MsgId.EDIT: (USER_ID, _int("mid"), MSG),
+    MsgId.REACT: (USER_ID, _int("mid"), StrField("emoji", 1, 32), BoolField("on", 0, 0, False)),
+    MsgId.HIDE: (USER_ID, _int("mid")),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

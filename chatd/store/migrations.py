@@ -58,9 +58,27 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (userid, blockedid),
     KEY ix_block_blocked (blockedid)
 """ + TABLE),
+    # Message actions (docs/protocol.md): who reacted to a message with which emoji (up to
+    # 32 bytes of UTF-8, one emoji), which mids a user hid from their own history, and which
+    # were recalled by whom (the kept frame itself becomes a tombstone).
+    (20, """CREATE TABLE Reaction (
+    mid BIGINT UNSIGNED NOT NULL,
+    userid INT UNSIGNED NOT NULL,
+    emoji VARCHAR(32) NOT NULL,
+    PRIMARY KEY (mid, emoji, userid)
+""" + TABLE),
+    (21, """CREATE TABLE Hidden (
+    userid INT UNSIGNED NOT NULL,
+    mid BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (userid, mid)
+""" + TABLE),
+    (22, """CREATE TABLE Recalled (
+    mid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+    userid INT UNSIGNED NOT NULL
+""" + TABLE),
 ]
 
-LATEST = STEPS[-1][0]
+LATEST = max(version for version, _ in STEPS)
 
 
 def _pending(applied: set[int]) -> list[tuple[int, str]]:
