@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from chatd.messages import REPLY, Errno, MsgId
-from client import display
+from client import actions, display
 from client.conversations import Conversations
 from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import ChatConnection, Frame
@@ -138,6 +138,7 @@ class Session:
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
         self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
+        self.places = actions.Places(lambda: (self.me or {}).get("id"))
         self._until_online = _Waiters(clock)
         self._until_sent = _Waiters(clock)
         self.closing = False
@@ -261,6 +262,11 @@ class Session:
     def group_chat(self, group_id: int, msg: str, text: str) -> None:
         self._send_chat({"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}, text)
 
+    def reply(self, command: actions.Reply) -> None:
+        """A chat message quoting `command.mid`, in that message's conversation; raises
+        CommandError when the client has not seen that message."""
+        self._send_chat(self.places.reply_frame(command), str(command))
+
     def _send_chat(self, fields: Frame, text: str) -> None:
         cid = next(self._cids)
         frame = {**fields, "time": self._now(), "cid": cid}
@@ -317,6 +323,10 @@ class Session:
             self._notice(frame)
         elif msgid == MsgId.SEND_ACK:
             self._send_acked(frame)
+        elif msgid in actions.RECEIVED and "errno" not in frame:
+            self._show([actions.received(frame, self.person)])
+            if isinstance(frame.get("ack"), int):
+                self._acknowledge([frame["ack"]])
         elif msgid == MsgId.ERROR and frame.get("cid") in self._outbox:
             out = self._outbox.pop(frame["cid"])
             self._show([display.reply_error(frame, f"{out.text} not sent")])
@@ -427,7 +437,7 @@ class Session:
         me = (self.me or {}).get("id")
         to_other = frame.get("msgid") == MsgId.ONE_CHAT and frame.get("to") != me
         to = self.person(frame.get("to")) if frame.get("id") == me and to_other else None
-        return display.message(frame, self._now(), to)
+        return display.message(actions.readable(frame), self._now(), to)
 
     def person(self, user_id: object) -> Frame:
         """A user with the name this session knows (me, a friend, a group member)."""
@@ -483,6 +493,7 @@ class Session:
             keys.append(("cid", frame.get("id"), frame["cid"]))
         if self._seen.add(keys):
             self._remember([frame])
+            self.places.seen(frame)
             self._show([self.describe(frame)])
             self.conversations.shown(frame)
         return frame.get("mid")
@@ -506,6 +517,7 @@ class Session:
             self._show([f"sent: {display.clean(out.text)}"])
             if frame.get("mid") is not None:
                 self._seen.add([("mid", frame["mid"])])
+                self.places.seen({**out.frame, "mid": frame["mid"]})
             self.conversations.confirmed(out.frame, frame.get("mid"), out.text)
         self._check_sent()
 
