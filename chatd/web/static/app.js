@@ -1,6 +1,7 @@
 // The chatd web client: proto-2 frames over /ws (docs/protocol.md). Every piece of user text
 // goes into the page through textContent, never as HTML.
 
+import { extra, installActions } from "./actions.js";
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
@@ -74,6 +75,8 @@ const state = {
 const connection = new Connection(
   `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
   { opened, frame: received, closed });
+const actions = installActions({ state, connection, conversation, element, renderMessages,
+                                 saveLocal, sideStatus });
 
 // ---- connection and login
 
@@ -186,7 +189,7 @@ function received(f) {
       if (f.errno !== Errno.OK) sideStatus(f.errmsg);
       return connection.send({ msgid: MsgId.GROUP_LIST });
     case MsgId.NOTICE: return noticeArrived(f);
-    default: return undefined;
+    default: return actions.received(f);
   }
 }
 
@@ -210,6 +213,7 @@ function keyOf(f) {
 
 function incoming(f) {
   connection.send({ msgid: MsgId.RECV_ACK, mid: f.mid });
+  if (f.hidden) return;
   const key = keyOf(f);
   const conv = conversation(key);
   const own = state.me && f.id === state.me.id;
@@ -217,7 +221,7 @@ function incoming(f) {
     return;
   }
   const message = { mid: f.mid, cid: f.cid, from: f.id, name: f.name, text: f.msg,
-                    time: f.time || "", own, state: own ? "sent" : "" };
+                    time: f.time || "", own, state: own ? "sent" : "", ...extra(f) };
   insert(conv, message);
   if (!own) {
     const seen = key === state.active && !document.hidden;
@@ -295,10 +299,14 @@ function historyArrived(f) {
   const list = $("messages");
   const fromBottom = list.scrollHeight - list.scrollTop;
   for (const h of messages) {
-    if (conv.messages.some((m) => m.mid === h.mid)) continue;
+    const known = conv.messages.find((m) => m.mid === h.mid);
+    if (known) {
+      actions.update(known, h);
+      continue;
+    }
     const own = h.id === state.me.id;
-    insert(conv, { mid: h.mid, cid: h.cid, from: h.id, name: h.name, text: h.msg,
-                   time: h.time || "", own, state: own ? "sent" : "" });
+    insert(conv, { mid: h.mid, cid: h.cid, from: h.id, name: h.name, text: h.msg ?? "",
+                   time: h.time || "", own, state: own ? "sent" : "", ...extra(h) });
   }
   if (key === state.active) {
     renderMessages(false);
@@ -376,6 +384,7 @@ function title(key) {
 }
 
 function openConversation(key, focus = true) {
+  if (key !== state.active) actions.cancel();
   state.active = key;
   const conv = conversation(key);
   conv.unread = 0;
@@ -436,8 +445,10 @@ function send(text) {
   const frame = key.startsWith("u:")
     ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
     : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
-  insert(conversation(key), { mid: null, cid, from: state.me.id, name: state.me.name, text,
-                              time, own: true, state: "sending" });
+  const message = { mid: null, cid, from: state.me.id, name: state.me.name, text, time,
+                   own: true, state: "sending" };
+  actions.outgoing(frame, message);
+  insert(conversation(key), message);
   state.outbox.push({ key, frame });
   connection.send(frame);
   saveLocal();
@@ -583,6 +594,7 @@ function renderMessages(toBottom) {
                                          text: m.error ? `not sent: ${m.error}` : STATE_TEXT[m.state] }));
     }
     item.append(meta);
+    actions.decorate(item, m, state.active);
     return item;
   }));
   if (toBottom) list.scrollTop = list.scrollHeight;
@@ -684,7 +696,7 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (!text.trim() || !state.active) return;
-  send(text);
+  if (!actions.submit(text)) send(text);
   $("text").value = "";
 });
 
