@@ -313,7 +313,8 @@ class Session:
             self._show([display.error("the server sent a frame that is not a JSON object")])
             return
         msgid = frame.get("msgid")
-        if msgid in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT):
+        if msgid in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT) or (
+                msgid in actions.RECEIVED and "errno" not in frame):
             self._chat_received(frame)
         elif msgid == MsgId.READ:
             self.conversations.read_received(frame)
@@ -323,10 +324,6 @@ class Session:
             self._notice(frame)
         elif msgid == MsgId.SEND_ACK:
             self._send_acked(frame)
-        elif msgid in actions.RECEIVED and "errno" not in frame:
-            self._show([actions.received(frame, self.person)])
-            if isinstance(frame.get("ack"), int):
-                self._acknowledge([frame["ack"]])
         elif msgid == MsgId.ERROR and frame.get("cid") in self._outbox:
             out = self._outbox.pop(frame["cid"])
             self._show([display.reply_error(frame, f"{out.text} not sent")])
@@ -362,7 +359,7 @@ class Session:
             self._show(display.login_summary(self.me, self.friends, self.groups))
             self._show([display.unread(entry, self._named(entry))
                         for entry in reply.get("unread") or [] if isinstance(entry, dict)])
-        mids = [self._show_once(frame) for frame in reply.get("offlinemsg") or []]
+        mids = [self._kept(frame) for frame in reply.get("offlinemsg") or []]
         self._acknowledge([mid for mid in mids if mid is not None])
         self._go_online()
 
@@ -480,9 +477,19 @@ class Session:
             self._connection.send_frame(frame)
 
     def _chat_received(self, frame: Frame) -> None:
-        mid = self._show_once(frame)
+        mid = self._kept(frame)
         if mid is not None:
             self._acknowledge([mid])
+
+    def _kept(self, frame: Frame) -> int | None:
+        """Show a chat message or a message action once; the id to acknowledge (a stored
+        action's `ack`; a message the user hid is acknowledged unseen)."""
+        if frame.get("msgid") in actions.RECEIVED:
+            self._show([actions.received(frame, self.person)])
+            return frame.get("ack")
+        if frame.get("hidden"):
+            return frame.get("mid")
+        return self._show_once(frame)
 
     def _show_once(self, frame: Frame) -> int | None:
         """Show a chat unless it was shown before; return its mid, to acknowledge."""

@@ -215,6 +215,9 @@ class ActionTests(TestCase):
                                  MsgId.EDIT_ACK)
         edited = await dave.recv(ONE_CHAT, msg="edited: hi dave")
         self.assertEqual((edited["id"], edited["name"]), (self.a, "alice"))
+        await sent(self.alice, d, "see above", reply_to=mid)
+        quoted = await dave.recv(ONE_CHAT, msg="> alice: hi dave\nsee above")
+        self.assertNotIn("quote", quoted)
         await self.alice.request({"msgid": MsgId.RECALL, "mid": mid}, MsgId.RECALL_ACK)
         line = await dave.recv(ONE_CHAT, msg="alice recalled a message")
         self.assertIn("time", line)
@@ -255,3 +258,14 @@ class ActionTests(TestCase):
         kicked = await carol.request({"msgid": MsgId.REACT, "mid": hi, "emoji": "👍"},
                                      MsgId.REACT_ACK)
         self.assertEqual(kicked["errno"], Errno.NO_SUCH_MESSAGE)
+
+    async def test_what_actions_left_expires_with_the_history(self):
+        mid = await sent(self.alice, self.b, "old news")
+        await self.bob.request({"msgid": MsgId.REACT, "mid": mid, "emoji": "👍"}, MsgId.REACT_ACK)
+        await self.bob.request({"msgid": MsgId.HIDE, "mid": mid}, MsgId.HIDE)
+        store = self.node.context.store
+        state = await store.page_state([mid], [], self.b)
+        self.assertEqual((state.reactions, state.hidden), ({mid: {"👍": [self.b]}}, {mid}))
+        await store.expire_actions(mid + 1)
+        state = await store.page_state([mid], [], self.b)
+        self.assertEqual((state.reactions, state.hidden), ({}, set()))

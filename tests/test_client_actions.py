@@ -90,3 +90,25 @@ class ActionCommandTests(ConversationCase):
             f"#2 {TIME} [2]bob said: (recalled)",
             f"#3 {TIME} [2]bob said: > bob: fixed | sure",
             f"#4 {TIME} [2]bob said: yay [👍2]"])
+
+
+class OfflineActionTests(ConversationCase):
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from tests.test_client_session import ScriptedConsole
+        self.clock = Clock()
+        self.console = ScriptedConsole()
+        self.state_path = self.mktemp()
+
+    def test_stored_actions_and_hidden_messages_at_login(self) -> None:
+        self.start(offlinemsg=[
+            {**chat(40), "recalled": True, "by": 2, "msg": None},
+            {"msgid": MsgId.RECALLED, "mid": 40, "by": 2, "name": "bob", "peer": 2, "ack": 90},
+            {**chat(41, msg="hidden one"), "hidden": True}])
+        shown = "\n".join(self.console.shown)
+        self.assertIn(f"{TIME} [2]bob said: (recalled)", shown)
+        self.assertIn("recalled: bob recalled a message (#40)", shown)
+        self.assertNotIn("hidden one", shown)
+        acked = [f for f in self.wire.sent() if f["msgid"] == MsgId.RECV_ACK]
+        self.assertEqual(sorted(acked[0]["mids"]), [40, 41, 90])

@@ -5,7 +5,8 @@ browser updating live, and what both see after a reload."""
 from selenium.webdriver.common.keys import Keys
 from twisted.trial.unittest import TestCase
 
-from tests.test_web_browser import pair, web_node
+from chatd.messages import MsgId
+from tests.test_web_browser import browser_and_terminal, pair, web_node
 
 
 def menu(browser, text: str, choice: str) -> None:
@@ -86,3 +87,23 @@ class WebActionTests(TestCase):
         await bob.do(bob.open_chat, f"u:{a_id}")
         await alice.do(alice.wait, lambda: alice.messages() == ["keep or drop"], "alice keeps it")
         self.assertEqual(await bob.do(bob.messages), [])
+
+    async def test_a_terminal_user_and_a_browser_act_on_each_others_messages(self):
+        web, alice, a_id, bob = await browser_and_terminal(self)
+        await bob.request({"msgid": MsgId.ADD_FRIEND, "friendid": a_id}, MsgId.ADD_FRIEND_ACK)
+        bob.send({"msgid": MsgId.ONE_CHAT, "to": a_id, "msg": "from the terminal", "cid": "t"})
+        mid = (await bob.recv(MsgId.SEND_ACK, cid="t"))["mid"]
+        await alice.do(alice.open_chat, f"u:{bob.user_id}")
+        await alice.do(alice.shows, "#messages .text", "from the terminal")
+        await alice.do(menu, alice, "from the terminal", "React")
+        await alice.do(alice.wait, lambda: alice.all(".emoji-row button"), "the emoji")
+        await alice.do(lambda: alice.all(".emoji-row button")[1].click())
+        got = await bob.recv(MsgId.REACTION, mid=mid)
+        self.assertEqual((got["id"], got["emoji"], got["on"]), (a_id, "❤️", True))
+        await bob.request({"msgid": MsgId.EDIT, "mid": mid, "msg": "edited in the terminal"},
+                          MsgId.EDIT_ACK)
+        await alice.do(alice.wait, lambda: bubbles(alice) == [("", "edited in the terminal")],
+                       "the terminal's edit")
+        await bob.request({"msgid": MsgId.RECALL, "mid": mid}, MsgId.RECALL_ACK)
+        await alice.do(alice.wait, lambda: bubbles(alice) == [("", "bob recalled a message")],
+                       "the terminal's recall")

@@ -158,6 +158,17 @@ class ActionQueries:
             return state
         return await self._run("page_state", txn)
 
+    async def expire_actions(self, before_mid: int) -> None:
+        """Forget the reactions, hidden marks and recall marks of messages with mid <
+        `before_mid` (history no longer keeps them)."""
+        queries = [self.dialect.sql(f"DELETE FROM {table} WHERE mid < ?")
+                   for table in ("Reaction", "Hidden", "Recalled")]
+
+        def txn(c: Cursor) -> None:
+            for query in queries:
+                c.execute(query, (before_mid,))
+        await self._run("expire_actions", txn)
+
     async def withdraw_offline(self, user_ids: Sequence[int], mid: int) -> None:
         """Delete the stored copies of one message from these users' offline mailboxes."""
         marks = ", ".join("?" * len(user_ids))

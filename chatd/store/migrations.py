@@ -68,9 +68,9 @@ STEPS: list[tuple[int, str]] = [
     PRIMARY KEY (mid, emoji, userid)
 """ + TABLE),
     (21, """CREATE TABLE Hidden (
-    userid INT UNSIGNED NOT NULL,
     mid BIGINT UNSIGNED NOT NULL,
-    PRIMARY KEY (userid, mid)
+    userid INT UNSIGNED NOT NULL,
+    PRIMARY KEY (mid, userid)
 """ + TABLE),
     (22, """CREATE TABLE Recalled (
     mid BIGINT UNSIGNED NOT NULL PRIMARY KEY,

@@ -232,7 +232,8 @@ export function installActions(app) {
     const text = item.querySelector(".text");
     if (m.recalled) {
       item.classList.add("recalled");
-      text.textContent = `${name(m.by ?? m.from)} recalled a message`;
+      const by = m.by ?? m.from;
+      text.textContent = `${by === m.from && !m.own ? m.name : name(by)} recalled a message`;
       return;
     }
     if (m.quote) {

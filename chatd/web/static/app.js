@@ -128,7 +128,7 @@ function loggedIn(ack) {
     const conv = conversation(entry.peer ? `u:${entry.peer}` : `g:${entry.groupid}`);
     conv.unread = Math.max(conv.unread, entry.count);
   }
-  for (const frame of ack.offlinemsg || []) incoming(frame);
+  for (const frame of ack.offlinemsg || []) received(frame);
   for (const { frame } of state.outbox) connection.send(frame);
   $("auth").hidden = true;
   $("chat").hidden = false;
