@@ -37,7 +37,6 @@ from chatd.handlers.actions import (
     ActionLimits,
     Actions,
     edited_line,
-    quoted_line,
     recalled_line,
 )
 from chatd.handlers.blocks import BlockFollower, Blocks
@@ -456,7 +455,6 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     context.composer.register(Reply(context))
     router.dialect.frame(MsgId.RECALLED, recalled_line)
     router.dialect.frame(MsgId.EDITED, edited_line)
-    router.dialect.field("quote", quoted_line)
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
     router.on.block_changed.connect(follower.changed)
