@@ -76,6 +76,16 @@ class MsgId(IntEnum):
     UPLOAD_ACK = 41
     MEDIA_URL = 42
     MEDIA_URL_ACK = 43
+    RECALL = 50
+    RECALL_ACK = 51
+    RECALLED = 52
+    EDIT = 53
+    EDIT_ACK = 54
+    EDITED = 55
+    REACT = 56
+    REACT_ACK = 57
+    REACTION = 58
+    HIDE = 59
 
 
 # The reply of each request that has one of its own; the request's refusals come in it too
@@ -94,7 +104,9 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.INVITE: MsgId.INVITE_ACK, MsgId.JOIN_BY_INVITE: MsgId.JOIN_BY_INVITE_ACK,
     MsgId.SET_PROFILE: MsgId.SET_PROFILE_ACK, MsgId.GET_PROFILE: MsgId.GET_PROFILE_ACK,
     MsgId.FIND_USER: MsgId.FIND_USER_ACK, MsgId.DELETE_ACCOUNT: MsgId.DELETE_ACCOUNT_ACK,
-    MsgId.UPLOAD: MsgId.UPLOAD_ACK, MsgId.MEDIA_URL: MsgId.MEDIA_URL_ACK}
+    MsgId.UPLOAD: MsgId.UPLOAD_ACK, MsgId.MEDIA_URL: MsgId.MEDIA_URL_ACK,
+    MsgId.RECALL: MsgId.RECALL_ACK, MsgId.EDIT: MsgId.EDIT_ACK, MsgId.REACT: MsgId.REACT_ACK,
+    MsgId.HIDE: MsgId.HIDE}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -179,6 +191,16 @@ class Errno(IntEnum):
     MEDIA_MISMATCH = 197
     BAD_IMAGE = 198
     TOO_MANY_UPLOADS = 199
+    NO_SUCH_MESSAGE = 210
+    NOT_YOUR_MESSAGE = 211
+    RECALL_TOO_LATE = 212
+    EDIT_TOO_LATE = 213
+    RECALLED = 214
+    NOT_AN_EMOJI = 215
+    TOO_MANY_REACTIONS = 216
+    HIDDEN = 217
+    OTHER_CONVERSATION = 218
+    ACTION_OFF = 219
 
 
 ERRMSG: dict[Errno, str] = {
@@ -254,6 +276,16 @@ ERRMSG: dict[Errno, str] = {
     Errno.MEDIA_MISMATCH: "the file does not match its upload slot",
     Errno.BAD_IMAGE: "the image is corrupt or too large",
     Errno.TOO_MANY_UPLOADS: "too many uploads at once",
+    Errno.NO_SUCH_MESSAGE: "no such message",
+    Errno.NOT_YOUR_MESSAGE: "not your message",
+    Errno.RECALL_TOO_LATE: "too late to recall this message",
+    Errno.EDIT_TOO_LATE: "too late to edit this message",
+    Errno.RECALLED: "the message was recalled",
+    Errno.NOT_AN_EMOJI: "not one emoji",
+    Errno.TOO_MANY_REACTIONS: "too many different reactions on this message",
+    Errno.HIDDEN: "you deleted this message",
+    Errno.OTHER_CONVERSATION: "reply_to names a message of another conversation",
+    Errno.ACTION_OFF: "this action is turned off on this server",
 }
 
 

@@ -155,6 +155,10 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.UPLOAD: (USER_ID, StrField("name", 1, 255), _int("size"), StrField("mime", 3, 127),
                    _int("to", required=False), _int("groupid", required=False)),
     MsgId.MEDIA_URL: (USER_ID, StrField("media", 1, 64)),
+    MsgId.RECALL: (USER_ID, _int("mid")),
+    MsgId.EDIT: (USER_ID, _int("mid"), MSG),
+    MsgId.REACT: (USER_ID, _int("mid"), StrField("emoji", 1, 32), BoolField("on", 0, 0, False)),
+    MsgId.HIDE: (USER_ID, _int("mid")),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.

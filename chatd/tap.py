@@ -35,6 +35,15 @@ from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
 from chatd.handlers.attachments import Attachments, original_line
 from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
+from chatd.handlers.actions import (
+    DEFAULT_EDIT_WINDOW,
+    DEFAULT_MAX_REACTIONS,
+    DEFAULT_RECALL_WINDOW,
+    ActionLimits,
+    Actions,
+    edited_line,
+    recalled_line,
+)
 from chatd.handlers.blocks import BlockFollower, Blocks
 from chatd.handlers.chat import Chat
 from chatd.handlers.composer import Composer
@@ -66,6 +75,7 @@ from chatd.handlers.quotas import (
     Quotas,
 )
 from chatd.handlers.relations import Relations
+from chatd.handlers.reply import Reply
 from chatd.handlers.resume import ResumeTokens
 from chatd.handlers.roles import Roles
 from chatd.handlers.settings import FRIEND_REQUESTS, Settings, UserSettings
@@ -80,6 +90,7 @@ from chatd.handlers.throttle import (
 )
 from chatd.logformat import FORMATS, use_chatd_logs
 from chatd.media import open_media_store
+from chatd.messages import MsgId
 from chatd.metrics import Stats, node_registry
 from chatd.mids import MAX_NODE, MidGenerator
 from chatd.protocol import (
@@ -213,6 +224,14 @@ class Options(usage.Options):
         ["history-days", None, DEFAULT_DAYS,
          "Days every chat message is kept for HISTORY and SYNC (0-3650); 0 keeps none. The "
          "same on every node of a cluster.", int],
+        ["recall-window", None, DEFAULT_RECALL_WINDOW,
+         "Seconds after sending during which a sender may RECALL a message (0-604800); 0 "
+         "turns recall off (a group's owner may still recall as moderation).", int],
+        ["edit-window", None, DEFAULT_EDIT_WINDOW,
+         "Seconds after sending during which a sender may EDIT a message (0-31536000); 0 "
+         "turns edits off.", int],
+        ["max-reactions", None, DEFAULT_MAX_REACTIONS,
+         "Different emoji on one message (1-1000); one more gets errno 216.", int],
         ["max-devices", None, DEFAULT_MAX_DEVICES,
          "Proto-2 sessions (devices) of one account online at once (1-100); one more gets "
          "errno 166. The same on every node of a cluster.", int],
@@ -306,6 +325,9 @@ class Options(usage.Options):
         _check_range("token-lifetime", self["token-lifetime"], 60, 365 * 24 * 3600)
         _check_range("history-days", self["history-days"], 0, 3650)
         _check_range("max-devices", self["max-devices"], 1, 100)
+        _check_range("recall-window", self["recall-window"], 0, 7 * 86400)
+        _check_range("edit-window", self["edit-window"], 0, 365 * 86400)
+        _check_range("max-reactions", self["max-reactions"], 1, 1000)
         _check_range("max-send-buffer", self["max-send-buffer"], 65536, 1 << 30)
         _check_range("max-conns-per-address", self["max-conns-per-address"], 1, 1_000_000)
         ceiling = default_max_connections(raise_file_limit())
@@ -513,14 +535,19 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     accounts, chat = Accounts(context), Chat(context)
     media = build_media(options, context, reactor)
     attachments = Attachments(context, media)
+    actions = Actions(context, ActionLimits(options["recall-window"], options["edit-window"],
+                                            options["max-reactions"]))
     context.composer.register(attachments)
+    context.composer.register(Reply(context))
     router.dialect.field(attachments.field, original_line)
+    router.dialect.frame(MsgId.RECALLED, recalled_line)
+    router.dialect.frame(MsgId.EDITED, edited_line)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
                 **Conversations(context).handlers(), **Relations(context).handlers(),
                 **OwnAccount(context).handlers(), **Requests(context).handlers(),
                 **GroupAdmin(context).handlers(),
                 **Profiles(context, options["max-finds"]).handlers(),
-                **attachments.handlers()}
+                **attachments.handlers(), **actions.handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
     router.on.group_changed.connect(context.roles.forget)

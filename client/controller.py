@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from client import accounts, commands, display
+from client import accounts, actions, commands, display
 from client.commands import CommandError
 from client.files import FileFailed
 from client.history import HistoryFailed
@@ -97,19 +97,21 @@ class Controller:
             self._console.show([display.error("you have been logged out; log in again")])
             return True
         try:
-            command = accounts.parse_command(line) or commands.parse_command(line)
+            command = (accounts.parse_command(line) or actions.parse(line)
+                       or commands.parse_command(line))
         except CommandError as error:
             self._console.show([display.error(str(error))])
             return True
         return await self._execute(command)
 
-    async def _execute(self, command: commands.Command | accounts.AccountCommand) -> bool:
+    async def _execute(self, command: commands.Command | accounts.AccountCommand
+                       | actions.ActionCommand) -> bool:
         session, show = self._session, self._console.show
         match command:
             case commands.Quit():
                 return False
             case commands.Help():
-                show(display.help_lines() + accounts.help_lines())
+                show(display.help_lines() + actions.help_lines() + accounts.help_lines())
             case commands.Friends():
                 if await self._ask(f"{command} failed", session.friend_list()):
                     show(display.friend_list(session.friends))
@@ -137,7 +139,8 @@ class Controller:
                 await self._converse(command)
         return True
 
-    async def _converse(self, command: commands.Command | accounts.AccountCommand) -> None:
+    async def _converse(self, command: commands.Command | accounts.AccountCommand
+                        | actions.ActionCommand) -> None:
         """The conversation commands of proto 2 (docs/client.md)."""
         session, show, ask = self._session, self._console.show, self._ask
         match command:
@@ -165,6 +168,14 @@ class Controller:
             case commands.Devices():
                 if reply := await ask(f"{command} failed", session.devices()):
                     show(display.devices(reply.get("devices") or [], session.device))
+            case actions.Reply():
+                try:
+                    session.reply(command)
+                except CommandError as error:
+                    show([display.error(str(error))])
+            case actions.Recall() | actions.Edit() | actions.React():
+                if await ask(f"{command} failed", session.request(actions.request(command))):
+                    show([actions.done(command)])
             case _:
                 await accounts.AccountCommands(session, show, ask, self._read).run(command)
 
@@ -177,7 +188,9 @@ class Controller:
         except HistoryFailed as failure:
             self._console.show([display.reply_error(failure.args[0], f"{command} failed")])
             return
-        lines = [self._session.describe(frame) for frame in messages]
+        for frame in messages:
+            self._session.places.seen(frame)
+        lines = [actions.kept(frame, self._session.describe) for frame in messages]
         title = (f"in group [{target['groupid']}]" if "groupid" in target
                  else f"with {display.user(self._session.person(target['peer']))}")
         self._console.show(display.history(title, lines, more))

@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from chatd.messages import REPLY, Errno, MsgId
-from client import display
+from client import actions, display
 from client.accounts import describe_event
 from client.conversations import Conversations
 from client.files import Files
@@ -140,6 +140,7 @@ class Session:
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
         self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
+        self.places = actions.Places(lambda: (self.me or {}).get("id"))
         self._until_online = _Waiters(clock)
         self._until_sent = _Waiters(clock)
         self.closing = False
@@ -271,6 +272,11 @@ class Session:
         self._send_chat({"msgid": msgid, **target, "msg": "", "attachment": {"id": media_id}},
                         text)
 
+    def reply(self, command: actions.Reply) -> None:
+        """A chat message quoting `command.mid`, in that message's conversation; raises
+        CommandError when the client has not seen that message."""
+        self._send_chat(self.places.reply_frame(command), str(command))
+
     def _send_chat(self, fields: Frame, text: str) -> None:
         cid = next(self._cids)
         frame = {**fields, "time": self._now(), "cid": cid}
@@ -317,7 +323,8 @@ class Session:
             self._show([display.error("the server sent a frame that is not a JSON object")])
             return
         msgid = frame.get("msgid")
-        if msgid in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT):
+        if msgid in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT) or (
+                msgid in actions.RECEIVED and "errno" not in frame):
             self._chat_received(frame)
         elif msgid == MsgId.READ:
             self.conversations.read_received(frame)
@@ -367,7 +374,7 @@ class Session:
             self._show(display.login_summary(self.me, self.friends, self.groups))
             self._show([display.unread(entry, self._named(entry))
                         for entry in reply.get("unread") or [] if isinstance(entry, dict)])
-        mids = [self._show_once(frame) for frame in reply.get("offlinemsg") or []]
+        mids = [self._kept(frame) for frame in reply.get("offlinemsg") or []]
         self._acknowledge([mid for mid in mids if mid is not None])
         self._go_online()
 
@@ -448,7 +455,7 @@ class Session:
         me = (self.me or {}).get("id")
         to_other = frame.get("msgid") == MsgId.ONE_CHAT and frame.get("to") != me
         to = self.person(frame.get("to")) if frame.get("id") == me and to_other else None
-        return display.message(frame, self._now(), to)
+        return display.message(actions.readable(frame), self._now(), to)
 
     def person(self, user_id: object) -> Frame:
         """A user with the name this session knows (me, a friend, a group member)."""
@@ -491,9 +498,19 @@ class Session:
             self._connection.send_frame(frame)
 
     def _chat_received(self, frame: Frame) -> None:
-        mid = self._show_once(frame)
+        mid = self._kept(frame)
         if mid is not None:
             self._acknowledge([mid])
+
+    def _kept(self, frame: Frame) -> int | None:
+        """Show a chat message or a message action once; the id to acknowledge (a stored
+        action's `ack`; a message the user hid is acknowledged unseen)."""
+        if frame.get("msgid") in actions.RECEIVED:
+            self._show([actions.received(frame, self.person)])
+            return frame.get("ack")
+        if frame.get("hidden"):
+            return frame.get("mid")
+        return self._show_once(frame)
 
     def _show_once(self, frame: Frame) -> int | None:
         """Show a chat unless it was shown before; return its mid, to acknowledge."""
@@ -505,6 +522,7 @@ class Session:
         if self._seen.add(keys):
             self._remember([frame])
             self.files.seen(frame)
+            self.places.seen(frame)
             self._show([self.describe(frame)])
             self.conversations.shown(frame)
         return frame.get("mid")
@@ -528,6 +546,7 @@ class Session:
             self._show([f"sent: {display.clean(out.text)}"])
             if frame.get("mid") is not None:
                 self._seen.add([("mid", frame["mid"])])
+                self.places.seen({**out.frame, "mid": frame["mid"]})
             self.conversations.confirmed(out.frame, frame.get("mid"), out.text)
         self._check_sent()
 

@@ -98,6 +98,8 @@ class Client(Protocol):
             self.frames.append(frame)
             if self.auto_ack and frame.get("msgid") in (MsgId.ONE_CHAT, MsgId.GROUP_CHAT):
                 self.send({"msgid": MsgId.RECV_ACK, "mid": frame["mid"]})
+            elif self.auto_ack and frame.get("msgid") in (MsgId.RECALLED, MsgId.EDITED):
+                self.send({"msgid": MsgId.RECV_ACK, "mid": frame["ack"]})
         self._match()
 
     def connectionLost(self, reason: Any) -> None:

@@ -250,8 +250,8 @@ class CommandTests(ConversationCase):
                            "more": True})
         shown = self.shown()
         self.assertRegex(shown[0], r"^-+history with \[2\]bob-+$")
-        self.assertEqual(shown[1], f"{TIME} [2]bob said: m51")
-        self.assertEqual(shown[-2], f"{TIME} [1]alice said to [2]bob: mine")
+        self.assertEqual(shown[1], f"#51 {TIME} [2]bob said: m51")
+        self.assertEqual(shown[-2], f"#200 {TIME} [1]alice said to [2]bob: mine")
         self.assertEqual(shown[-1], "history: 150 message(s) with [2]bob, older ones exist")
         self.assertEqual(len(shown), 152)
         self.clock.advance(0)
@@ -264,7 +264,7 @@ class CommandTests(ConversationCase):
                            "messages": [group_chat(5)]})
         shown = self.shown()
         self.assertRegex(shown[0], r"^-+history in group \[3\]-+$")
-        self.assertEqual(shown[1:], [f"群消息[3]:{TIME} [2]bob said: all",
+        self.assertEqual(shown[1:], [f"#5 群消息[3]:{TIME} [2]bob said: all",
                                      "history: 1 message(s) in group [3]"])
         self.type("ghistory:9:5")
         self.wire.receive({"msgid": MsgId.HISTORY_ACK, "errno": Errno.NOT_A_MEMBER,

@@ -137,6 +137,7 @@ class HistoryWriter:
         try:
             while await self.store.expire_history(before, EXPIRE_BATCH) == EXPIRE_BATCH:
                 pass
+            await self.store.expire_actions(before)  # what message actions left on them
         except ServiceUnavailable as e:
             log.warn("history: expiry postponed ({error})", error=e)
 

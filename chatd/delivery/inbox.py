@@ -60,8 +60,10 @@ class Inbox:
             self.unacked[mid] = (frame, done, self._clock.seconds())
             self.session.write(frame)
         else:
-            pattern = self._dialect.pattern
-            if pattern is None or pattern.search(frame) is None:
+            dialect = self._dialect  # Dialect.plain, inline: every frame of the dialect
+            fields = dialect.fields
+            if not frame.startswith(dialect.heads) and (fields is None
+                                                        or fields.search(frame) is None):
                 self.session.write(frame)
             else:
                 original = self._dialect.original(frame)

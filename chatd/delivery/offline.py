@@ -91,6 +91,22 @@ class Offline:
             "user {uid}: could not delete {n} delivered offline messages ({error}); "
             "they will be sent again", uid=user_id, n=len(mids), error=f.value))
 
+    def withdraw(self, user_ids: list[int], mid: int) -> Deferred[None]:
+        """A message was recalled: delete the copies still waiting for these users, so that
+        its text is gone from storage (a copy stored later is shown as recalled at login)."""
+        return self._revision(self.store.withdraw_offline(user_ids, mid), "withdraw", mid)
+
+    def revise(self, user_ids: list[int], mid: int, frame: str) -> Deferred[None]:
+        """A message was edited: the copies still waiting for these users read `frame`."""
+        return self._revision(self.store.revise_offline(user_ids, mid, frame), "revise", mid)
+
+    @staticmethod
+    def _revision(work: Coroutine[Any, Any, None], what: str, mid: int) -> Deferred[None]:
+        d = Deferred.fromCoroutine(work)
+        d.addErrback(lambda f: log.warn("offline: cannot {what} copies of message {mid}: "
+                                        "{error}", what=what, mid=mid, error=f.value))
+        return d
+
     async def flush(self) -> None:
         """Wait until every write is done: stored, or given up after its retries."""
         while self._writes:

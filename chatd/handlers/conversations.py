@@ -70,10 +70,11 @@ class Conversations:
                       "messages": messages})
 
     async def _shown(self, rows: list[tuple[int, str]], viewer: int) -> list[dict[str, Any]]:
-        """Kept frames as `viewer` sees them again: through the message parts."""
+        """Kept frames as `viewer` sees them again: through the message parts, without the
+        ones the viewer hid (HIDE)."""
         frames = [decode(text) for _, text in rows]
         await self.composer.show(frames, viewer)
-        return frames
+        return [frame for frame in frames if "hidden" not in frame]
 
     async def read(self, session: Session, req: dict[str, Any]) -> None:
         """Store the read marker; the reader's other devices get the READ, and for a 1:1

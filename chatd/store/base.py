@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
 from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cutoff
+from chatd.store.actions import ActionQueries
 from chatd.store.batch import Batcher, each
 from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
@@ -112,7 +113,7 @@ class Dialect(Protocol):
 
 
 class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries,
-            MediaQueries):
+            MediaQueries, ActionQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -181,6 +182,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         self._prepare_roles()
         self._prepare_deletion()
         self._prepare_media()
+        self._prepare_actions()
 
     def close(self) -> None:
         self._pool.close()

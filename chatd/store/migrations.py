@@ -111,6 +111,24 @@ STEPS: list[tuple[int, str]] = [
     (37, "CREATE INDEX ix_user_namekey ON User (namekey)"),
     # SET_PROFILE's bio.
     (38, "ALTER TABLE User ADD COLUMN bio VARCHAR(500) NOT NULL DEFAULT ''"),
+    # Message actions (docs/protocol.md): who reacted to a message with which emoji (up to
+    # 32 bytes of UTF-8, one emoji), which mids a user hid from their own history, and which
+    # were recalled by whom (the kept frame itself becomes a tombstone).
+    (20, """CREATE TABLE Reaction (
+    mid BIGINT UNSIGNED NOT NULL,
+    userid INT UNSIGNED NOT NULL,
+    emoji VARCHAR(32) NOT NULL,
+    PRIMARY KEY (mid, emoji, userid)
+""" + TABLE),
+    (21, """CREATE TABLE Hidden (
+    mid BIGINT UNSIGNED NOT NULL,
+    userid INT UNSIGNED NOT NULL,
+    PRIMARY KEY (mid, userid)
+""" + TABLE),
+    (22, """CREATE TABLE Recalled (
+    mid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+    userid INT UNSIGNED NOT NULL
+""" + TABLE),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order

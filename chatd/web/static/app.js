@@ -3,6 +3,7 @@
 
 import * as accounts from "./accounts.js";
 import { attachmentView, initAttachments, uploadAnswered } from "./attach.js";
+import { extra, installActions } from "./actions.js";
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
@@ -76,6 +77,8 @@ const state = {
 const connection = new Connection(
   `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
   { opened, frame: received, closed });
+const actions = installActions({ state, connection, conversation, element, renderMessages,
+                                 saveLocal, sideStatus });
 
 // ---- connection and login
 
@@ -127,7 +130,7 @@ function loggedIn(ack) {
     const conv = conversation(entry.peer ? `u:${entry.peer}` : `g:${entry.groupid}`);
     conv.unread = Math.max(conv.unread, entry.count);
   }
-  for (const frame of ack.offlinemsg || []) incoming(frame);
+  for (const frame of ack.offlinemsg || []) received(frame);
   accounts.loggedIn(ack);
   for (const { frame } of state.outbox) connection.send(frame);
   $("auth").hidden = true;
@@ -190,7 +193,8 @@ function received(f) {
       return connection.send({ msgid: MsgId.GROUP_LIST });
     case MsgId.NOTICE: return noticeArrived(f);
     case MsgId.UPLOAD_ACK: return uploadAnswered(f);
-    default: return accounts.frame(f);
+    default:
+      return f.msgid >= MsgId.RECALL && f.msgid <= MsgId.HIDE ? actions.received(f) : accounts.frame(f);
   }
 }
 
@@ -214,6 +218,7 @@ function keyOf(f) {
 
 function incoming(f) {
   connection.send({ msgid: MsgId.RECV_ACK, mid: f.mid });
+  if (f.hidden) return;
   const key = keyOf(f);
   const conv = conversation(key);
   const own = state.me && f.id === state.me.id;
@@ -221,7 +226,8 @@ function incoming(f) {
     return;
   }
   const message = { mid: f.mid, cid: f.cid, from: f.id, name: f.name, text: f.msg,
-                    time: f.time || "", own, state: own ? "sent" : "", attachment: f.attachment };
+                    time: f.time || "", own, state: own ? "sent" : "", attachment: f.attachment,
+                    ...extra(f) };
   insert(conv, message);
   if (!own) {
     const seen = key === state.active && !document.hidden;
@@ -302,11 +308,13 @@ function historyArrived(f) {
     const known = conv.messages.find((m) => m.mid === h.mid);
     if (known) {
       if (h.attachment) known.attachment = h.attachment; // with fresh links
+      actions.update(known, h);
       continue;
     }
     const own = h.id === state.me.id;
-    insert(conv, { mid: h.mid, cid: h.cid, from: h.id, name: h.name, text: h.msg,
-                   time: h.time || "", own, state: own ? "sent" : "", attachment: h.attachment });
+    insert(conv, { mid: h.mid, cid: h.cid, from: h.id, name: h.name, text: h.msg ?? "",
+                   time: h.time || "", own, state: own ? "sent" : "", attachment: h.attachment,
+                   ...extra(h) });
   }
   if (key === state.active) {
     renderMessages(false);
@@ -390,6 +398,7 @@ function title(key) {
 }
 
 function openConversation(key, focus = true) {
+  if (key !== state.active) actions.cancel();
   state.active = key;
   const conv = conversation(key);
   conv.unread = 0;
@@ -451,8 +460,10 @@ function send(text, attachment = null, key = state.active) {
     ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
     : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
   if (attachment) frame.attachment = { id: attachment.id };
-  insert(conversation(key), { mid: null, cid, from: state.me.id, name: state.me.name, text,
-                              time, own: true, state: "sending", attachment });
+  const message = { mid: null, cid, from: state.me.id, name: state.me.name, text, time,
+                   own: true, state: "sending", attachment };
+  actions.outgoing(frame, message);
+  insert(conversation(key), message);
   state.outbox.push({ key, frame });
   connection.send(frame);
   saveLocal();
@@ -601,6 +612,7 @@ function renderMessages(toBottom) {
                                          text: m.error ? `not sent: ${m.error}` : STATE_TEXT[m.state] }));
     }
     item.append(meta);
+    actions.decorate(item, m, state.active);
     return item;
   }));
   if (toBottom) list.scrollTop = list.scrollHeight;
@@ -703,7 +715,7 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (!text.trim() || !state.active) return;
-  send(text);
+  if (!actions.submit(text)) send(text);
   $("text").value = "";
 });
 

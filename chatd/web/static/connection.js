@@ -10,12 +10,14 @@ const MAX_DELAY_MS = 15000;
 // Message ids are 64-bit integers, past what a JavaScript number holds exactly: they travel
 // as JSON numbers and live here as decimal strings. Inside a JSON string a quote is always
 // escaped, so these patterns only ever match real keys.
-const BIG_IN = /"(mid|before|last_mid|after)":(\d+)/g;
+const BIG_IN = /"(mid|before|last_mid|after|ack)":(\d+)/g;
+const QUOTE_IN = /"quote":\{"id":(\d+)/g;
 const BIG_IN_LIST = /"mids":\[([\d,]*)\]/g;
-const BIG_OUT = /"(mid|before|after)":"(\d+)"/g;
+const BIG_OUT = /"(mid|before|after|reply_to)":"(\d+)"/g;
 
 export function parse(text) {
-  return JSON.parse(text.replace(BIG_IN, '"$1":"$2"').replace(
+  return JSON.parse(text.replace(BIG_IN, '"$1":"$2"')
+    .replace(QUOTE_IN, '"quote":{"id":"$1"').replace(
     BIG_IN_LIST, (_, list) => `"mids":[${list.split(",").filter(Boolean).map((m) => `"${m}"`)}]`));
 }
 
