@@ -116,10 +116,15 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.KICK_MEMBER: (USER_ID, _int("groupid"), _int("userid")),
     MsgId.BLOCK: (USER_ID, _int("userid"), BoolField("block", 0, 0)),
     MsgId.DEVICES: (USER_ID,),
+    MsgId.PUSH_SUBSCRIBE: (USER_ID, StrField("kind", 1, 16),
+                           StrField("token", 1, 4096, required=False),
+                           NameField("device", 1, 64, required=False)),
+    MsgId.MUTE: (USER_ID, _int("peer", required=False), _int("groupid", required=False),
+                 _int("until", low=-1)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.
-ONE_CONVERSATION = frozenset({MsgId.HISTORY, MsgId.READ})
+ONE_CONVERSATION = frozenset({MsgId.HISTORY, MsgId.READ, MsgId.MUTE})
 
 
 # SCHEMA as plain tuples: validate runs for every frame, and attribute lookups add up.

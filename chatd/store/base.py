@@ -14,6 +14,7 @@ from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
 from chatd.store.batch import Batcher, each
 from chatd.store.history import HistoryQueries, Unread
+from chatd.store.push import PushQueries
 from chatd.store.relations import RelationQueries
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class Dialect(Protocol):
         """Create missing tables; blocking, called once before the reactor runs."""
 
 
-class Store(HistoryQueries, RelationQueries):
+class Store(HistoryQueries, RelationQueries, PushQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -163,6 +164,7 @@ class Store(HistoryQueries, RelationQueries):
         self._q_set_password = q("UPDATE User SET password = ? WHERE id = ?")
         self._prepare_history()
         self._prepare_relations()
+        self._prepare_push()
 
     def close(self) -> None:
         self._pool.close()
