@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
@@ -51,6 +52,7 @@ class Poster:
         self.timeout = timeout
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 8
+        self._inflight: set[Deferred[Any]] = set()
 
     async def post(self, target: Target, url: str, headers: dict[str, str],
                    body: bytes) -> Answer:
@@ -60,12 +62,21 @@ class Poster:
         request = agent.request(
             b"POST", url.encode(), Headers({k.encode(): [v.encode()] for k, v in headers.items()}),
             FileBodyProducer(BytesIO(body)))
-        request.addTimeout(self.timeout, self.reactor)
-        response = await request
-        reading = readBody(response)
-        reading.addTimeout(self.timeout, self.reactor)
-        data = await reading
+        response = await self._bounded(request)
+        data = await self._bounded(readBody(response))
         return Answer(response.code, response.headers, data[:MAX_ANSWER])
 
+    async def _bounded(self, d: Deferred[Any]) -> Any:
+        """`d` within the timeout, and cancelled if the node stops meanwhile."""
+        d.addTimeout(self.timeout, self.reactor)
+        self._inflight.add(d)
+        try:
+            return await d
+        finally:
+            self._inflight.discard(d)
+
     async def close(self) -> None:
+        """Abort the requests in flight and close the idle connections."""
+        for d in list(self._inflight):
+            d.cancel()
         await self.pool.closeCachedConnections()

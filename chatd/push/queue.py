@@ -56,6 +56,7 @@ class PushQueue:
         self._retrying: set[Any] = set()  # the delayed calls of jobs waiting to retry
         self._running = 0
         self._idle: list[Deferred[None]] = []
+        self._stopped = False
 
     def length(self) -> int:
         """Pushes waiting, running or waiting to retry (a metric)."""
@@ -63,7 +64,7 @@ class PushQueue:
 
     def offer(self, job: Job) -> bool:
         """Queue a push; False (counted as dropped) when the queue is full."""
-        if len(self._waiting) + len(self._retrying) >= self.capacity:
+        if len(self._waiting) + len(self._retrying) >= self.capacity or self._stopped:
             self.stats.dropped += 1
             return False
         self._waiting.append((job, 0))
@@ -95,6 +96,8 @@ class PushQueue:
                 d.callback(None)
 
     def _retry(self, job: Job, attempt: int, wait: float) -> None:
+        if self._stopped:
+            return
         if attempt >= self.retries:
             self.stats.outcomes[Outcome.FAILED.value] += 1
             return
@@ -109,7 +112,8 @@ class PushQueue:
         self._retrying.add(call)
 
     def stop(self) -> None:
-        """Forget the pushes waiting to retry (the node is stopping)."""
+        """Forget the pushes waiting or waiting to retry (the node is stopping)."""
+        self._stopped = True
         for call in self._retrying:
             call.cancel()
         self._retrying.clear()
