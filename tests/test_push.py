@@ -257,3 +257,46 @@ class MentionTests(TestCase):
         got = await self.bob.recv(MsgId.GROUP_CHAT, cid="5")
         self.assertEqual(got["mentions"], "all")
         self.assertEqual([f for f in await self.carol.quiet() if f.get("cid") in "1234"], [])
+
+
+class StalledServiceTests(TestCase):
+    timeout = 120
+    MESSAGES = 300
+
+    async def test_a_push_service_that_hangs_does_not_slow_chat(self):
+        service = await PushService.start(self)
+        node = await start_node(self, None, *PUSH_ARGS, "--push-interval", "0",
+                                "--push-queue", "50", "--push-concurrency", "4",
+                                "--push-vapid-key", self.mktemp())
+        alice, bob, carol = [await user(self, node, n) for n in ("alice", "bob", "carol")]
+        alice.auto_ack = carol.auto_ack = True
+        gid = (await alice.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g"},
+                                   MsgId.CREATE_GROUP_ACK))["groupid"]
+        for c in (bob, carol):
+            await c.request({"msgid": MsgId.ADD_GROUP, "groupid": gid}, MsgId.ADD_GROUP_ACK)
+        browser = service.subscription()
+        await subscribe(bob, browser)
+        await away(bob)
+        rates: dict[str, list[float]] = {"answering": [], "hanging": []}
+        queue = node.node.push.queue
+        for round_, state in enumerate(["answering"] * 2 + ["hanging"] * 2):
+            service.answer(browser, 201 if state == "answering" else "hang")
+            rates[state].append(await self._rate(alice, carol, gid, round_))
+            if state == "answering":
+                await deferLater(0.5)
+                await queue.idle()
+        self.assertGreater(queue.stats.dropped, 0, "the stalled service filled the queue")
+        self.assertGreater(queue.stats.outcomes["sent"], 0)
+        self.assertGreaterEqual(max(rates["hanging"]), 0.9 * max(rates["answering"]), rates)
+
+    async def _rate(self, alice: Client, carol: Client, gid: int, round_: int) -> float:
+        """Group messages a second, each to an online and an offline subscribed member."""
+        started = time.monotonic()
+        for i in range(self.MESSAGES):
+            alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "m",
+                        "cid": f"{round_}-{i}"})
+        for i in range(self.MESSAGES):
+            await alice.recv(MsgId.SEND_ACK, cid=f"{round_}-{i}", timeout=30)
+        rate = self.MESSAGES / (time.monotonic() - started)
+        carol.frames.clear()
+        return rate
