@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from client import commands, display
+from client import commands, display, notify
 from client.commands import CommandError
 from client.history import HistoryFailed
 from client.protocol import Frame
@@ -159,6 +159,10 @@ class Controller:
             case commands.Devices():
                 if reply := await ask(f"{command} failed", session.devices()):
                     show(display.devices(reply.get("devices") or [], session.device))
+            case commands.Mute():
+                if reply := await ask(f"{command} failed",
+                                      session.request(notify.mute_request(command))):
+                    show([notify.muted_line(reply, notify.mute_name(command, session))])
 
     async def _history(self, command: commands.History, target: Frame, count: int) -> None:
         try:

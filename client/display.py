@@ -31,6 +31,8 @@ _HELP: dict[str, str] = {
     "block": "refuse a user's messages, typing and friend requests / 屏蔽用户",
     "unblock": "stop blocking a user / 取消屏蔽",
     "devices": "list your devices that are online / 在线设备",
+    "mute": "no notifications from a user (for ever, or minutes; 0 unmutes) / 免打扰",
+    "mutegroup": "no notifications from a group, except @mentions / 群免打扰",
     "quit": "leave the client / 退出",
 }
 NOTICES: dict[str, str] = {

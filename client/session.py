@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from chatd.messages import REPLY, Errno, MsgId
-from client import display
+from client import display, notify
 from client.conversations import Conversations
 from client.history import HistoryFailed, fetch_history, sync_pages
 from client.protocol import ChatConnection, Frame
@@ -259,7 +259,12 @@ class Session:
         self._send_chat({"msgid": MsgId.ONE_CHAT, "to": to, "msg": msg}, text)
 
     def group_chat(self, group_id: int, msg: str, text: str) -> None:
-        self._send_chat({"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}, text)
+        fields: Frame = {"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}
+        group = next((g for g in self.groups if g.get("groupid") == group_id), None)
+        mentions = notify.mentions_in(msg, group, (self.me or {}).get("id"))
+        if mentions is not None:
+            fields["mentions"] = mentions
+        self._send_chat(fields, text)
 
     def _send_chat(self, fields: Frame, text: str) -> None:
         cid = next(self._cids)
@@ -483,7 +488,7 @@ class Session:
             keys.append(("cid", frame.get("id"), frame["cid"]))
         if self._seen.add(keys):
             self._remember([frame])
-            self._show([self.describe(frame)])
+            self._show([notify.shown(self.describe(frame), frame, (self.me or {}).get("id"))])
             self.conversations.shown(frame)
         return frame.get("mid")
 
