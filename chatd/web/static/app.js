@@ -4,6 +4,7 @@
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
+import * as notifications from "./notifications.js";
 
 const KEPT_PER_CONVERSATION = 200;
 const TYPING_SHOWN_MS = 5000;
@@ -125,6 +126,7 @@ function loggedIn(ack) {
     const conv = conversation(entry.peer ? `u:${entry.peer}` : `g:${entry.groupid}`);
     conv.unread = Math.max(conv.unread, entry.count);
   }
+  notifications.loggedIn(ack);
   for (const frame of ack.offlinemsg || []) incoming(frame);
   for (const { frame } of state.outbox) connection.send(frame);
   $("auth").hidden = true;
@@ -186,7 +188,7 @@ function received(f) {
       if (f.errno !== Errno.OK) sideStatus(f.errmsg);
       return connection.send({ msgid: MsgId.GROUP_LIST });
     case MsgId.NOTICE: return noticeArrived(f);
-    default: return undefined;
+    default: return notifications.received(f);
   }
 }
 
@@ -217,7 +219,7 @@ function incoming(f) {
     return;
   }
   const message = { mid: f.mid, cid: f.cid, from: f.id, name: f.name, text: f.msg,
-                    time: f.time || "", own, state: own ? "sent" : "" };
+                    time: f.time || "", own, state: own ? "sent" : "", mentions: f.mentions };
   insert(conv, message);
   if (!own) {
     const seen = key === state.active && !document.hidden;
@@ -435,7 +437,7 @@ function send(text) {
   const time = new Date().toLocaleString();
   const frame = key.startsWith("u:")
     ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
-    : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
+    : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time, ...notifications.mentions(text) };
   insert(conversation(key), { mid: null, cid, from: state.me.id, name: state.me.name, text,
                               time, own: true, state: "sending" });
   state.outbox.push({ key, frame });
@@ -544,6 +546,7 @@ function renderActions(key) {
       closeConversation();
     }, text: "Leave" }));
   }
+  actions.push(notifications.muteButton(key));
   $("conv-actions").replaceChildren(...actions);
 }
 
@@ -575,6 +578,7 @@ function renderMessages(toBottom) {
   const group = state.active?.startsWith("g:");
   list.replaceChildren(...conv.messages.map((m) => {
     const item = element("li", { class: m.own ? "message own" : "message" });
+    if (notifications.mentionsMe(m)) item.classList.add("mention");
     if (group && !m.own) item.append(element("span", { class: "who", text: m.name }));
     item.append(element("p", { class: "text", text: m.text }));
     const meta = element("span", { class: "meta", text: m.time });
@@ -738,5 +742,12 @@ setInterval(() => {
   connection.send({ msgid: MsgId.GROUP_LIST });
 }, PRESENCE_EVERY_MS);
 
+notifications.setup({
+  send: (frame) => connection.send(frame),
+  members: () => (state.active?.startsWith("g:")
+    ? state.groups.get(Number(state.active.slice(2)))?.users || [] : []),
+  me: () => state.me,
+  open: (key) => openConversation(key),
+});
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);
 connection.open();
