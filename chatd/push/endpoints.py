@@ -4,8 +4,9 @@ A subscription makes the node send HTTP requests to a URL a user chose, so the U
 turn the node into a request forger against its own network: https only (http with
 --push-allow-http, for tests), and a host whose every address is public (private, loopback,
 link-local and reserved ones with --push-allow-private, for tests). The name is resolved
-again before each push and the request goes to the address that was checked, so a name that
-resolves elsewhere later (DNS rebinding) cannot reach what the first check refused.
+again before pushes (an answer is used for RESOLVE_TTL seconds) and every request goes to an
+address that was checked, so a name that resolves elsewhere later (DNS rebinding) cannot
+reach what the first check refused.
 """
 
 import ipaddress
@@ -13,9 +14,12 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThread
 
 MAX_ENDPOINT = 2048
+RESOLVE_TTL = 10.0  # seconds an answer of the resolver is used for pushes
+MAX_NAMES = 10_000  # names remembered before the memory starts again
 
 
 class EndpointRefused(Exception):
@@ -70,11 +74,35 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def check(url: str, policy: EndpointPolicy) -> Target:
+class Resolver:
+    """Names resolved off the reactor thread, each answer kept for `ttl` seconds: a push
+    service's host is looked up once per few seconds, not once per push."""
+
+    def __init__(self, clock: IReactorTime, ttl: float = RESOLVE_TTL) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self._answers: dict[tuple[str, int], tuple[list[str], float]] = {}
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        now = self.clock.seconds()
+        known = self._answers.get((host, port))
+        if known is not None and known[1] > now:
+            return known[0]
+        addresses = await deferToThread(_resolve, host, port)
+        if len(self._answers) >= MAX_NAMES:
+            self._answers.clear()
+        self._answers[(host, port)] = (addresses, now + self.ttl)
+        return addresses
+
+
+async def check(url: str, policy: EndpointPolicy, resolver: Resolver | None = None) -> Target:
     """Resolve the URL's host off the reactor thread and check every address it has; the
     target is the first one. EndpointRefused when any address, or the URL, is not allowed."""
     scheme, host, port = parse(url, policy)
-    addresses = await deferToThread(_resolve, host, port)
+    if resolver is None:
+        addresses = await deferToThread(_resolve, host, port)
+    else:
+        addresses = await resolver.resolve(host, port)
     refused = [a for a in addresses if not allowed_address(a, policy)]
     if refused or not addresses:
         raise EndpointRefused(f"host {host!r} resolves to non-public addresses {refused}")

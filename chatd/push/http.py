@@ -47,11 +47,12 @@ class _Pinned:
 class Poster:
     """POSTs with a shared connection pool (connections to a push service are reused)."""
 
-    def __init__(self, reactor: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, reactor: Any, timeout: float = DEFAULT_TIMEOUT,
+                 connections: int = 8) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = 8
+        self.pool.maxPersistentPerHost = connections  # as many as pushes in flight
         self._inflight: set[Deferred[Any]] = set()
 
     async def post(self, target: Target, url: str, headers: dict[str, str],

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.push import fcm, webpush
-from chatd.push.endpoints import EndpointPolicy, EndpointRefused, check
+from chatd.push.endpoints import EndpointPolicy, EndpointRefused, Resolver, check
 from chatd.push.http import Answer, Poster
 from chatd.push.queue import Outcome
 from chatd.push.vapid import VapidKey
@@ -62,6 +62,7 @@ class Senders:
         self.policy = policy
         self.credentials = credentials
         self.fcm_url = fcm_url
+        self.resolver = Resolver(poster.reactor)
         self._token = fcm.AccessToken()
         self._waiters: list[Deferred[None]] = []  # pushes waiting for a token
 
@@ -98,7 +99,7 @@ class Senders:
 
     async def _webpush(self, push: Push) -> Answer:
         s = push.subscription
-        target = await check(s.endpoint, self.policy)
+        target = await check(s.endpoint, self.policy, self.resolver)
         payload = json.dumps(push.payload, separators=(",", ":")).encode()
         headers, body = webpush.request(self.vapid, s.endpoint, s.p256dh, s.auth, payload,
                                         push.topic)
@@ -116,7 +117,8 @@ class Senders:
         body = fcm.message(push.subscription.endpoint, data, push.topic, push.title)
         headers = {"Content-Type": "application/json",
                    "Authorization": f"Bearer {self._token.value}"}
-        return await self.poster.post(await check(url, self.policy), url, headers, body)
+        return await self.poster.post(await check(url, self.policy, self.resolver), url,
+                                      headers, body)
 
     async def _refresh(self, credentials: fcm.Credentials) -> None:
         """One token request at a time; the pushes waiting for it share its answer."""
@@ -137,7 +139,7 @@ class Senders:
     async def _fetch_token(self, credentials: fcm.Credentials) -> None:
         now = time.time()
         headers, body = fcm.token_request(credentials, now)
-        target = await check(credentials.token_uri, self.policy)
+        target = await check(credentials.token_uri, self.policy, self.resolver)
         answer = await self.poster.post(target, credentials.token_uri, headers, body)
         if answer.status != 200:
             raise RuntimeError(f"FCM token request: {answer.status} {answer.body[:200]!r}")

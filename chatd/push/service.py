@@ -39,7 +39,7 @@ class PushService(Service):
         self.vapid = VapidKey(settings.vapid_key, settings.subject)
         credentials = (fcm.Credentials(settings.fcm_credentials)
                        if settings.fcm_credentials else None)
-        self.poster = Poster(reactor, settings.timeout)
+        self.poster = Poster(reactor, settings.timeout, settings.concurrency)
         self.senders = Senders(store, self.poster, self.vapid, settings.policy, credentials,
                                settings.fcm_url)
         self.queue = PushQueue(reactor, settings.queue, settings.concurrency, settings.retries)
