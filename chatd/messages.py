@@ -86,6 +86,10 @@ class MsgId(IntEnum):
     REACT_ACK = 57
     REACTION = 58
     HIDE = 59
+    PUSH_SUBSCRIBE = 44
+    PUSH_SUBSCRIBE_ACK = 45
+    MUTE = 46
+    MUTE_ACK = 47
 
 
 # The reply of each request that has one of its own; the request's refusals come in it too
@@ -106,7 +110,8 @@ REPLY: dict[MsgId, MsgId] = {
     MsgId.FIND_USER: MsgId.FIND_USER_ACK, MsgId.DELETE_ACCOUNT: MsgId.DELETE_ACCOUNT_ACK,
     MsgId.UPLOAD: MsgId.UPLOAD_ACK, MsgId.MEDIA_URL: MsgId.MEDIA_URL_ACK,
     MsgId.RECALL: MsgId.RECALL_ACK, MsgId.EDIT: MsgId.EDIT_ACK, MsgId.REACT: MsgId.REACT_ACK,
-    MsgId.HIDE: MsgId.HIDE}
+    MsgId.HIDE: MsgId.HIDE,
+    MsgId.PUSH_SUBSCRIBE: MsgId.PUSH_SUBSCRIBE_ACK, MsgId.MUTE: MsgId.MUTE_ACK}
 
 # The msgids of the message path as plain ints: reading an IntEnum member off its class costs
 # about 0.14 µs (the enum metaclass), as much as a dict lookup and a call, every message.
@@ -201,6 +206,12 @@ class Errno(IntEnum):
     HIDDEN = 217
     OTHER_CONVERSATION = 218
     ACTION_OFF = 219
+    PUSH_ENDPOINT = 200
+    PUSH_KEYS = 201
+    PUSH_KIND = 202
+    MENTION_NOT_MEMBER = 203
+    MENTION_ALL = 204
+    PUSH_SUBSCRIPTIONS = 205
 
 
 ERRMSG: dict[Errno, str] = {
@@ -286,6 +297,12 @@ ERRMSG: dict[Errno, str] = {
     Errno.HIDDEN: "you deleted this message",
     Errno.OTHER_CONVERSATION: "reply_to names a message of another conversation",
     Errno.ACTION_OFF: "this action is turned off on this server",
+    Errno.PUSH_ENDPOINT: "push endpoint refused",
+    Errno.PUSH_KEYS: "push subscription keys are invalid",
+    Errno.PUSH_KIND: "this kind of push is not configured on this server",
+    Errno.MENTION_NOT_MEMBER: "mentioned user is not a member of this group",
+    Errno.MENTION_ALL: "only the group's owner may mention all",
+    Errno.PUSH_SUBSCRIPTIONS: "too many push subscriptions",
 }
 
 

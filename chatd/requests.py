@@ -159,10 +159,15 @@ SCHEMA: dict[int, tuple[Field, ...]] = {
     MsgId.EDIT: (USER_ID, _int("mid"), MSG),
     MsgId.REACT: (USER_ID, _int("mid"), StrField("emoji", 1, 32), BoolField("on", 0, 0, False)),
     MsgId.HIDE: (USER_ID, _int("mid")),
+    MsgId.PUSH_SUBSCRIBE: (USER_ID, StrField("kind", 1, 16),
+                           StrField("token", 1, 4096, required=False),
+                           NameField("device", 1, 64, required=False)),
+    MsgId.MUTE: (USER_ID, _int("peer", required=False), _int("groupid", required=False),
+                 _int("until", low=-1)),
 }
 
 # Requests naming a conversation by exactly one of `peer` and `groupid`.
-ONE_CONVERSATION = frozenset({MsgId.HISTORY, MsgId.READ})
+ONE_CONVERSATION = frozenset({MsgId.HISTORY, MsgId.READ, MsgId.MUTE})
 
 
 # SCHEMA as plain tuples: validate runs for every frame, and attribute lookups add up.

@@ -62,6 +62,8 @@ from chatd.handlers.media import (
 )
 from chatd.handlers.members import GroupMembers
 from chatd.handlers.naming import Naming
+from chatd.handlers.mentions import Mentions
+from chatd.handlers.notifications import DEFAULT_MAX_SUBSCRIPTIONS, Notifications, SubscriptionRules
 from chatd.handlers.operator import Operator
 from chatd.handlers.ownaccount import OwnAccount
 from chatd.handlers.passwords import DEFAULT_COST, DEFAULT_HASH_WAIT, MAX_COST, PasswordHasher
@@ -101,6 +103,13 @@ from chatd.protocol import (
     ChatFactory,
 )
 from chatd.proxied import listening
+from chatd.push.endpoints import EndpointPolicy
+from chatd.push.fcm import DEFAULT_FCM_URL
+from chatd.push.http import DEFAULT_TIMEOUT as DEFAULT_PUSH_TIMEOUT
+from chatd.push.notifier import DEFAULT_INTERVAL, PushOptions
+from chatd.push.queue import DEFAULT_CONCURRENCY, DEFAULT_QUEUE, DEFAULT_RETRIES, PushCollector
+from chatd.push.service import PushService, PushSettings
+from chatd.push.vapid import DEFAULT_KEY_FILE
 from chatd.store import StoreUnavailable, open_store
 from chatd.tokens import DEFAULT_LIFETIME
 from chatd.web.channel import (
@@ -296,11 +305,45 @@ class Options(usage.Options):
         ["admin-token-file", None, "",
          "File holding the bearer token of the admin API (one line, at least 16 characters); "
          "without it /admin/v1 is not served."],
+        ["push-vapid-key", None, DEFAULT_KEY_FILE,
+         "PEM file of the node's VAPID key pair for Web Push (created, mode 0600, when it "
+         "does not exist). Every node of a cluster should share one: browsers subscribe with "
+         "its public key, which LOGIN_MSG_ACK carries in `vapid`."],
+        ["push-vapid-subject", None, "mailto:chatd@localhost",
+         "The VAPID `sub` claim: a mailto: or https: URL where push services can reach the "
+         "operator."],
+        ["push-fcm-credentials", None, "",
+         "Firebase service-account JSON file for FCM HTTP v1 pushes; empty: FCM is off "
+         "(PUSH_SUBSCRIBE kind fcm gets errno 202)."],
+        ["push-fcm-url", None, DEFAULT_FCM_URL, "Base URL of the FCM HTTP v1 API."],
+        ["push-interval", None, DEFAULT_INTERVAL,
+         "Seconds between two pushes of one conversation to one user from this node "
+         "(0-3600); the messages between them are collapsed into the first.", float],
+        ["push-queue", None, DEFAULT_QUEUE,
+         "Pushes waiting to be sent (10-10000000); more are dropped and counted.", int],
+        ["push-concurrency", None, DEFAULT_CONCURRENCY,
+         "Pushes in flight at once (1-10000).", int],
+        ["push-retries", None, DEFAULT_RETRIES,
+         "Times a push is tried again after 429, 5xx or no answer (0-10), with a back-off "
+         "doubling from 2 s (or the service's Retry-After, up to 300 s).", int],
+        ["push-timeout", None, DEFAULT_PUSH_TIMEOUT,
+         "Seconds a push service has to connect and to answer (1-120).", float],
+        ["push-max-subscriptions", None, DEFAULT_MAX_SUBSCRIPTIONS,
+         "Push subscriptions of one account, over all its devices (1-1000); one more gets "
+         "errno 205.", int],
         ["log-format", None, "text",
          "text, or json: one JSON object per line with the event's fields (for Loki or "
          "Elasticsearch), to twistd's --logfile or standard output; the lines of a reactor "
          "turn are written together at its end. Text logs give way to twistd's --logger or "
          "--syslog."],
+    ]
+    optFlags = [
+        ["push-preview", None, "Pushes carry the first 80 characters of the message; by "
+         "default no message text leaves the server."],
+        ["push-allow-http", None, "Accept http:// push endpoints (tests only)."],
+        ["push-allow-private", None, "Accept push endpoints on private, loopback and "
+         "link-local addresses (tests only: a subscription could make the node send requests "
+         "into its own network)."],
     ]
 
     def postOptions(self) -> None:
@@ -362,6 +405,12 @@ class Options(usage.Options):
         _check_range("max-pending-requests", self["max-pending-requests"], 1, 10_000)
         _check_range("max-finds", self["max-finds"], 1, 10_000)
         self["defaults"] = _user_defaults(self["friend-requests"], self["discoverable"])
+        _check_range("push-interval", self["push-interval"], 0, 3600)
+        _check_range("push-queue", self["push-queue"], 10, 10_000_000)
+        _check_range("push-concurrency", self["push-concurrency"], 1, 10_000)
+        _check_range("push-retries", self["push-retries"], 0, 10)
+        _check_range("push-timeout", self["push-timeout"], 1, 120)
+        _check_range("push-max-subscriptions", self["push-max-subscriptions"], 1, 1000)
         self["admin-token"] = _admin_token(self["admin-token-file"], self["admin"])
         if self["log-format"] not in FORMATS:
             raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}")
@@ -407,6 +456,8 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 class ChatNode(MultiService):
     """Starts the worker pools before listening and, on stop, ends every session (storing
     what was in flight) before the database pool closes."""
+
+    push: PushService  # set by build_node
 
     def __init__(self, context: Context, factory: ChatFactory, end: Callable[[Session], None],
                  operator: Operator, media: Media) -> None:
@@ -555,13 +606,26 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     router.on.bus_back.connect(follower.reload)
     router.on.offline_stored.connect(accounts.welcome.offline_stored)
     router.on.taken_over.connect(accounts.taken_over)
+    push = push_service(options, context, reactor)
+    notifications = Notifications(context, SubscriptionRules(
+        push.senders.policy, push.senders.credentials is not None,
+        options["push-max-subscriptions"]), push.vapid.public_key)
+    dispatch.update(notifications.handlers())
+    context.composer.register(Mentions(context.store))
+    context.offline.stored_new.connect(push.notifier.stored_new)
+    router.on.unacknowledged.connect(push.notifier.unacknowledged)
+    accounts.welcome.reply_fields.append(notifications.login_fields)
+    accounts.logged_out.connect(notifications.logged_out)
     inbound = Inbound(router)
     connections = Connections(options["max-conns-per-address"], options["max-connections"])
     factory = ChatFactory(dispatch, accounts.end, context.stats, reactor, connections,
                           options["max-frame"], options["idle-timeout"],
                           options["max-send-buffer"], options["login-timeout"])
-    return ChatNode(context, factory, accounts.end,
+    node = ChatNode(context, factory, accounts.end,
                     Operator(context, inbound, options["node-id"]), media)
+    node.push = push
+    push.setServiceParent(node)
+    return node
 
 
 def build_media(options: Options, context: Context, reactor: Any) -> Media:
@@ -592,6 +656,18 @@ def media_url(options: Options) -> str:
     return f"{scheme}://{fields.get('interface', '127.0.0.1')}:{port}"
 
 
+def push_service(options: Options, context: Context, reactor: Any) -> PushService:
+    """The --push-* machinery: VAPID key (made when absent), senders, queue, notifier."""
+    return PushService(context.store, reactor, PushSettings(
+        vapid_key=options["push-vapid-key"], subject=options["push-vapid-subject"],
+        policy=EndpointPolicy(bool(options["push-allow-http"]),
+                              bool(options["push-allow-private"])),
+        fcm_credentials=options["push-fcm-credentials"], fcm_url=options["push-fcm-url"],
+        options=PushOptions(options["push-interval"], bool(options["push-preview"])),
+        queue=options["push-queue"], concurrency=options["push-concurrency"],
+        retries=options["push-retries"], timeout=options["push-timeout"]))
+
+
 def web_limits(options: Options) -> WebLimits:
     """The --web-* limits."""
     return WebLimits(
@@ -604,7 +680,9 @@ def web_limits(options: Options) -> WebLimits:
 
 def admin_listener(node: ChatNode, options: Options, reactor: Any) -> Listener:
     """The operators' HTTP listener of --admin."""
-    site = admin_site(node, node_registry(node), options["admin-token"], reactor)
+    registry = node_registry(node)
+    registry.register(PushCollector(node.push.queue))
+    site = admin_site(node, registry, options["admin-token"], reactor)
     return Listener(options["admin"], site, reactor, "--admin")
 
 

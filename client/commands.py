@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 1000
 """Most messages one history command shows (the client asks for them page by page)."""
+MAX_MUTE_MINUTES = 10 * 365 * 24 * 60
 
 
 class CommandError(ValueError):
@@ -158,6 +159,20 @@ class GetFile:
 
 
 @dataclass(frozen=True)
+class Mute:
+    """`mute:userid[:minutes]` or `mutegroup:groupid[:minutes]`: no pushes for a while (no
+    minutes: for ever; 0 minutes: unmute)."""
+
+    target: int
+    minutes: int | None = None
+    group: bool = False
+
+    def __str__(self) -> str:
+        return f"{'mutegroup' if self.group else 'mute'}:{self.target}" + (
+            f":{self.minutes}" if self.minutes is not None else "")
+
+
+@dataclass(frozen=True)
 class Quit:
     def __str__(self) -> str:
         return "quit"
@@ -197,7 +212,7 @@ class AskRegister:
 
 Command = (Help | Chat | AddFriend | CreateGroup | AddGroup | GroupChat | Loginout | Friends
            | Groups | History | RemoveFriend | LeaveGroup | Kick | Block | Devices | SendFile
-           | GetFile | Quit)
+           | GetFile | Mute | Quit)
 MenuChoice = Login | Register | AskLogin | AskRegister | Quit
 
 USAGE: dict[str, str] = {
@@ -221,6 +236,8 @@ USAGE: dict[str, str] = {
     "sendfile": "sendfile:friendid:path",
     "sendgroupfile": "sendgroupfile:groupid:path",
     "getfile": "getfile:mid[:path]",
+    "mute": "mute:friendid[:minutes]",
+    "mutegroup": "mutegroup:groupid[:minutes]",
     "quit": "quit",
 }
 
@@ -353,6 +370,18 @@ def _get_file(rest: str | None) -> GetFile:
     return GetFile(parse_id(mid, "mid"), path)
 
 
+def _mute(group: bool) -> Callable[[str | None], Mute]:
+    def parse(rest: str | None) -> Mute:
+        target, colon, minutes = (rest or "").partition(":")
+        target_id = parse_id(target, "groupid" if group else "friendid")
+        if not colon:
+            return Mute(target_id, group=group)
+        if not minutes.strip().isdecimal() or int(minutes) > MAX_MUTE_MINUTES:
+            raise CommandError(f"minutes must be a number from 0 to {MAX_MUTE_MINUTES}")
+        return Mute(target_id, int(minutes), group)
+    return parse
+
+
 def _kick(rest: str | None) -> Kick:
     group, colon, user = (rest or "").partition(":")
     if not colon:
@@ -381,5 +410,7 @@ _PARSERS: dict[str, Callable[[str | None], Command]] = {
     "sendfile": _send_file(group=False),
     "sendgroupfile": _send_file(group=True),
     "getfile": _get_file,
+    "mute": _mute(group=False),
+    "mutegroup": _mute(group=True),
     "quit": _no_argument(Quit()),
 }

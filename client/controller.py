@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from client import accounts, actions, commands, display
+from client import accounts, actions, commands, display, notify
 from client.commands import CommandError
 from client.files import FileFailed
 from client.history import HistoryFailed
@@ -168,6 +168,10 @@ class Controller:
             case commands.Devices():
                 if reply := await ask(f"{command} failed", session.devices()):
                     show(display.devices(reply.get("devices") or [], session.device))
+            case commands.Mute():
+                if reply := await ask(f"{command} failed",
+                                      session.request(notify.mute_request(command))):
+                    show([notify.muted_line(reply, notify.mute_name(command, session))])
             case actions.Reply():
                 try:
                     session.reply(command)

@@ -34,6 +34,8 @@ _HELP: dict[str, str] = {
     "sendfile": "send a photo or file to a user / 发送文件",
     "sendgroupfile": "send a photo or file to a group / 发送群文件",
     "getfile": "save the attachment of a message / 保存文件",
+    "mute": "no notifications from a user (for ever, or minutes; 0 unmutes) / 免打扰",
+    "mutegroup": "no notifications from a group, except @mentions / 群免打扰",
     "quit": "leave the client / 退出",
 }
 NOTICES: dict[str, str] = {

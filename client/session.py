@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from chatd.messages import REPLY, Errno, MsgId
-from client import actions, display
+from client import actions, display, notify
 from client.accounts import describe_event
 from client.conversations import Conversations
 from client.files import Files
@@ -264,7 +264,12 @@ class Session:
         self._send_chat({"msgid": MsgId.ONE_CHAT, "to": to, "msg": msg}, text)
 
     def group_chat(self, group_id: int, msg: str, text: str) -> None:
-        self._send_chat({"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}, text)
+        fields: Frame = {"msgid": MsgId.GROUP_CHAT, "groupid": group_id, "msg": msg}
+        group = next((g for g in self.groups if g.get("groupid") == group_id), None)
+        mentions = notify.mentions_in(msg, group, (self.me or {}).get("id"))
+        if mentions is not None:
+            fields["mentions"] = mentions
+        self._send_chat(fields, text)
 
     def send_attachment(self, target: Frame, media_id: str, text: str) -> None:
         """A chat message to `target` ({"to": id} or {"groupid": id}) carrying an upload."""
@@ -523,7 +528,7 @@ class Session:
             self._remember([frame])
             self.files.seen(frame)
             self.places.seen(frame)
-            self._show([self.describe(frame)])
+            self._show([notify.shown(self.describe(frame), frame, (self.me or {}).get("id"))])
             self.conversations.shown(frame)
         return frame.get("mid")
 

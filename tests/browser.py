@@ -166,5 +166,12 @@ class Browser:
         lines = text.split("\n")
         self.find("#text").send_keys((Keys.SHIFT + Keys.ENTER + Keys.NULL).join(lines) + Keys.ENTER)
 
+    def say_completed(self, text: str) -> None:
+        """Take the first `@` completion with Tab, then type `text` and send it."""
+        from selenium.webdriver.common.keys import Keys
+        self.find("#text").send_keys(Keys.TAB)
+        self.wait(lambda: not self.find("#mention-list").is_displayed(), "the completion")
+        self.find("#text").send_keys(text + Keys.ENTER)
+
     def reload(self) -> None:
         self.driver.refresh()

@@ -453,7 +453,8 @@ class MySQLStoreTests(StoreTests, TestCase):
         self.assertEqual(set(tables), {"User", "Friend", "AllGroup", "GroupUser",
                                        "OfflineMessage", "ServerSecret", "TokenRevocation",
                                        "SchemaVersion", "History", "ReadMarker", "Block", "Ban",
-                                       "UserSetting", "FriendRequest", "GroupInvite"})
+                                       "UserSetting", "FriendRequest", "GroupInvite",
+                                       "PushSubscription", "Mute"})
         for table, collation in tables.items():
             self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
         self.assertIn(("User", "name", "utf8mb4"), columns)

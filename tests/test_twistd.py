@@ -20,7 +20,8 @@ from tests.servers import mysql_database
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
           "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block", "Ban",
-          "UserSetting", "FriendRequest", "GroupInvite"}
+          "UserSetting", "FriendRequest", "GroupInvite",
+          "PushSubscription", "Mute"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:

@@ -57,6 +57,8 @@ class Offline:
         self.stats = stats
         # the users for whom frames were stored (a login may have read the store before)
         self.stored: Signal[[list[int]]] = Signal()
+        # a new message (its frame as text) was stored for users with no device online
+        self.stored_new: Signal[[list[int], str]] = Signal()
         self._clock = clock
         self._retry_seconds = retry_seconds
         self._writes: set[Deferred[None]] = set()
@@ -139,7 +141,9 @@ class Offline:
         elif stored == 0 and len(rows) == 1:
             fan.missing = {user_ids[0]}
         fan.done(len(rows))
-        self.stored([u for u in user_ids if u not in full])
+        kept = [u for u in user_ids if u not in full]
+        self.stored(kept)
+        self.stored_new(kept, rows[0][2])
 
     async def _keep(self, rows: Rows, waiters: list[Waiter | None], announce: bool) -> None:
         try:

@@ -52,7 +52,7 @@ class RouterEvents:
     """What the router tells the handlers; listeners are connected in `build_node`."""
 
     __slots__ = ("group_changed", "block_changed", "offline_stored", "bus_back",
-                 "taken_over")
+                 "taken_over", "unacknowledged")
 
     def __init__(self) -> None:
         # a group's members changed on some node (None: any group may have, the bus was away)
@@ -65,6 +65,8 @@ class RouterEvents:
         self.bus_back: Signal[[list[int]]] = Signal()
         # a login here or on another node took this session's device
         self.taken_over: Signal[[Session]] = Signal()
+        # (user, device, frames): an online device did not acknowledge these in time
+        self.unacknowledged: Signal[[int, str, list[bytes]]] = Signal()
 
 
 class Router:
@@ -330,5 +332,7 @@ class Router:
                     log.info("user {uid}: {n} frames not acknowledged in time, stored offline",
                              uid=inbox.user_id, n=len(late))
                     self.offline.keep(inbox.user_id, late)
+                    self.on.unacknowledged(inbox.user_id, inbox.device,
+                                           [frame for _, frame, _ in late])
         self.relay.expire(now)
 

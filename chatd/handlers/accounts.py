@@ -7,6 +7,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from chatd.delivery.session import Session
+from chatd.delivery.signals import Signal
 from chatd.handlers.context import Context
 from chatd.handlers.welcome import Welcome
 from chatd.messages import ChatError, Errno, MsgId
@@ -31,6 +32,8 @@ class Accounts:
         self.clock = context.clock
         self.naming = context.naming
         self.welcome = Welcome(context)
+        # (user, device) logged out of that device: what belongs to the device goes with it
+        self.logged_out: Signal[[int, str]] = Signal()
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.REG: self.register, MsgId.LOGIN: self.login, MsgId.LOGOUT: self.logout,
@@ -104,7 +107,9 @@ class Accounts:
         user_id = session.user_id
         await self.resume.revoke(user_id)
         if session.user_id == user_id:
+            device = session.device
             self.end(session)
+            self.logged_out(user_id, device)
             log.info("user {uid} logged out", uid=user_id)
         session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
 

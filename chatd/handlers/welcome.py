@@ -7,6 +7,7 @@ Stored frames are deleted once the client has them: at once for the original dia
 acknowledgements), on RECV_ACK for proto 2 (chat.py).
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -40,6 +41,8 @@ class Welcome:
         self.resume = context.resume
         self.stats = context.stats
         self.composer = context.composer
+        # fields other capabilities add to a proto-2 login reply (registered in build_node)
+        self.reply_fields: list[Callable[[Session], Awaitable[dict[str, Any]]]] = []
 
     async def welcome(self, session: Session, inbox: Inbox) -> bool:
         """Send the login reply with friends, groups and offline messages, then open the
@@ -54,6 +57,10 @@ class Welcome:
         self.blocks.load(user_id, welcome.blocked_by)
         ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
         online = await self.presence.online(user_id, list(set(ids)))
+        extra = {}
+        if session.proto == 2:
+            for fields in self.reply_fields:
+                extra.update(await fields(session))
         if not session.connected:
             return False
         shown = await self._shown(session, offline)
@@ -62,7 +69,8 @@ class Welcome:
         reply = _login_reply(session, friends, groups, shown[:OFFLINE_IN_REPLY], online)
         if session.proto == 2:
             reply.update(token=token, unread=unread_views(welcome.unread),
-                         device=session.device, requests=request_views(welcome.requests))
+                         device=session.device, requests=request_views(welcome.requests),
+                         **extra)
         session.send(reply)
         self.stats.login(Errno.OK)
         after = OFFLINE_IN_REPLY

@@ -18,6 +18,7 @@ from chatd.store.batch import Batcher, each
 from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.media import MediaQueries
+from chatd.store.push import PushQueries
 from chatd.store.relations import RelationQueries
 from chatd.store.roles import RoleQueries
 
@@ -113,7 +114,7 @@ class Dialect(Protocol):
 
 
 class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, DeletionQueries,
-            MediaQueries, ActionQueries):
+            MediaQueries, ActionQueries, PushQueries):
     """Queries over an adbapi pool. Every call is one named interaction (one transaction)."""
 
     def __init__(self, dialect: Dialect, stats: Stats | None = None,
@@ -183,6 +184,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         self._prepare_deletion()
         self._prepare_media()
         self._prepare_actions()
+        self._prepare_push()
 
     def close(self) -> None:
         self._pool.close()

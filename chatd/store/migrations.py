@@ -129,6 +129,25 @@ STEPS: list[tuple[int, str]] = [
     mid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
     userid INT UNSIGNED NOT NULL
 """ + TABLE),
+    # Where to push a user's device when it is away (chatd/store/push.py): a Web Push
+    # endpoint and its keys, or an FCM token in `endpoint`; one per device and kind.
+    (40, """CREATE TABLE PushSubscription (
+    userid INT UNSIGNED NOT NULL,
+    device VARCHAR(64) NOT NULL,
+    kind VARCHAR(8) NOT NULL,
+    endpoint TEXT NOT NULL,
+    p256dh VARCHAR(128) NOT NULL,
+    auth VARCHAR(64) NOT NULL,
+    PRIMARY KEY (userid, device, kind)
+""" + TABLE),
+    # A muted conversation, keyed like ReadMarker; `mutedto` ms since the epoch, -1 for ever.
+    (41, """CREATE TABLE Mute (
+    userid INT UNSIGNED NOT NULL,
+    groupid INT UNSIGNED NOT NULL,
+    peer INT UNSIGNED NOT NULL,
+    mutedto BIGINT NOT NULL,
+    PRIMARY KEY (userid, groupid, peer)
+""" + TABLE),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order

@@ -82,6 +82,24 @@ class StaticFiles(File):
         return self.childNotFound
 
 
+class ServiceWorker(Resource):
+    """/sw.js, the web client's service worker (notifications.js registers it for the scope
+    /): served fresh each time, so that a new version replaces the old one at once."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        with open(os.path.join(STATIC, "sw.js"), "rb") as f:  # once, before the reactor runs
+            self.script = f.read()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader("content-type", "text/javascript; charset=utf-8")
+        request.setHeader("service-worker-allowed", "/")
+        request.setHeader("cache-control", "no-cache")
+        return self.script
+
+
 class WebSite(Site):
     """Sets the security headers on every response, errors included; its channels count
     their connections in the chat port's Connections (one count per address for both) and
@@ -128,6 +146,7 @@ def web_factory(chat: ChatFactory, origins: frozenset[str],
         root.putChild(b"media", DownloadResource(media))
     if export is not None:
         root.putChild(b"export", ExportResource(export))
+    root.putChild(b"sw.js", ServiceWorker())
     return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits(), media)
 
 

@@ -7,6 +7,7 @@ import { extra, installActions } from "./actions.js";
 import { Connection, compareMids } from "./connection.js";
 // The msgids and errnos of docs/protocol.md, served by the node from chatd/messages.py.
 import { Errno, MsgId } from "./wire.js";
+import * as notifications from "./notifications.js";
 
 const KEPT_PER_CONVERSATION = 200;
 const TYPING_SHOWN_MS = 5000;
@@ -130,6 +131,7 @@ function loggedIn(ack) {
     const conv = conversation(entry.peer ? `u:${entry.peer}` : `g:${entry.groupid}`);
     conv.unread = Math.max(conv.unread, entry.count);
   }
+  notifications.loggedIn(ack);
   for (const frame of ack.offlinemsg || []) received(frame);
   accounts.loggedIn(ack);
   for (const { frame } of state.outbox) connection.send(frame);
@@ -194,7 +196,9 @@ function received(f) {
     case MsgId.NOTICE: return noticeArrived(f);
     case MsgId.UPLOAD_ACK: return uploadAnswered(f);
     default:
-      return f.msgid >= MsgId.RECALL && f.msgid <= MsgId.HIDE ? actions.received(f) : accounts.frame(f);
+      if (f.msgid >= MsgId.RECALL && f.msgid <= MsgId.HIDE) return actions.received(f);
+      if (f.msgid >= MsgId.PUSH_SUBSCRIBE && f.msgid <= MsgId.MUTE_ACK) return notifications.received(f);
+      return accounts.frame(f);
   }
 }
 
@@ -227,7 +231,7 @@ function incoming(f) {
   }
   const message = { mid: f.mid, cid: f.cid, from: f.id, name: f.name, text: f.msg,
                     time: f.time || "", own, state: own ? "sent" : "", attachment: f.attachment,
-                    ...extra(f) };
+                    mentions: f.mentions, ...extra(f) };
   insert(conv, message);
   if (!own) {
     const seen = key === state.active && !document.hidden;
@@ -458,7 +462,7 @@ function send(text, attachment = null, key = state.active) {
   const time = new Date().toLocaleString();
   const frame = key.startsWith("u:")
     ? { msgid: MsgId.ONE_CHAT, to: id, msg: text, cid, time }
-    : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time };
+    : { msgid: MsgId.GROUP_CHAT, groupid: id, msg: text, cid, time, ...notifications.mentions(text) };
   if (attachment) frame.attachment = { id: attachment.id };
   const message = { mid: null, cid, from: state.me.id, name: state.me.name, text, time,
                    own: true, state: "sending", attachment };
@@ -570,6 +574,7 @@ function renderActions(key) {
       closeConversation();
     }, text: "Leave" }));
   }
+  actions.push(notifications.muteButton(key));
   $("conv-actions").replaceChildren(...actions);
 }
 
@@ -603,6 +608,7 @@ function renderMessages(toBottom) {
   const group = state.active?.startsWith("g:");
   list.replaceChildren(...conv.messages.map((m) => {
     const item = element("li", { class: m.own ? "message own" : "message" });
+    if (notifications.mentionsMe(m)) item.classList.add("mention");
     if (group && !m.own) item.append(element("span", { class: "who", text: m.name }));
     item.append(element("p", { class: "text", text: m.text }));
     if (m.attachment) item.append(attachmentView(m.attachment));
@@ -771,6 +777,13 @@ setInterval(() => {
 
 initAttachments({ connection, active: () => (state.me ? state.active : null), send });
 
+notifications.setup({
+  send: (frame) => connection.send(frame),
+  members: () => (state.active?.startsWith("g:")
+    ? state.groups.get(Number(state.active.slice(2)))?.users || [] : []),
+  me: () => state.me,
+  open: (key) => openConversation(key),
+});
 if (state.session && state.session.id) $("login-id").value = String(state.session.id);
 accounts.setup({ connection, state, element, showNotice, store, refresh: renderLists });
 connection.open();
