@@ -33,8 +33,6 @@ from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.delivery.session import Session
 from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
-from chatd.handlers.attachments import Attachments, original_line
-from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
 from chatd.handlers.actions import (
     DEFAULT_EDIT_WINDOW,
     DEFAULT_MAX_REACTIONS,
@@ -44,6 +42,8 @@ from chatd.handlers.actions import (
     edited_line,
     recalled_line,
 )
+from chatd.handlers.attachments import Attachments, original_line
+from chatd.handlers.befriending import DEFAULT_MAX_PENDING, FriendRequests
 from chatd.handlers.blocks import BlockFollower, Blocks
 from chatd.handlers.chat import Chat
 from chatd.handlers.composer import Composer
@@ -61,8 +61,8 @@ from chatd.handlers.media import (
     MediaLimits,
 )
 from chatd.handlers.members import GroupMembers
-from chatd.handlers.naming import Naming
 from chatd.handlers.mentions import Mentions
+from chatd.handlers.naming import Naming
 from chatd.handlers.notifications import DEFAULT_MAX_SUBSCRIPTIONS, Notifications, SubscriptionRules
 from chatd.handlers.operator import Operator
 from chatd.handlers.ownaccount import OwnAccount

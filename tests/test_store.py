@@ -454,7 +454,8 @@ class MySQLStoreTests(StoreTests, TestCase):
                                        "OfflineMessage", "ServerSecret", "TokenRevocation",
                                        "SchemaVersion", "History", "ReadMarker", "Block", "Ban",
                                        "UserSetting", "FriendRequest", "GroupInvite",
-                                       "PushSubscription", "Mute"})
+                                       "PushSubscription", "Mute", "Media",
+                                       "Reaction", "Hidden", "Recalled"})
         for table, collation in tables.items():
             self.assertTrue(collation.startswith("utf8mb4_"), (table, collation))
         self.assertIn(("User", "name", "utf8mb4"), columns)

@@ -21,7 +21,7 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
           "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block", "Ban",
           "UserSetting", "FriendRequest", "GroupInvite",
-          "PushSubscription", "Mute"}
+          "PushSubscription", "Mute", "Media", "Reaction", "Hidden", "Recalled"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:
