@@ -22,6 +22,7 @@ from chatd.handlers.emoji import is_one_emoji
 from chatd.handlers.kept import Found, KeptMessages, tombstone
 from chatd.messages import GROUP_CHAT, ONE_CHAT, ChatError, Errno, MsgId
 from chatd.mids import mid_floor
+from chatd.store.roles import MODERATORS
 
 log = Logger()
 
@@ -38,9 +39,9 @@ class ActionLimits:
 
 
 def may_moderate(found: Found) -> bool:
-    """May the asking user recall anyone's message of this group at any time? Its owner
-    may; roles (owner, admin) replace the creator here once groups have them."""
-    return found.group_id is not None and found.kept.role == "creator"
+    """May the asking user recall anyone's message of this group at any time? Its owner and
+    its admins may (chatd/store/roles.py)."""
+    return found.group_id is not None and found.kept.role in MODERATORS
 
 
 class Told:

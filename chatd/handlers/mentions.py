@@ -11,14 +11,14 @@ from typing import Any
 from chatd.delivery.session import Session
 from chatd.messages import GROUP_CHAT, ChatError, Errno
 from chatd.store import Store
+from chatd.store.roles import MODERATORS
 
 MAX_MENTIONS = 50
 
 
 def may_mention_all(role: str | None) -> bool:
-    """Who may mention everyone: the group's owner (its creator). When groups get roles,
-    admins too: this is the one place to change."""
-    return role == "creator"
+    """Who may mention everyone: the group's owner and its admins (chatd/store/roles.py)."""
+    return role in MODERATORS
 
 
 class Mentions:
