@@ -93,6 +93,9 @@ STEPS: list[tuple[int, str]] = [
     (37, "CREATE INDEX ix_user_namekey ON User (namekey)"),
     # SET_PROFILE's bio.
     (38, "ALTER TABLE User ADD COLUMN bio VARCHAR(500) NOT NULL DEFAULT ''"),
+    # When the account was deleted (ms since the epoch; 0: it was not): its name stays
+    # reserved for a while (chatd/store/deletion.py).
+    (39, "ALTER TABLE User ADD COLUMN deleted BIGINT UNSIGNED NOT NULL DEFAULT 0"),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
