@@ -12,6 +12,7 @@ from twisted.web.http_headers import Headers
 
 from chatd.admin_cli import _parser, export_to, request_for
 from chatd.messages import Errno, MsgId
+from chatd.store.deletion import NAME_HOLD_MS
 from tests.harness import connect, device, login, register, serve_web, start_node, user
 from tests.servers import mysql_database
 from tests.test_operations import TOKEN, http, serve_admin
@@ -62,10 +63,13 @@ class Deletion:
         profile = await bob.request({"msgid": MsgId.GET_PROFILE, "userid": alice_id},
                                     MsgId.GET_PROFILE_ACK)
         self.assertEqual(profile["profile"]["name"], f"deleted account {alice_id}")
-        again = await (await connect(self, node)).request(
-            {"msgid": MsgId.REG, "name": "alice", "password": "x"}, MsgId.REG_ACK)
-        self.assertEqual(again["errno"], 0, "the name is free")
-        self.assertNotEqual(again["id"], alice_id)
+        for name in ("alice", "Alice"):
+            again = await (await connect(self, node)).request(
+                {"msgid": MsgId.REG, "name": name, "password": "x"}, MsgId.REG_ACK)
+            self.assertEqual(again["errno"], Errno.NAME_LOOKALIKE, "the name is held a while")
+        found = await bob.request({"msgid": MsgId.FIND_USER, "name": "alice"},
+                                  MsgId.FIND_USER_ACK)
+        self.assertEqual(found["users"], [])
 
     async def test_a_user_deletes_the_account(self):
         node = await self.node()
@@ -108,6 +112,18 @@ class Deletion:
         self.assertEqual(status, 404, "deleted already")
         status, _ = await http(f"{base}/admin/v1/users/9999/export", token=TOKEN)
         self.assertEqual(status, 404)
+
+
+    async def test_a_deleted_accounts_name_is_free_after_30_days(self):
+        node = await self.node()
+        carol = await user(self, node, "carol")
+        store = node.context.store
+        long_ago = node.context.friend_requests.now_ms() - NAME_HOLD_MS - 1000
+        self.assertEqual(await store.delete_account(carol.user_id, long_ago), [])
+        again = await (await connect(self, node)).request(
+            {"msgid": MsgId.REG, "name": "Carol", "password": "x"}, MsgId.REG_ACK)
+        self.assertEqual(again["errno"], 0)
+        self.assertIsNone(await store.delete_account(carol.user_id), "deleted already")
 
 
 class SQLiteDeletion(Deletion, TestCase):

@@ -165,7 +165,7 @@ class ChatTests(TestCase):
                   .group(1))
         bob.type(f"addgroup:{gid}")
         await bob.expect(rf"group joined: \[{gid}\]dev \(chatd: the developers\)")
-        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online creator")
+        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online owner")
         bob.type(f"groupchat:{gid}:hi all")
         await bob.expect(rf"sent: groupchat:{gid}:hi all")
         await alice.expect(rf"群消息\[{gid}\]:{TIME} \[{b}\]bob said: hi all")
@@ -175,8 +175,8 @@ class ChatTests(TestCase):
         await alice.expect(r"chat:friendid:message +one-to-one chat / 一对一聊天")
         bob.type("groups")
         await bob.expect(rf"group: \[{gid}\]dev \(chatd: the developers\)")
-        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online creator")
-        await bob.expect(rf"member: \[{gid}\] \[{b}\]bob online normal")
+        await bob.expect(rf"member: \[{gid}\] \[{a}\]alice online owner")
+        await bob.expect(rf"member: \[{gid}\] \[{b}\]bob online member")
 
         bob.type("loginout")
         await bob.expect("info: logged out")
@@ -234,8 +234,8 @@ class ListTests(TestCase):
         alice.type("groups", "friends")
         await alice.expect_block(r"-+group list-+",
                                  rf"group: \[{gid}\]dev",
-                                 rf"member: \[{gid}\] \[{a}\]alice online creator",
-                                 rf"member: \[{gid}\] \[{b}\]bob online normal",
+                                 rf"member: \[{gid}\] \[{a}\]alice online owner",
+                                 rf"member: \[{gid}\] \[{b}\]bob online member",
                                  r"-+friend list-+",
                                  rf"friend: \[{b}\]bob online")
 
@@ -246,8 +246,8 @@ class ListTests(TestCase):
                                  rf"friend: \[{b}\]bob offline",
                                  r"-+group list-+",
                                  rf"group: \[{gid}\]dev",
-                                 rf"member: \[{gid}\] \[{a}\]alice online creator",
-                                 rf"member: \[{gid}\] \[{b}\]bob offline normal")
+                                 rf"member: \[{gid}\] \[{a}\]alice online owner",
+                                 rf"member: \[{gid}\] \[{b}\]bob offline member")
         alice.type("quit")
         self.assertEqual(await alice.finish(), 0)
 

@@ -5,6 +5,7 @@ from chatd.messages import ChatError, Errno
 from chatd.names import key, normal
 from chatd.requests import check_name
 from chatd.store import Store
+from chatd.store.deletion import name_hold_cutoff
 
 MAX_NAME = 50
 
@@ -26,7 +27,7 @@ class Naming:
         if not self._filled:
             await self.store.fill_name_keys(key)
             self._filled = True
-        others = await self.store.look_alikes(name_key, user_id)
+        others = await self.store.look_alikes(name_key, user_id, name_hold_cutoff())
         if kept in others:
             raise ChatError(Errno.NAME_TAKEN)
         if others:

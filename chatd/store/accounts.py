@@ -58,7 +58,8 @@ class AccountQueries:
     def _prepare_accounts(self) -> None:
         q = self.dialect.sql
         ignore = self.dialect.insert_ignore
-        self._q_look_alikes = q("SELECT name FROM User WHERE namekey = ? AND id <> ?")
+        self._q_look_alikes = q("SELECT name FROM User WHERE namekey = ? AND id <> ?"
+                                " AND (deleted = 0 OR deleted >= ?)")
         self._q_unkeyed = q("SELECT id, name FROM User WHERE namekey IS NULL LIMIT ?")
         self._q_set_key = q("UPDATE User SET namekey = ? WHERE id = ?")
         self._q_profile = q("SELECT id, name, bio FROM User WHERE id = ?")
@@ -66,7 +67,8 @@ class AccountQueries:
         self._q_set_name = q("UPDATE User SET name = ?, namekey = ? WHERE id = ?")
         self._q_find = q(
             "SELECT u.id, u.name FROM User u LEFT JOIN UserSetting s ON s.userid = u.id"
-            " WHERE u.namekey = ? AND COALESCE(s.discoverable, ?) = 1 ORDER BY u.id LIMIT 20")
+            " WHERE u.namekey = ? AND u.deleted = 0 AND COALESCE(s.discoverable, ?) = 1"
+            " ORDER BY u.id LIMIT 20")
         self._q_settings = q(
             "SELECT friend_requests, discoverable FROM UserSetting WHERE userid = ?")
         self._q_new_settings = q(f"{ignore} INTO UserSetting (userid) VALUES (?)")
@@ -157,10 +159,12 @@ class AccountQueries:
         c.execute(self._q_requests_to, (user_id, expired_ms))
         return [FriendRequestRecord(int(r[0]), r[1], int(r[2])) for r in c.fetchall()]
 
-    async def look_alikes(self, name_key: str, user_id: int = 0) -> list[str]:
-        """The names of other users than `user_id` with this name key."""
+    async def look_alikes(self, name_key: str, user_id: int = 0, held_since: int = 0
+                          ) -> list[str]:
+        """The names of other users than `user_id` with this name key, counting accounts
+        deleted at `held_since` (ms) or later."""
         def txn(c: Cursor) -> list[str]:
-            c.execute(self._q_look_alikes, (name_key, user_id))
+            c.execute(self._q_look_alikes, (name_key, user_id, held_since))
             return [r[0] for r in c.fetchall()]
         return await self._run("look_alikes", txn)
 

@@ -3,9 +3,12 @@ export).
 
 A mixin of Store. The account's row stays, renamed to a tombstone with a password no hash
 matches, so that its id is never given to anyone else and its messages in other people's
-histories keep a sender; everything else that is the user's goes in one transaction.
+histories keep a sender; everything else that is the user's goes in one transaction. The
+tombstone keeps the old name's look-alike key for NAME_HOLD_MS, so that nobody takes the name
+(or one like it) at once to pass for the person who left.
 """
 
+import time
 from typing import Any
 
 from chatd.codec import decode, encode_text
@@ -13,6 +16,12 @@ from chatd.codec import decode, encode_text
 Cursor = Any
 DELETED_NAME = "deleted account"
 NO_PASSWORD = "!"  # not a scrypt record: never matches (passwords.check_password)
+NAME_HOLD_MS = 30 * 24 * 3600 * 1000  # a deleted account's name is free after 30 days
+
+
+def name_hold_cutoff() -> int:
+    """Accounts deleted before this time (ms) no longer hold their names."""
+    return int(time.time() * 1000) - NAME_HOLD_MS
 # Statements removing what is the user's, each with the user's id as often as it has `?`.
 _REMOVALS = (
     "DELETE FROM Friend WHERE userid = ? OR friendid = ?",
@@ -38,15 +47,18 @@ class DeletionQueries:
         self._q_live_user = q("SELECT 1 FROM User WHERE id = ? AND password <> ?")
         self._q_user_group_ids = q("SELECT groupid FROM GroupUser WHERE userid = ?")
         self._q_tombstone = q(
-            "UPDATE User SET name = ?, namekey = '', password = ?, bio = '' WHERE id = ?")
+            "UPDATE User SET name = ?, password = ?, bio = '', deleted = ? WHERE id = ?")
         self._q_sent = q("SELECT mid, message FROM History WHERE sender = ? ORDER BY mid")
         self._q_rewrite = q("UPDATE History SET message = ? WHERE mid = ?")
         self._q_sent_page = q(
             "SELECT message FROM History WHERE sender = ? ORDER BY mid LIMIT ?")
 
-    async def delete_account(self, user_id: int) -> list[int] | None:
-        """Delete the account; the groups it left, or None when there is no such (live)
-        account."""
+    async def delete_account(self, user_id: int, now_ms: int | None = None
+                             ) -> list[int] | None:
+        """Delete the account (at `now_ms`, default now); the groups it left, or None when
+        there is no such (live) account."""
+        deleted = int(time.time() * 1000) if now_ms is None else now_ms
+
         def txn(c: Cursor) -> list[int] | None:
             c.execute(self._q_live_user, (user_id, NO_PASSWORD))
             if c.fetchone() is None:
@@ -57,7 +69,8 @@ class DeletionQueries:
                 self._leave(c, group_id, user_id)
             for stmt, marks in self._q_removals:
                 c.execute(stmt, (user_id,) * marks)
-            c.execute(self._q_tombstone, (f"{DELETED_NAME} {user_id}", NO_PASSWORD, user_id))
+            c.execute(self._q_tombstone,
+                      (f"{DELETED_NAME} {user_id}", NO_PASSWORD, deleted, user_id))
             self._anonymise_sent(c, user_id)
             return groups
         return await self._run("delete_account", txn)

@@ -148,6 +148,9 @@ STEPS: list[tuple[int, str]] = [
     mutedto BIGINT NOT NULL,
     PRIMARY KEY (userid, groupid, peer)
 """ + TABLE),
+    # When the account was deleted (ms since the epoch; 0: it was not): its name stays
+    # reserved for a while (chatd/store/deletion.py).
+    (39, "ALTER TABLE User ADD COLUMN deleted BIGINT UNSIGNED NOT NULL DEFAULT 0"),
 ]
 
 LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
