@@ -19,7 +19,8 @@ from tests.servers import mysql_database
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TABLES = {"User", "Friend", "AllGroup", "GroupUser", "OfflineMessage", "ServerSecret",
-          "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block", "Ban"}
+          "TokenRevocation", "SchemaVersion", "History", "ReadMarker", "Block", "Ban",
+          "Media"}
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess:
