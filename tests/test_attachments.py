@@ -125,6 +125,19 @@ class AttachmentTests(Uploading, TestCase):
         status, _, thumb = await http(b"GET", got["thumb"])
         self.assertEqual((status, max(Image.open(io.BytesIO(thumb)).size)), (200, 320))
 
+    async def test_an_animated_webp_keeps_its_frames_and_loses_its_exif(self):
+        frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
+        exif = Image.Exif()
+        exif[MAKE] = "ChatdCam serial 1234"
+        out = io.BytesIO()
+        frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], exif=exif)
+        self.assertIn(b"ChatdCam", out.getvalue())
+        description = await self.upload("anim.webp", out.getvalue(), "image/webp")
+        status, _, body = await http(b"GET", description["url"])
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"ChatdCam", body)
+        self.assertEqual(Image.open(io.BytesIO(body)).n_frames, 2)
+
     async def test_ranges_and_etags(self):
         data = os.urandom(100_000)
         description = await self.upload("clip.bin", data, "application/octet-stream")
