@@ -16,6 +16,7 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http_headers import Headers
 
 from chatd.messages import Errno, MsgId
+from chatd.web.media import TurnBudget
 from tests.harness import WebNode, connect_raw, deferLater, serve_web, start_node, user
 
 GPS_IFD, MAKE, ORIENTATION = 0x8825, 0x010F, 0x0112
@@ -124,6 +125,19 @@ class AttachmentTests(Uploading, TestCase):
                          "inline; filename*=UTF-8''cat.jpg")
         status, _, thumb = await http(b"GET", got["thumb"])
         self.assertEqual((status, max(Image.open(io.BytesIO(thumb)).size)), (200, 320))
+
+    async def test_an_animated_webp_keeps_its_frames_and_loses_its_exif(self):
+        frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
+        exif = Image.Exif()
+        exif[MAKE] = "ChatdCam serial 1234"
+        out = io.BytesIO()
+        frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], exif=exif)
+        self.assertIn(b"ChatdCam", out.getvalue())
+        description = await self.upload("anim.webp", out.getvalue(), "image/webp")
+        status, _, body = await http(b"GET", description["url"])
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"ChatdCam", body)
+        self.assertEqual(Image.open(io.BytesIO(body)).n_frames, 2)
 
     async def test_ranges_and_etags(self):
         data = os.urandom(100_000)
@@ -347,3 +361,32 @@ class LimitsAndCleanupTests(Uploading, TestCase):
 
     def stored(self) -> list[str]:
         return [name for _, _, names in os.walk(self.store_dir) for name in names]
+
+
+class _Transport:
+    connected = True
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def pauseProducing(self) -> None:
+        self.reading = False
+
+    def resumeProducing(self) -> None:
+        self.reading = True
+
+
+class TurnBudgetTests(TestCase):
+    """Uploads past the bytes of one reactor turn wait for the next turn."""
+
+    def test_uploads_past_the_budget_wait_for_the_next_turn(self):
+        clock = Clock()
+        budget = TurnBudget(clock, per_turn=100)
+        first, second = _Transport(), _Transport()
+        budget.spend(60, first)
+        budget.spend(60, second)
+        self.assertEqual((first.reading, second.reading), (True, False))
+        clock.advance(0)
+        self.assertTrue(second.reading)
+        budget.spend(60, second)
+        self.assertTrue(second.reading, "a new turn, a new budget")

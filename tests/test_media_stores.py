@@ -11,6 +11,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
 from chatd.media.stores import FileStore, MediaStore, S3Store, StoreDown
+from chatd.messages import Errno, MsgId
 from tests.servers import free_port, start_s3
 from tests.test_attachments import Uploading, http, jpeg_with_gps
 
@@ -112,9 +113,25 @@ class NodeOnS3Tests(Uploading, TestCase):
     """A node whose --media-store is the S3 server."""
 
     def node_args(self) -> list[str]:
-        s3 = start_s3()
-        self.addCleanup(s3.destroy)
-        return ["--media-store", s3.url]
+        self.s3 = start_s3()
+        self.addCleanup(self.s3.destroy)
+        return ["--media-store", self.s3.url]
+
+    def spooled(self) -> list[str]:
+        spool = self.node.node.media.files.spool
+        return os.listdir(spool)
+
+    async def test_a_store_that_is_down_answers_503_and_keeps_nothing(self):
+        data = b"x" * 100_000
+        slot = await self.slot("a.bin", data, "application/octet-stream")
+        self.s3.stop()
+        status, body = await self.put(slot, data, "application/octet-stream")
+        self.assertEqual((status, body["errno"]), (503, Errno.UNAVAILABLE))
+        self.assertEqual(self.spooled(), [])
+        self.alice.send({"msgid": MsgId.ONE_CHAT, "to": self.bob.user_id, "msg": "",
+                         "attachment": {"id": slot["id"]}, "cid": "x"})
+        self.assertEqual((await self.alice.recv(MsgId.ERROR, cid="x"))["errno"],
+                         Errno.NO_SUCH_MEDIA)
 
     async def test_a_photo_goes_to_the_bucket_and_downloads_redirect_there(self):
         description = await self.upload("cat.jpg", jpeg_with_gps(), "image/jpeg")

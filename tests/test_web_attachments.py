@@ -19,8 +19,9 @@ const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
 const transfer = new DataTransfer();
 transfer.items.add(new File([bytes], name, { type }));
 const zone = document.getElementById("conversation");
-zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+zone.dispatchEvent(new DragEvent("dragover", init));
+zone.dispatchEvent(new DragEvent("drop", init));
 """
 
 

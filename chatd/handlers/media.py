@@ -244,9 +244,10 @@ class Media:
                 return
 
     async def delete(self, media_ids: list[str]) -> None:
-        """Forget uploads and delete their bytes (a recalled message's attachment, too)."""
-        await self.store.drop_media(media_ids)
+        """Delete uploads' bytes, then forget them (a recalled message's attachment, too);
+        when the store fails the rows stay, and the next cleanup tries again."""
         await self.files.delete([k for m in media_ids for k in (m, m + ".thumb")])
+        await self.store.drop_media(media_ids)
 
 
 class Upload:
@@ -343,7 +344,10 @@ class Upload:
             await files.put(row.id, processed.path, row.mime)
         except StoreDown as e:
             log.warn("media store: upload {id} not stored: {error}", id=row.id, error=e)
-            await files.delete([row.id, row.id + ".thumb"])
+            try:  # a thumbnail stored before the original failed
+                await files.delete([row.id + ".thumb"])
+            except StoreDown:
+                pass  # the cleanup deletes it with its row
             raise MediaRefused(503, Errno.UNAVAILABLE) from None
 
     def close(self) -> None:

@@ -74,10 +74,13 @@ def process(path: str, mime: str) -> Processed:
 
 
 def _rewrite(image: Image.Image, path: str, kind: str) -> Processed:
-    animated = getattr(image, "is_animated", False)
     clean = path + ".clean"
-    if kind == "GIF" or animated:
-        os.replace(path, clean)  # GIF carries no EXIF; frames are kept as they are
+    if kind == "GIF":
+        os.replace(path, clean)  # GIF carries no EXIF: its bytes are kept as they are
+        upright = image
+    elif getattr(image, "is_animated", False):
+        image.save(clean, kind, save_all=True)  # every frame, without the metadata
+        os.unlink(path)
         upright = image
     else:
         upright = ImageOps.exif_transpose(image) or image

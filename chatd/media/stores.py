@@ -38,7 +38,7 @@ class MediaStore(Protocol):
         afterwards, whether it worked or not. StoreDown when the store failed."""
 
     async def delete(self, keys: list[str]) -> None:
-        """Delete objects; a missing one is no error."""
+        """Delete objects; a missing one is no error. StoreDown when the store failed."""
 
     async def locate(self, key: str, mime: str, disposition: str, lifetime: int
                      ) -> Located | None:
@@ -113,8 +113,16 @@ class S3Store:
 
     async def delete(self, keys: list[str]) -> None:
         if keys:
-            await self._run(self._client.delete_objects, Bucket=self.bucket,
-                            Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+            await self._run(self._delete, keys)
+
+    def _delete(self, keys: list[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": k} for k in keys], "Quiet": True})
+        except (BotoCoreError, ClientError) as e:
+            raise StoreDown(str(e)) from e
 
     async def locate(self, key: str, mime: str, disposition: str, lifetime: int
                      ) -> Located | None:

@@ -39,6 +39,40 @@ def _json(request: Request, status: int, body: dict[str, Any]) -> bytes:
     return data
 
 
+# Upload bytes the node reads in one reactor turn, over all uploads, before it stops reading
+# them until the next turn: a turn busy with chat messages then carries only this much of
+# the uploads, and an idle node still reads them as fast as turns go by.
+TURN_BUDGET = 256 * 1024
+
+
+class TurnBudget:
+    """Upload bytes per reactor turn: past the budget an upload's connection stops being
+    read until the next turn, so that uploads cannot starve the chat connections."""
+
+    def __init__(self, reactor: Any, per_turn: int = TURN_BUDGET) -> None:
+        self.reactor = reactor
+        self.per_turn = per_turn
+        self.spent = 0
+        self.paused: list[Any] = []
+        self._next_turn: Any = None
+
+    def spend(self, count: int, transport: Any) -> None:
+        if self._next_turn is None:
+            self._next_turn = self.reactor.callLater(0, self._new_turn)
+        self.spent += count
+        if self.spent > self.per_turn:
+            transport.pauseProducing()
+            self.paused.append(transport)
+
+    def _new_turn(self) -> None:
+        self._next_turn = None
+        self.spent = 0
+        paused, self.paused = self.paused, []
+        for transport in paused:
+            if transport.connected:
+                transport.resumeProducing()
+
+
 class MediaRequest(SiteRequest):
     """A request of the web listener whose body, for an upload, goes to an `Upload` as it
     arrives instead of into a buffer or a temporary file."""
@@ -70,6 +104,7 @@ class MediaRequest(SiteRequest):
             super().handleContentChunk(data)
         else:
             self.upload.write(data)
+            self.channel.site.turn_budget.spend(len(data), self.channel.transport)
 
     def connectionLost(self, reason: Failure) -> None:
         if self.upload is not None:

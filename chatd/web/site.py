@@ -20,7 +20,7 @@ from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
 from chatd.web.export import Exporter, ExportResource
-from chatd.web.media import DownloadResource, MediaRequest
+from chatd.web.media import DownloadResource, MediaRequest, TurnBudget
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -112,6 +112,7 @@ class WebSite(Site):
                  media: Media | None = None) -> None:
         super().__init__(root, timeout=limits.idle_timeout, requestFactory=MediaRequest)
         self.media = media  # uploads and downloads at /media (chatd/web/media.py)
+        self.turn_budget = TurnBudget(self.reactor)
         self.connections = connections
         self.trusted_proxies = trusted_proxies
         self.limits = limits
