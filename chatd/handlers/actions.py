@@ -223,14 +223,6 @@ def edited_line(frame: dict[str, Any]) -> dict[str, Any]:
     return _line(frame, frame["id"], f"edited: {frame['msg']}")
 
 
-def quoted_line(frame: dict[str, Any]) -> dict[str, Any]:
-    """A chat message with `quote`, as the original dialect reads it: the quote above."""
-    quote = frame.pop("quote")
-    excerpt = "(recalled)" if quote.get("recalled") else quote.get("msg", "")
-    frame["msg"] = f"> {quote.get('name', '')}: {excerpt}\n{frame['msg']}"
-    return frame
-
-
 def _line(frame: dict[str, Any], sender: int, text: str) -> dict[str, Any]:
     """A chat line of `sender` (the original client shows `time`, `id`, `name` and `msg`)."""
     line = {"msgid": ONE_CHAT, "id": sender, "name": frame["name"], "msg": text,
