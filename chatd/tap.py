@@ -475,9 +475,9 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     --db."""
     context = build_context(options, reactor)
     router = context.router
-    accounts, chat = Accounts(context), Chat(context)
+    accounts, chat, conversations = Accounts(context), Chat(context), Conversations(context)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
-                **Conversations(context).handlers(), **Relations(context).handlers()}
+                **conversations.handlers(), **Relations(context).handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)
     router.on.block_changed.connect(follower.changed)
@@ -492,6 +492,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     context.composer.register(Mentions(context.store))
     context.offline.stored_new.connect(push.notifier.stored_new)
     router.on.unacknowledged.connect(push.notifier.unacknowledged)
+    conversations.marked_read.connect(push.notifier.read)
     accounts.welcome.reply_fields.append(notifications.login_fields)
     accounts.logged_out.connect(notifications.logged_out)
     inbound = Inbound(router)

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
-from tests.harness import Client, deferLater, device, start_node, user
+from tests.harness import Client, connect, deferLater, device, register, start_node, user
 from tests.pushservice import PushService
 
 PUSH_ARGS = ("--push-allow-http", "--push-allow-private")
@@ -312,3 +312,28 @@ class StalledServiceTests(TestCase):
                  self.MESSAGES / (time.monotonic() - started))
         carol.frames.clear()
         return rates
+
+
+class ReadTests(TestCase):
+    timeout = 30
+
+    async def test_a_read_on_another_device_sends_a_read_push_to_close_the_notification(self):
+        service = await PushService.start(self)
+        node = await start_node(self, None, *PUSH_ARGS, "--push-vapid-key", self.mktemp())
+        alice = await user(self, node, "alice")
+        bob_id = await register(await connect(self, node), "bob")
+        bob_phone, _ = await device(self, node, bob_id, "phone")
+        browser = service.subscription()
+        await subscribe(bob_phone, browser)
+        await away(bob_phone)
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob_id, "msg": "hi"})
+        pushed = await service.received(browser.endpoint)
+        laptop, _ = await device(self, node, bob_id, "laptop")
+        laptop.send({"msgid": MsgId.READ, "peer": alice.user_id, "mid": pushed["mid"]})
+        read = await service.received(browser.endpoint)
+        self.assertEqual(read, {"kind": "read", "title": "", "peer": alice.user_id})
+        headers = service.inbox(browser.endpoint).arrived[1]["headers"]
+        self.assertEqual(headers["topic"], f"p{alice.user_id}")
+        laptop.send({"msgid": MsgId.READ, "peer": alice.user_id, "mid": pushed["mid"]})
+        await deferLater(0.5)
+        self.assertEqual(len(service.arrived(browser.endpoint)), 2, "once per push")
