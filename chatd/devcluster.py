@@ -49,7 +49,8 @@ class NodeProcess:
              "--web", f"tcp:{self.web_port}:interface=127.0.0.1", "--web-trusted-proxy",
              "127.0.0.1",
              "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
-             "--admin-token-file", token_file],
+             "--admin-token-file", token_file,
+             "--push-vapid-key", os.path.join(workdir, "vapid.pem")],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def wait(self) -> None:
