@@ -201,6 +201,7 @@ class PushTests(TestCase):
     async def test_fcm_with_a_service_account_token(self):
         credentials = self.service.fcm_credentials(self.mktemp())
         node = await start_node(self, None, *PUSH_ARGS, "--push-fcm-credentials", credentials,
+                                "--push-interval", "0",
                                 "--push-fcm-url", self.service.url,
                                 "--push-vapid-key", self.mktemp())
         alice, bob = await user(self, node, "alice"), await user(self, node, "bob")
@@ -215,6 +216,16 @@ class PushTests(TestCase):
         self.assertNotIn("preview", message["data"])
         self.assertEqual(message["android"]["collapse_key"], f"p{alice.user_id}")
         self.assertEqual(self.service.token_requests, 1)
+        self.service.inbox("fcm:phone-token").answer = 404  # the app was uninstalled
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "still there?"})
+        store = node.context.store
+        for _ in range(50):
+            if not await store.push_targets([bob.user_id], 0, {bob.user_id: alice.user_id}):
+                break
+            await deferLater(0.1)
+        self.assertEqual(await store.push_targets([bob.user_id], 0,
+                                                  {bob.user_id: alice.user_id}), {})
+        self.assertEqual(self.service.token_requests, 1, "the token is reused")
 
 
 class MentionTests(TestCase):
