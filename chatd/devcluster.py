@@ -50,7 +50,8 @@ class NodeProcess:
              "127.0.0.1",
              "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
              "--admin-token-file", token_file,
-             "--media-store", f"file:{os.path.join(workdir, 'media')}"],  # shared by all
+             "--media-store", f"file:{os.path.join(workdir, 'media')}",  # shared by all
+             "--push-vapid-key", os.path.join(workdir, "vapid.pem")],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def wait(self) -> None:

@@ -583,7 +583,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     --db."""
     context = build_context(options, reactor)
     router = context.router
-    accounts, chat = Accounts(context), Chat(context)
+    accounts, chat, conversations = Accounts(context), Chat(context), Conversations(context)
     media = build_media(options, context, reactor)
     attachments = Attachments(context, media)
     actions = Actions(context, ActionLimits(options["recall-window"], options["edit-window"],
@@ -594,7 +594,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     router.dialect.frame(MsgId.RECALLED, recalled_line)
     router.dialect.frame(MsgId.EDITED, edited_line)
     dispatch = {**accounts.handlers(), **chat.handlers(), **Social(context).handlers(),
-                **Conversations(context).handlers(), **Relations(context).handlers(),
+                **conversations.handlers(), **Relations(context).handlers(),
                 **OwnAccount(context).handlers(), **Requests(context).handlers(),
                 **GroupAdmin(context).handlers(),
                 **Profiles(context, options["max-finds"]).handlers(),
@@ -614,6 +614,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     context.composer.register(Mentions(context.store))
     context.offline.stored_new.connect(push.notifier.stored_new)
     router.on.unacknowledged.connect(push.notifier.unacknowledged)
+    conversations.marked_read.connect(push.notifier.read)
     accounts.welcome.reply_fields.append(notifications.login_fields)
     accounts.logged_out.connect(notifications.logged_out)
     inbound = Inbound(router)

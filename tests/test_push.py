@@ -4,12 +4,13 @@ push says, mute and mentions, subscriptions refused or removed, FCM, and a push 
 hangs not slowing chat."""
 
 import time
+from statistics import median
 from typing import Any
 
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
-from tests.harness import Client, deferLater, device, start_node, user
+from tests.harness import Client, connect, deferLater, device, register, start_node, user
 from tests.pushservice import PushService
 
 PUSH_ARGS = ("--push-allow-http", "--push-allow-private")
@@ -200,6 +201,7 @@ class PushTests(TestCase):
     async def test_fcm_with_a_service_account_token(self):
         credentials = self.service.fcm_credentials(self.mktemp())
         node = await start_node(self, None, *PUSH_ARGS, "--push-fcm-credentials", credentials,
+                                "--push-interval", "0",
                                 "--push-fcm-url", self.service.url,
                                 "--push-vapid-key", self.mktemp())
         alice, bob = await user(self, node, "alice"), await user(self, node, "bob")
@@ -214,6 +216,16 @@ class PushTests(TestCase):
         self.assertNotIn("preview", message["data"])
         self.assertEqual(message["android"]["collapse_key"], f"p{alice.user_id}")
         self.assertEqual(self.service.token_requests, 1)
+        self.service.inbox("fcm:phone-token").answer = 404  # the app was uninstalled
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob.user_id, "msg": "still there?"})
+        store = node.context.store
+        for _ in range(50):
+            if not await store.push_targets([bob.user_id], 0, {bob.user_id: alice.user_id}):
+                break
+            await deferLater(0.1)
+        self.assertEqual(await store.push_targets([bob.user_id], 0,
+                                                  {bob.user_id: alice.user_id}), {})
+        self.assertEqual(self.service.token_requests, 1, "the token is reused")
 
 
 class MentionTests(TestCase):
@@ -261,12 +273,13 @@ class MentionTests(TestCase):
 
 class StalledServiceTests(TestCase):
     timeout = 120
-    MESSAGES = 300
+    MESSAGES = 200
 
     async def test_a_push_service_that_hangs_does_not_slow_chat(self):
         service = await PushService.start(self)
         node = await start_node(self, None, *PUSH_ARGS, "--push-interval", "0",
                                 "--push-queue", "50", "--push-concurrency", "4",
+                                "--push-timeout", "1", "--push-retries", "0",
                                 "--push-vapid-key", self.mktemp())
         alice, bob, carol = [await user(self, node, n) for n in ("alice", "bob", "carol")]
         alice.auto_ack = carol.auto_ack = True
@@ -277,26 +290,61 @@ class StalledServiceTests(TestCase):
         browser = service.subscription()
         await subscribe(bob, browser)
         await away(bob)
-        rates: dict[str, list[float]] = {"answering": [], "hanging": []}
+        rates: dict[str, list[tuple[float, float]]] = {"answering": [], "hanging": []}
         queue = node.node.push.queue
-        for round_, state in enumerate(["answering"] * 2 + ["hanging"] * 2):
+        # Short rounds in adjacent pairs, in an order that balances a drift (bob's offline
+        # mailbox grows with every round); the median of the pairs' ratios.
+        order = "AHHAHAAHHAAHAHHA"  # Thue-Morse: balanced against a drift
+        for round_, state in enumerate("answering" if c == "A" else "hanging" for c in order):
             service.answer(browser, 201 if state == "answering" else "hang")
             rates[state].append(await self._rate(alice, carol, gid, round_))
-            if state == "answering":
-                await deferLater(0.5)
-                await queue.idle()
+            await deferLater(1.5)  # the hung pushes time out before the service answers again
         self.assertGreater(queue.stats.dropped, 0, "the stalled service filled the queue")
         self.assertGreater(queue.stats.outcomes["sent"], 0)
-        self.assertGreaterEqual(max(rates["hanging"]), 0.9 * max(rates["answering"]), rates)
+        # Wall-clock rates swing fivefold on a shared machine; the chat rate per CPU second
+        # is the steady measure (a stalled push service must add no work), and the wall
+        # clock must show no stall (chat waiting for pushes would halve it or worse).
+        for measure, least in ((0, 0.9), (1, 0.5)):
+            ratios = [h[measure] / a[measure]
+                      for a, h in zip(rates["answering"], rates["hanging"], strict=True)]
+            self.assertGreaterEqual(median(ratios), least, (measure, rates))
 
-    async def _rate(self, alice: Client, carol: Client, gid: int, round_: int) -> float:
-        """Group messages a second, each to an online and an offline subscribed member."""
-        started = time.monotonic()
+    async def _rate(self, alice: Client, carol: Client, gid: int,
+                    round_: int) -> tuple[float, float]:
+        """Group messages (each to an online and an offline subscribed member) per second of
+        this process's CPU (node, clients and push service), and per second of wall time."""
+        started, cpu = time.monotonic(), time.process_time()
         for i in range(self.MESSAGES):
             alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "m",
                         "cid": f"{round_}-{i}"})
         for i in range(self.MESSAGES):
             await alice.recv(MsgId.SEND_ACK, cid=f"{round_}-{i}", timeout=30)
-        rate = self.MESSAGES / (time.monotonic() - started)
+        rates = (self.MESSAGES / (time.process_time() - cpu),
+                 self.MESSAGES / (time.monotonic() - started))
         carol.frames.clear()
-        return rate
+        return rates
+
+
+class ReadTests(TestCase):
+    timeout = 30
+
+    async def test_a_read_on_another_device_sends_a_read_push_to_close_the_notification(self):
+        service = await PushService.start(self)
+        node = await start_node(self, None, *PUSH_ARGS, "--push-vapid-key", self.mktemp())
+        alice = await user(self, node, "alice")
+        bob_id = await register(await connect(self, node), "bob")
+        bob_phone, _ = await device(self, node, bob_id, "phone")
+        browser = service.subscription()
+        await subscribe(bob_phone, browser)
+        await away(bob_phone)
+        alice.send({"msgid": MsgId.ONE_CHAT, "to": bob_id, "msg": "hi"})
+        pushed = await service.received(browser.endpoint)
+        laptop, _ = await device(self, node, bob_id, "laptop")
+        laptop.send({"msgid": MsgId.READ, "peer": alice.user_id, "mid": pushed["mid"]})
+        read = await service.received(browser.endpoint)
+        self.assertEqual(read, {"kind": "read", "title": "", "peer": alice.user_id})
+        headers = service.inbox(browser.endpoint).arrived[1]["headers"]
+        self.assertEqual(headers["topic"], f"p{alice.user_id}")
+        laptop.send({"msgid": MsgId.READ, "peer": alice.user_id, "mid": pushed["mid"]})
+        await deferLater(0.5)
+        self.assertEqual(len(service.arrived(browser.endpoint)), 2, "once per push")

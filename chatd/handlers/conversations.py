@@ -8,6 +8,7 @@ from typing import Any
 
 from chatd.codec import decode, encode
 from chatd.delivery.session import Session
+from chatd.delivery.signals import Signal
 from chatd.handlers.context import Context
 from chatd.messages import ChatError, Errno, MsgId
 
@@ -29,6 +30,8 @@ class Conversations:
         self.clock = context.clock
         self.composer = context.composer
         self._typing: dict[tuple[int, int], float] = {}
+        # (user, device, groupid, peer): a read marker was stored (0 for the side not used)
+        self.marked_read: Signal[[int, str, int, int]] = Signal()
 
     def handlers(self) -> dict[int, Any]:
         return {MsgId.HISTORY: self.history, MsgId.SYNC: self.sync, MsgId.READ: self.read,
@@ -83,6 +86,7 @@ class Conversations:
         peer, group_id, mid = req.get("peer"), req.get("groupid"), req["mid"]
         if not await self.store.mark_read(user_id, group_id or 0, peer or 0, mid):
             raise ChatError(Errno.NOT_A_MEMBER)
+        self.marked_read(user_id, session.device, group_id or 0, peer or 0)
         receipt = encode({"msgid": MsgId.READ, **({"peer": peer} if peer is not None else
                                                   {"groupid": group_id}),
                           "mid": mid, "id": user_id})

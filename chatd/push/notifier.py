@@ -7,6 +7,8 @@ Both come from delivery's signals, connected in build_node; only then is the sto
 once per message, for the recipients' subscriptions, mutes and unread counts. A muted
 conversation is not pushed unless the recipient is mentioned; one push per user and
 conversation per `interval` seconds (from this node), the rest of a burst being collapsed.
+A READ of a conversation this node pushed sends a "read" push that closes the notification
+on the user's other devices.
 """
 
 import time
@@ -30,6 +32,7 @@ log = Logger()
 DEFAULT_INTERVAL = 5.0
 PREVIEW_CHARS = 80
 PRUNE_EVERY = 10_000  # collapse marks kept before the expired ones are swept
+SHOWN_SECONDS = 24 * 3600  # how long a pushed conversation may show a notification (TTL)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Notifier:
         self.options = options
         self._wall = wall
         self._marks: dict[tuple[int, str], float] = {}  # (user, topic) -> last push
+        self._shown: dict[tuple[int, str], float] = {}  # pushed, not read since
 
     def stored_new(self, user_ids: list[int], text: str) -> None:
         """Offline's signal: a new message was stored for these users (none online)."""
@@ -69,6 +73,34 @@ class Notifier:
         """The router's signal: this device did not acknowledge these frames in time."""
         for data in frames:
             self._consider([user_id], data, device)
+
+    def read(self, user_id: int, device: str, group_id: int, peer: int) -> None:
+        """A READ was stored: if this node pushed that conversation to the user since, a
+        "read" push with the same Topic tells the user's other devices to close the
+        notification (and replaces the message push where it is still undelivered)."""
+        topic = f"g{group_id}" if group_id else f"p{peer}"
+        if self._shown.pop((user_id, topic), None) is None:
+            return
+        payload: dict[str, Any] = {"kind": "read", "title": "",
+                                   **({"groupid": group_id} if group_id else {"peer": peer})}
+        d = Deferred.fromCoroutine(self._push_read(user_id, device, payload, topic))
+        d.addErrback(lambda f: log.warn("no read push for user {uid}: {error}",
+                                        uid=user_id, error=f.value))
+
+    async def _push_read(self, user_id: int, device: str, payload: dict[str, Any],
+                         topic: str) -> None:
+        targets = await self.store.push_targets([user_id], 0, {user_id: 0})
+        for target in targets.values():
+            for subscription in target.subscriptions:
+                if subscription.device != device:
+                    push = Push(subscription, payload, topic, "")
+                    self.queue.offer(lambda push=push: self.senders.send(push))
+
+    def _remember_shown(self, user_id: int, topic: str) -> None:
+        now = self.clock.seconds()
+        if len(self._shown) > PRUNE_EVERY:
+            self._shown = {k: t for k, t in self._shown.items() if t > now - SHOWN_SECONDS}
+        self._shown[(user_id, topic)] = now
 
     def _consider(self, user_ids: list[int], data: str | bytes, device: str | None) -> None:
         frame = decode(data)
@@ -106,6 +138,7 @@ class Notifier:
             if is_muted(target.muted_until, now_ms) and not mention:
                 continue
             self._queue(target, self._payload(frame, target, mention), topic, device)
+            self._remember_shown(user_id, topic)
 
     def _payload(self, frame: dict[str, Any], target: PushTarget,
                  mention: bool) -> dict[str, Any]:

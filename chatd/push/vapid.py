@@ -49,13 +49,22 @@ class VapidKey:
 
 
 def _load_or_create(path: str) -> Vapid02:
-    """Blocking file access, once at start."""
+    """Blocking file access, once at start. Nodes starting together from one directory may
+    all find the file absent: the key is written whole to a file of its own and linked into
+    place, so the first link wins and the others read the winner's key."""
     if not os.path.exists(path):
         vapid = Vapid02()
         vapid.generate_keys()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fresh = f"{path}.{os.getpid()}.new"
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(vapid.private_pem())
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(fresh)
     try:
         return Vapid02.from_file(path)
     except Exception as e:

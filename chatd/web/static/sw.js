@@ -13,8 +13,14 @@ self.addEventListener("push", (event) => {
   } catch {
     return;
   }
-  if (push.kind !== "message") return;
   const key = push.groupid ? `g:${push.groupid}` : `u:${push.peer}`;
+  if (push.kind === "read") {
+    // Read on another device: close what this one shows of the conversation.
+    event.waitUntil(self.registration.getNotifications({ tag: key })
+      .then((shown) => shown.forEach((n) => n.close())));
+    return;
+  }
+  if (push.kind !== "message") return;
   const lines = [push.preview, push.unread > 1 ? `${push.unread} unread messages` : ""];
   event.waitUntil(self.registration.showNotification(
     push.mention ? `${push.title} (mentions you)` : push.title,
