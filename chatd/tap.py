@@ -589,6 +589,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
     actions = Actions(context, ActionLimits(options["recall-window"], options["edit-window"],
                                             options["max-reactions"]))
     context.composer.register(attachments)
+    actions.on_recalled.connect(attachments.recalled)
     context.composer.register(Reply(context))
     router.dialect.field(attachments.field, original_line)
     router.dialect.frame(MsgId.RECALLED, recalled_line)

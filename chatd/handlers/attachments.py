@@ -8,10 +8,15 @@ import re
 from collections.abc import Coroutine
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
 from chatd.delivery.session import Session
 from chatd.handlers.context import Context
 from chatd.handlers.media import Media, MediaRefused
 from chatd.messages import ChatError, Errno, MsgId
+
+log = Logger()
 
 FIELD = "attachment"
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
@@ -111,6 +116,15 @@ class Attachments:
             frame[FIELD] = await self.media.attach(media_id, session.user_id)  # type: ignore
         except MediaRefused as e:
             raise ChatError(e.errno) from None
+
+    def recalled(self, mid: int, frame: dict[str, Any]) -> None:
+        """A recalled message takes its attachment with it (deleted in the background)."""
+        attachment = frame.get(FIELD)
+        if attachment is None:
+            return
+        Deferred.fromCoroutine(self.media.delete([attachment["id"]])).addErrback(
+            lambda f: log.warn("attachment of recalled message {mid} not deleted: {error}",
+                               mid=mid, error=f.value))
 
     def show(self, frames: list[dict[str, Any]], viewer: int) -> Coroutine[Any, Any, None] | None:
         """Kept frames carry URLs that may have expired: fresh ones."""

@@ -33,14 +33,16 @@ class OwnAccount:
 
     async def set_password(self, session: Session, req: dict[str, Any]) -> None:
         """Check the old password as a login would (its throttle, its hash slot), store the
-        new hash, then make this session the account's only one: tokens revoked, the other
-        sessions ended on every node; this one gets a fresh token."""
+        new hash, then make this session the account's only one: tokens and push
+        subscriptions revoked, the other sessions ended on every node; this one gets a fresh
+        token."""
         user_id = session.user_id
         with self.hasher.slot(session):
             await self._check_password(session, req["old"])
             password_hash = await self.hasher.hash(session, req["new"])
         await self.store.set_password(user_id, password_hash)
         revoked = await self.resume.revoke(user_id)
+        await self.store.unsubscribe(user_id)  # pushes: the device that stays subscribes again
         await end_everywhere(self.router, self.stats, user_id, "password_changed", session)
         reply: dict[str, Any] = {"msgid": MsgId.SET_PASSWORD_ACK, "errno": 0}
         if session.proto == 2:

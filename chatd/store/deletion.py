@@ -30,6 +30,12 @@ _REMOVALS = (
     "DELETE FROM UserSetting WHERE userid = ?",
     "DELETE FROM Block WHERE userid = ? OR blockedid = ?",
     "DELETE FROM ReadMarker WHERE userid = ?",
+    "DELETE FROM PushSubscription WHERE userid = ?",
+    "DELETE FROM Mute WHERE userid = ?",
+    "DELETE FROM Hidden WHERE userid = ?",
+    "DELETE FROM Reaction WHERE userid = ?",
+    # the account's uploads and attachments: the media cleanup deletes their bytes next
+    "UPDATE Media SET kept = 0, created = 0 WHERE owner = ?",
 )
 
 
