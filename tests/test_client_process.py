@@ -312,11 +312,11 @@ class ConversationTests(TestCase):
 
         bob.type(f"history:{a}", f"history:{a}:1")
         await bob.expect_block(rf"-+history with \[{a}\]alice-+",
-                               rf"{TIME} \[{a}\]alice said: one",
-                               rf"{TIME} \[{a}\]alice said: two: with a colon",
+                               rf"#\d+ {TIME} \[{a}\]alice said: one",
+                               rf"#\d+ {TIME} \[{a}\]alice said: two: with a colon",
                                rf"history: 2 message\(s\) with \[{a}\]alice")
         await bob.expect_block(rf"-+history with \[{a}\]alice-+",
-                               rf"{TIME} \[{a}\]alice said: two: with a colon",
+                               rf"#\d+ {TIME} \[{a}\]alice said: two: with a colon",
                                rf"history: 1 message\(s\) with \[{a}\]alice, older ones exist")
         alice.type("creategroup:dev:", f"chat:{a}:note")
         gid = int((await alice.expect(r"group created: \[(\d+)\]dev")).group(1))
@@ -324,7 +324,7 @@ class ConversationTests(TestCase):
         await bob.expect(rf"sent: groupchat:{gid}:hi all")
         bob.type(f"ghistory:{gid}")
         await bob.expect_block(rf"-+history in group \[{gid}\]-+",
-                               rf"群消息\[{gid}\]:{TIME} \[{b}\]bob said: hi all",
+                               rf"#\d+ 群消息\[{gid}\]:{TIME} \[{b}\]bob said: hi all",
                                rf"history: 1 message\(s\) in group \[{gid}\]")
         self.assertEqual(await bob.finish(), 0, bob.output())
 

@@ -153,7 +153,10 @@ STEPS: list[tuple[int, str]] = [
     (39, "ALTER TABLE User ADD COLUMN deleted BIGINT UNSIGNED NOT NULL DEFAULT 0"),
 ]
 
-LATEST = max(version for version, _ in STEPS)  # steps of parallel work need not be in order
+# Steps are listed by the capability that brought them; they apply in version order.
+STEPS.sort(key=lambda step: step[0])
+
+LATEST = STEPS[-1][0]
 
 
 def _pending(applied: set[int]) -> list[tuple[int, str]]:

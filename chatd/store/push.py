@@ -58,7 +58,8 @@ class PushQueries:
             "DELETE FROM PushSubscription WHERE userid = ? AND device = ? AND kind = ?"
             " AND endpoint = ?")
         self._q_unmute = q("DELETE FROM Mute WHERE userid = ? AND groupid = ? AND peer = ?")
-        self._q_mute = q("INSERT INTO Mute (userid, groupid, peer, mutedto) VALUES (?, ?, ?, ?)")
+        self._q_mute_conversation = q(
+            "INSERT INTO Mute (userid, groupid, peer, mutedto) VALUES (?, ?, ?, ?)")
         self._q_mutes = q(
             "SELECT groupid, peer, mutedto FROM Mute WHERE userid = ?"
             " AND (mutedto = -1 OR mutedto > ?)"
@@ -109,7 +110,7 @@ class PushQueries:
         def txn(c: Cursor) -> None:
             c.execute(self._q_unmute, key)
             if until != 0:
-                c.execute(self._q_mute, (*key, until))
+                c.execute(self._q_mute_conversation, (*key, until))
         await self._run("mute", txn)
 
     async def mutes(self, user_id: int, now_ms: int) -> list[tuple[int, int, int]]:
