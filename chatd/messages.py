@@ -183,7 +183,7 @@ class Errno(IntEnum):
     INVITE_ONLY = 231
     BAD_INVITE = 232
     NAME_LOOKALIKE = 233
-    AVATAR_UNAVAILABLE = 234
+    BAD_AVATAR = 234
     FIND_RATE = 235
     ACCOUNT_DELETED = 236
     UPLOAD_TOO_LARGE = 190
@@ -274,7 +274,7 @@ ERRMSG: dict[Errno, str] = {
     Errno.INVITE_ONLY: "this group is joined by invite only",
     Errno.BAD_INVITE: "the invite is unknown, expired or revoked",
     Errno.NAME_LOOKALIKE: "name is too much like an existing one",
-    Errno.AVATAR_UNAVAILABLE: "avatars are not available yet",
+    Errno.BAD_AVATAR: "the avatar must be an image you uploaded",
     Errno.FIND_RATE: "too many searches, retry later",
     Errno.ACCOUNT_DELETED: "the account was deleted",
     Errno.UPLOAD_TOO_LARGE: "the file is larger than the upload limit",

@@ -598,7 +598,7 @@ def build_node(options: Options, reactor: Any) -> ChatNode:
                 **conversations.handlers(), **Relations(context).handlers(),
                 **OwnAccount(context).handlers(), **Requests(context).handlers(),
                 **GroupAdmin(context).handlers(),
-                **Profiles(context, options["max-finds"]).handlers(),
+                **Profiles(context, media, options["max-finds"]).handlers(),
                 **attachments.handlers(), **actions.handlers()}
     follower = BlockFollower(context.blocks, context.store, router)
     router.on.group_changed.connect(context.members.forget)

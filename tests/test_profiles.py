@@ -88,7 +88,7 @@ class Profiles:
         node = await self.node()
         a, _ = await self.users(node, "alice", "bob")
         cases = [({"name": "bob"}, Errno.NAME_TAKEN), ({"name": "В0b"}, Errno.NAME_LOOKALIKE),
-                 ({"avatar": {"id": "x"}}, Errno.AVATAR_UNAVAILABLE)]
+                 ({"avatar": {"id": "x"}}, Errno.NO_SUCH_MEDIA)]
         for fields, errno in cases:
             ack = await a.request({"msgid": MsgId.SET_PROFILE, **fields}, MsgId.SET_PROFILE_ACK)
             self.assertEqual(ack["errno"], errno, fields)

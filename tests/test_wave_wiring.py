@@ -2,11 +2,13 @@
 is deleted with its message; a group's admins moderate (recall, mention everyone); a
 password change and a deleted account leave no push subscription behind."""
 
+import io
 from typing import Any
 
+from PIL import Image
 from twisted.trial.unittest import TestCase
 
-from chatd.messages import MsgId
+from chatd.messages import Errno, MsgId
 from tests.harness import deferLater, start_node, user
 from tests.pushservice import PushService
 from tests.test_attachments import Uploading, http, png
@@ -30,6 +32,32 @@ class RecalledPhotoTests(Uploading, TestCase):
                 break
             await deferLater(0.1)
         self.assertEqual(status, 404, "the photo is still served after the recall")
+
+
+class AvatarTests(Uploading, TestCase):
+
+    async def test_an_uploaded_image_becomes_the_avatar_others_see(self):
+        photo = await self.upload("me.png", png((400, 300)), "image/png")
+        ack = await self.alice.request({"msgid": MsgId.SET_PROFILE, "avatar": {"id": photo["id"]}},
+                                       MsgId.SET_PROFILE_ACK)
+        self.assertEqual(ack["errno"], 0, ack)
+        seen = await self.bob.request({"msgid": MsgId.GET_PROFILE, "userid": self.alice.user_id},
+                                      MsgId.GET_PROFILE_ACK)
+        status, _, body = await http(b"GET", seen["profile"]["avatar"])
+        self.assertEqual((status, max(Image.open(io.BytesIO(body)).size)), (200, 320))
+
+    async def test_a_file_that_is_no_image_or_not_ones_own_is_refused(self):
+        text = await self.upload("notes.txt", b"plain words", "text/plain")
+        ack = await self.alice.request({"msgid": MsgId.SET_PROFILE, "avatar": {"id": text["id"]}},
+                                       MsgId.SET_PROFILE_ACK)
+        self.assertEqual(ack["errno"], Errno.BAD_AVATAR, ack)
+        photo = await self.upload("me.png", png((40, 30)), "image/png")
+        theirs = await self.bob.request({"msgid": MsgId.SET_PROFILE,
+                                         "avatar": {"id": photo["id"]}}, MsgId.SET_PROFILE_ACK)
+        self.assertEqual(theirs["errno"], Errno.NO_SUCH_MEDIA, theirs)
+        mine = await self.alice.request({"msgid": MsgId.GET_PROFILE,
+                                         "userid": self.alice.user_id}, MsgId.GET_PROFILE_ACK)
+        self.assertIsNone(mine["profile"]["avatar"])
 
 
 class GroupAdminTests(TestCase):

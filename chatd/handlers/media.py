@@ -168,6 +168,11 @@ class Media:
         tail = "/thumb" if variant == "t" else ""
         return f"{self.limits.base_url}/media/{media_id}{tail}?e={expires}&s={sig}"
 
+    async def avatar_url(self, media_id: str) -> str:
+        """A fresh signed URL of an avatar's thumbnail."""
+        await self.secret()
+        return self.url(media_id, "t", int(self.clock.seconds()) + self.limits.url_lifetime)
+
     def refresh(self, description: dict[str, Any]) -> None:
         """Fresh signed URLs in a description (they expire --media-url-lifetime from now)."""
         expires = int(self.clock.seconds()) + self.limits.url_lifetime

@@ -8,9 +8,11 @@ from twisted.logger import Logger
 
 from chatd.delivery.session import Session
 from chatd.handlers.context import Context
+from chatd.handlers.media import Media, MediaRefused
 from chatd.messages import ChatError, Errno, MsgId
 from chatd.names import key
 from chatd.store.accounts import Profile
+from chatd.store.media import KEEP_FOR_EVER
 
 log = Logger()
 
@@ -21,8 +23,10 @@ FIND_WINDOW = 60.0
 class Profiles:
     """Handlers of msgids 62, 64 and 66."""
 
-    def __init__(self, context: Context, max_finds: int = DEFAULT_MAX_FINDS) -> None:
+    def __init__(self, context: Context, media: Media, max_finds: int = DEFAULT_MAX_FINDS
+                 ) -> None:
         self.store = context.store
+        self.media = media
         self.router = context.router
         self.presence = context.presence
         self.naming = context.naming
@@ -34,13 +38,12 @@ class Profiles:
                 MsgId.FIND_USER: self.find_user}
 
     async def set_profile(self, session: Session, req: dict[str, Any]) -> None:
-        """The avatar is refused until attachments exist: their upload id would be checked
-        (and its URL kept) here, before anything changes."""
-        if req.get("avatar") is not None:
-            raise ChatError(Errno.AVATAR_UNAVAILABLE)
-        user_id = session.user_id
+        """The avatar is checked (the user's own complete image) before anything changes."""
+        user_id: int = session.user_id  # type: ignore[assignment]
+        avatar = None if req.get("avatar") is None else await self._avatar(user_id,
+                                                                          req["avatar"])
         name = None if req.get("name") is None else await self.naming.admit(req["name"], user_id)
-        profile = await self.store.set_profile(user_id, name, req.get("bio"))
+        profile = await self.store.set_profile(user_id, name, req.get("bio"), avatar)
         if profile is None:
             raise ChatError(Errno.NAME_TAKEN)
         if name is not None:
@@ -49,6 +52,23 @@ class Profiles:
             log.info("user {uid} is now called {name!r}", uid=user_id, name=profile.name)
         session.send({"msgid": MsgId.SET_PROFILE_ACK, "errno": 0,
                       "profile": await self._view(user_id, profile)})
+
+    async def _avatar(self, user_id: int, asked: Any) -> str:
+        """The id of an image the user uploaded, now kept as long as the account is."""
+        media_id = asked.get("id") if type(asked) is dict else None
+        if type(media_id) is not str or not 1 <= len(media_id) <= 64:
+            raise ChatError(Errno.WRONG_TYPE, "avatar")
+        try:
+            description = await self.media.attach(media_id, user_id)
+        except MediaRefused as e:
+            raise ChatError(e.errno) from None
+        if "thumb" not in description:
+            raise ChatError(Errno.BAD_AVATAR)
+        await self.store.keep_media(media_id, user_id, KEEP_FOR_EVER)
+        return media_id
+
+    async def _avatar_url(self, media_id: str) -> str | None:
+        return await self.media.avatar_url(media_id) if media_id else None
 
     async def get_profile(self, session: Session, req: dict[str, Any]) -> None:
         profile = await self.store.profile(req["userid"])
@@ -59,7 +79,8 @@ class Profiles:
 
     async def _view(self, viewer: int, profile: Profile) -> dict[str, Any]:
         online = await self.presence.online(viewer, [profile.id])
-        return {"id": profile.id, "name": profile.name, "bio": profile.bio, "avatar": None,
+        return {"id": profile.id, "name": profile.name, "bio": profile.bio,
+                "avatar": await self._avatar_url(profile.avatar),
                 "state": "online" if profile.id in online else "offline"}
 
     async def find_user(self, session: Session, req: dict[str, Any]) -> None:
@@ -72,5 +93,6 @@ class Profiles:
             raise ChatError(Errno.FIND_RATE, retry_after=max(1, math.ceil(wait)))
         found = await self.store.find_users(key(req["name"]),
                                             self.settings.defaults.discoverable)
-        session.send({"msgid": MsgId.FIND_USER_ACK, "errno": 0, "users": [
-            {"id": uid, "name": name, "avatar": None} for uid, name in found]})
+        users = [{"id": uid, "name": name, "avatar": await self._avatar_url(avatar)}
+                 for uid, name, avatar in found]
+        session.send({"msgid": MsgId.FIND_USER_ACK, "errno": 0, "users": users})

@@ -38,6 +38,7 @@ class Profile:
     id: int
     name: str
     bio: str
+    avatar: str = ""  # the id of an uploaded image, "" for none
 
 
 class RequestOutcome(Enum):
@@ -62,11 +63,12 @@ class AccountQueries:
                                 " AND (deleted = 0 OR deleted >= ?)")
         self._q_unkeyed = q("SELECT id, name FROM User WHERE namekey IS NULL LIMIT ?")
         self._q_set_key = q("UPDATE User SET namekey = ? WHERE id = ?")
-        self._q_profile = q("SELECT id, name, bio FROM User WHERE id = ?")
+        self._q_profile = q("SELECT id, name, bio, avatar FROM User WHERE id = ?")
         self._q_set_bio = q("UPDATE User SET bio = ? WHERE id = ?")
+        self._q_set_avatar = q("UPDATE User SET avatar = ? WHERE id = ?")
         self._q_set_name = q("UPDATE User SET name = ?, namekey = ? WHERE id = ?")
         self._q_find = q(
-            "SELECT u.id, u.name FROM User u LEFT JOIN UserSetting s ON s.userid = u.id"
+            "SELECT u.id, u.name, u.avatar FROM User u LEFT JOIN UserSetting s ON s.userid = u.id"
             " WHERE u.namekey = ? AND u.deleted = 0 AND COALESCE(s.discoverable, ?) = 1"
             " ORDER BY u.id LIMIT 20")
         self._q_settings = q(
@@ -188,12 +190,13 @@ class AccountQueries:
         def txn(c: Cursor) -> Profile | None:
             c.execute(self._q_profile, (user_id,))
             row = c.fetchone()
-            return None if row is None else Profile(int(row[0]), row[1], row[2])
+            return None if row is None else Profile(int(row[0]), row[1], row[2], row[3])
         return await self._run("profile", txn)
 
-    async def set_profile(self, user_id: int, name: tuple[str, str] | None, bio: str | None
-                          ) -> Profile | None:
-        """Change the name (name, key) and/or the bio; None when the name is taken."""
+    async def set_profile(self, user_id: int, name: tuple[str, str] | None, bio: str | None,
+                          avatar: str | None = None) -> Profile | None:
+        """Change the name (name, key), the bio and/or the avatar (an upload's id); None when
+        the name is taken."""
         def txn(c: Cursor) -> Profile | None:
             self.dialect.revive(c)
             if name is not None:
@@ -203,15 +206,18 @@ class AccountQueries:
                     return None
             if bio is not None:
                 c.execute(self._q_set_bio, (bio, user_id))
+            if avatar is not None:
+                c.execute(self._q_set_avatar, (avatar, user_id))
             c.execute(self._q_profile, (user_id,))
             row = c.fetchone()
-            return Profile(int(row[0]), row[1], row[2])
+            return Profile(int(row[0]), row[1], row[2], row[3])
         return await self._run("set_profile", txn, retry=False)
 
-    async def find_users(self, name_key: str, discoverable: bool) -> list[tuple[int, str]]:
+    async def find_users(self, name_key: str, discoverable: bool
+                         ) -> list[tuple[int, str, str]]:
         """Discoverable users with this name key (`discoverable`: the default of those who
         never chose)."""
-        def txn(c: Cursor) -> list[tuple[int, str]]:
+        def txn(c: Cursor) -> list[tuple[int, str, str]]:
             c.execute(self._q_find, (name_key, int(discoverable)))
-            return [(int(r[0]), r[1]) for r in c.fetchall()]
+            return [(int(r[0]), r[1], r[2]) for r in c.fetchall()]
         return await self._run("find_users", txn)

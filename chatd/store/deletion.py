@@ -53,7 +53,8 @@ class DeletionQueries:
         self._q_live_user = q("SELECT 1 FROM User WHERE id = ? AND password <> ?")
         self._q_user_group_ids = q("SELECT groupid FROM GroupUser WHERE userid = ?")
         self._q_tombstone = q(
-            "UPDATE User SET name = ?, password = ?, bio = '', deleted = ? WHERE id = ?")
+            "UPDATE User SET name = ?, password = ?, bio = '', avatar = '', deleted = ?"
+            " WHERE id = ?")
         self._q_sent = q("SELECT mid, message FROM History WHERE sender = ? ORDER BY mid")
         self._q_rewrite = q("UPDATE History SET message = ? WHERE mid = ?")
         self._q_sent_page = q(

@@ -76,6 +76,8 @@ STEPS: list[tuple[int, str]] = [
     KEY ix_media_owner (owner),
     KEY ix_media_kept (kept, created)
 """ + TABLE),
+    # SET_PROFILE's avatar: the id of one of the user's uploaded images ('' for none).
+    (11, "ALTER TABLE User ADD COLUMN avatar VARCHAR(32) NOT NULL DEFAULT ''"),
     # A user's own settings (SETTINGS); NULL: the node's default (--friend-requests,
     # --discoverable), so that changing a default reaches everyone who never chose.
     (30, """CREATE TABLE UserSetting (
