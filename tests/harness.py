@@ -281,3 +281,20 @@ async def user(case: TestCase, node: Any, name: str, proto: int | None = 2,
     ack = await login(client, user_id, proto=proto)
     assert ack["errno"] == 0, ack
     return client
+
+
+class NodePerTest:
+    """Mixed into a TestCase: every test starts its own node, on SQLite unless a subclass's
+    `database()` names another store; `users` registers and logs in acknowledging clients."""
+
+    def database(self) -> str | None:
+        return None
+
+    async def node(self, *args: str):
+        return await start_node(self, self.database(), *args)
+
+    async def users(self, node, *names: str):
+        clients = [await user(self, node, name) for name in names]
+        for c in clients:
+            c.auto_ack = True
+        return clients

@@ -6,24 +6,12 @@ from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
 from chatd.store.accounts import REQUEST_LIFETIME_MS
-from tests.harness import connect, device, login, register, start_node, user
+from tests.harness import NodePerTest, connect, device, login, register, user
 from tests.servers import mysql_database
 
 
-class OwnAccount:
+class OwnAccount(NodePerTest):
     """Mixed into a TestCase with a `database()` method; every test starts its own node."""
-
-    def database(self) -> str | None:
-        return None
-
-    async def node(self, *args: str):
-        return await start_node(self, self.database(), *args)
-
-    async def users(self, node, *names: str):
-        clients = [await user(self, node, name) for name in names]
-        for c in clients:
-            c.auto_ack = True
-        return clients
 
     # SET_PASSWORD
 

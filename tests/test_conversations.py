@@ -5,24 +5,12 @@ kicking and blocking, with every refusal."""
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
-from tests.harness import connect, login, start_node, user
+from tests.harness import NodePerTest, connect, login, start_node
 from tests.servers import mysql_database
 
 
-class Conversations:
+class Conversations(NodePerTest):
     """Mixed into a TestCase with a `database()` method; every test starts its own node."""
-
-    def database(self) -> str | None:
-        return None
-
-    async def node(self, *args: str):
-        return await start_node(self, self.database(), *args)
-
-    async def users(self, node, *names: str):
-        clients = [await user(self, node, name) for name in names]
-        for c in clients:
-            c.auto_ack = True
-        return clients
 
     async def chat(self, sender, to: int, text: str) -> int:
         """Send one message and wait until it is safe; its mid."""

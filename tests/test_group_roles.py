@@ -5,24 +5,12 @@ and muting by the rules, updating a group, invites, and every refusal."""
 from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
-from tests.harness import connect, login, start_node, user
+from tests.harness import NodePerTest, connect, login, user
 from tests.servers import mysql_database
 
 
-class GroupRoles:
+class GroupRoles(NodePerTest):
     """Mixed into a TestCase with a `database()` method; every test starts its own node."""
-
-    def database(self) -> str | None:
-        return None
-
-    async def node(self, *args: str):
-        return await start_node(self, self.database(), *args)
-
-    async def users(self, node, *names: str):
-        clients = [await user(self, node, name) for name in names]
-        for c in clients:
-            c.auto_ack = True
-        return clients
 
     async def group(self, owner, *members, name: str = "team") -> int:
         gid = (await owner.request({"msgid": MsgId.CREATE_GROUP, "groupname": name},

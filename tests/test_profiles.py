@@ -5,24 +5,12 @@ from twisted.trial.unittest import TestCase
 
 from chatd.messages import Errno, MsgId
 from chatd.names import key
-from tests.harness import connect, start_node, user
+from tests.harness import NodePerTest, connect
 from tests.servers import mysql_database
 
 
-class Profiles:
+class Profiles(NodePerTest):
     """Mixed into a TestCase with a `database()` method; every test starts its own node."""
-
-    def database(self) -> str | None:
-        return None
-
-    async def node(self, *args: str):
-        return await start_node(self, self.database(), *args)
-
-    async def users(self, node, *names: str):
-        clients = [await user(self, node, name) for name in names]
-        for c in clients:
-            c.auto_ack = True
-        return clients
 
     async def register(self, node, name: str) -> dict:
         return await (await connect(self, node)).request(
