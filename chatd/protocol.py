@@ -29,6 +29,7 @@ from chatd.messages import (
 )
 from chatd.metrics import Stats
 from chatd.requests import validate
+from chatd.sendnow import write_now
 
 log = Logger()
 
@@ -123,7 +124,7 @@ class ChatProtocol(Protocol):
             self.hold(len(data))
             if not self.connected:
                 return
-        self.transport.write(data)
+        write_now(self.transport, data)
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:

@@ -16,6 +16,8 @@ from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper, HAProxyWr
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
+from chatd.sendnow import write_now
+
 PREFIX = "haproxy:"
 
 
@@ -52,6 +54,10 @@ class HeaderFirst(HAProxyProtocolWrapper):
             wrapped.makeConnection(self)
             if early.data:
                 wrapped.dataReceived(early.data)
+
+    def write(self, data: bytes) -> None:
+        """Straight to the socket when it can take it, as on a listener without the header."""
+        write_now(self.transport, data)
 
     def connectionLost(self, reason: Failure) -> None:
         if self.started:

@@ -9,6 +9,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.protocol import ChatFactory, ChatProtocol
+from chatd.sendnow import write_now
 from chatd.web.frames import (
     BINARY,
     CLOSE,
@@ -42,9 +43,9 @@ class FrameTransport:
         if self.disconnecting:
             return
         if data.find(b"\n") == len(data) - 1:  # one frame, as the ChatProtocol writes them
-            self._tcp.write(frame(data[:-1]))
+            write_now(self._tcp, frame(data[:-1]))
         else:
-            self._tcp.write(b"".join(frame(line) for line in data.split(b"\n") if line))
+            write_now(self._tcp, b"".join(frame(line) for line in data.split(b"\n") if line))
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
