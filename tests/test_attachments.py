@@ -16,7 +16,6 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http_headers import Headers
 
 from chatd.messages import Errno, MsgId
-from chatd.web.media import TurnBudget
 from tests.harness import WebNode, connect_raw, deferLater, serve_web, start_node, user
 
 GPS_IFD, MAKE, ORIENTATION = 0x8825, 0x010F, 0x0112
@@ -362,31 +361,3 @@ class LimitsAndCleanupTests(Uploading, TestCase):
     def stored(self) -> list[str]:
         return [name for _, _, names in os.walk(self.store_dir) for name in names]
 
-
-class _Transport:
-    connected = True
-
-    def __init__(self) -> None:
-        self.reading = True
-
-    def pauseProducing(self) -> None:
-        self.reading = False
-
-    def resumeProducing(self) -> None:
-        self.reading = True
-
-
-class TurnBudgetTests(TestCase):
-    """Uploads past the bytes of one reactor turn wait for the next turn."""
-
-    def test_uploads_past_the_budget_wait_for_the_next_turn(self):
-        clock = Clock()
-        budget = TurnBudget(clock, per_turn=100)
-        first, second = _Transport(), _Transport()
-        budget.spend(60, first)
-        budget.spend(60, second)
-        self.assertEqual((first.reading, second.reading), (True, False))
-        clock.advance(0)
-        self.assertTrue(second.reading)
-        budget.spend(60, second)
-        self.assertTrue(second.reading, "a new turn, a new budget")

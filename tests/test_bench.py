@@ -326,6 +326,26 @@ class BenchAgainstNodeTests(TestCase):
         self.assertEqual(again["phases"]["idle"]["ok"], 10)
 
 
+class AttachmentsTests(TestCase):
+    """--attachments: the media users, in their own process, upload, send and download
+    files while the phases run, and their line joins the report."""
+
+    timeout = 90
+
+    async def test_media_users_run_rounds_beside_the_phases(self) -> None:
+        web = free_port()
+        node = await start_node(self, "--web", f"tcp:{web}:interface=127.0.0.1")
+        _, out, report = await run_bench(
+            self, "--target", f"127.0.0.1:{node.port}", "-n", "4", "--phases",
+            "reg,login,idle", "--idle-seconds", "2", "--attachments", "--media-web",
+            f"http://127.0.0.1:{web}", "--media-users", "3", "--media-size", "1")
+        media = report["attachments"]
+        self.assertEqual((media["users"], media["failed"]), (3, 0), media["first_error"])
+        self.assertGreater(media["rounds"], 0)
+        self.assertGreater(media["download_mb_s"], 0)
+        self.assertIn("attachments: 3 users, 1 MiB files", out)
+
+
 class HistoryTests(TestCase):
     """--history: every message the chat and group phases sent is found in HISTORY, and a
     node that keeps no history is caught."""

@@ -216,18 +216,14 @@ async def with_media(opts: argparse.Namespace, reactor: Any) -> dict[str, Any]:
     """The run; with --attachments, the media users' rounds beside it (chatd/bench/media.py)."""
     if not opts.attachments:
         return await Bench(opts, reactor).run()
-    from twisted.internet.defer import Deferred
-
-    from chatd.bench.media import MediaLoad
-    media = MediaLoad(opts, reactor)
-    await media.start()
+    from chatd.bench.media import MediaProcess
+    media = MediaProcess(reactor)
     try:
-        running = Deferred.fromCoroutine(Bench(opts, reactor).run())
-        await media.rounds_until(running)
-        report = await running
+        await media.start(opts)
+        report = await Bench(opts, reactor).run()
+        report["attachments"] = await media.stop()
     finally:
-        media.close()
-    report["attachments"] = media.report()
+        await media.close()
     return report
 
 

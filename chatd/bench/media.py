@@ -3,22 +3,34 @@ users upload files of --media-size over the nodes' web listener (UPLOAD, PUT) al
 send each one in a chat message to the next user, and then every receiver downloads its file
 from the link in the message; rounds go on until the phases end. Reported: upload and
 download throughput in MB/s (the bytes of each half over its own wall time), rounds,
-failures."""
+failures.
+
+The media users run in a process of their own (`python -m chatd.bench.media`, spawned by the
+parent like the workers, commands on stdin and events on stdout): in the parent's reactor
+their HTTP bytes would delay the phases' coordination, and the chat figures would measure the
+load generator's core instead of the node's.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from argparse import Namespace
 from typing import Any
 
 import ujson
+from twisted.internet import epollreactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 
+from chatd.bench.logs import log_problems_to_stderr
+from chatd.bench.pool import STOP_GRACE, WorkerProcess
 from chatd.messages import MsgId
 
 MB = 1_000_000
@@ -169,8 +181,104 @@ class MediaLoad:
             os.unlink(self.file)
 
 
+OPTIONS = ("media_web", "media_users", "media_size", "addresses", "prefix", "run_id",
+           "password")
+"""What the media process takes of the parent's options."""
+
+
+class MediaProcess:
+    """The parent's side: the media users' process, started before the phases and stopped
+    after them with its report."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.process = WorkerProcess(0, self._event)
+
+    async def start(self, opts: Namespace) -> None:
+        """Spawn the process; back when its users are logged in."""
+        argv = [sys.executable, "-m", "chatd.bench.media"]
+        self.reactor.spawnProcess(self.process, sys.executable, argv, env=dict(os.environ),
+                                  childFDs={0: "w", 1: "r", 2: 2})
+        await self.process.request({"cmd": "start",
+                                    "opts": {name: getattr(opts, name) for name in OPTIONS}})
+
+    async def stop(self) -> dict[str, Any]:
+        """The rounds end (the one under way first); the report."""
+        result = await self.process.request({"cmd": "stop"})
+        return dict(result["attachments"])
+
+    async def close(self) -> None:
+        """Its stdin closed, it exits; killed if it lingers."""
+        if self.process.transport is None or self.process.ended.called:
+            return
+        self.process.transport.closeStdin()
+        killer = self.reactor.callLater(STOP_GRACE, self.process.transport.signalProcess,
+                                        "KILL")
+        await self.process.ended
+        if killer.active():
+            killer.cancel()
+
+    def _event(self, process: WorkerProcess, event: dict[str, Any]) -> None:
+        if event["ev"] in ("ready", "result"):
+            process.answer(event)
+        elif event["ev"] == "error":
+            process.fail(event["error"])
+
+
+class Control(LineOnlyReceiver):
+    """The media process's commands on stdin: start (register and log in the users, then
+    the rounds), stop (the report); end of stdin ends the process."""
+
+    delimiter = b"\n"
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.load: MediaLoad | None = None
+        self.stopped: Deferred[None] = Deferred()
+
+    def lineReceived(self, line: bytes) -> None:
+        cmd = ujson.loads(line)
+        if cmd["cmd"] == "start":
+            self.load = MediaLoad(Namespace(**cmd["opts"]), self.reactor)
+            Deferred.fromCoroutine(self._run()).addErrback(self._failed)
+        elif cmd["cmd"] == "stop":
+            self.stopped.callback(None)
+
+    async def _run(self) -> None:
+        assert self.load is not None
+        await self.load.start()
+        self._emit({"ev": "ready"})
+        await self.load.rounds_until(self.stopped)
+        self._emit({"ev": "result", "attachments": self.load.report()})
+
+    def _failed(self, failure: Failure) -> None:
+        self._emit({"ev": "error", "error": failure.getErrorMessage()})
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self.transport.write(ujson.dumps(event).encode() + b"\n")
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self.load is not None:
+            self.load.close()
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def main() -> None:
+    epollreactor.install()
+    from twisted.internet import reactor, stdio
+
+    log_problems_to_stderr()
+    stdio.StandardIO(Control(reactor), reactor=reactor)
+    reactor.run()
+
+
 def render(media: dict[str, Any]) -> str:
     return (f"attachments: {media['users']} users, {media['file_mib']} MiB files, "
             f"{media['rounds']} rounds in {media['seconds']} s, {media['failed']} failed; "
             f"upload {media['upload_mb_s']} MB/s, download {media['download_mb_s']} MB/s"
             + (f"; first error: {media['first_error']}" if media["first_error"] else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,11 +14,12 @@ from twisted.web.http import Request
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.server import Request as SiteRequest
-from twisted.web.static import File
 
 from chatd.handlers.media import UPLOAD_PREFIX, Media, MediaRefused, Upload, disposition
 from chatd.media.images import THUMB_MIME
 from chatd.messages import Errno
+from chatd.web.pacing import MediaPacer
+from chatd.web.sending import MediaFile
 
 log = Logger()
 
@@ -37,40 +38,6 @@ def _json(request: Request, status: int, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
     request.setHeader(b"content-length", b"%d" % len(data))
     return data
-
-
-# Upload bytes the node reads in one reactor turn, over all uploads, before it stops reading
-# them until the next turn: a turn busy with chat messages then carries only this much of
-# the uploads, and an idle node still reads them as fast as turns go by.
-TURN_BUDGET = 256 * 1024
-
-
-class TurnBudget:
-    """Upload bytes per reactor turn: past the budget an upload's connection stops being
-    read until the next turn, so that uploads cannot starve the chat connections."""
-
-    def __init__(self, reactor: Any, per_turn: int = TURN_BUDGET) -> None:
-        self.reactor = reactor
-        self.per_turn = per_turn
-        self.spent = 0
-        self.paused: list[Any] = []
-        self._next_turn: Any = None
-
-    def spend(self, count: int, transport: Any) -> None:
-        if self._next_turn is None:
-            self._next_turn = self.reactor.callLater(0, self._new_turn)
-        self.spent += count
-        if self.spent > self.per_turn:
-            transport.pauseProducing()
-            self.paused.append(transport)
-
-    def _new_turn(self) -> None:
-        self._next_turn = None
-        self.spent = 0
-        paused, self.paused = self.paused, []
-        for transport in paused:
-            if transport.connected:
-                transport.resumeProducing()
 
 
 class MediaRequest(SiteRequest):
@@ -104,7 +71,7 @@ class MediaRequest(SiteRequest):
             super().handleContentChunk(data)
         else:
             self.upload.write(data)
-            self.channel.site.turn_budget.spend(len(data), self.channel.transport)
+            self.channel.site.pacer.spend(len(data), self.channel.transport)
 
     def connectionLost(self, reason: Failure) -> None:
         if self.upload is not None:
@@ -144,21 +111,23 @@ class DownloadResource(Resource):
     """/media/ID and /media/ID/thumb: a signed URL's bytes, from the local store or by a
     redirect to the store's own presigned URL."""
 
-    def __init__(self, media: Media) -> None:
+    def __init__(self, media: Media, pacer: MediaPacer) -> None:
         super().__init__()
         self.media = media
+        self.pacer = pacer
         self.putChild(b"upload", UploadResource())
 
     def getChild(self, name: bytes, request: Request) -> Resource:
-        return _Download(self.media, name.decode("ascii", "replace"))
+        return _Download(self.media, self.pacer, name.decode("ascii", "replace"))
 
 
 class _Download(Resource):
     isLeaf = True
 
-    def __init__(self, media: Media, media_id: str) -> None:
+    def __init__(self, media: Media, pacer: MediaPacer, media_id: str) -> None:
         super().__init__()
         self.media = media
+        self.pacer = pacer
         self.media_id = media_id
 
     def render_GET(self, request: Request) -> int:
@@ -189,9 +158,7 @@ class _Download(Resource):
             request.finish()
             return
         mime = row.mime if variant == "f" else THUMB_MIME
-        served = File(located.path, defaultType=mime)
-        served.contentTypes = {}
-        body = served.render(request)
+        body = MediaFile(located.path, mime, self.pacer).render(request)
         if body is not NOT_DONE_YET:
             request.write(body)
             request.finish()

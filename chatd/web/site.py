@@ -20,7 +20,8 @@ from chatd.protocol import ChatFactory
 from chatd.web import wiretable
 from chatd.web.channel import HEADERS, WebChannel, WebLimits
 from chatd.web.export import Exporter, ExportResource
-from chatd.web.media import DownloadResource, MediaRequest, TurnBudget
+from chatd.web.media import DownloadResource, MediaRequest
+from chatd.web.pacing import MediaPacer
 from chatd.web.socket import ChatSocket
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -108,11 +109,11 @@ class WebSite(Site):
     protocol = WebChannel
 
     def __init__(self, root: Resource, connections: Connections,
-                 trusted_proxies: frozenset[str], limits: WebLimits,
+                 trusted_proxies: frozenset[str], limits: WebLimits, pacer: MediaPacer,
                  media: Media | None = None) -> None:
         super().__init__(root, timeout=limits.idle_timeout, requestFactory=MediaRequest)
         self.media = media  # uploads and downloads at /media (chatd/web/media.py)
-        self.turn_budget = TurnBudget(self.reactor)
+        self.pacer = pacer  # their bytes per reactor turn (chatd/web/pacing.py)
         self.connections = connections
         self.trusted_proxies = trusted_proxies
         self.limits = limits
@@ -140,15 +141,16 @@ def web_factory(chat: ChatFactory, origins: frozenset[str],
     `trusted_proxies` are the addresses whose X-Real-IP header names the client; `limits`
     the --web-* limits (their defaults when None); `media` the node's attachments;
     `export` serves /export."""
+    pacer = MediaPacer(chat.clock, chat.stats)
     root = StaticFiles(STATIC)
     root.putChild(wiretable.PATH, wiretable.WireModule())
     root.putChild(b"ws", ChatSocketResource(chat, origins))
     if media is not None:
-        root.putChild(b"media", DownloadResource(media))
+        root.putChild(b"media", DownloadResource(media, pacer))
     if export is not None:
         root.putChild(b"export", ExportResource(export))
     root.putChild(b"sw.js", ServiceWorker())
-    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits(), media)
+    return WebSite(root, chat.connections, trusted_proxies, limits or WebLimits(), pacer, media)
 
 
 def parse_origins(value: str) -> frozenset[str]:
