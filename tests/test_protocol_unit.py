@@ -4,6 +4,9 @@ The node is the real one (build_node on a SQLite file) with the Clock as its rea
 here logs in through the service, so no request needs the database or a hashing thread.
 """
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import ujson
@@ -359,3 +362,55 @@ class ProtocolTests(TestCase):
         _, transport = self.connect(TcpTransport())
         self.assertIs(transport.nodelay, True)
         self.assertIs(transport.keepalive, True)
+
+
+# Run in a fresh interpreter: how CPython shares attribute names among a class's instances
+# depends on how many were made before, which other tests in this process change.
+SESSIONS_SCRIPT = r"""
+import gc, sys
+from twisted.internet import reactor, tcp
+from twisted.internet.protocol import ClientFactory, Protocol
+from chatd.tap import Options, build_node
+
+def own_dict(o):
+    slots = {id(getattr(o, name)) for cls in type(o).__mro__
+             for name in cls.__dict__.get("__slots__", ()) if hasattr(o, name)}
+    return any(type(r) is dict and id(r) not in slots for r in gc.get_referents(o))
+
+options = Options()
+options.parseOptions(["--db", "sqlite:" + sys.argv[1], "--password-cost", "1"])
+node = build_node(options, reactor)
+port = reactor.listenTCP(0, node.factory, interface="127.0.0.1")
+N, answered = 200, []
+
+class Client(Protocol):
+    def connectionMade(self):
+        self.transport.write(b'{"msgid":18}\n')
+    def dataReceived(self, data):
+        answered.append(1)
+        if len(answered) == N:
+            reactor.callLater(0.2, report)
+
+def report():
+    transports = [s.transport for s in node.factory.sessions]
+    print(len(transports), sum(map(own_dict, transports)),
+          sum(map(own_dict, node.factory.sessions)))
+    reactor.stop()
+
+for _ in range(N):
+    reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
+reactor.callLater(20, reactor.stop)
+reactor.run()
+"""
+
+
+class SessionMemoryTests(TestCase):
+    """Per-session memory (issue 23): a burst of real TCP connections on the chat port, each
+    answered once, leaves neither transports nor sessions with attribute dicts of their own
+    (0.8 KiB each)."""
+
+    def test_a_burst_of_connections_keeps_attributes_shared(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        out = subprocess.run([sys.executable, "-c", SESSIONS_SCRIPT, self.mktemp()],
+                             capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(out.stdout.split(), ["200", "0", "0"], out.stderr[-2000:])

@@ -28,7 +28,7 @@ from chatd.cluster.sentinel import DOWN, SWITCH_MASTER, SentinelWatch
 from chatd.codec import decode, encode, encode_text
 from chatd.delivery.dialect import Dialect
 from chatd.delivery.inbound import Inbound
-from chatd.delivery.inbox import Inbox
+from chatd.delivery.inbox import NO_MIDS, Inbox
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
 from chatd.handlers import passwords
@@ -660,6 +660,27 @@ class InboxTests(SynchronousTestCase):
         self.assertEqual(list(inbox.unacked), [2, 3])
         self.assertEqual([(m, f) for m, f, _ in inbox.expired(100)], [(2, b"b\n"), (3, b"c\n")])
         self.assertEqual(list(inbox.unacked), [])
+
+    def test_an_inbox_with_nothing_held_keeps_no_queue(self):
+        """Per-session memory (issue 23): the queue exists only while frames wait."""
+        inbox, session, _ = self.inbox(1)
+        inbox.open()
+        self.assertIsNone(inbox._held)
+        session.paused = True
+        inbox.push(1, b"a\n", None)
+        self.assertIsNotNone(inbox._held)
+        session.paused = False
+        inbox.resume()
+        self.assertIsNone(inbox._held)
+        self.assertEqual(session.written, [b"a\n"])
+
+    def test_sessions_without_offline_mids_share_one_empty_set(self):
+        inbox, _, _ = self.inbox(2)
+        self.assertIs(inbox.offline_mids, NO_MIDS)
+        inbox.remember_offline(frozenset({4, 5}))
+        self.assertEqual(inbox.offline_mids, {4, 5})
+        inbox.remember_offline(inbox.offline_mids.difference([4, 5]))
+        self.assertIs(inbox.offline_mids, NO_MIDS)
 
     def test_drain_returns_held_frames(self):
         inbox, session, _ = self.inbox(1)

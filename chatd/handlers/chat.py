@@ -183,7 +183,7 @@ class Chat:
         if inbox.offline_mids:  # stored frames, in the login reply or sent after it
             stored = [m for m in mids if m in inbox.offline_mids]
             if stored:
-                inbox.offline_mids = inbox.offline_mids.difference(stored)
+                inbox.remember_offline(inbox.offline_mids.difference(stored))
                 self.offline.forget(session.user_id, stored)
 
 

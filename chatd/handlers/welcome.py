@@ -79,7 +79,7 @@ class Welcome:
             inbox.push(mid, data, None)  # held: not counted as live traffic
         inbox.open()
         mids = [mid for mid, _ in offline]
-        inbox.offline_mids = set(mids)
+        inbox.remember_offline(frozenset(mids))
         if not inbox.needs_ack and mids:
             self.offline.forget(user_id, mids)
         log.info("user {uid} logged in (proto {proto}, {n} offline messages)",
@@ -108,7 +108,7 @@ class Welcome:
             return
         new = [(mid, text) for mid, text in rows
                if mid not in inbox.offline_mids and mid not in inbox.unacked]
-        inbox.offline_mids = set(inbox.offline_mids).union(mid for mid, _ in new)
+        inbox.remember_offline(inbox.offline_mids | {mid for mid, _ in new})
         for mid, data in self._encoded(inbox.session, new, await self._shown(inbox.session, new)):
             inbox.push(mid, data, None)
         if not inbox.needs_ack and new:
