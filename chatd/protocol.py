@@ -30,7 +30,7 @@ from chatd.messages import (
 )
 from chatd.metrics import Stats
 from chatd.requests import validate
-from chatd.sendnow import write_now
+from chatd.sendnow import Turns, write_now
 
 log = Logger()
 
@@ -110,7 +110,8 @@ class ChatProtocol(Protocol):
     # `connected` stay in the base class's __dict__): 0.7 KiB less per session than a dict.
     __slots__ = ("factory", "user_id", "name", "proto", "device", "since", "inbox", "address",
                  "paused", "last_seen", "_abort", "_seconds", "_dispatch", "_max_frame",
-                 "_stats", "_frames", "_max_send", "_buffer", "_tokens", "_queued")
+                 "_stats", "_frames", "_max_send", "_buffer", "_tokens", "_queued", "_turns",
+                 "_sent_turn")
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory
@@ -132,6 +133,8 @@ class ChatProtocol(Protocol):
         self._buffer = b""
         self._tokens = BURST
         self._queued = 0
+        self._turns = factory.turns
+        self._sent_turn = -1
         self.last_seen = factory.clock.seconds()
 
     # Session
@@ -147,7 +150,12 @@ class ChatProtocol(Protocol):
             self.hold(len(data))
             if not self.connected:
                 return
-        write_now(self.transport, data)
+        turn = self._turns.current()
+        if turn == self._sent_turn:  # joins the others of this turn in Twisted's queue
+            self.transport.write(data)
+        else:
+            self._sent_turn = turn
+            write_now(self.transport, data)
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
@@ -398,6 +406,7 @@ class ChatFactory(Factory):
         self.max_send_buffer = max_send_buffer
         self.login_timeout = login_timeout
         self.sessions: set[ChatProtocol] = set()
+        self.turns = Turns(clock)
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock
 

@@ -55,8 +55,9 @@ class HeaderFirst(HAProxyProtocolWrapper):
             if early.data:
                 wrapped.dataReceived(early.data)
 
-    def write(self, data: bytes) -> None:
-        """Straight to the socket when it can take it, as on a listener without the header."""
+    def send_now(self, data: bytes) -> None:
+        """Straight to the socket when it can take it, as on a listener without the header
+        (chatd/sendnow.py)."""
         write_now(self.transport, data)
 
     def connectionLost(self, reason: Failure) -> None:

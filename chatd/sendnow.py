@@ -1,4 +1,4 @@
-"""Send a frame in the reactor turn that made it, when the socket can take it.
+"""Send a connection's first frame of a reactor turn at once, when the socket can take it.
 
 Twisted's `transport.write` only queues: it registers the socket for writing (an epoll_ctl),
 sends in the next reactor turn and unregisters it again (another epoll_ctl), some twenty
@@ -7,20 +7,48 @@ three) put that at a quarter of the node's CPU per message. A chat frame is smal
 socket of a reading client is almost always writable, so when nothing is queued ahead of
 it the frame goes to the kernel at once; what the kernel does not take, and every frame
 behind a queue, takes Twisted's path, so order and back-pressure stay Twisted's.
+
+Only the first frame a connection gets in a turn goes straight out: the others of the same
+turn (a busy group: dozens of messages to each member per turn) take Twisted's queue and
+leave together in one send, where one send each made group fan-out three times slower.
 """
 
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.tcp import Server
+
+
+class Turns:
+    """Numbers the reactor's turns, lazily: only a turn in which a frame was written costs a
+    call."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.number = 0
+        self._next: IDelayedCall | None = None
+
+    def current(self) -> int:
+        """This turn's number; the next turn has the next one."""
+        if self._next is None:
+            self._next = self._clock.callLater(0, self._advance)
+        return self.number
+
+    def _advance(self) -> None:
+        self.number += 1
+        self._next = None
 
 
 def write_now(transport: Any, data: bytes) -> None:
     """Write `data` to a TCP transport, sending directly when its queue is empty.
 
-    Anything other than a plain (not TLS) connected `tcp.Server` with an empty queue, and
-    any error from the socket, is left to `transport.write`, which reports a lost
-    connection the usual way."""
-    if (type(transport) is not Server or transport.TLS or transport.disconnecting
+    A transport that wraps one (WebSocket frames, the PROXY header) offers `send_now`.
+    Anything else, a TLS one, a queue not empty, and any error from the socket, is left to
+    `transport.write`, which reports a lost connection the usual way."""
+    if type(transport) is not Server:
+        getattr(transport, "send_now", transport.write)(data)
+        return
+    if (transport.TLS or transport.disconnecting
             or transport._tempDataLen or transport.dataBuffer or not transport.connected):
         transport.write(data)
         return

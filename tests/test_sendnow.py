@@ -5,10 +5,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.sendnow import write_now
+from chatd.sendnow import Turns, write_now
 
 
 class Reader(Protocol):
@@ -90,3 +91,14 @@ class FallbackTests(SynchronousTestCase):
         transport = StringTransport()
         write_now(transport, b"frame\n")
         self.assertEqual(transport.value(), b"frame\n")
+
+
+class TurnTests(SynchronousTestCase):
+    def test_a_turn_keeps_its_number_until_the_reactor_turns(self):
+        """Frames of one turn see one number, so only the first goes straight out."""
+        clock = Clock()
+        turns = Turns(clock)
+        first = turns.current()
+        self.assertEqual(turns.current(), first)
+        clock.advance(0)
+        self.assertEqual(turns.current(), first + 1)

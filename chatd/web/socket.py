@@ -40,12 +40,19 @@ class FrameTransport:
         """A chat frame is already UTF-8 bytes: each line is one text message as it is.
         After a Close (the peer's or ours) nothing more is sent: a frame that is never
         acknowledged is stored offline by the router."""
-        if self.disconnecting:
-            return
+        if not self.disconnecting:
+            self._tcp.write(self._frames(data))
+
+    def send_now(self, data: bytes) -> None:
+        """As write, straight to the socket when nothing is queued (chatd/sendnow.py)."""
+        if not self.disconnecting:
+            write_now(self._tcp, self._frames(data))
+
+    @staticmethod
+    def _frames(data: bytes) -> bytes:
         if data.find(b"\n") == len(data) - 1:  # one frame, as the ChatProtocol writes them
-            write_now(self._tcp, frame(data[:-1]))
-        else:
-            write_now(self._tcp, b"".join(frame(line) for line in data.split(b"\n") if line))
+            return frame(data[:-1])
+        return b"".join(frame(line) for line in data.split(b"\n") if line)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
