@@ -466,3 +466,13 @@ class HotLoopTests(TestCase):
         refusals instead of the acknowledged path)."""
         out = await self.run_loop("--group", "3", "--proto", "2", "-n", "1200")
         self.assertIn("2400 copies delivered", out)
+
+    async def test_ack_each_acknowledges_every_message_with_its_own_recv_ack(self) -> None:
+        """--ack-each: every recipient sends one RECV_ACK per message, as clients do, more
+        of them than one session's rate-limit bucket holds (protocol.BURST): nothing is
+        refused and every copy is delivered."""
+        out = await self.run_loop("--proto", "2", "--ack-each", "-n", "4500",
+                                  "--history-days", "0")
+        self.assertIn("4500 copies delivered", out)
+        out = await self.run_loop("--group", "3", "--proto", "2", "--ack-each", "-n", "300")
+        self.assertIn("600 copies delivered", out)

@@ -11,6 +11,7 @@ message; `--profile FILE` writes a cProfile of the loop. See docs/performance.md
 
     python -m chatd.bench.hotloop --proto 1 -n 20000 --callgrind
     python -m chatd.bench.hotloop --proto 2 -n 20000 --callgrind        # with cid, SEND_ACK
+    python -m chatd.bench.hotloop --proto 2 --ack-each -n 20000 --callgrind  # a RECV_ACK each
     python -m chatd.bench.hotloop --group 10 -n 5000 --callgrind        # 9 copies each
     python -m chatd.bench.hotloop --relay shared/bench/twisted_relay.py -n 20000 --callgrind
 """
@@ -164,10 +165,11 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
         def settle() -> None:
             """Proto-2 recipients acknowledge what they got (SEND_ACKs go out); the mids are
             read from their inboxes, not parsed from their transports (no tool cost). The
-            loop sends faster than a client may (protocol.RATE): refill the sender's bucket, as
-            the time a real client takes would."""
-            sender._tokens = BURST
+            loop sends faster than a client may (protocol.RATE): refill the buckets (the
+            sender's, and the recipients' for --ack-each), as the time a real client takes
+            would."""
             for session, transport, _ in users:
+                session._tokens = BURST
                 transport.clear()
                 mids = list(session.inbox.unacked)
                 for start in range(0, len(mids), MAX_ACK_MIDS):  # as many as one ack may carry
@@ -180,10 +182,26 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
 
         copies = node.stats.routes[LOCAL]
         fed = frames[:args.feed]
-        await _loop(sender.dataReceived, fed, settle, turn, args)
+        feed = _acking(sender.dataReceived, users[1:]) if args.ack_each else sender.dataReceived
+        await _loop(feed, fed, settle, turn, args)
         _check(node.stats, node.stats.routes[LOCAL] - copies, len(fed) * (len(users) - 1))
         await node.history.flush()
         await node.stopService()
+
+
+def _acking(feed: Callable[[bytes], None], receivers: list[tuple[Any, _Transport, int]]
+            ) -> Callable[[bytes], None]:
+    """Feed a frame, then have each receiver acknowledge what it got with one RECV_ACK per
+    message, as chatd-bench writes it after a read that held one message: the path real
+    clients take, where one batched ack per chunk would share its cost out."""
+    sessions = [session for session, _, _ in receivers]
+
+    def feed_and_ack(frame: bytes) -> None:
+        feed(frame)
+        for session in sessions:
+            for mid in [*session.inbox.unacked]:
+                session.dataReceived(b'{"msgid":%d,"mids":[%d]}\n' % (MsgId.RECV_ACK, mid))
+    return feed_and_ack
 
 
 def _check(stats: Stats, copies: int, expected: int) -> None:
@@ -282,6 +300,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--proto", type=int, choices=(1, 2), default=1,
                         help="dialect of the sessions; 2 sends a cid with each message and "
                              "its recipients acknowledge (default 1)")
+    parser.add_argument("--ack-each", action="store_true",
+                        help="proto 2: each recipient acknowledges every message with its own "
+                             "RECV_ACK as it arrives, as clients do (default: the recipients "
+                             "acknowledge a chunk of %d messages at a time)" % CHUNK)
     parser.add_argument("--group", type=int, default=0, metavar="MEMBERS",
                         help="group messages to a group of MEMBERS (sender included) instead "
                              "of one-to-one (default 0: one-to-one)")
