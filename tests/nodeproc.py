@@ -114,6 +114,16 @@ class Node:
         with open(self.log_path, encoding="utf-8", errors="replace") as log:
             return log.read()
 
+    async def logged(self, text: str, seconds: float = 5.0) -> str:
+        """The log once it holds `text` (the node writes its lines at the end of a reactor
+        turn, which may come after a client already has the turn's frames)."""
+        for _ in range(int(seconds / 0.05)):
+            log = self.log()
+            if text in log:
+                return log
+            await deferLater(reactor, 0.05, lambda: None)
+        return self.log()
+
     async def start(self) -> None:
         await self._wait_for_port(self.spawn())
 

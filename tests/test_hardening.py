@@ -175,7 +175,8 @@ class ProxyProtocolTests(TestCase):
             self.assertGreater(await register(client, f"user{n}"), 0)
         third = await connect(self, nginx, "127.0.0.2")
         self.assertEqual((await third.recv(MsgId.ERROR))["errno"], Errno.TOO_MANY_CONNECTIONS)
-        self.assertIn("refusing a connection from 127.0.0.2", node.log())
+        self.assertIn("refusing a connection from 127.0.0.2",
+                      await node.logged("refusing a connection from 127.0.0.2"))
 
 
 class QuotaTests(TestCase):
