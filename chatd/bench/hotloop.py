@@ -303,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ack-each", action="store_true",
                         help="proto 2: each recipient acknowledges every message with its own "
                              "RECV_ACK as it arrives, as clients do (default: the recipients "
-                             "acknowledge a chunk of %d messages at a time)" % CHUNK)
+                             f"acknowledge a chunk of {CHUNK} messages at a time)")
     parser.add_argument("--group", type=int, default=0, metavar="MEMBERS",
                         help="group messages to a group of MEMBERS (sender included) instead "
                              "of one-to-one (default 0: one-to-one)")
