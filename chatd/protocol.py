@@ -7,7 +7,6 @@ table that `build_node` gathers from chatd/handlers/).
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -30,7 +29,7 @@ from chatd.messages import (
 )
 from chatd.metrics import Stats
 from chatd.requests import validate
-from chatd.sendnow import Turns, write_now
+from chatd.sendnow import Turns, share_transport_attributes, write_now
 
 log = Logger()
 
@@ -59,15 +58,6 @@ REFUSAL_FIELDS: dict[int, dict[str, Any]] = {
 # Fields of a request repeated in its refusal, so that the client knows what was refused.
 ECHOED = ("peer", "groupid", "friendid", "userid", "block")
 
-# Attributes Twisted sets on a TCP transport after making it: at its first write, producer
-# and close. CPython shares one table of attribute names among a class's instances, but
-# stops adding names to it once a few dozen instances exist; an instance that then gets a
-# name not in the table has its attributes copied into a dict of its own (0.8 KiB). In a
-# burst of connections the first write comes after that point, so every transport had one.
-LATE_TRANSPORT_ATTRIBUTES = ("dataBuffer", "offset", "producer", "streamingProducer",
-                             "producerPaused", "disconnecting", "disconnected",
-                             "_writeDisconnecting", "_writeDisconnected", "_aborting")
-
 # A handler answers at once (None) or returns a coroutine that the protocol runs.
 Handler = Callable[[Any, dict[str, Any]], Coroutine[Any, Any, None] | None]
 
@@ -79,14 +69,6 @@ def _peer(transport: Any) -> str:
     if host is not None:
         return f"{host}:{port}"
     return str(getattr(peer, "name", None) or "?")
-
-
-def share_transport_attributes() -> None:
-    """Put the late attributes' names in TCP transports' shared table while it has room, by
-    setting them on one transport that is never used."""
-    spare = tcp.Server.__new__(tcp.Server)
-    for name in LATE_TRANSPORT_ATTRIBUTES:
-        setattr(spare, name, None)
 
 
 def _classify(line: bytes) -> Errno:

@@ -18,6 +18,23 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.tcp import Server
 
+# Attributes Twisted sets on a TCP transport after making it: at its first write, producer
+# and close. CPython shares one table of attribute names among a class's instances, but
+# stops adding names to it once a few dozen instances exist; an instance that then gets a
+# name not in the table has its attributes copied into a dict of its own (0.8 KiB). In a
+# burst of connections the first write comes after that point, so every transport had one.
+LATE_TRANSPORT_ATTRIBUTES = ("dataBuffer", "offset", "producer", "streamingProducer",
+                             "producerPaused", "disconnecting", "disconnected",
+                             "_writeDisconnecting", "_writeDisconnected", "_aborting")
+
+
+def share_transport_attributes() -> None:
+    """Put the late attributes' names in TCP transports' shared table while it has room, by
+    setting them on one transport that is never used."""
+    spare = Server.__new__(Server)
+    for name in LATE_TRANSPORT_ATTRIBUTES:
+        setattr(spare, name, None)
+
 
 class Turns:
     """Numbers the reactor's turns, lazily: only a turn in which a frame was written costs a
