@@ -289,9 +289,15 @@ class _LeanReplies:
 
 class _MasterOnly:
     """Behind Sentinel, a connection is used only once the server says it is the master
-    (ROLE): the sentinels may have named one a moment before a failover turned it into a
-    replica. As txredisapi's SentinelRedisProtocol does, which compares the role with text
-    and so drops every connection made without a charset, as the bus's are."""
+    (ROLE) and the sentinels, asked again at that moment, name it too.
+
+    The sentinels may have named a server a moment before a failover turned it into a
+    replica; and a frozen master's kernel still accepts connections, so a ROLE sent to it
+    waits, and is answered "master" when it wakes after the failover, before the sentinels
+    have told it that it is a replica now. Until then the connection waits in the factory's
+    `pending`, where the sentinels' events can abort it (RedisBus._leave). ROLE is compared
+    as bytes: txredisapi's SentinelRedisProtocol compares it with text and so drops every
+    connection made without a charset, as the bus's are."""
 
     factory: "_Factory"
     password: str | None
@@ -299,19 +305,33 @@ class _MasterOnly:
     transport: Any
 
     def connectionMade(self) -> Any:
-        if not self.factory.behind_sentinel:
+        watch = self.factory.watch
+        if watch is None:
             return super().connectionMade()  # type: ignore[misc]
+        self.factory.pending.add(self)
         if self.password is not None:
             self.auth(self.password, self.username)  # type: ignore[attr-defined]
-        return self.role().addCallback(self._role)  # type: ignore[attr-defined]
+        return Deferred.fromCoroutine(self._confirm(watch))
 
-    def _role(self, role: object) -> Any:
-        if isinstance(role, list) and role[:1] == [b"master"]:
+    async def _confirm(self, watch: SentinelWatch) -> Any:
+        peer = _address(self.transport.getPeer())
+        try:
+            role = await self.role()  # type: ignore[attr-defined]
+            named = role[:1] == [b"master"] and await watch.names(peer)
+        except Exception:  # the connection was lost or timed out: it reconnects
+            named = False
+        if self not in self.factory.pending:
+            return None  # aborted meanwhile
+        self.factory.pending.discard(self)
+        if named:
             return super().connectionMade()  # type: ignore[misc]
-        log.info("{peer} is no longer the master; asking the sentinels again",
-                 peer=_address(self.transport.getPeer()))
+        log.info("{peer} is no longer the master; asking the sentinels again", peer=peer)
         self.transport.loseConnection()
         return None
+
+    def connectionLost(self, reason: Any) -> None:
+        self.factory.pending.discard(self)
+        super().connectionLost(reason)  # type: ignore[misc]
 
 
 class _Subscriber(_MasterOnly, _LeanReplies, txredisapi.SubscriberProtocol):
@@ -390,13 +410,14 @@ class _Factory(txredisapi.RedisFactory):
     """Tells the bus when a connection becomes usable or goes away."""
 
     def __init__(self, bus: "RedisBus", protocol: type, db: int | None,
-                 password: str | None, behind_sentinel: bool) -> None:
+                 password: str | None, watch: SentinelWatch | None) -> None:
         super().__init__(None, db, 1, isLazy=True, charset=None, password=password,
                          replyTimeout=REPLY_TIMEOUT, convertNumbers=False)
         self.protocol = protocol
         self.bus = bus
-        self.behind_sentinel = behind_sentinel
-        if behind_sentinel:
+        self.watch = watch  # behind Sentinel
+        self.pending: set[_MasterOnly] = set()  # connections not confirmed as the master's
+        if watch is not None:
             self.initialDelay, self.maxDelay = SENTINEL_FIRST_DELAY, SENTINEL_MAX_DELAY
 
     def addConnection(self, conn: txredisapi.BaseRedisProtocol) -> None:
@@ -424,11 +445,13 @@ class RedisBus:
         self.node_channel = NODE_PREFIX + self.incarnation
         self.listener: BusListener | None = None
         self._reactor = reactor
-        sentinel = bool(target.sentinels)
-        self._subscriber_factory = _Factory(self, _Subscriber, None, target.password, sentinel)
-        self._command_factory = _Factory(self, _Commands, target.db, target.password, sentinel)
         self._watch = SentinelWatch(target.sentinels, target.service, reactor,
-                                    self.master_down, self.master_switched) if sentinel else None
+                                    self.master_down, self.master_switched
+                                    ) if target.sentinels else None
+        self._subscriber_factory = _Factory(self, _Subscriber, None, target.password,
+                                            self._watch)
+        self._command_factory = _Factory(self, _Commands, target.db, target.password,
+                                         self._watch)
         self._asserted = NOT_ASSERTED  # the run id of the server this node claimed again on
         self._peers_before: set[bytes] = set()  # nodes heard before the bus went away
         self._settled: Deferred[None] | None = None
@@ -532,7 +555,11 @@ class RedisBus:
                     f"the sentinels moved the master to {host}:{port}")
 
     def _leave(self, which: Callable[[str], bool], why: str) -> None:
-        for conn in (self._sub, self._cmd):
+        """Abort the connections to the servers `which` names, those still waiting to be
+        confirmed as the master's included."""
+        conns = [self._sub, self._cmd, *self._subscriber_factory.pending,
+                 *self._command_factory.pending]
+        for conn in conns:
             if conn is not None and which(_address(conn.transport.getPeer())):
                 log.warn("{target}: {why}; reconnecting", target=self.target, why=why)
                 conn.transport.abortConnection()

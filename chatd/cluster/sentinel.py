@@ -4,8 +4,8 @@ With `--redis sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]` the bus connects
 server the sentinels name as the master of SERVICE, asked again (txredisapi's
 `Sentinel.discover_master`: every sentinel, the first that names a master it does not think
 down; again every DISCOVERY_ROUND while none does) before each connection attempt; a server
-that does not say it is the master (ROLE) when the bus reaches it is dropped and asked for
-again (chatd/cluster/redis.py).
+that does not say it is the master (ROLE) when the bus reaches it, or that the sentinels asked
+again at that moment no longer name, is dropped and asked for again (chatd/cluster/redis.py).
 
 A killed master drops the bus's connections at once, but a frozen one (SIGSTOP, a machine
 that stopped answering) keeps them open and just never replies: every request waits (a proto-2
@@ -108,6 +108,16 @@ class SentinelWatch:
             await factory.disconnect()
         if self._asking is not None:
             await self._asking.disconnect()
+
+    async def names(self, address: str) -> bool:
+        """Whether the sentinels, asked now, name the server at `address` ("host:port") as
+        the master."""
+        assert self._asking is not None
+        try:
+            host, port = await self._asking.discover_master(self.service)
+        except txredisapi.MasterNotFoundError:
+            return False
+        return f"{host}:{port}" == address
 
     def heard(self, event: str, message: str) -> None:
         """An event of the service's master (DOWN, SWITCH_MASTER); every sentinel sends
