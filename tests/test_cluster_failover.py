@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from chatd.devservers import Redis, RedisHA
+from chatd.devservers import SERVICE, Redis, RedisHA, redis_command
 from chatd.messages import Errno, MsgId
 from tests.harness import Client, connect, deferLater, login, register
 from tests.nodeproc import Node, start_node
@@ -229,6 +229,34 @@ class FailoverTests(TestCase):
         def thaw(master: Redis) -> None:
             os.kill(master.proc.pid, signal.SIGCONT)
         await self.fail_over(freeze, thaw)
+
+
+class WokenMasterTests(TestCase):
+    """A node that reached a frozen master (its kernel still accepts connections) waits for
+    the answer to ROLE; the master, woken after a failover, answers "master" until the
+    sentinels make it a replica. The node must go to the promoted server instead."""
+
+    timeout = 120
+
+    async def test_a_node_waiting_on_a_frozen_master_goes_to_the_promoted_one(self):
+        ha = start_redis_ha(down_after_ms=60_000)  # only the forced failover below
+        self.addCleanup(ha.destroy)
+        old = ha.master()
+        os.kill(old.proc.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, old.proc.pid, signal.SIGCONT)
+        node = await start_node(self, "--db", mysql_database(), "--redis", ha.url(),
+                                "--node-id", "1")
+        await deferLater(1)  # the node's connections reach the frozen master and wait
+        redis_command(ha.sentinels[0].port, "SENTINEL", "FAILOVER", SERVICE)
+        new = await eventually(lambda: _now(ha.moved(old)), 30, "a new master")
+        os.kill(old.proc.pid, signal.SIGCONT)
+        await eventually(lambda: _now(f"connected to 127.0.0.1:{new.port}" in node.log()), 15,
+                         "the node on the promoted master")
+        await deferLater(1)
+        self.assertNotIn(f"connected to 127.0.0.1:{old.port}", node.log())
+        client = await connect(self, node)
+        reply = await login(client, await register(client, "alice"))
+        self.assertEqual(reply["errno"], 0, reply)
 
 
 class LostClaimTests(TestCase):
