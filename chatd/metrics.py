@@ -6,6 +6,7 @@ the hot path here is a list index and an integer add. The collector reads these 
 the node's live sizes: sessions, pools, queues) on the reactor thread at scrape time.
 """
 
+import gc
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
@@ -194,6 +195,7 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("chatd_bus_reconnects", "Times the bus came back after "
                                   "losing Redis (a failover, a restart, the network)",
                                   value=node.router.bus.reconnects)
+        yield from self._collector(node)
         agreement = node.router.bus.agreement
         yield GaugeMetricFamily("chatd_cluster_conflicts", "Differences between this node's "
                                 "settings and those of other nodes of the cluster (each should "
@@ -207,6 +209,16 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily("chatd_group_cache_groups", "Groups whose members this "
                                 "node holds in its cache",
                                 value=node.context.members.cached())
+
+
+    def _collector(self, node: Any) -> Iterator[Metric]:
+        """The garbage collector's pauses (node.pauses, a chatd.gcpauses.Pauses)."""
+        yield _histogram("chatd_gc_pause_seconds", "Garbage collections, which stop every "
+                         "session, by generation (2: full) and their duration", "generation",
+                         {str(g): h for g, h in enumerate(node.pauses.by_generation)})
+        yield GaugeMetricFamily("chatd_gc_frozen_objects", "Objects of the node's set-up "
+                                "that collections no longer walk (gc.freeze at start)",
+                                value=gc.get_freeze_count())
 
 
 def node_registry(node: Any) -> CollectorRegistry:
