@@ -1,6 +1,7 @@
 """The store, one suite run against both dialects: SQLite in a temp file and a private MariaDB."""
 
 import threading
+import time
 
 import pymysql
 from twisted.enterprise import adbapi
@@ -280,6 +281,34 @@ class StoreTests:
                                         for u in (alice, bob)])
         self.assertEqual([(w.friends, w.offline) for w in welcomes],
                          [([(bob, "bob")], []), ([(alice, "alice")], [(7, "for bob")])])
+
+    async def test_welcomes_of_one_moment_are_one_interaction_and_each_the_lone_answer(self):
+        alice, bob, carol, dave = await self.users("alice", "bob", "carol", "dave")
+        await self.store.add_friend(alice, bob)
+        await self.store.add_friend(alice, carol)
+        gid = await self.store.create_group("team", "", alice, joined=0)
+        await self.store.join_group(gid, bob, joined=0)
+        await self.store.save_offline([(bob, 7, "for bob"), (bob, 8, "again"), (carol, 9, "c")])
+        await self.store.set_block(carol, bob, True)
+        now = int(time.time() * 1000)
+        await self.store.request_friend(dave, carol, now, 0, 10)
+        await self.store.save_history([(10, alice, bob, alice, b"a1"),
+                                       (11, 0, gid, bob, b"g1")])
+        asked = [(alice, 10, True), (bob, 1, True), (carol, 10, False), (dave, 10, True),
+                 (bob, 10, False)]
+        alone = [await self.store.welcome(*a) for a in asked]
+        calls = sum(self.store.stats.store_calls["welcome"].counts)
+        together = await gatherResults([Deferred.fromCoroutine(self.store.welcome(*a))
+                                        for a in asked])
+        self.assertEqual(sum(self.store.stats.store_calls["welcome"].counts), calls + 1)
+        self.assertEqual(together, alone)
+        self.assertEqual([(w.friends, w.offline, w.blocked_by) for w in together[1:3]],
+                         [([(alice, "alice")], [(7, "for bob")], {carol}),
+                          ([(alice, "alice")], [(9, "c")], set())])
+        self.assertEqual([[m.id for m in g.members] for g in together[1].groups], [[alice, bob]])
+        self.assertEqual([r.id for r in together[2].requests], [dave])
+        self.assertEqual([w.unread for w in together[:2]],
+                         [[Unread(0, gid, 1, 11)], [Unread(alice, 0, 1, 10)]])
 
     async def test_revoking_tokens_is_read_back_with_the_user_and_never_moves_back(self):
         alice, bob = await self.users("alice", "bob")

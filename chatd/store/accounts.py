@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from chatd.store.batch import grouped, marks
+
 Cursor = Any
 REQUEST_LIFETIME_MS = 30 * 24 * 3600 * 1000  # a friend request expires after 30 days
 
@@ -88,9 +90,10 @@ class AccountQueries:
         self._q_new_request = q(
             "INSERT INTO FriendRequest (userid, targetid, created) VALUES (?, ?, ?)")
         self._q_befriend = q(f"{ignore} INTO Friend (userid, friendid) VALUES (?, ?)")
-        self._q_requests_to = q(
-            "SELECT r.userid, u.name, r.created FROM FriendRequest r JOIN User u"
-            " ON u.id = r.userid WHERE r.targetid = ? AND r.created >= ? ORDER BY r.created")
+        self._q_requests_to_all = (
+            "SELECT r.targetid, r.userid, u.name, r.created FROM FriendRequest r JOIN User u"
+            " ON u.id = r.userid WHERE r.targetid IN ({}) AND r.created >= ?"
+            " ORDER BY r.created")
 
     async def settings(self, user_id: int) -> StoredSettings:
         def txn(c: Cursor) -> StoredSettings:
@@ -155,11 +158,14 @@ class AccountQueries:
         c.execute(self._q_befriend, (user_id, friend_id))
         c.execute(self._q_befriend, (friend_id, user_id))
 
-    def _requests_to(self, c: Cursor, user_id: int, expired_ms: int
-                     ) -> list[FriendRequestRecord]:
-        """The pending requests to the user, oldest first."""
-        c.execute(self._q_requests_to, (user_id, expired_ms))
-        return [FriendRequestRecord(int(r[0]), r[1], int(r[2])) for r in c.fetchall()]
+    def _requests_to_all(self, c: Cursor, user_ids: list[int], expired_ms: int
+                         ) -> dict[int, list[FriendRequestRecord]]:
+        """The pending requests to each of the users, oldest first, in one query; users
+        without any are left out."""
+        c.execute(self.dialect.sql(self._q_requests_to_all.format(marks(len(user_ids)))),
+                  (*user_ids, expired_ms))
+        return grouped((int(r[0]), FriendRequestRecord(int(r[1]), r[2], int(r[3])))
+                       for r in c.fetchall())
 
     async def look_alikes(self, name_key: str, user_id: int = 0, held_since: int = 0
                           ) -> list[str]:

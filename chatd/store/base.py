@@ -14,7 +14,7 @@ from chatd.messages import ServiceUnavailable
 from chatd.metrics import Stats
 from chatd.store.accounts import AccountQueries, FriendRequestRecord, request_cutoff
 from chatd.store.actions import ActionQueries
-from chatd.store.batch import Batcher, each
+from chatd.store.batch import Batcher, grouped, marks
 from chatd.store.deletion import DeletionQueries
 from chatd.store.history import HistoryQueries, Unread
 from chatd.store.media import MediaQueries
@@ -126,7 +126,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
             from twisted.internet import reactor
             call_later = reactor.callLater  # type: ignore[attr-defined]
         self._users = Batcher("user", self._user_records, self._run_batch, call_later)
-        self._welcomes = Batcher("welcome", self._welcome_each, self._run_batch, call_later)
+        self._welcomes = Batcher("welcome", self._welcome_all, self._run_batch, call_later)
         q = dialect.sql
         ignore = dialect.insert_ignore
         self._q_create_user = q("INSERT INTO User (name, password, namekey) VALUES (?, ?, ?)")
@@ -142,9 +142,10 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         self._q_revoke = q(
             "UPDATE TokenRevocation SET revoked = ? WHERE userid = ? AND revoked < ?")
         self._q_add_friend = q(f"{ignore} INTO Friend (userid, friendid) VALUES (?, ?)")
-        self._q_friends = q(
-            "SELECT u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
-            " WHERE f.userid = ? ORDER BY u.id")
+        # templates of queries for a batch of users: {} is the IN list (marks)
+        self._q_friends_of = (
+            "SELECT f.userid, u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
+            " WHERE f.userid IN ({}) ORDER BY f.userid, u.id")
         self._q_create_group = q("INSERT INTO AllGroup (groupname, groupdesc) VALUES (?, ?)")
         self._q_join = q(f"{ignore} INTO GroupUser (groupid, userid, grouprole, joined)"
                          " VALUES (?, ?, ?, ?)")
@@ -153,12 +154,12 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         self._q_group_members = q(
             "SELECT u.id, u.name, gu.grouprole FROM GroupUser gu JOIN User u ON u.id = gu.userid"
             " WHERE gu.groupid = ? ORDER BY u.id")
-        self._q_user_groups = q(
-            "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole,"
+        self._q_groups_of_users = (
+            "SELECT mine.userid, g.id, g.groupname, g.groupdesc, u.id, u.name, gu.grouprole,"
             " g.announcement, g.joinmode"
             " FROM GroupUser mine JOIN AllGroup g ON g.id = mine.groupid"
             " JOIN GroupUser gu ON gu.groupid = g.id JOIN User u ON u.id = gu.userid"
-            " WHERE mine.userid = ? ORDER BY g.id, u.id")
+            " WHERE mine.userid IN ({}) ORDER BY mine.userid, g.id, u.id")
         self._q_member_ids = q("SELECT userid FROM GroupUser WHERE groupid = ?")
         self._q_groups_created = q(
             "SELECT COUNT(*) FROM GroupUser WHERE userid = ? AND grouprole = 'creator'")
@@ -167,6 +168,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
             " WHERE id = ?")
         self._q_offline = q(
             "SELECT mid, message FROM OfflineMessage WHERE userid = ? ORDER BY mid LIMIT ?")
+        self._q_offline_users = "SELECT DISTINCT userid FROM OfflineMessage WHERE userid IN ({})"
         self._q_offline_count = q("SELECT COUNT(*) FROM OfflineMessage WHERE userid = ?")
         self._q_groups_of = q(
             "SELECT g.id, g.groupname FROM GroupUser gu JOIN AllGroup g ON g.id = gu.groupid"
@@ -324,8 +326,16 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         return await self._run("friends", self._friends, user_id)
 
     def _friends(self, c: Cursor, user_id: int) -> list[tuple[int, str]]:
-        c.execute(self._q_friends, (user_id,))
-        return [(int(r[0]), r[1]) for r in c.fetchall()]
+        return self._friends_of(c, [user_id]).get(user_id, [])
+
+    def _friends_of(self, c: Cursor, user_ids: list[int]) -> dict[int, list[tuple[int, str]]]:
+        """Each user's friends (id, name) in one query; users without any are left out."""
+        c.execute(self._in(self._q_friends_of, user_ids), user_ids)
+        return grouped((int(r[0]), (int(r[1]), r[2])) for r in c.fetchall())
+
+    def _in(self, template: str, keys: Sequence[Any]) -> str:
+        """A batch query with an IN list for `keys`, in the dialect's words."""
+        return self.dialect.sql(template.format(marks(len(keys))))
 
     async def friend_counts(self, user_ids: list[int]) -> dict[int, int]:
         """How many friends each of these users has (users without any are left out)."""
@@ -384,15 +394,21 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         return await self._run("user_groups", self._user_groups, user_id)
 
     def _user_groups(self, c: Cursor, user_id: int) -> list[GroupRecord]:
-        c.execute(self._q_user_groups, (user_id,))
-        groups: dict[int, GroupRecord] = {}
-        for gid, gname, gdesc, uid, uname, role, announcement, join in c.fetchall():
+        return self._groups_of_users(c, [user_id]).get(user_id, [])
+
+    def _groups_of_users(self, c: Cursor, user_ids: list[int]) -> dict[int, list[GroupRecord]]:
+        """Each user's groups with all their members, in one query; users without any are
+        left out. A group two of them share is a record of each one's own."""
+        c.execute(self._in(self._q_groups_of_users, user_ids), user_ids)
+        found: dict[int, dict[int, GroupRecord]] = {}
+        for mine, gid, gname, gdesc, uid, uname, role, announcement, join in c.fetchall():
+            groups = found.setdefault(int(mine), {})
             group = groups.get(gid)
             if group is None:
                 group = groups[gid] = GroupRecord(int(gid), gname, gdesc, [], announcement,
                                                   join)
             group.members.append(Member(int(uid), uname, role))
-        return list(groups.values())
+        return {user_id: list(groups.values()) for user_id, groups in found.items()}
 
     async def member_ids(self, group_id: int) -> set[int]:
         """Ids of a group's members; empty when there is no such group."""
@@ -446,16 +462,31 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
         welcomes asked for in one reactor turn share the interaction."""
         return await self._welcomes((user_id, limit, unread))
 
-    def _welcome_each(self, c: Cursor, asked: list[tuple[int, int, bool]]
-                      ) -> list[Welcome | Exception]:
-        return each(c, asked, self._welcome, self.dialect.lost_connection)
+    def _welcome_all(self, c: Cursor, asked: list[tuple[int, int, bool]]) -> list[Welcome]:
+        """The welcomes of a batch of logins with a query per kind for the whole batch, not
+        per user: in a storm of logins the database's cost is round trips, not rows."""
+        user_ids = [user_id for user_id, _, _ in asked]
+        friends = self._friends_of(c, user_ids)
+        groups = self._groups_of_users(c, user_ids)
+        offline = self._offline_of(c, [(user_id, limit) for user_id, limit, _ in asked])
+        blocked_by = self._blockers(c, user_ids)
+        unread_ids = [user_id for user_id, _, unread in asked if unread]
+        unread = self._unread_of(c, unread_ids) if unread_ids else {}
+        requests = self._requests_to_all(c, user_ids, request_cutoff())
+        return [Welcome(friends.get(u, []), groups.get(u, []), offline.get((u, limit), []),
+                        blocked_by.get(u, set()), unread.get(u, []) if wanted else [],
+                        requests.get(u, []))
+                for u, limit, wanted in asked]
 
-    def _welcome(self, c: Cursor, asked: tuple[int, int, bool]) -> Welcome:
-        user_id, limit, unread = asked
-        return Welcome(self._friends(c, user_id), self._user_groups(c, user_id),
-                       self._offline(c, user_id, limit), self._blocked_by(c, user_id),
-                       self._unread(c, user_id) if unread else [],
-                       self._requests_to(c, user_id, request_cutoff()))
+    def _offline_of(self, c: Cursor, asked: list[tuple[int, int]]
+                    ) -> dict[tuple[int, int], list[tuple[int, str]]]:
+        """The first `limit` stored frames of each (user, limit) asked: one query finds who
+        has any (after a crash, hardly anyone), then one per user who has."""
+        user_ids = [user_id for user_id, _ in asked]
+        c.execute(self._in(self._q_offline_users, user_ids), user_ids)
+        having = {int(r[0]) for r in c.fetchall()}
+        return {(user_id, limit): self._offline(c, user_id, limit)
+                for user_id, limit in set(asked) if user_id in having}
 
     async def delete_offline(self, user_id: int, mids: Iterable[int]) -> None:
         """Forget stored frames the client has (delete on acknowledgement, not on send)."""

@@ -8,7 +8,7 @@ meanwhile into the next one, so the batches grow with the load and a lone reques
 but the next reactor turn. Each caller still gets its own answer, or its own error.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -72,16 +72,15 @@ def _fail(failure: Any, chunk: list[tuple[Any, Deferred[Any]]]) -> None:
         d.errback(failure)
 
 
-def each(c: Cursor, keys: list[K], one: Callable[[Cursor, K], R],
-         fatal: type[BaseException] | tuple[type[BaseException], ...]) -> list[R | Exception]:
-    """`one` per key on the same cursor; an error of one key is that key's answer, except a
-    `fatal` one (a lost connection), which fails the interaction so that it is retried."""
-    results: list[R | Exception] = []
-    for key in keys:
-        try:
-            results.append(one(c, key))
-        except fatal:
-            raise
-        except Exception as e:  # noqa: BLE001 - handed to that key's caller
-            results.append(e)
-    return results
+def marks(n: int) -> str:
+    """The placeholders of an IN list of `n` values."""
+    return ", ".join("?" * n)
+
+
+def grouped(pairs: Iterable[tuple[K, R]]) -> dict[K, list[R]]:
+    """(key, item) pairs as a list of items per key, in the order they came: the rows of a
+    query for a batch of users, handed back user by user."""
+    found: dict[K, list[R]] = {}
+    for key, item in pairs:
+        found.setdefault(key, []).append(item)
+    return found

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatd.store.batch import grouped, marks
+
 Cursor = Any
 # mid, userlo, userhi, sender, the frame as delivered (UTF-8 JSON without its line end)
 HistoryRow = tuple[int, int, int, int, bytes]
@@ -51,21 +53,23 @@ class HistoryQueries:
             " ON h.userlo = 0 AND h.userhi = gu.groupid AND h.mid >= gu.joined"
             " WHERE gu.userid = ? AND h.mid > ?"
             " ORDER BY mid LIMIT ?")
-        self._q_unread = q(
-            "SELECT h.userhi, 0, COUNT(*), MAX(h.mid) FROM History h LEFT JOIN ReadMarker r"
-            " ON r.userid = h.userlo AND r.groupid = 0 AND r.peer = h.userhi"
-            " WHERE h.userlo = ? AND h.sender <> ? AND h.mid > COALESCE(r.mid, 0)"
-            " GROUP BY h.userhi"
-            " UNION ALL SELECT h.userlo, 0, COUNT(*), MAX(h.mid) FROM History h"
+        # for a batch of users: {0} is the IN list; the first column says whose row it is
+        self._q_unread_of = (
+            "SELECT h.userlo, h.userhi, 0, COUNT(*), MAX(h.mid) FROM History h"
+            " LEFT JOIN ReadMarker r ON r.userid = h.userlo AND r.groupid = 0"
+            " AND r.peer = h.userhi"
+            " WHERE h.userlo IN ({0}) AND h.sender <> h.userlo AND h.mid > COALESCE(r.mid, 0)"
+            " GROUP BY h.userlo, h.userhi"
+            " UNION ALL SELECT h.userhi, h.userlo, 0, COUNT(*), MAX(h.mid) FROM History h"
             " LEFT JOIN ReadMarker r ON r.userid = h.userhi AND r.groupid = 0"
-            " AND r.peer = h.userlo WHERE h.userhi = ? AND h.userlo <> 0 AND h.userlo <> ?"
-            " AND h.sender <> ?"
-            " AND h.mid > COALESCE(r.mid, 0) GROUP BY h.userlo"
-            " UNION ALL SELECT 0, gu.groupid, COUNT(*), MAX(h.mid) FROM GroupUser gu"
+            " AND r.peer = h.userlo WHERE h.userhi IN ({0}) AND h.userlo <> 0"
+            " AND h.userlo <> h.userhi AND h.sender <> h.userhi"
+            " AND h.mid > COALESCE(r.mid, 0) GROUP BY h.userhi, h.userlo"
+            " UNION ALL SELECT gu.userid, 0, gu.groupid, COUNT(*), MAX(h.mid) FROM GroupUser gu"
             " JOIN History h ON h.userlo = 0 AND h.userhi = gu.groupid AND h.mid >= gu.joined"
             " LEFT JOIN ReadMarker r ON r.userid = gu.userid AND r.groupid = gu.groupid"
-            " AND r.peer = 0 WHERE gu.userid = ? AND h.sender <> ?"
-            " AND h.mid > COALESCE(r.mid, 0) GROUP BY gu.groupid")
+            " AND r.peer = 0 WHERE gu.userid IN ({0}) AND h.sender <> gu.userid"
+            " AND h.mid > COALESCE(r.mid, 0) GROUP BY gu.userid, gu.groupid")
         self._q_new_marker = q(
             f"{ignore} INTO ReadMarker (userid, groupid, peer, mid) VALUES (?, ?, ?, 0)")
         self._q_move_marker = q(
@@ -132,10 +136,12 @@ class HistoryQueries:
             return [(int(r[0]), r[1]) for r in c.fetchall()]
         return await self._run("sync", txn)
 
-    def _unread(self, c: Cursor, user_id: int) -> list[Unread]:
-        u = user_id
-        c.execute(self._q_unread, (u, u, u, u, u, u, u))
-        return [Unread(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in c.fetchall()]
+    def _unread_of(self, c: Cursor, user_ids: list[int]) -> dict[int, list[Unread]]:
+        """Each user's unread conversations, in one query; users without any are left out."""
+        c.execute(self.dialect.sql(self._q_unread_of.format(marks(len(user_ids)))),
+                  user_ids * 3)
+        return grouped((int(r[0]), Unread(int(r[1]), int(r[2]), int(r[3]), int(r[4])))
+                       for r in c.fetchall())
 
     async def mark_read(self, user_id: int, group_id: int, peer: int, mid: int) -> bool:
         """Move the user's read marker of a conversation forward to `mid` (never back);

@@ -7,6 +7,8 @@ first, so two members leaving at once cannot both miss that the group became emp
 from enum import Enum
 from typing import Any
 
+from chatd.store.batch import marks
+
 Cursor = Any
 BLOCKERS_CHUNK = 500
 
@@ -50,7 +52,6 @@ class RelationQueries:
         self._q_delete_group = q("DELETE FROM AllGroup WHERE id = ?")
         self._q_block = q(f"{ignore} INTO Block (userid, blockedid) VALUES (?, ?)")
         self._q_unblock = q("DELETE FROM Block WHERE userid = ? AND blockedid = ?")
-        self._q_blocked_by = q("SELECT userid FROM Block WHERE blockedid = ?")
 
     async def remove_friend(self, user_id: int, friend_id: int) -> bool:
         """End a friendship on both sides; False when there was none."""
@@ -120,19 +121,16 @@ class RelationQueries:
 
     async def blockers_of(self, user_ids: list[int]) -> dict[int, set[int]]:
         """For each of these users who is blocked by anyone, who blocked them."""
-        def txn(c: Cursor) -> dict[int, set[int]]:
-            found: dict[int, set[int]] = {}
-            for start in range(0, len(user_ids), BLOCKERS_CHUNK):
-                chunk = user_ids[start:start + BLOCKERS_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                c.execute(self.dialect.sql(
-                    f"SELECT blockedid, userid FROM Block WHERE blockedid IN ({marks})"), chunk)
-                for blocked, blocker in c.fetchall():
-                    found.setdefault(int(blocked), set()).add(int(blocker))
-            return found
-        return await self._run("blockers_of", txn)
+        return await self._run("blockers_of", self._blockers, user_ids)
 
-    def _blocked_by(self, c: Cursor, user_id: int) -> set[int]:
-        """The users who blocked `user_id`."""
-        c.execute(self._q_blocked_by, (user_id,))
-        return {int(r[0]) for r in c.fetchall()}
+    def _blockers(self, c: Cursor, user_ids: list[int]) -> dict[int, set[int]]:
+        """`blockers_of` on a cursor: a query per BLOCKERS_CHUNK users."""
+        found: dict[int, set[int]] = {}
+        for start in range(0, len(user_ids), BLOCKERS_CHUNK):
+            chunk = user_ids[start:start + BLOCKERS_CHUNK]
+            c.execute(self.dialect.sql(
+                f"SELECT blockedid, userid FROM Block WHERE blockedid IN ({marks(len(chunk))})"),
+                chunk)
+            for blocked, blocker in c.fetchall():
+                found.setdefault(int(blocked), set()).add(int(blocker))
+        return found
