@@ -1,6 +1,7 @@
 """The notification queries on both dialects: subscriptions per device and kind, mutes,
 and what one push needs about its recipients."""
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from chatd.store import open_store
@@ -53,6 +54,18 @@ class PushStoreTests:
         self.assertEqual((await self.store.push_targets([alice], 0, {alice: bob}))[alice]
                          .muted_until, 0)
 
+
+    async def test_mutes_asked_at_one_moment_are_one_interaction_each_at_its_own_time(self):
+        alice, bob = [await self.store.create_user(n, HASH) for n in ("alice", "bob")]
+        await self.store.mute(alice, 7, 0, 5000)
+        await self.store.mute(bob, 0, alice, 3000)
+        calls = self.store.stats.store_calls.get("mutes")
+        before = sum(calls.counts) if calls else 0
+        mutes = await gatherResults([Deferred.fromCoroutine(self.store.mutes(user, now))
+                                     for user, now in ((alice, 4000), (bob, 4000),
+                                                       (bob, 2000), (alice, 6000))])
+        self.assertEqual(mutes, [[(7, 0, 5000)], [], [(0, alice, 3000)], []])
+        self.assertEqual(sum(self.store.stats.store_calls["mutes"].counts), before + 1)
 
 class SQLitePushStoreTests(PushStoreTests, TestCase):
     def url(self) -> str:

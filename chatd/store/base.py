@@ -127,6 +127,7 @@ class Store(HistoryQueries, RelationQueries, AccountQueries, RoleQueries, Deleti
             call_later = reactor.callLater  # type: ignore[attr-defined]
         self._users = Batcher("user", self._user_records, self._run_batch, call_later)
         self._welcomes = Batcher("welcome", self._welcome_all, self._run_batch, call_later)
+        self._mute_lists = Batcher("mutes", self._mutes_all, self._run_batch, call_later)
         q = dialect.sql
         ignore = dialect.insert_ignore
         self._q_create_user = q("INSERT INTO User (name, password, namekey) VALUES (?, ?, ?)")

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatd.store.batch import Batcher, grouped, marks
+
 Cursor = Any
 FOREVER = -1
 CHUNK = 500  # user ids in one IN (...) list
@@ -38,6 +40,7 @@ class PushTarget:
 class PushQueries:
 
     dialect: Any
+    _mute_lists: Batcher[tuple[int, int], list[tuple[int, int, int]]]
 
     async def _run(self, name: str, fn: Any, *args: Any, retry: bool = True) -> Any: ...
 
@@ -60,10 +63,10 @@ class PushQueries:
         self._q_unmute = q("DELETE FROM Mute WHERE userid = ? AND groupid = ? AND peer = ?")
         self._q_mute_conversation = q(
             "INSERT INTO Mute (userid, groupid, peer, mutedto) VALUES (?, ?, ?, ?)")
-        self._q_mutes = q(
-            "SELECT groupid, peer, mutedto FROM Mute WHERE userid = ?"
+        self._q_mutes_of = (
+            "SELECT userid, groupid, peer, mutedto FROM Mute WHERE userid IN ({})"
             " AND (mutedto = -1 OR mutedto > ?)"
-            " ORDER BY groupid, peer")
+            " ORDER BY userid, groupid, peer")
         self._q_group_role = q("SELECT grouprole FROM GroupUser WHERE groupid = ? AND userid = ?")
 
     async def subscribe(self, subscription: Subscription, most: int) -> bool:
@@ -114,11 +117,20 @@ class PushQueries:
         await self._run("mute", txn)
 
     async def mutes(self, user_id: int, now_ms: int) -> list[tuple[int, int, int]]:
-        """The user's mutes still in force: (groupid, peer, until)."""
-        def txn(c: Cursor) -> list[tuple[int, int, int]]:
-            c.execute(self._q_mutes, (user_id, now_ms))
-            return [(int(r[0]), int(r[1]), int(r[2])) for r in c.fetchall()]
-        return await self._run("mutes", txn)
+        """The user's mutes still in force at `now_ms`: (groupid, peer, until). Every proto-2
+        login asks: the lookups of one reactor turn are one query."""
+        return await self._mute_lists((user_id, now_ms))
+
+    def _mutes_all(self, c: Cursor, asked: list[tuple[int, int]]
+                   ) -> list[list[tuple[int, int, int]]]:
+        """`mutes` of a batch: one query from the earliest moment asked, then each user's
+        own moment."""
+        user_ids = [user_id for user_id, _ in asked]
+        c.execute(self.dialect.sql(self._q_mutes_of.format(marks(len(user_ids)))),
+                  (*user_ids, min(now_ms for _, now_ms in asked)))
+        found = grouped((int(r[0]), (int(r[1]), int(r[2]), int(r[3]))) for r in c.fetchall())
+        return [[m for m in found.get(user_id, []) if m[2] == FOREVER or m[2] > now_ms]
+                for user_id, now_ms in asked]
 
     async def group_role(self, group_id: int, user_id: int) -> str | None:
         """The user's role in the group; None when not a member."""
