@@ -10,7 +10,7 @@ acknowledgements), on RECV_ACK for proto 2 (chat.py).
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
 from chatd.codec import decode, encode
@@ -48,19 +48,21 @@ class Welcome:
         """Send the login reply with friends, groups and offline messages, then open the
         inbox; False when the connection went away meanwhile."""
         user_id = inbox.user_id
-        token = await self.resume.issue(user_id) if session.proto == 2 else None
-        unread = session.proto == 2 and self.history.enabled
-        if unread:
-            await self.history.flush()  # the unread counts include what this node accepted
-        welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, unread)
-        friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
-        self.blocks.load(user_id, welcome.blocked_by)
-        ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
-        online = await self.presence.online(user_id, list(set(ids)))
-        extra = {}
-        if session.proto == 2:
-            for fields in self.reply_fields:
-                extra.update(await fields(session))
+        extra = self._reply_fields(session)
+        try:
+            token = await self.resume.issue(user_id) if session.proto == 2 else None
+            unread = session.proto == 2 and self.history.enabled
+            if unread:
+                await self.history.flush()  # the unread counts include what this node accepted
+            welcome = await self.store.welcome(user_id, OFFLINE_PER_LOGIN, unread)
+            friends, groups, offline = welcome.friends, welcome.groups, welcome.offline
+            self.blocks.load(user_id, welcome.blocked_by)
+            ids = [f[0] for f in friends] + [m.id for g in groups for m in g.members]
+            online = await self.presence.online(user_id, list(set(ids)))
+        except BaseException:
+            extra.addErrback(lambda _: None)  # the login fails with the first error
+            raise
+        fields = await extra
         if not session.connected:
             return False
         shown = await self._shown(session, offline)
@@ -70,7 +72,7 @@ class Welcome:
         if session.proto == 2:
             reply.update(token=token, unread=unread_views(welcome.unread),
                          device=session.device, requests=request_views(welcome.requests),
-                         **extra)
+                         **fields)
         session.send(reply)
         self.stats.login(Errno.OK)
         after = OFFLINE_IN_REPLY
@@ -87,6 +89,15 @@ class Welcome:
         if inbox.catch_up:
             self.offline_stored(user_id)
         return True
+
+    def _reply_fields(self, session: Session) -> Deferred[dict[str, Any]]:
+        """The fields the capabilities add to a proto-2 reply, asked for at once, so that
+        their store calls run beside the welcome's rather than after it."""
+        if session.proto != 2:
+            return succeed({})
+        asked = [Deferred.fromCoroutine(fields(session)) for fields in self.reply_fields]
+        return gatherResults(asked, consumeErrors=True).addCallbacks(
+            _merged, lambda f: f.value.subFailure)
 
     def offline_stored(self, user_id: int) -> None:
         """Frames were stored offline for a user logged in here: a login may have read the
@@ -132,6 +143,13 @@ class Welcome:
         if session.proto == 2:
             return [(mid, encode(frame)) for (mid, _), frame in zip(rows, shown, strict=True)]
         return [(mid, text.encode() + b"\n") for mid, text in rows]
+
+
+def _merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 def _login_reply(session: Session, friends: list[tuple[int, str]], groups: list[GroupRecord],
