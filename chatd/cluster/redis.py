@@ -139,6 +139,13 @@ locate(count == 1 and only or '*')
 return {1, previous, count > 1 and 1 or 0, 0}
 """
 CLAIM_SCRIPT = CLAIM.encode()
+# The milliseconds each counter (KEYS) has left, as PTTL gives them: every login asks for
+# two, and one command is one reply and one Deferred where two PTTLs were three.
+PTTLS = b"""
+local left = {}
+for i, key in ipairs(KEYS) do left[i] = redis.call('PTTL', key) end
+return left
+"""
 INCR = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -819,11 +826,11 @@ class RedisBus:
             b"PEXPIRE", COUNTER_PREFIX + key, int(ttl * 1000)))
 
     def remaining(self, keys: list[str]) -> Deferred[list[float]]:
-        """PTTL of each counter, the requests pipelined on the command connection."""
+        """Seconds each counter has left (0 for none), in one script."""
         def ask(cmd: _Commands) -> Deferred[list[float]]:
-            asked = [cmd.send(b"PTTL", (COUNTER_PREFIX + k).encode()) for k in keys]
-            return gatherResults(asked, consumeErrors=True).addCallbacks(
-                lambda ms: [max(0, int(m)) / 1000 for m in ms], _first)
+            return cmd.send(b"EVAL", PTTLS, b"%d" % len(keys),
+                            *[(COUNTER_PREFIX + k).encode() for k in keys]).addCallback(
+                lambda ms: [max(0, int(m)) / 1000 for m in ms])
         return self._counter(ask)
 
     def _counter(self, call: Any) -> Deferred[Any]:
@@ -872,13 +879,6 @@ def _down(failure: Any) -> None:
     """A command lost with its connection is the bus being down, which callers expect."""
     failure.trap(txredisapi.ConnectionError)
     raise BusDown(str(failure.value))
-
-
-def _first(failure: Any) -> None:
-    """The first of several pipelined requests to fail, as itself (a lost connection
-    must read as one, not as a FirstError, for `_down`)."""
-    failure.trap(FirstError)
-    failure.value.subFailure.raiseException()
 
 
 def _parse_devices(reply: list[bytes]) -> dict[str, int]:
