@@ -50,6 +50,11 @@ class _Transport(StringTransport):
     def setTcpKeepAlive(self, enabled: bool) -> None:
         """Nothing to set without a socket."""
 
+    def send_now(self, data: bytes) -> None:
+        """What a TCP transport sends directly (chatd/sendnow.py): offering it, this one has
+        a session gather its frames of a turn as on a real connection."""
+        self.write(data)
+
 
 def _connect(factory: Any) -> tuple[Any, _Transport]:
     protocol = factory.buildProtocol(None)
