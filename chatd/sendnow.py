@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.tcp import Server
+from twisted.logger import Logger
+
+log = Logger()
 
 # Attributes Twisted sets on a TCP transport after making it: at its first write, producer
 # and close. CPython shares one table of attribute names among a class's instances, but
@@ -60,9 +63,13 @@ class Gathered:
         self._waiting.append(connection)
 
     def _flush(self) -> None:
+        """Each connection on its own: one that fails does not keep the others' frames."""
         waiting, self._waiting = self._waiting, []
         for connection in waiting:
-            connection.flush()
+            try:
+                connection.flush()
+            except Exception:
+                log.failure("sending a connection's frames of a turn")
 
 
 def takes_direct_send(transport: Any) -> bool:

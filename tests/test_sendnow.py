@@ -230,6 +230,25 @@ class GatheredTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(flushed, ["b", "a", "c", "d"])
 
+    def test_a_failing_connection_does_not_keep_the_others_frames(self):
+        clock = Clock()
+        gathered = Gathered(clock)
+        flushed = []
+
+        class Failing:
+            def flush(self) -> None:
+                raise ZeroDivisionError()
+
+        class Connection:
+            def flush(self) -> None:
+                flushed.append(self)
+        later = Connection()
+        gathered.add(Failing())
+        gathered.add(later)
+        clock.advance(0)
+        self.assertEqual(flushed, [later])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_a_test_transport_is_written_to_at_once(self):
         """A transport that cannot take a direct send (here a test's) is not gathered for:
         its reader sees each frame as it is written."""
