@@ -29,7 +29,7 @@ from chatd.messages import (
 )
 from chatd.metrics import Stats
 from chatd.requests import validate
-from chatd.sendnow import Turns, share_transport_attributes, write_now
+from chatd.sendnow import Gathered, share_transport_attributes, takes_direct_send, write_now
 
 log = Logger()
 
@@ -92,8 +92,8 @@ class ChatProtocol(Protocol):
     # `connected` stay in the base class's __dict__): 0.7 KiB less per session than a dict.
     __slots__ = ("factory", "user_id", "name", "proto", "device", "since", "inbox", "address",
                  "paused", "last_seen", "_abort", "_seconds", "_dispatch", "_max_frame",
-                 "_stats", "_frames", "_max_send", "_buffer", "_tokens", "_queued", "_turns",
-                 "_sent_turn")
+                 "_stats", "_frames", "_max_send", "_buffer", "_tokens", "_queued", "_gathered",
+                 "_gathers", "_out")
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory
@@ -115,8 +115,9 @@ class ChatProtocol(Protocol):
         self._buffer = b""
         self._tokens = BURST
         self._queued = 0
-        self._turns = factory.turns
-        self._sent_turn = -1
+        self._gathered = factory.gathered
+        self._gathers = False  # set at connectionMade: does the transport gain by it?
+        self._out: list[bytes] | None = None  # this turn's frames, sent at its end
         self.last_seen = factory.clock.seconds()
 
     # Session
@@ -132,12 +133,22 @@ class ChatProtocol(Protocol):
             self.hold(len(data))
             if not self.connected:
                 return
-        turn = self._turns.current()
-        if turn == self._sent_turn:  # joins the others of this turn in Twisted's queue
-            self.transport.write(data)
+        out = self._out
+        if out is not None:
+            out.append(data)
+        elif self._gathers:
+            self._out = [data]
+            self._gathered.add(self)
         else:
-            self._sent_turn = turn
-            write_now(self.transport, data)
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send the frames gathered in this turn, joined: called when the turn ends, and
+        before anything that closes the connection, so that they leave first."""
+        out = self._out
+        if out is not None:
+            self._out = None
+            write_now(self.transport, out[0] if len(out) == 1 else b"".join(out))
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
@@ -146,7 +157,14 @@ class ChatProtocol(Protocol):
             self.write(data)
 
     def close(self) -> None:
+        self.flush()
         self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Close at once: like what Twisted still holds, what this turn gathered is
+        dropped."""
+        self._out = None
+        self.transport.abortConnection()
 
     def hold(self, size: int) -> None:
         """Count bytes queued for a client that is not reading; past the limit the session
@@ -159,9 +177,8 @@ class ChatProtocol(Protocol):
                      limit=self._max_send)
             self.connected = False
             self.factory.end(self)
-            self.transport.loseConnection()
-            self._abort = self.factory.clock.callLater(CLOSE_GRACE,
-                                                       self.transport.abortConnection)
+            self.close()
+            self._abort = self.factory.clock.callLater(CLOSE_GRACE, self.abort)
 
     # Twisted
 
@@ -171,12 +188,14 @@ class ChatProtocol(Protocol):
             if setter is not None:
                 setter(True)
         self.address = host(self.transport.getPeer())
+        self._gathers = takes_direct_send(self.transport)
         self.factory.sessions.add(self)
         log.info("connection from {client}", client=_peer(self.transport))
         self.transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False  # Twisted leaves it set; a login still in flight checks it
+        self._out = None
         log.info("connection from {client} closed (user {uid})", client=_peer(self.transport),
                  uid=self.user_id)
         self.factory.sessions.discard(self)
@@ -325,7 +344,7 @@ class ChatProtocol(Protocol):
                  uid=self.user_id, limit=self._max_frame)
         self._buffer = b""
         self.error(ChatError(Errno.FRAME_TOO_LARGE))
-        self.transport.loseConnection()
+        self.close()
 
 
 class ChatConnection(ChatProtocol):
@@ -359,7 +378,7 @@ class ChatConnection(ChatProtocol):
         self.refused = True
         self.factory.connections.refuse(CHAT, reason, at_open=True)
         self.error(ChatError(errno))
-        self.transport.loseConnection()
+        self.close()
 
     def connectionLost(self, reason: Failure) -> None:
         connections = self.factory.connections
@@ -388,7 +407,7 @@ class ChatFactory(Factory):
         self.max_send_buffer = max_send_buffer
         self.login_timeout = login_timeout
         self.sessions: set[ChatProtocol] = set()
-        self.turns = Turns(clock)
+        self.gathered = Gathered(clock)
         self._reaper = LoopingCall(self.close_idle)
         self._reaper.clock = clock
 
@@ -419,4 +438,4 @@ class ChatFactory(Factory):
                 continue
             if now - session.last_seen > limit:
                 log.info("closing idle connection of user {uid}", uid=session.user_id)
-                session.transport.abortConnection()
+                session.abort()

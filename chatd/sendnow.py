@@ -1,4 +1,5 @@
-"""Send a connection's first frame of a reactor turn at once, when the socket can take it.
+"""Send each connection's frames of a reactor turn together, at the turn's end, straight to
+the socket when it can take them.
 
 Twisted's `transport.write` only queues: it registers the socket for writing (an epoll_ctl),
 sends in the next reactor turn and unregisters it again (another epoll_ctl), some twenty
@@ -8,15 +9,19 @@ socket of a reading client is almost always writable, so when nothing is queued 
 it the frame goes to the kernel at once; what the kernel does not take, and every frame
 behind a queue, takes Twisted's path, so order and back-pressure stay Twisted's.
 
-Only the first frame a connection gets in a turn goes straight out: the others of the same
-turn (a busy group: dozens of messages to each member per turn) take Twisted's queue and
-leave together in one send, where one send each made group fan-out three times slower.
+A connection gathers the frames it gets in one turn and sends them joined when the turn ends
+(`Gathered`): one send for all of them, where one send each made group fan-out three times
+slower (a busy group: dozens of messages to each member per turn), and no `transport.write`
+per frame. Whatever closes the connection sends what it gathered first.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.tcp import Server
+from twisted.logger import Logger
+
+log = Logger()
 
 # Attributes Twisted sets on a TCP transport after making it: at its first write, producer
 # and close. CPython shares one table of attribute names among a class's instances, but
@@ -36,24 +41,42 @@ def share_transport_attributes() -> None:
         setattr(spare, name, None)
 
 
-class Turns:
-    """Numbers the reactor's turns, lazily: only a turn in which a frame was written costs a
-    call."""
+class Flushable(Protocol):
+    """A connection that gathers its frames and sends them at `flush`."""
+
+    def flush(self) -> None: ...
+
+
+class Gathered:
+    """The connections that gathered frames in this reactor turn: each is flushed once the
+    turn ends (a `callLater(0)`, scheduled by the turn's first one), in the order they
+    gathered their first frame. Only a turn in which a frame was written costs a call."""
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self.number = 0
-        self._next: IDelayedCall | None = None
+        self._waiting: list[Flushable] = []
 
-    def current(self) -> int:
-        """This turn's number; the next turn has the next one."""
-        if self._next is None:
-            self._next = self._clock.callLater(0, self._advance)
-        return self.number
+    def add(self, connection: Flushable) -> None:
+        """`connection` has its first frame of this turn."""
+        if not self._waiting:
+            self._clock.callLater(0, self._flush)
+        self._waiting.append(connection)
 
-    def _advance(self) -> None:
-        self.number += 1
-        self._next = None
+    def _flush(self) -> None:
+        """Each connection on its own: one that fails does not keep the others' frames."""
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            try:
+                connection.flush()
+            except Exception:
+                log.failure("sending a connection's frames of a turn")
+
+
+def takes_direct_send(transport: Any) -> bool:
+    """Whether `write_now` can send on `transport` itself: a TCP one, or one that offers
+    `send_now` (it then gains by gathering a turn's frames); any other is written to as
+    it comes (a test's transport: its reader sees each frame at once)."""
+    return type(transport) is Server or hasattr(transport, "send_now")
 
 
 def write_now(transport: Any, data: bytes) -> None:

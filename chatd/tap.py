@@ -507,7 +507,7 @@ class ChatNode(MultiService):
         await super().stopService()
         for session in list(self.factory.sessions):
             self._end(session)
-            session.transport.loseConnection()
+            session.close()
         await self.router.stop()
         await self.history.stop()
         self.media.stop()

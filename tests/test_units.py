@@ -619,6 +619,25 @@ class InboxTests(SynchronousTestCase):
         self.assertEqual(done, [1, 2])
         self.assertEqual(len(inbox.unacked), 0)
 
+    def test_copies_of_one_frame_are_tested_once_and_converted_each(self):
+        """The copies of a group message share the first member's plain-frame test; a frame
+        to convert, and a frame after a new converter, are tested again."""
+        dialect = Dialect()
+        inboxes = [Inbox(RecordingSession(user_id, 1), Clock(), dialect) for user_id in (7, 8)]
+        plain, edited = b'{"msgid":10,"msg":"a"}\n', b'{"msgid":55,"msg":"x"}\n'
+        for inbox in inboxes:
+            inbox.open()
+            inbox.push(1, plain, None)
+        self.assertIs(dialect.last_plain, plain)
+        dialect.frame(10, lambda f: {"msgid": 10, "msg": "now " + f["msg"]})
+        dialect.frame(55, lambda f: {"msgid": 6, "msg": "edited: " + f["msg"]})
+        for inbox in inboxes:
+            inbox.push(2, edited, None)
+            inbox.push(3, plain, None)
+        self.assertEqual([inbox.session.written for inbox in inboxes],
+                         [[plain, b'{"msgid":6,"msg":"edited: x"}\n',
+                           b'{"msgid":10,"msg":"now a"}\n']] * 2)
+
     def test_original_dialect_frames_wait_while_the_client_does_not_read(self):
         inbox, session, _ = self.inbox(1)
         done: list[int] = []

@@ -147,7 +147,7 @@ class ChatSocketTests(TestCase):
     """One upgraded connection, the node real (SQLite), the clock a Clock."""
 
     def setUp(self) -> None:
-        clock = Clock()
+        self.clock = clock = Clock()
         clock.advance(1_000_000)
         options = Options()
         options.parseOptions(["--db", f"sqlite:{self.mktemp()}.sqlite3", "--password-cost", "1",
@@ -164,6 +164,9 @@ class ChatSocketTests(TestCase):
         self.socket.connectionLost(Failure(ConnectionDone()))
 
     def sent(self) -> list[tuple[int, bytes]]:
+        """What the client got by the end of this turn (the session sends its frames of a
+        turn together, at its end)."""
+        self.clock.advance(0)
         frames = server_frames(self.tcp.value())
         self.tcp.clear()
         return frames
@@ -193,6 +196,12 @@ class ChatSocketTests(TestCase):
         self.socket.chat.send({"msgid": 18})
         self.socket.dataReceived(masked(BEAT))
         self.assertEqual(self.sent(), [], "nothing after the Close")
+
+    def test_the_sessions_frames_of_the_turn_go_before_a_pong_and_a_close(self):
+        """A ping or a Close in the same turn as a frame for the client comes after it."""
+        self.socket.chat.send({"msgid": 18})
+        self.socket.dataReceived(masked(b"p", PING) + masked(b"", CLOSE))
+        self.assertEqual([opcode for opcode, _ in self.sent()], [TEXT, PONG, CLOSE])
 
     def test_a_close_without_a_code_is_answered_without_one(self):
         self.socket.dataReceived(masked(b"", CLOSE))

@@ -34,6 +34,9 @@ class Dialect:
         # neither passes unchanged; the inbox tests both inline, without a call
         self.heads: tuple[bytes, ...] = ()
         self.fields: re.Pattern[bytes] | None = None
+        # the last frame the inbox found plain: the copies of a group message are one bytes
+        # object, so its other members' inboxes skip the tests (a search of the frame each)
+        self.last_plain: bytes | None = None
 
     def frame(self, msgid: int, convert: Convert) -> None:
         """How frames of `msgid` read in the original dialect (frames built with `msgid` as
@@ -51,6 +54,7 @@ class Dialect:
                             for end in (b",", b"}"))
         names = [b'"' + re.escape(n.encode()) + b'":' for n in self._by_field]
         self.fields = re.compile(b"|".join(names)) if names else None
+        self.last_plain = None
 
     def original(self, data: bytes) -> bytes | None:
         """`data` (one encoded frame with its line end) as an original-dialect session gets

@@ -69,8 +69,10 @@ class Inbox:
         else:
             dialect = self._dialect  # Dialect.plain, inline: every frame of the dialect
             fields = dialect.fields
-            if not frame.startswith(dialect.heads) and (fields is None
-                                                        or fields.search(frame) is None):
+            if frame is dialect.last_plain or (
+                    not frame.startswith(dialect.heads)
+                    and (fields is None or fields.search(frame) is None)):
+                dialect.last_plain = frame
                 self.session.write(frame)
             else:
                 original = self._dialect.original(frame)

@@ -128,12 +128,15 @@ class ChatSocket(Protocol):
                 elif opcode == BINARY:
                     self.chat.messageReceived(payload, text=False)
                 elif opcode == PING:
+                    self.chat.flush()  # the chat's frames of this turn go before the pong
                     self.transport.write(frame(payload, PONG))
                 elif opcode == CLOSE:
+                    self.chat.flush()
                     return out.close(close_code(payload))
         except MessageTooLarge:
             self.chat.frame_too_large()
         except ProtocolViolation as e:
+            self.chat.flush()
             out.close(e.code)
 
     def connectionLost(self, reason: Failure) -> None:
