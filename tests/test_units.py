@@ -7,6 +7,7 @@ import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import reactor
@@ -32,8 +33,9 @@ from chatd.delivery.inbox import NO_MIDS, Inbox
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
 from chatd.handlers import passwords
+from chatd.handlers.chat import Chat, Sent
 from chatd.handlers.passwords import PasswordHasher, check_password, hash_password
-from chatd.messages import ChatError, Errno
+from chatd.messages import ONE_CHAT, SEND_ACK, ChatError, Errno
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.store import open_store
@@ -463,6 +465,25 @@ class RecordingSession:
 
     def hold(self, size: int) -> None:
         self.held += size
+
+
+class SendAckTests(SynchronousTestCase):
+
+    def test_send_ack_is_the_encoded_frame(self):
+        """SEND_ACK is formatted from a template, not encoded from a dict: the bytes must be
+        the dict's, key order included, for a cid that JSON escapes as well."""
+        session = RecordingSession(7, 2)
+        session.connected = True
+        stats = Stats()
+        chat = Chat(SimpleNamespace(
+            router=SimpleNamespace(session=lambda user_id, device: session), offline=None,
+            history=None, members=SimpleNamespace(mutes={}), blocks=None, mids=None,
+            stats=stats, clock=Clock(), composer=SimpleNamespace(holding=set(), fields=set())))
+        for cid in ("c1", 'a"b\\c', "é€😀", "x/<>&\n\u2028"):
+            chat.acknowledge(Sent(chat, session, cid, 42, ONE_CHAT))
+            self.assertEqual(session.written[-1],
+                             encode({"msgid": SEND_ACK, "cid": cid, "mid": 42, "errno": 0}))
+        self.assertEqual(stats.bytes_out, sum(map(len, session.written)))
 
 
 class ClusterBus(LocalBus):
