@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.cluster import local
 from chatd.cluster.claim import HELD, Claim
 from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
@@ -484,6 +485,40 @@ class SendAckTests(SynchronousTestCase):
             self.assertEqual(session.written[-1],
                              encode({"msgid": SEND_ACK, "cid": cid, "mid": 42, "errno": 0}))
         self.assertEqual(stats.bytes_out, sum(map(len, session.written)))
+
+
+class LocalCidTests(SynchronousTestCase):
+    """The (sender, cid) registry of a node alone forgets entries ten minutes old, and the
+    oldest past its limit, though it looks for them only when one is due."""
+
+    def remember(self, bus: LocalBus, cid: str, mid: int) -> tuple[int, bool] | None:
+        answers: list[tuple[int, bool] | None] = []
+        bus.remember(7, cid, mid, answers.append)
+        return answers[0]
+
+    def test_entries_are_forgotten_after_ten_minutes(self):
+        clock = Clock()
+        bus = LocalBus(clock)
+        self.assertIsNone(self.remember(bus, "a", 1))
+        clock.advance(300)
+        self.assertIsNone(self.remember(bus, "b", 2))
+        bus.settle(7, "b", 2)
+        clock.advance(300)
+        self.assertEqual(self.remember(bus, "a", 3), (1, False))  # 600 s: not yet
+        clock.advance(1)
+        self.assertEqual(self.remember(bus, "b", 4), (2, True))
+        self.assertIsNone(self.remember(bus, "a", 5))  # forgotten, remembered anew
+        clock.advance(300)
+        self.assertIsNone(self.remember(bus, "b", 6))
+        self.assertEqual(self.remember(bus, "a", 7), (5, False))
+
+    def test_the_oldest_entry_goes_past_the_limit(self):
+        self.patch(local, "CID_LIMIT", 3)
+        bus = LocalBus(Clock())
+        for mid, cid in enumerate("abcd", 1):
+            self.assertIsNone(self.remember(bus, cid, mid))
+        self.assertEqual(self.remember(bus, "d", 9), (4, False))
+        self.assertIsNone(self.remember(bus, "a", 10))  # it made room for "d"
 
 
 class ClusterBus(LocalBus):
