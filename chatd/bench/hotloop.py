@@ -147,8 +147,10 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         options = Options()
+        # all its users register from one address: --group needs more than the default
         options.parseOptions(["--db", f"sqlite:{tmp}/hot.sqlite3", "--password-cost", "1",
-                              "--history-days", str(args.history_days)])
+                              "--history-days", str(args.history_days),
+                              "--max-registrations", "100000"])
         node = build_node(options, reactor)
         node.startService()
         users = await _chatd_users(reactor, node.factory, max(2, args.group), args.proto)
