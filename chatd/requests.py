@@ -45,7 +45,7 @@ class NameField(StrField):
 
 
 class IntListField(Field):
-    """A list of ints; `low` and `high` bound its length."""
+    """A list of ids (ints from 1 to MAX_INT); `low` and `high` bound its length."""
 
     __slots__ = ()
     kind = list
@@ -69,6 +69,14 @@ def _check_unicode(field: str, value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ChatError(Errno.BAD_UTF8, field) from None
+
+
+def _check_ids(field: str, values: list[Any]) -> None:
+    """Raise the error of a list of ids that broke its contract: a wrong type comes before
+    a value out of range, wherever the two are in the list."""
+    if not all(type(v) is int for v in values):
+        raise ChatError(Errno.WRONG_TYPE, field)
+    raise ChatError(Errno.OUT_OF_RANGE, field)
 
 
 def _check_plain(field: str, value: str) -> None:
@@ -202,11 +210,8 @@ def _one_target(frame: dict[str, Any]) -> None:
 
 
 def _recv_ack(frame: dict[str, Any]) -> None:
-    mids = frame.get("mids")
-    if mids is None and frame.get("mid") is None:
+    if frame.get("mids") is None and frame.get("mid") is None:
         raise ChatError(Errno.MISSING_FIELD, "mid")
-    if mids is not None and not all(1 <= m <= MAX_INT for m in mids):
-        raise ChatError(Errno.OUT_OF_RANGE, "mids")
 
 
 # Rules across fields, by msgid: a dictionary lookup instead of a comparison per rule.
@@ -233,8 +238,10 @@ def validate(msgid: int, frame: dict[str, Any]) -> None:
             continue
         if kind is bool:
             continue
-        if kind is list and not all(type(v) is int for v in value):
-            raise ChatError(Errno.WRONG_TYPE, name)
+        if kind is list:  # one pass over the ids, as a RECV_ACK carries them
+            for v in value:
+                if type(v) is not int or not 0 < v <= MAX_INT:
+                    _check_ids(name, value)
         if not low <= len(value) <= high:
             raise ChatError(Errno.OUT_OF_RANGE, name)
         if kind is str and (plain or not value.isascii()):

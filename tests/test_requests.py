@@ -224,3 +224,11 @@ class ValidateTests(SynchronousTestCase):
         for bad in ([0], [1, -5], [MAX_INT + 1], [1 << 70]):
             self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.OUT_OF_RANGE,
                                "mids")
+
+    def test_a_wrong_type_in_mids_outranks_a_mid_out_of_range(self):
+        """Types and ranges are checked in one pass: a mid out of range before a wrong type,
+        or a list too long as well, still gets the wrong type's error."""
+        for bad in ([0, "2"], [-1, 1.0], [0] + ["x"] * 1001):
+            self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": bad}, Errno.WRONG_TYPE, "mids")
+        self.assertRefused(17, {"msgid": MsgId.RECV_ACK, "mids": [0] * 1001}, Errno.OUT_OF_RANGE,
+                           "mids")

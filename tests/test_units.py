@@ -7,6 +7,7 @@ import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import reactor
@@ -19,6 +20,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.cluster import local
 from chatd.cluster.claim import HELD, Claim
 from chatd.cluster.envelope import Stored
 from chatd.cluster.local import LocalBus
@@ -32,8 +34,9 @@ from chatd.delivery.inbox import NO_MIDS, Inbox
 from chatd.delivery.offline import Offline
 from chatd.delivery.router import Router
 from chatd.handlers import passwords
+from chatd.handlers.chat import Chat, Sent
 from chatd.handlers.passwords import PasswordHasher, check_password, hash_password
-from chatd.messages import ChatError, Errno
+from chatd.messages import ONE_CHAT, SEND_ACK, ChatError, Errno
 from chatd.metrics import Stats
 from chatd.mids import MidGenerator
 from chatd.store import open_store
@@ -463,6 +466,59 @@ class RecordingSession:
 
     def hold(self, size: int) -> None:
         self.held += size
+
+
+class SendAckTests(SynchronousTestCase):
+
+    def test_send_ack_is_the_encoded_frame(self):
+        """SEND_ACK is formatted from a template, not encoded from a dict: the bytes must be
+        the dict's, key order included, for a cid that JSON escapes as well."""
+        session = RecordingSession(7, 2)
+        session.connected = True
+        stats = Stats()
+        chat = Chat(SimpleNamespace(
+            router=SimpleNamespace(session=lambda user_id, device: session), offline=None,
+            history=None, members=SimpleNamespace(mutes={}), blocks=None, mids=None,
+            stats=stats, clock=Clock(), composer=SimpleNamespace(holding=set(), fields=set())))
+        for cid in ("c1", 'a"b\\c', "é€😀", "x/<>&\n\u2028"):
+            chat.acknowledge(Sent(chat, session, cid, 42, ONE_CHAT))
+            self.assertEqual(session.written[-1],
+                             encode({"msgid": SEND_ACK, "cid": cid, "mid": 42, "errno": 0}))
+        self.assertEqual(stats.bytes_out, sum(map(len, session.written)))
+
+
+class LocalCidTests(SynchronousTestCase):
+    """The (sender, cid) registry of a node alone forgets entries ten minutes old, and the
+    oldest past its limit, though it looks for them only when one is due."""
+
+    def remember(self, bus: LocalBus, cid: str, mid: int) -> tuple[int, bool] | None:
+        answers: list[tuple[int, bool] | None] = []
+        bus.remember(7, cid, mid, answers.append)
+        return answers[0]
+
+    def test_entries_are_forgotten_after_ten_minutes(self):
+        clock = Clock()
+        bus = LocalBus(clock)
+        self.assertIsNone(self.remember(bus, "a", 1))
+        clock.advance(300)
+        self.assertIsNone(self.remember(bus, "b", 2))
+        bus.settle(7, "b", 2)
+        clock.advance(300)
+        self.assertEqual(self.remember(bus, "a", 3), (1, False))  # 600 s: not yet
+        clock.advance(1)
+        self.assertEqual(self.remember(bus, "b", 4), (2, True))
+        self.assertIsNone(self.remember(bus, "a", 5))  # forgotten, remembered anew
+        clock.advance(300)
+        self.assertIsNone(self.remember(bus, "b", 6))
+        self.assertEqual(self.remember(bus, "a", 7), (5, False))
+
+    def test_the_oldest_entry_goes_past_the_limit(self):
+        self.patch(local, "CID_LIMIT", 3)
+        bus = LocalBus(Clock())
+        for mid, cid in enumerate("abcd", 1):
+            self.assertIsNone(self.remember(bus, cid, mid))
+        self.assertEqual(self.remember(bus, "d", 9), (4, False))
+        self.assertIsNone(self.remember(bus, "a", 10))  # it made room for "d"
 
 
 class ClusterBus(LocalBus):

@@ -29,6 +29,7 @@ class LocalBus:
         self.listener: Any = None
         self._clock = clock
         self._cids: OrderedDict[tuple[int, str], tuple[int, bool, float]] = OrderedDict()
+        self._expire_at = 0.0  # when the oldest (sender, cid) entry is due to be forgotten
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires at)
         self._sweep_at = COUNTERS_SWEEP
 
@@ -82,15 +83,27 @@ class LocalBus:
     def remember(self, sender: int, cid: str, mid: int, then: Remembered) -> None:
         now = self._clock.seconds()
         cids = self._cids
-        while cids and (len(cids) >= CID_LIMIT
-                        or next(iter(cids.values()))[2] < now - CID_SECONDS):
-            cids.popitem(last=False)
+        if now > self._expire_at or len(cids) >= CID_LIMIT:
+            self._expire(now)
         prior = cids.get((sender, cid))
         if prior is not None:
             then(prior[:2])
             return
         cids[(sender, cid)] = (mid, False, now)
         then(None)
+
+    def _expire(self, now: float) -> None:
+        """Forget the entries older than CID_SECONDS, and the oldest past CID_LIMIT; then
+        nothing is due until the oldest left is CID_SECONDS old, so that a message does not
+        pay for a look at the oldest entry (entries are in the order they were made)."""
+        cids = self._cids
+        while cids:
+            made = next(iter(cids.values()))[2]
+            if made >= now - CID_SECONDS and len(cids) < CID_LIMIT:
+                self._expire_at = made + CID_SECONDS
+                return
+            cids.popitem(last=False)
+        self._expire_at = now + CID_SECONDS
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
         entry = self._cids.get((sender, cid))

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.codec import encode
+from chatd.codec import encode, encode_text
 from chatd.delivery.session import Session
 from chatd.handlers.context import Context
 from chatd.messages import (
@@ -30,6 +30,11 @@ from chatd.messages import (
 )
 
 log = Logger()
+
+# The bytes Session.send makes of {"msgid": SEND_ACK, "cid": cid, "mid": mid, "errno": 0}, key
+# order included, for every proto-2 message: formatting them costs 5.5k instructions where
+# building and encoding the dict cost 9k. The cid is validated text (UTF-8 safe), as JSON.
+_SEND_ACK = b'{"msgid":%d,"cid":%%s,"mid":%%d,"errno":0}\n' % SEND_ACK
 
 
 class Chat:
@@ -161,7 +166,10 @@ class Chat:
             session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid,
                           "errno": int(errno), "errmsg": ERRMSG[errno]})
             return
-        session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid, "errno": 0})
+        if session.connected:
+            data = _SEND_ACK % (encode_text(sent.cid).encode(), sent.mid)
+            self.stats.bytes_out += len(data)
+            session.write(data)
         self.stats.send_ack.observe(self.clock.seconds() - sent.arrived)
 
     def refuse_later(self, sent: "Sent", errno: Errno) -> None:
