@@ -158,42 +158,44 @@ async def _run_chatd(reactor: Any, args: argparse.Namespace) -> None:
                               "--history-days", str(args.history_days)])
         node = build_node(options, reactor)
         node.startService()
-        users = await _chatd_users(reactor, node.factory, max(2, args.group), args.proto)
-        sender, _, sender_id = users[0]
-        if args.group:
-            group_id = await _chatd_group(reactor, users)
-            frames = group_frames(args.n, sender_id, group_id, args.proto)
-        else:
-            frames = chat_frames(args.n, sender_id, users[1][2], args.proto)
-        transports = [t for _, t, _ in users]
-        for transport in transports:
-            transport.clear()
-
-        def settle() -> None:
-            """Proto-2 recipients acknowledge what they got (SEND_ACKs go out); the mids are
-            read from their inboxes, not parsed from their transports (no tool cost). The
-            loop sends faster than a client may (protocol.RATE): refill the buckets (the
-            sender's, and the recipients' for --ack-each), as the time a real client takes
-            would."""
-            for session, transport, _ in users:
-                session._tokens = BURST
+        try:
+            users = await _chatd_users(reactor, node.factory, max(2, args.group), args.proto)
+            sender, _, sender_id = users[0]
+            if args.group:
+                group_id = await _chatd_group(reactor, users)
+                frames = group_frames(args.n, sender_id, group_id, args.proto)
+            else:
+                frames = chat_frames(args.n, sender_id, users[1][2], args.proto)
+            transports = [t for _, t, _ in users]
+            for transport in transports:
                 transport.clear()
-                mids = list(session.inbox.unacked)
-                for start in range(0, len(mids), MAX_ACK_MIDS):  # as many as one ack may carry
-                    session.dataReceived(_line({"msgid": MsgId.RECV_ACK,
-                                                "mids": mids[start:start + MAX_ACK_MIDS]}))
 
-        def turn() -> Deferred[None]:
-            """Let the reactor run timers and the store's results (history writes)."""
-            return deferLater(reactor, 0, lambda: None)
+            def settle() -> None:
+                """Proto-2 recipients acknowledge what they got (SEND_ACKs go out); the mids are
+                read from their inboxes, not parsed from their transports (no tool cost). The
+                loop sends faster than a client may (protocol.RATE): refill the buckets (the
+                sender's, and the recipients' for --ack-each), as the time a real client takes
+                would."""
+                for session, transport, _ in users:
+                    session._tokens = BURST
+                    transport.clear()
+                    mids = list(session.inbox.unacked)
+                    for start in range(0, len(mids), MAX_ACK_MIDS):  # as many as one ack may carry
+                        session.dataReceived(_line({"msgid": MsgId.RECV_ACK,
+                                                    "mids": mids[start:start + MAX_ACK_MIDS]}))
 
-        copies = node.stats.routes[LOCAL]
-        fed = frames[:args.feed]
-        feed = _acking(sender.dataReceived, users[1:]) if args.ack_each else sender.dataReceived
-        await _loop(feed, fed, settle, turn, args)
-        _check(node.stats, node.stats.routes[LOCAL] - copies, len(fed) * (len(users) - 1))
-        await node.history.flush()
-        await node.stopService()
+            def turn() -> Deferred[None]:
+                """Let the reactor run timers and the store's results (history writes)."""
+                return deferLater(reactor, 0, lambda: None)
+
+            copies = node.stats.routes[LOCAL]
+            fed = frames[:args.feed]
+            feed = _acking(sender.dataReceived, users[1:]) if args.ack_each else sender.dataReceived
+            await _loop(feed, fed, settle, turn, args)
+            _check(node.stats, node.stats.routes[LOCAL] - copies, len(fed) * (len(users) - 1))
+            await node.history.flush()
+        finally:
+            await node.stopService()  # a refused set-up must not leave the pool running
 
 
 def _acking(feed: Callable[[bytes], None], receivers: list[tuple[Any, _Transport, int]]
