@@ -93,7 +93,7 @@ class ChatProtocol(Protocol):
     __slots__ = ("factory", "user_id", "name", "proto", "device", "since", "inbox", "address",
                  "paused", "last_seen", "_abort", "_seconds", "_dispatch", "_max_frame",
                  "_stats", "_frames", "_max_send", "_buffer", "_tokens", "_queued", "_gathered",
-                 "_gathers", "_out")
+                 "_gathers", "_out", "_sent_turn")
 
     def __init__(self, factory: "ChatFactory") -> None:
         self.factory = factory
@@ -118,6 +118,7 @@ class ChatProtocol(Protocol):
         self._gathered = factory.gathered
         self._gathers = False  # set at connectionMade: does the transport gain by it?
         self._out: list[bytes] | None = None  # this turn's frames, sent at its end
+        self._sent_turn = -1  # the last turn whose first frame went out at once
         self.last_seen = factory.clock.seconds()
 
     # Session
@@ -137,8 +138,14 @@ class ChatProtocol(Protocol):
         if out is not None:
             out.append(data)
         elif self._gathers:
-            self._out = [data]
-            self._gathered.add(self)
+            gathered = self._gathered
+            if self._sent_turn != gathered.turn:  # the turn's first: no waiting for its end
+                self._sent_turn = gathered.turn
+                gathered.touch()
+                write_now(self.transport, data)
+            else:
+                self._out = [data]
+                gathered.add(self)
         else:
             self.transport.write(data)
 

@@ -9,10 +9,13 @@ socket of a reading client is almost always writable, so when nothing is queued 
 it the frame goes to the kernel at once; what the kernel does not take, and every frame
 behind a queue, takes Twisted's path, so order and back-pressure stay Twisted's.
 
-A connection gathers the frames it gets in one turn and sends them joined when the turn ends
-(`Gathered`): one send for all of them, where one send each made group fan-out three times
-slower (a busy group: dozens of messages to each member per turn), and no `transport.write`
-per frame. Whatever closes the connection sends what it gathered first.
+A connection's first frame of a reactor turn leaves at once; the others it gets in the same
+turn are gathered and sent joined when the turn ends (`Gathered`): two sends at most, where
+one send each made group fan-out three times slower (a busy group: dozens of messages to each
+member per turn), and no `transport.write` per frame. Gathering the first frame too saved no
+CPU but held every one-to-one reply until the turn's other events were handled: the 1:1 p99
+went from 66-77 ms to 95-100 ms (docs/performance.md, round four). Whatever closes the
+connection sends what it gathered first.
 """
 
 from typing import Any, Protocol
@@ -48,22 +51,32 @@ class Flushable(Protocol):
 
 
 class Gathered:
-    """The connections that gathered frames in this reactor turn: each is flushed once the
-    turn ends (a `callLater(0)`, scheduled by the turn's first one), in the order they
-    gathered their first frame. Only a turn in which a frame was written costs a call."""
+    """Numbers the reactor's turns (`turn`) and holds the connections that gathered frames
+    in this one: each is flushed once the turn ends (a `callLater(0)`, scheduled by the
+    turn's first write), in the order they gathered. Only a turn in which a frame was
+    written costs a call."""
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._waiting: list[Flushable] = []
+        self.turn = 0
+        self._scheduled = False
+
+    def touch(self) -> None:
+        """A frame was written in this turn: the turn ends with a flush."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._clock.callLater(0, self._flush)
 
     def add(self, connection: Flushable) -> None:
-        """`connection` has its first frame of this turn."""
-        if not self._waiting:
-            self._clock.callLater(0, self._flush)
+        """`connection` gathered its first frame of this turn."""
+        self.touch()
         self._waiting.append(connection)
 
     def _flush(self) -> None:
         """Each connection on its own: one that fails does not keep the others' frames."""
+        self.turn += 1
+        self._scheduled = False
         waiting, self._waiting = self._waiting, []
         for connection in waiting:
             try:
