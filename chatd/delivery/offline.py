@@ -63,7 +63,7 @@ class Offline:
         self._retry_seconds = retry_seconds
         self._writes: set[Deferred[None]] = set()
         self._unsaved = 0  # frames not yet written, retries included
-        self._waiting = 0  # of those, frames waiting for a retry
+        self._waiting = 0  # of those, frames held since a failed write (the buffer)
         self._outage = False
 
     def pending(self) -> int:
@@ -173,28 +173,37 @@ class Offline:
 
     async def _with_retries(self, write: Callable[[], Awaitable[T]], frames: int) -> T:
         """Run `write` until it succeeds; raise GaveUp after the retries or when the buffer
-        of waiting frames is full. Errors other than an unreachable store are not retried."""
-        for delay in self._retry_seconds:
+        of waiting frames is full. Errors other than an unreachable store are not retried.
+
+        Frames count against the buffer from their first failure until they are stored or
+        given up, retries included: counted only while they slept between retries, a burst
+        got more frames in than the buffer holds whenever others were retrying."""
+        held = 0
+        try:
+            for delay in self._retry_seconds:
+                try:
+                    result = await write()
+                except ServiceUnavailable as e:
+                    if not held:
+                        if self._waiting + frames > self.buffer:
+                            raise GaveUp(f"--offline-buffer of {self.buffer} frames is full"
+                                         ) from e
+                        held = frames
+                        self._waiting += frames
+                    self._down(e)
+                else:
+                    self._up()
+                    return result
+                await deferLater(self._clock, delay, lambda: None)
             try:
                 result = await write()
             except ServiceUnavailable as e:
-                if self._waiting + frames > self.buffer:
-                    raise GaveUp(f"--offline-buffer of {self.buffer} frames is full") from e
-                self._down(e)
-            else:
-                self._up()
-                return result
-            self._waiting += frames
-            try:
-                await deferLater(self._clock, delay, lambda: None)
-            finally:
-                self._waiting -= frames
-        try:
-            result = await write()
-        except ServiceUnavailable as e:
-            raise GaveUp(f"store unreachable for {sum(self._retry_seconds):.0f} s: {e}") from e
-        self._up()
-        return result
+                raise GaveUp(f"store unreachable for {sum(self._retry_seconds):.0f} s: {e}"
+                             ) from e
+            self._up()
+            return result
+        finally:
+            self._waiting -= held
 
     def _down(self, error: Exception) -> None:
         if not self._outage:
