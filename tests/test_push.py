@@ -4,7 +4,7 @@ push says, mute and mentions, subscriptions refused or removed, FCM, and a push 
 hangs not slowing chat."""
 
 import time
-from statistics import median
+from collections.abc import Callable
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -274,13 +274,18 @@ class MentionTests(TestCase):
 class StalledServiceTests(TestCase):
     timeout = 120
     MESSAGES = 200
+    PUSH_TIMEOUT = 90  # seconds a hung push is waited for: far longer than the chat may take
 
     async def test_a_push_service_that_hangs_does_not_slow_chat(self):
+        """Every push worker stuck on a service that never answers and the push queue full:
+        chat must not wait for any of it. Were a message held by its push, the burst would
+        take at least PUSH_TIMEOUT; it must be done in a third of that even on a loaded
+        machine (it takes well under a second on a quiet one)."""
         service = await PushService.start(self)
         node = await start_node(self, None, *PUSH_ARGS, "--push-interval", "0",
                                 "--push-queue", "50", "--push-concurrency", "4",
-                                "--push-timeout", "1", "--push-retries", "0",
-                                "--push-vapid-key", self.mktemp())
+                                "--push-timeout", str(self.PUSH_TIMEOUT),
+                                "--push-retries", "0", "--push-vapid-key", self.mktemp())
         alice, bob, carol = [await user(self, node, n) for n in ("alice", "bob", "carol")]
         alice.auto_ack = carol.auto_ack = True
         gid = (await alice.request({"msgid": MsgId.CREATE_GROUP, "groupname": "g"},
@@ -290,39 +295,39 @@ class StalledServiceTests(TestCase):
         browser = service.subscription()
         await subscribe(bob, browser)
         await away(bob)
-        rates: dict[str, list[tuple[float, float]]] = {"answering": [], "hanging": []}
-        queue = node.node.push.queue
-        # Short rounds in adjacent pairs, in an order that balances a drift (bob's offline
-        # mailbox grows with every round); the median of the pairs' ratios.
-        order = "AHHAHAAHHAAHAHHA"  # Thue-Morse: balanced against a drift
-        for round_, state in enumerate("answering" if c == "A" else "hanging" for c in order):
-            service.answer(browser, 201 if state == "answering" else "hang")
-            rates[state].append(await self._rate(alice, carol, gid, round_))
-            await deferLater(1.5)  # the hung pushes time out before the service answers again
-        self.assertGreater(queue.stats.dropped, 0, "the stalled service filled the queue")
-        self.assertGreater(queue.stats.outcomes["sent"], 0)
-        # Wall-clock rates swing fivefold on a shared machine; the chat rate per CPU second
-        # is the steady measure (a stalled push service must add no work), and the wall
-        # clock must show no stall (chat waiting for pushes would halve it or worse).
-        for measure, least in ((0, 0.9), (1, 0.5)):
-            ratios = [h[measure] / a[measure]
-                      for a, h in zip(rates["answering"], rates["hanging"], strict=True)]
-            self.assertGreaterEqual(median(ratios), least, (measure, rates))
+        service.answer(browser, "hang")
+        hanging = service.inbox(browser.endpoint).hanging
+        await self._burst(alice, carol, gid, "a")
+        await self._until(lambda: len(hanging) == 4)
+        self.assertEqual(len(hanging), 4, "every worker is stuck on the service")
+        stats = node.node.push.queue.stats
+        dropped = stats.dropped
+        started = time.monotonic()
+        await self._burst(alice, carol, gid, "b")
+        self.assertLess(time.monotonic() - started, self.PUSH_TIMEOUT / 3)
+        await self._until(lambda: stats.dropped - dropped == self.MESSAGES)
+        self.assertEqual(stats.dropped - dropped, self.MESSAGES, "the queue was full")
+        self.assertEqual(stats.outcomes["sent"], 0)
+        self.assertEqual(len(hanging), 4)
 
-    async def _rate(self, alice: Client, carol: Client, gid: int,
-                    round_: int) -> tuple[float, float]:
-        """Group messages (each to an online and an offline subscribed member) per second of
-        this process's CPU (node, clients and push service), and per second of wall time."""
-        started, cpu = time.monotonic(), time.process_time()
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        """Wait (20 s at most) for what the push side does after chat has moved on."""
+        for _ in range(200):
+            if condition():
+                return
+            await deferLater(0.1)
+
+    async def _burst(self, alice: Client, carol: Client, gid: int, tag: str) -> None:
+        """MESSAGES group messages sent at once; each acknowledged to alice and delivered to
+        carol, in time for neither to have waited on a push."""
         for i in range(self.MESSAGES):
-            alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": "m",
-                        "cid": f"{round_}-{i}"})
+            alice.send({"msgid": MsgId.GROUP_CHAT, "groupid": gid, "msg": f"{tag}{i}",
+                        "cid": f"{tag}{i}"})
+        wait = self.PUSH_TIMEOUT / 3
         for i in range(self.MESSAGES):
-            await alice.recv(MsgId.SEND_ACK, cid=f"{round_}-{i}", timeout=30)
-        rates = (self.MESSAGES / (time.process_time() - cpu),
-                 self.MESSAGES / (time.monotonic() - started))
-        carol.frames.clear()
-        return rates
+            await alice.recv(MsgId.SEND_ACK, cid=f"{tag}{i}", timeout=wait)
+            got = await carol.recv(MsgId.GROUP_CHAT, cid=f"{tag}{i}", timeout=wait)
+            self.assertEqual(got["msg"], f"{tag}{i}")
 
 
 class ReadTests(TestCase):
