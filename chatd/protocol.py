@@ -159,7 +159,10 @@ class ChatProtocol(Protocol):
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.connected:
-            data = encode(frame)
+            self.send_data(encode(frame))
+
+    def send_data(self, data: bytes) -> None:
+        if self.connected:
             self._stats.bytes_out += len(data)
             self.write(data)
 

@@ -94,6 +94,19 @@ class ProtocolTests(TestCase):
 
     # framing
 
+    def test_every_frame_written_counts_in_the_bytes_sent_until_the_connection_ends(self):
+        proto, transport = self.connect()
+        stats = self.factory.stats
+        before = stats.bytes_out
+        proto.send({"msgid": MsgId.ERROR, "errno": 1})
+        proto.send_data(b'{"msgid":41,"cid":"c","mid":1,"errno":0}\n')
+        self.assertEqual(stats.bytes_out - before, len(transport.value()))
+        self.disconnect(proto)
+        proto.send_data(b'{"msgid":41,"cid":"c","mid":2,"errno":0}\n')
+        proto.send({"msgid": MsgId.ERROR, "errno": 1})
+        self.assertEqual(stats.bytes_out - before, len(transport.value()))
+        self.assertEqual(len(self.replies(transport)), 2)
+
     def test_lf_crlf_and_nul_end_frames(self):
         replies, transport = self.send(BEAT + b"\n" + BEAT + b"\r\n" + BEAT + b"\0")
         self.assertEqual([f["msgid"] for f in replies], [MsgId.HEARTBEAT] * 3)

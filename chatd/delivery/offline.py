@@ -178,32 +178,36 @@ class Offline:
         Frames count against the buffer from their first failure until they are stored or
         given up, retries included: counted only while they slept between retries, a burst
         got more frames in than the buffer holds whenever others were retrying."""
-        held = 0
         try:
-            for delay in self._retry_seconds:
-                try:
-                    result = await write()
-                except ServiceUnavailable as e:
-                    if not held:
-                        if self._waiting + frames > self.buffer:
-                            raise GaveUp(f"--offline-buffer of {self.buffer} frames is full"
-                                         ) from e
-                        held = frames
-                        self._waiting += frames
-                    self._down(e)
-                else:
-                    self._up()
-                    return result
-                await deferLater(self._clock, delay, lambda: None)
+            result = await write()
+        except ServiceUnavailable as e:
+            if self._waiting + frames > self.buffer:
+                raise GaveUp(f"--offline-buffer of {self.buffer} frames is full") from e
+            self._down(e)
+            error = e
+        else:
+            self._up()
+            return result
+        self._waiting += frames
+        try:
+            return await self._retry(write, error)
+        finally:
+            self._waiting -= frames
+
+    async def _retry(self, write: Callable[[], Awaitable[T]], error: Exception) -> T:
+        """`write` again after each of the retry delays; GaveUp when the last fails too."""
+        for delay in self._retry_seconds:
+            await deferLater(self._clock, delay, lambda: None)
             try:
                 result = await write()
             except ServiceUnavailable as e:
-                raise GaveUp(f"store unreachable for {sum(self._retry_seconds):.0f} s: {e}"
-                             ) from e
-            self._up()
-            return result
-        finally:
-            self._waiting -= held
+                self._down(e)
+                error = e
+            else:
+                self._up()
+                return result
+        raise GaveUp(f"store unreachable for {sum(self._retry_seconds):.0f} s: {error}"
+                     ) from error
 
     def _down(self, error: Exception) -> None:
         if not self._outage:

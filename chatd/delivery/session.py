@@ -30,7 +30,11 @@ class Session(Protocol):
         """Write one already-encoded frame, terminator included."""
 
     def send(self, frame: dict[str, Any]) -> None:
-        """Encode and write one frame."""
+        """Encode and write one frame, counted in the bytes sent to clients."""
+
+    def send_data(self, data: bytes) -> None:
+        """`send` for a frame already encoded (a template filled in): written and counted
+        only while the connection is open."""
 
     def hold(self, size: int) -> None:
         """Count `size` bytes held back for this client while paused; past the session's

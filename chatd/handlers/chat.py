@@ -166,10 +166,7 @@ class Chat:
             session.send({"msgid": SEND_ACK, "cid": sent.cid, "mid": sent.mid,
                           "errno": int(errno), "errmsg": ERRMSG[errno]})
             return
-        if session.connected:
-            data = _SEND_ACK % (encode_text(sent.cid).encode(), sent.mid)
-            self.stats.bytes_out += len(data)
-            session.write(data)
+        session.send_data(_SEND_ACK % (encode_text(sent.cid).encode(), sent.mid))
         self.stats.send_ack.observe(self.clock.seconds() - sent.arrived)
 
     def refuse_later(self, sent: "Sent", errno: Errno) -> None:
