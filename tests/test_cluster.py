@@ -124,6 +124,25 @@ class ClusterTests(TestCase):
                 await c.closed
             await deferLater(0.3)
 
+    async def test_a_login_before_the_nodes_first_redis_connection_waits_for_it(self):
+        """nginx sends clients to a node as soon as it listens, which is before it has
+        reached Redis: such a login used to get errno 130 (seen as a flaky test when the
+        machine was loaded). It waits for the connection instead."""
+        redis = start_redis()
+        self.addCleanup(redis.destroy)
+        args = ("--db", mysql_database(), "--redis", redis.url, "--node-id", "1")
+        node = await start_node(self, *args)
+        uid = await register(await connect(self, node), "carol")
+        await node.stop()
+        redis.stop()
+        await node.start()
+        early = await connect(self, node)
+        early.send({"msgid": MsgId.LOGIN, "id": uid, "password": "secret", "proto": 2})
+        await deferLater(0.5)
+        redis.start()
+        reply = await early.recv(MsgId.LOGIN_ACK, timeout=10)
+        self.assertEqual(reply["errno"], 0, reply)
+
     async def test_killed_node_users_go_offline_and_their_messages_wait(self):
         cluster = await Cluster(self).start()
         n1, n2, n3 = cluster.nodes

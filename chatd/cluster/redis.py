@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import txredisapi
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
+from twisted.internet.defer import TimeoutError as Late
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
@@ -63,6 +64,7 @@ PING_SECONDS = 30.0
 REPLY_TIMEOUT = 5
 SETTLE_SECONDS = 5.0  # at most, after a reconnect, for the other nodes to claim again
 SETTLE_POLL = 0.1
+FIRST_CONNECT_SECONDS = 5.0  # at most, for a login that comes before the first connection
 NOT_ASSERTED = b"-"  # the liveness key's value until the node has claimed again
 # Reconnecting to a master named by Sentinel: at once, then quickly (the sentinels are asked
 # each time, so there is no server to spare from a storm of attempts).
@@ -462,6 +464,7 @@ class RedisBus:
         self._asserted = NOT_ASSERTED  # the run id of the server this node claimed again on
         self._peers_before: set[bytes] = set()  # nodes heard before the bus went away
         self._settled: Deferred[None] | None = None
+        self._first: list[Deferred[None]] = []  # logins waiting for the first connection
         self._sub: _Subscriber | None = None
         self._cmd: _Commands | None = None
         self._held: dict[int, set[str]] = {}  # user -> sessions held here ("" = proto 1)
@@ -524,6 +527,9 @@ class RedisBus:
             if self._connected_before:
                 self.reconnects += 1
             self._connected_before = True
+            first, self._first = self._first, []
+            for d in first:
+                d.callback(None)
             self._settled = Deferred.fromCoroutine(self._settle(self._peers_before))
             if self.listener is not None:
                 self.listener.bus_reconnected()
@@ -676,6 +682,8 @@ class RedisBus:
     async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
                         takeover: bool) -> Claim:
         """Subscribe to the user's channel (and the device's), then claim the session."""
+        if not self._connected_before:
+            await self._first_connection()
         sub, cmd = self._sub, self._command()
         if sub is None:
             raise BusDown("redis is not connected")
@@ -704,6 +712,22 @@ class RedisBus:
         if claim.result != CLAIMED:
             self._drop(user_id, device)
         return claim
+
+    async def _first_connection(self) -> None:
+        """Wait, FIRST_CONNECT_SECONDS at most, for the node's first connection to Redis: a
+        node listens before it has one, and nginx sends it clients at once, whose logins and
+        registrations (claims, throttle counters) would otherwise be told to try again
+        (errno 130) in its first moments."""
+        d: Deferred[None] = Deferred()
+        self._first.append(d)
+        d.addTimeout(FIRST_CONNECT_SECONDS, self._reactor)
+        try:
+            await d
+        except Late:
+            pass  # not connected yet: the login's answer is errno 130
+        finally:
+            if d in self._first:
+                self._first.remove(d)
 
     async def _claim_after_lease(self, user_id: int, device: str, since: int,
                                  max_devices: int, mode: str, lapsing_ms: int) -> Claim:
@@ -834,6 +858,12 @@ class RedisBus:
         return self._counter(ask)
 
     def _counter(self, call: Any) -> Deferred[Any]:
+        if not self._connected_before:
+            return Deferred.fromCoroutine(self._first_connection()).addCallback(
+                lambda _: self._count(call))
+        return self._count(call)
+
+    def _count(self, call: Any) -> Deferred[Any]:
         try:
             return call(self._command()).addErrback(_down)
         except (BusDown, txredisapi.ConnectionError) as e:
