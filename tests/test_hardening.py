@@ -79,6 +79,11 @@ class LoginTests(TestCase):
                                 "--address-failures", "100000")
         owner = await connect(self, node)
         owner_id = await register(owner, "owner")
+        other = await connect(self, node)
+        other_id = await register(other, "other")
+        started = time.monotonic()
+        self.assertEqual((await login(other, other_id))["errno"], 0)
+        quiet = time.monotonic() - started  # one login on this machine, as loaded as it is
         flood = await connect(self, node)
         for i in range(3000):
             flood.send({"msgid": MsgId.LOGIN, "id": 1000 + i, "password": "guess"})
@@ -86,7 +91,9 @@ class LoginTests(TestCase):
         started = time.monotonic()
         ack = await login(owner, owner_id)
         self.assertEqual(ack["errno"], 0)
-        self.assertLess(time.monotonic() - started, 1.0)
+        # Behind the flood's queued hashes it would take thousands of logins' time; the
+        # flood's one hash in progress may be ahead of it, so a few.
+        self.assertLess(time.monotonic() - started, max(1.0, 10 * quiet))
 
     async def test_a_guesser_is_throttled_the_owner_is_not_and_the_throttle_lifts(self):
         node = await start_node(self, None, "--login-backoff", "2")
