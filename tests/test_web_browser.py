@@ -5,6 +5,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
+from chatd.codec import encode
 from chatd.messages import MsgId
 from chatd.web.site import web_factory
 from tests.browser import Browser
@@ -178,6 +179,21 @@ class BrowserTests(TestCase):
         ack = await terminal.recv(MsgId.SEND_ACK, cid="t1")
         self.assertEqual(ack["errno"], 0, "the browser acknowledged what it showed")
         await browser.do(browser.screenshots, "with-tcp")
+
+    async def test_a_burst_is_acknowledged_in_a_few_recv_acks_not_one_each(self):
+        web, browser, a_id, terminal = await browser_and_terminal(self)
+        await browser.do(browser.add_friend, terminal.user_id)
+        frames_in = web.node.node.stats.frames_in
+        before = frames_in[MsgId.RECV_ACK]
+        burst = 30
+        terminal.send(b"".join(encode({"msgid": MsgId.ONE_CHAT, "to": a_id, "msg": f"m{i}",
+                                       "cid": f"b{i}"}) for i in range(burst)), end=b"")
+        for i in range(burst):
+            ack = await terminal.recv(MsgId.SEND_ACK, cid=f"b{i}")
+            self.assertEqual(ack["errno"], 0, "the browser acknowledged every message")
+        acks = frames_in[MsgId.RECV_ACK] - before
+        self.assertGreater(acks, 0)
+        self.assertLess(acks, burst // 2, "read within 50 ms, acknowledged together")
 
     async def test_html_in_a_message_is_shown_as_text_and_runs_nothing(self):
         web = await web_node(self)

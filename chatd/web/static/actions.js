@@ -86,10 +86,10 @@ export function installActions(app) {
   function received(f) {
     switch (f.msgid) {
       case MsgId.RECALLED:
-        connection.send({ msgid: MsgId.RECV_ACK, mid: f.ack });
+        connection.ack(f.ack);
         return recall(f.mid, f.by);
       case MsgId.EDITED:
-        connection.send({ msgid: MsgId.RECV_ACK, mid: f.ack });
+        connection.ack(f.ack);
         return each(f.mid, (m) => { m.text = f.msg; m.edited = f.edited; });
       case MsgId.REACTION:
         return each(f.mid, (m) => reacted(m, f.id, f.emoji, f.on));

@@ -221,7 +221,7 @@ function keyOf(f) {
 }
 
 function incoming(f) {
-  connection.send({ msgid: MsgId.RECV_ACK, mid: f.mid });
+  connection.ack(f.mid);
   if (f.hidden) return;
   const key = keyOf(f);
   const conv = conversation(key);

@@ -6,6 +6,11 @@ import { MsgId } from "./wire.js";
 const HEARTBEAT_MS = 25000;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
+// Messages read within this long are acknowledged together, in one RECV_ACK with `mids`:
+// a burst (a busy group, the backlog after a reconnect) costs the server one frame, not one
+// a message. Far below the server's ack timeout; at most MAX_ACK_MIDS in one frame.
+const ACK_DELAY_MS = 50;
+const MAX_ACK_MIDS = 1000;
 
 // Message ids are 64-bit integers, past what a JavaScript number holds exactly: they travel
 // as JSON numbers and live here as decimal strings. Inside a JSON string a quote is always
@@ -45,6 +50,8 @@ export class Connection {
     this.stopped = false;
     this.lastSent = 0;
     this.retryTimer = null;
+    this.acks = [];
+    this.ackTimer = null;
     setInterval(() => this.beat(), 5000);
   }
 
@@ -69,6 +76,7 @@ export class Connection {
     socket.onclose = () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      this.acks = [];  // the server sends them again on the next link
       if (this.stopped) return this.handlers.closed(null);
       const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempt);
       const jittered = Math.round(delay * (0.5 + Math.random() / 2));
@@ -87,6 +95,26 @@ export class Connection {
     this.socket.send(serialize(frame));
     this.lastSent = Date.now();
     return true;
+  }
+
+  // Acknowledge one message (its mid, a decimal string) with the others read meanwhile.
+  ack(mid) {
+    this.acks.push(mid);
+    if (this.acks.length >= MAX_ACK_MIDS) {
+      this.sendAcks();
+    } else if (this.ackTimer === null) {
+      this.ackTimer = setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
+    }
+  }
+
+  sendAcks() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    const mids = this.acks;
+    this.acks = [];
+    if (!mids.length || !this.ready) return;
+    this.socket.send(`{"msgid":${MsgId.RECV_ACK},"mids":[${mids.join(",")}]}`);
+    this.lastSent = Date.now();
   }
 
   // Stop for good (logged out, or taken over by another login of this device).
