@@ -883,7 +883,7 @@ class RedisRepliesTests(SynchronousTestCase):
         bus = RedisBus("redis://127.0.0.1:1/0", 1, Clock(), {})
         conn = bus._command_factory.buildProtocol(None)
         conn.transport, conn.connected = StringTransport(), 1
-        bus._cmd = conn
+        bus._cmd, bus._connected_before = conn, True
         return bus, conn
 
     def test_plain_and_deferred_replies_keep_their_order(self):
