@@ -905,6 +905,14 @@ class RedisRepliesTests(SynchronousTestCase):
         conn.connectionLost(Failure(ConnectionDone()))
         self.failureResultOf(remaining, BusDown)
 
+    def test_a_claim_cut_off_by_a_lost_connection_is_the_bus_being_down(self):
+        """A login whose claim was on the wire when a failover cut the connection got
+        errno 131 (internal error) instead of 130 (try again)."""
+        bus, conn = self.connection()
+        claim = Deferred.fromCoroutine(bus._claim(conn, 7, "d", 0, 5, "login"))
+        conn.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(claim, BusDown)
+
     def test_a_lost_connection_answers_none_received(self):
         bus, conn = self.connection()
         answers: list[tuple[int, int]] = []

@@ -742,7 +742,8 @@ class RedisBus:
         args = [self.incarnation, user_channel(user_id), ALIVE_PREFIX, device, max_devices,
                 f"{DEVICE_PREFIX}{user_id}:", since, mode, LAPSING_MS]
         result, taken_from, spread, lapsing_ms = await cmd.send(
-            b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args])
+            b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args]
+        ).addErrback(_down)
         return Claim(int(result), taken_from or b"", int(spread) == 1, int(lapsing_ms))
 
     def unsubscribe(self, user_id: int, device: str) -> None:
