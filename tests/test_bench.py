@@ -249,6 +249,38 @@ class DevicesTests(SynchronousTestCase):
         self.assertEqual((row["ok"], row["lost"], row["dup"], row["device1_lost"]), (3, 1, 2, 1))
 
 
+class AckDelayTests(SynchronousTestCase):
+    """--ack-delay: the mids of the reads within the delay leave in one RECV_ACK, as the web
+    client sends them; without it each read is acknowledged at once."""
+
+    def acks_written(self, delay_ms: float, advance: float) -> list[dict[str, Any]]:
+        clock = MemoryReactorClock()
+        worker = Worker(clock)
+        worker.emit = lambda event: None  # type: ignore[method-assign]
+        worker.setup({"proto": 2, "ws": False, "password": "pw", "targets": [],
+                      "users": [[0, "a", 10], [1, "b", 11]], "ack_delay": delay_ms})
+        for user in worker.users:
+            user.online = True
+            BenchConn(worker, user).makeConnection(TcpStringTransport())
+        worker.start_phase(ChatPhase(worker, {"pairs": 1, "messages": 3, "deadline": 0}))
+        receiver = worker.users[1].conn
+        assert receiver is not None
+        for mid in (1, 2, 3):
+            receiver.dataReceived(b'{"msgid":%d,"id":10,"to":11,"msg":"B|c|0|%d|1","mid":%d}\n'
+                                  % (MsgId.ONE_CHAT, mid - 1, mid))
+        clock.advance(advance)
+        return [json.loads(line) for line in receiver.transport.value().splitlines()]
+
+    def test_reads_within_the_delay_share_one_recv_ack(self) -> None:
+        self.assertEqual(self.acks_written(50, 0.049), [])
+        self.assertEqual(self.acks_written(50, 0.05), [
+            {"msgid": MsgId.RECV_ACK, "mids": [1, 2, 3]}])
+
+    def test_without_a_delay_each_read_is_acknowledged_at_once(self) -> None:
+        self.assertEqual(self.acks_written(0, 0), [
+            {"msgid": MsgId.RECV_ACK, "mids": [mid]} for mid in (1, 2, 3)])
+
+
 async def run_bench(testcase: TestCase, *args: str, code: int = 0
                     ) -> tuple[int, str, dict[str, Any]]:
     """Run chatd-bench as a user would; its exit status (`code` expected), stdout and JSON

@@ -133,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     a("--proto", type=int, choices=(1, 2), default=1,
       help="1: the original dialect (what the performance targets use); 2: cids, SEND_ACK "
            "and RECV_ACK (1)")
+    a("--ack-delay", type=bounded(float, 0.0), default=0.0, metavar="MS",
+      help="proto 2: gather the mids read within MS milliseconds into one RECV_ACK, as the "
+           "web client does with 50; 0 acknowledges each read at once (0)")
     a("--ws", action="store_true",
       help="connect over WebSocket: the targets are the nodes' --web endpoints (path /ws), "
            "one frame per text message")

@@ -112,7 +112,7 @@ class Bench:
             "pairs": 0, "group_size": 0, "group_messages": opts.group_messages,
             "idle": 0, "idle_seconds": opts.idle_seconds, "timeout": opts.timeout,
             "max_time": opts.max_time, "window": opts.window, "run_id": opts.run_id,
-            "devices": opts.devices}
+            "devices": opts.devices, "ack_delay": opts.ack_delay}
         self.max_time_reached = False
 
     async def run(self) -> dict[str, Any]:
@@ -137,7 +137,7 @@ class Bench:
                  for i in self.ranges[wid]]
         return {"cmd": "setup", "users": users, "targets": opts.addresses, "proto": opts.proto,
                 "ws": opts.ws, "password": opts.password, "timeout": opts.timeout,
-                "devices": opts.devices}
+                "devices": opts.devices, "ack_delay": opts.ack_delay}
 
     def worker_of(self, user: int) -> int:
         return next(w for w, r in enumerate(self.ranges) if user in r)

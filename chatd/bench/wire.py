@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import ujson
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
@@ -72,7 +73,8 @@ class User:
 class BenchConn(Protocol):
     """A user's connection. Frames go to the worker's current phase: the payloads of a read
     as one list, the rest as decoded dicts. In proto 2 every received chat frame is
-    acknowledged with one RECV_ACK per read, not one per frame."""
+    acknowledged with one RECV_ACK per read, not one per frame, or with --ack-delay one
+    for the reads of that many milliseconds."""
 
     def __init__(self, worker: Worker, user: User, device: int = 0) -> None:
         self.worker = worker
@@ -83,6 +85,7 @@ class BenchConn(Protocol):
         """The payloads an extra device has received, to count its duplicates."""
         self._buffer = b""
         self._mids: list[bytes] = []
+        self._acks_due: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
@@ -93,6 +96,9 @@ class BenchConn(Protocol):
         self.worker.phase.on_connected(self)
 
     def connectionLost(self, reason: Failure) -> None:
+        if self._acks_due is not None:
+            self._acks_due.cancel()
+            self._acks_due = None
         if self.device:
             self.user.extra[self.device - 1] = None
             self.worker.phase.on_device_lost(self, reason.getErrorMessage())
@@ -126,8 +132,12 @@ class BenchConn(Protocol):
                 phase.on_device_payloads(self, payloads)
             else:
                 phase.on_payloads(self, payloads)
-        if self._mids:
-            self._send_acks()
+        if self._mids and self._acks_due is None:
+            delay = self.worker.ack_delay
+            if delay:
+                self._acks_due = self.worker.reactor.callLater(delay, self._send_acks)
+            else:
+                self._send_acks()
         if len(self._buffer) > MAX_BUFFER:
             self.transport.abortConnection()
 
@@ -157,6 +167,7 @@ class BenchConn(Protocol):
             self._mids.append(match.group(1))
 
     def _send_acks(self) -> None:
+        self._acks_due = None
         mids, self._mids = self._mids, []
         for i in range(0, len(mids), MAX_MIDS):
             batch = b",".join(mids[i:i + MAX_MIDS])

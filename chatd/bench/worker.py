@@ -56,6 +56,8 @@ class Worker:
         self.history_checks: dict[User, list[HistoryCheck]] = {}
         """What the history phase verifies: the conversations the loops filled."""
         self.ws = False
+        self.ack_delay = 0.0
+        """Seconds a received mid may wait to share a RECV_ACK with later ones (--ack-delay)."""
         self.password = ""
         self.cid_prefix = b"%x" % time_ns()
         """Proto 2 cids are this, the phase's letter and the sequence number: the server
@@ -105,6 +107,7 @@ class Worker:
         self.config = cmd
         self.proto = cmd["proto"]
         self.devices = cmd.get("devices", 1)
+        self.ack_delay = cmd.get("ack_delay", 0.0) / 1000
         self.ws = cmd["ws"]
         self.password = cmd["password"]
         self.targets = [(host, port) for host, port in cmd["targets"]]
