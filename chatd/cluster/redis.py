@@ -380,12 +380,13 @@ class _Commands(_MasterOnly, _LeanReplies, txredisapi.RedisProtocol):
     """
 
     def send(self, *args: bytes) -> Deferred[Any]:
+        """One command; BusDown when the connection is down or is lost before the reply."""
         if not self.connected:
-            raise txredisapi.ConnectionError("Not connected")
+            raise BusDown("redis is not connected")
         request = [b"*%d\r\n" % len(args)]
         request += [b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args]
         self.transport.write(b"".join(request))
-        return self.replyQueue.get().addCallback(self.handle_reply)
+        return self.replyQueue.get().addCallback(_lean_reply)
 
     def publish(self, channel: bytes, payload: bytes, answer: "_Answer") -> None:
         """PUBLISH, its reply going to `answer` in the queue's order (the caller has checked
@@ -599,7 +600,7 @@ class RedisBus:
                 if not waiting or self._reactor.seconds() >= deadline:
                     break
                 await deferLater(self._reactor, SETTLE_POLL, lambda: None)
-        except (BusDown, txredisapi.ConnectionError):
+        except BusDown:
             return  # gone again: logins are refused until it is back
         if waiting:
             log.warn("{target}: nodes {nodes} did not claim their sessions again within "
@@ -676,8 +677,8 @@ class RedisBus:
         self.publishes += 1
         try:
             return self._command().send(b"PUBLISH", channel, payload)
-        except (BusDown, txredisapi.ConnectionError) as e:
-            return fail(BusDown(str(e)))
+        except BusDown as e:
+            return fail(e)
 
     async def subscribe(self, user_id: int, device: str, since: int, max_devices: int,
                         takeover: bool) -> Claim:
@@ -742,8 +743,7 @@ class RedisBus:
         args = [self.incarnation, user_channel(user_id), ALIVE_PREFIX, device, max_devices,
                 f"{DEVICE_PREFIX}{user_id}:", since, mode, LAPSING_MS]
         result, taken_from, spread, lapsing_ms = await cmd.send(
-            b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args]
-        ).addErrback(_down)
+            b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args])
         return Claim(int(result), taken_from or b"", int(spread) == 1, int(lapsing_ms))
 
     def unsubscribe(self, user_id: int, device: str) -> None:
@@ -831,8 +831,8 @@ class RedisBus:
             return succeed(where)
         try:
             d = self._command().send(b"MGET", *[b"%s%d" % (SESSION_KEY, u) for u in unknown])
-        except (BusDown, txredisapi.ConnectionError) as e:
-            return fail(BusDown(str(e)))
+        except BusDown as e:
+            return fail(e)
         return d.addCallback(self._located, self.locations.epoch, unknown, where)
 
     def _located(self, nodes: list[bytes | None], epoch: int, user_ids: list[int],
@@ -904,6 +904,16 @@ def _bytes(value: str | bytes | int) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode()
+
+
+def _lean_reply(reply: object) -> object:
+    """A reply to `_Commands.send`: an error reply raised; a command lost with its
+    connection is the bus being down, which callers expect."""
+    if isinstance(reply, Exception):
+        if isinstance(reply, txredisapi.ConnectionError):
+            raise BusDown(str(reply))
+        raise reply
+    return reply
 
 
 def _down(failure: Any) -> None:
