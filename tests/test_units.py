@@ -913,6 +913,37 @@ class RedisRepliesTests(SynchronousTestCase):
         conn.connectionLost(Failure(ConnectionDone()))
         self.failureResultOf(claim, BusDown)
 
+    def test_cids_are_remembered_and_settled_in_order_with_other_replies(self):
+        bus, conn = self.connection()
+        answers: list[tuple[int, bool] | None] = []
+        bus.remember(7, "c1", 41, answers.append)
+        mget = conn.send(b"MGET", b"chatd:session:7")
+        bus.settle(7, "c1", 41)
+        bus.remember(7, "c2", 42, answers.append)
+        bus.remember(7, "\u4f60\ud800", 43, answers.append)
+        sent = conn.transport.value()
+        self.assertIn(b"$3\r\nSET\r\n$14\r\nchatd:cid:7:c1\r\n$2\r\n41\r\n$2\r\nNX\r\n"
+                      b"$2\r\nPX\r\n$6\r\n600000\r\n$3\r\nGET\r\n", sent)
+        self.assertIn(b"chatd:cid:7:c1\r\n$4\r\n41 s\r\n$2\r\nXX\r\n", sent)
+        self.assertIn("chatd:cid:7:\u4f60".encode(), sent)
+        conn.dataReceived(b"$-1\r\n*1\r\n$4\r\n2.ab\r\n+OK\r\n$4\r\n40 s\r\n"
+                          b"-ERR wrong\r\n")
+        self.assertEqual(answers, [None, (40, True), None])
+        self.assertEqual(self.successResultOf(mget), [b"2.ab"])
+
+    def test_a_cid_asked_of_a_lost_or_absent_connection_counts_as_new(self):
+        """The message is then stored and delivered as new, as on a node alone."""
+        bus, conn = self.connection()
+        answers: list[tuple[int, bool] | None] = []
+        bus.remember(7, "c1", 41, answers.append)
+        bus.settle(7, "c0", 40)
+        conn.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(answers, [None])
+        bus._cmd = None
+        bus.remember(7, "c2", 42, answers.append)
+        bus.settle(7, "c2", 42)
+        self.assertEqual(answers, [None, None])
+
     def test_a_lost_connection_answers_none_received(self):
         bus, conn = self.connection()
         answers: list[tuple[int, int]] = []
