@@ -2,10 +2,10 @@
 
 Every chat carries a `cid` and stays in the outbox until SEND_ACK; after a reconnect the session
 logs in again by itself (with the resume token of its last login, or the password when the
-token is refused) and re-sends the outbox. Every chat received is acknowledged with
-RECV_ACK and shown once, however often the server delivers it (dedupe by `mid` and by
-sender + `cid`). Each login names this client's device and catches up with SYNC from the last
-mid the device has seen (client/conversations.py keeps it).
+token is refused) and re-sends the outbox. Every chat received is acknowledged with RECV_ACK
+(those read within 50 ms in one frame, client/acks.py) and shown once, however often the server
+delivers it (dedupe by `mid` and by sender + `cid`). Each login names this client's device and
+catches up with SYNC from the last mid the device has seen (client/conversations.py keeps it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from chatd.messages import REPLY, Errno, MsgId
 from client import actions, display, notify
 from client.accounts import describe_event
+from client.acks import Acks, ack_frames
 from client.conversations import Conversations
 from client.files import Files
 from client.history import HistoryFailed, fetch_history, sync_pages
@@ -33,7 +34,6 @@ from client.state import LastMids
 
 CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 15.0
-MAX_MIDS_PER_ACK = 1000
 REMEMBERED_MESSAGES = 10_000
 REMEMBERED_NAMES = 10_000
 
@@ -139,6 +139,7 @@ class Session:
             typing_shown or (lambda person: show([display.typing(person)])))
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
+        self._acks = Acks(clock, self._send_ack)
         self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
         self.places = actions.Places(lambda: (self.me or {}).get("id"))
         self._until_online = _Waiters(clock)
@@ -255,7 +256,7 @@ class Session:
             reply: Deferred[Frame] = Deferred(lambda _: setattr(self, "_request", None))
             reply.addTimeout(REPLY_TIMEOUT, self._clock, onTimeoutCancel=_no_reply)
             self._request = _Request(frame, reply)
-            self._connection.send_frame(frame)
+            self._write(frame)
             return await reply
 
     # Chat: fire and forget for the caller; the outbox makes it reliable.
@@ -287,7 +288,7 @@ class Session:
         frame = {**fields, "time": self._now(), "cid": cid}
         self._outbox[cid] = Outgoing(frame, text)
         if self._online and self._connection is not None:
-            self._connection.send_frame(frame)
+            self._write(frame)
         else:
             self._show([display.info(f"not connected; {text} will be sent after reconnecting")])
 
@@ -317,6 +318,7 @@ class Session:
             return
         self._connection = None
         self._online = False
+        self._acks.drop()
         if self._request is not None:
             request, self._request = self._request, None
             request.reply.errback(RequestFailed("connection lost before the server answered"))
@@ -380,7 +382,8 @@ class Session:
             self._show([display.unread(entry, self._named(entry))
                         for entry in reply.get("unread") or [] if isinstance(entry, dict)])
         mids = [self._kept(frame) for frame in reply.get("offlinemsg") or []]
-        self._acknowledge([mid for mid in mids if mid is not None])
+        for ack in ack_frames([mid for mid in mids if mid is not None]):
+            self._send_ack(ack)
         self._go_online()
 
     async def _login_again(self, credentials: _Credentials) -> None:
@@ -412,7 +415,7 @@ class Session:
             self._show([display.info(
                 f"re-sending {len(self._outbox)} message(s) not yet confirmed by the server")])
             for out in self._outbox.values():
-                self._connection.send_frame(out.frame)
+                self._write(out.frame)
         self._until_online.fire()
 
     def _forget_user(self) -> None:
@@ -495,17 +498,29 @@ class Session:
     def close(self) -> None:
         """The client is leaving: no more reconnect news; the last mid is written."""
         self.closing = True
+        self._acks.flush()
         self.conversations.end()
 
     def _send(self, frame: Frame) -> None:
         """Send a frame that is worth nothing later (READ, TYPING) if connected now."""
         if self._online and self._connection is not None:
+            self._write(frame)
+
+    def _write(self, frame: Frame) -> None:
+        """Send a frame on the current connection, after the acks waiting: the server has
+        those first."""
+        self._acks.flush()
+        if self._connection is not None:
+            self._connection.send_frame(frame)
+
+    def _send_ack(self, frame: Frame) -> None:
+        if self._connection is not None:
             self._connection.send_frame(frame)
 
     def _chat_received(self, frame: Frame) -> None:
         mid = self._kept(frame)
         if mid is not None:
-            self._acknowledge([mid])
+            self._acks.add(mid)
 
     def _kept(self, frame: Frame) -> int | None:
         """Show a chat message or a message action once; the id to acknowledge (a stored
@@ -531,15 +546,6 @@ class Session:
             self._show([notify.shown(self.describe(frame), frame, (self.me or {}).get("id"))])
             self.conversations.shown(frame)
         return frame.get("mid")
-
-    def _acknowledge(self, mids: list[int]) -> None:
-        if self._connection is None:
-            return
-        for start in range(0, len(mids), MAX_MIDS_PER_ACK):
-            chunk = mids[start:start + MAX_MIDS_PER_ACK]
-            ack = {"msgid": MsgId.RECV_ACK, "mid": chunk[0]} if len(chunk) == 1 else {
-                "msgid": MsgId.RECV_ACK, "mids": chunk}
-            self._connection.send_frame(ack)
 
     def _send_acked(self, frame: Frame) -> None:
         out = self._outbox.pop(frame.get("cid"), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from chatd.messages import Errno, MsgId
 from client import actions
+from client.acks import ACK_DELAY
 from client.commands import CommandError
 from tests.test_client_conversations import TIME, ConversationCase, chat, group_chat
 
@@ -49,6 +50,7 @@ class ActionCommandTests(ConversationCase):
     def test_reply_goes_to_the_conversation_of_the_message(self) -> None:
         self.wire.receive(chat(40, msg="lunch?"))
         self.wire.receive(group_chat(41))
+        self.clock.advance(ACK_DELAY)
         self.wire.sent()
         [one] = self.type("reply:40:yes")
         self.assertEqual({k: one[k] for k in ("msgid", "to", "msg", "reply_to")},
@@ -73,8 +75,9 @@ class ActionCommandTests(ConversationCase):
             "recalled: bob recalled a message (#40)",
             "edited: [2]bob edited #41 in group [3]: new",
             "reaction: [2]bob reacted 🎉 on #42"])
+        self.clock.advance(ACK_DELAY)
         acks = [f for f in self.wire.sent() if f["msgid"] == MsgId.RECV_ACK]
-        self.assertEqual([f["mid"] for f in acks], [90, 91])
+        self.assertEqual([f["mids"] for f in acks], [[90, 91]])
 
     def test_history_names_mids_and_shows_quotes_edits_recalls_reactions(self) -> None:
         self.type("history:2:4")

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.messages import Errno, MsgId
+from client.acks import ACK_DELAY
 from client.controller import Controller
 from client.protocol import ChatConnectionFactory
 from client.session import RequestFailed, Session
@@ -123,8 +124,47 @@ class DeliveryTests(SessionCase):
         frame = {**OFFLINE[0], "msg": "live", "mid": 200}
         wire.receive(frame)
         wire.receive(frame)
+        self.clock.advance(ACK_DELAY)
+        wire.receive(frame)
+        self.clock.advance(ACK_DELAY)
         self.assertEqual(self.take_shown(), ["2026-11-26 09:00:00 [2]bob said: live"])
         self.assertEqual(wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 200}] * 2)
+
+    def test_messages_read_within_the_ack_delay_are_acknowledged_in_one_frame(self) -> None:
+        """A burst costs the server one RECV_ACK, not one a message (as the web client)."""
+        wire = self.log_in()
+        for mid in (200, 201, 202):
+            wire.receive({**OFFLINE[0], "cid": f"b.{mid}", "mid": mid})
+        self.assertEqual(wire.sent(), [])
+        self.clock.advance(ACK_DELAY)
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.RECV_ACK, "mids": [200, 201, 202]}])
+        self.clock.advance(ACK_DELAY)
+        self.assertEqual(wire.sent(), [])
+
+    def test_a_full_frame_of_acks_leaves_at_once(self) -> None:
+        wire = self.log_in()
+        for mid in range(1, 1001):
+            wire.receive({**OFFLINE[0], "cid": f"b.{mid}", "mid": mid})
+        self.assertEqual([len(ack["mids"]) for ack in wire.sent()], [1000])
+
+    def test_waiting_acks_go_before_any_other_frame(self) -> None:
+        """A LOGOUT ahead of them would have the server store those messages offline."""
+        wire = self.log_in()
+        wire.receive({**OFFLINE[0], "mid": 200})
+        Deferred.fromCoroutine(self.session.logout())
+        self.assertEqual(wire.sent(), [{"msgid": MsgId.RECV_ACK, "mid": 200},
+                                       {"msgid": MsgId.LOGOUT}])
+
+    def test_acks_waiting_on_a_lost_connection_are_not_sent_on_the_next(self) -> None:
+        """The server delivers those messages again on the new connection; they are
+        acknowledged there (and shown once)."""
+        wire = self.log_in()
+        wire.receive({**OFFLINE[0], "mid": 200})
+        wire.lose()
+        again = self.connect()
+        self.clock.advance(ACK_DELAY)
+        self.assertEqual(wire.sent() + again.sent(), [
+            {"msgid": MsgId.LOGIN, "id": 1, "token": "t1", "proto": 2, "device": "default"}])
 
     def test_resent_message_with_new_mid_shown_once(self) -> None:
         wire = self.log_in(OFFLINE)
