@@ -32,7 +32,7 @@ from chatd.delivery.inbound import Inbound
 from chatd.delivery.offline import DEFAULT_OFFLINE_BUFFER, DEFAULT_OFFLINE_QUOTA, Offline
 from chatd.delivery.router import DEFAULT_ACK_TIMEOUT, Router
 from chatd.delivery.session import Session
-from chatd.gcpauses import Pauses, freeze, widen_young_generation
+from chatd.gcpauses import Pauses, freeze
 from chatd.handlers.accountdata import AccountData
 from chatd.handlers.accounts import Accounts
 from chatd.handlers.actions import (
@@ -732,9 +732,7 @@ def makeService(options: Options) -> IService:
 
 
 def freeze_set_up() -> None:
-    """Take what the node built at start out of the garbage collector's walks, and widen the
-    young generation (chatd/gcpauses.py); only in a twistd process, where nothing built
-    before is garbage and no other code shares the collector's settings."""
-    log.info("{objects} objects of the node's set-up frozen out of garbage collections; "
-             "young collections every {young} new objects", objects=freeze(),
-             young=widen_young_generation())
+    """Take what the node built at start out of the garbage collector's walks
+    (chatd/gcpauses.py); only in a twistd process, where nothing built before is garbage."""
+    log.info("{objects} objects of the node's set-up frozen out of garbage collections",
+             objects=freeze())

@@ -2,7 +2,6 @@
 that the test stops, the admin API's token, `chatd-admin` against a real two-node cluster,
 JSON logs, and the Grafana dashboard's queries against a real scrape."""
 
-import gc
 import json
 import os
 import re
@@ -26,7 +25,6 @@ from twisted.web.http_headers import Headers
 from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
-from chatd.gcpauses import YOUNG_THRESHOLD, Pauses, widen_young_generation
 from chatd.logformat import (
     ROLLBACK_QUIET_SECONDS,
     LineObserver,
@@ -151,26 +149,10 @@ class CollectorTests(TestCase):
         after = await scrape(f"http://127.0.0.1:{port}")
         self.assertGreater(after[("chatd_gc_frozen_objects", ())], 10_000)
         self.assertIn("objects of the node's set-up frozen", node.log())
-        self.assertIn(f"young collections every {YOUNG_THRESHOLD} new objects", node.log())
-        for generation in "012":  # 20 logins may not fill a young generation of 5,000
-            count = after[("chatd_gc_pause_seconds_count", (("generation", generation),))]
-            self.assertEqual(after[("chatd_gc_pause_seconds_bucket", (
-                ("generation", generation), ("le", "+Inf")))], count)
-
-    def test_each_collection_is_timed_by_generation(self):
-        pauses = Pauses()
-        pauses.start()
-        self.addCleanup(pauses.stop)
-        gc.collect(0)
-        gc.collect(2)
-        young, _, full = (sum(h.counts) for h in pauses.by_generation)
-        self.assertGreaterEqual((young, full), (1, 1))
-
-    def test_young_collections_wait_for_the_wider_threshold(self):
-        before = gc.get_threshold()
-        self.addCleanup(gc.set_threshold, *before)
-        widen_young_generation()
-        self.assertEqual(gc.get_threshold(), (YOUNG_THRESHOLD, *before[1:]))
+        young = after[("chatd_gc_pause_seconds_count", (("generation", "0"),))]
+        self.assertGreater(young, 0, "20 logins made young collections")
+        self.assertEqual(after[("chatd_gc_pause_seconds_bucket", (("generation", "0"),
+                                                                   ("le", "+Inf")))], young)
 
 
 class HealthTests(TestCase):
