@@ -2,6 +2,7 @@
 that the test stops, the admin API's token, `chatd-admin` against a real two-node cluster,
 JSON logs, and the Grafana dashboard's queries against a real scrape."""
 
+import gc
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from twisted.web.http_headers import Headers
 from chatd.admin import admin_site
 from chatd.admin_cli import _parser, request_for, table
 from chatd.devservers import create_database
+from chatd.gcpauses import Pauses
 from chatd.logformat import (
     ROLLBACK_QUIET_SECONDS,
     LineObserver,
@@ -153,6 +155,15 @@ class CollectorTests(TestCase):
         self.assertGreater(young, 0, "20 logins made young collections")
         self.assertEqual(after[("chatd_gc_pause_seconds_bucket", (("generation", "0"),
                                                                    ("le", "+Inf")))], young)
+
+    def test_each_collection_is_timed_by_generation(self):
+        pauses = Pauses()
+        pauses.start()
+        self.addCleanup(pauses.stop)
+        gc.collect(0)
+        gc.collect(2)
+        young, _, full = (sum(h.counts) for h in pauses.by_generation)
+        self.assertGreaterEqual((young, full), (1, 1))
 
 
 class HealthTests(TestCase):
