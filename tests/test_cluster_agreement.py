@@ -84,6 +84,10 @@ class AgreementTests(TestCase):
         first = await self.node(1, "--admin", f"tcp:{ports[0]}:interface=127.0.0.1",
                                 redis_db=1)
         await eventually(lambda: _healthy(ports[0]), 10, "the first node is healthy")
+        # healthy comes before the join's window ends: frozen within it, the first node
+        # would wake up still joining and refuse to start instead
+        await eventually(lambda: _succeed("joined the cluster" in first.log()), 10,
+                         "the first node has joined")
         os.kill(first.pid, signal.SIGSTOP)
         self.addCleanup(os.kill, first.pid, signal.SIGCONT)
         second = await self.node(2, "--admin", f"tcp:{ports[1]}:interface=127.0.0.1",
