@@ -375,8 +375,9 @@ class _Commands(_MasterOnly, _LeanReplies, txredisapi.RedisProtocol):
     txredisapi's execute_command builds each request piece by piece and chains three Deferreds
     and a time-out per call: a third of a node's time under cross-node chat. `send` is one
     write and one Deferred from the same reply queue, so it stays in order with the other
-    commands, and `publish` (a copy's PUBLISH) one write and a plain callback; a dead link is
-    still found by the PINGs, which keep their time-out.
+    commands, and `publish` (a copy's PUBLISH, encoded in one format) and `ask` (the cid
+    registry's SETs) one write and a plain callback; a dead link is still found by the PINGs,
+    which keep their time-out.
     """
 
     def send(self, *args: bytes) -> Deferred[Any]:
@@ -394,8 +395,7 @@ class _Commands(_MasterOnly, _LeanReplies, txredisapi.RedisProtocol):
         self.replyQueue.waiting.append(answer)
 
     def publish(self, channel: bytes, payload: bytes, answer: "_Answer") -> None:
-        """PUBLISH, its reply going to `answer` in the queue's order (the caller has checked
-        that the connection is up)."""
+        """`ask` for PUBLISH, the command of every cross-node copy, in one format."""
         self.transport.write(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
                              % (len(channel), channel, len(payload), payload))
         self.replyQueue.waiting.append(answer)
@@ -685,6 +685,11 @@ class RedisBus:
             raise BusDown("redis is not connected")
         return self._cmd
 
+    def _lean(self) -> _Commands | None:
+        """The command connection for `ask`, or None while it is down."""
+        cmd = self._cmd
+        return cmd if cmd is not None and cmd.connected else None
+
     def publish(self, user_id: int, payload: bytes) -> Deferred[int]:
         """PUBLISH on the user's channel; fires with the number of nodes that got it."""
         return self.publish_raw(user_channel(user_id), payload)
@@ -706,8 +711,8 @@ class RedisBus:
     def _carry(self, channel: bytes, payload: bytes, answered: Callable[[int, int], None],
                token: int) -> None:
         self.publishes += 1
-        cmd = self._cmd
-        if cmd is None or not cmd.connected:
+        cmd = self._lean()
+        if cmd is None:
             answered(0, token)
             return
         cmd.publish(channel, payload, _Answer(answered, token))
@@ -850,16 +855,16 @@ class RedisBus:
         """SET NX GET: one round trip both records our mid and returns an earlier one. On
         the lean path: two commands of every proto-2 message in a cluster went through
         txredisapi's execute_command, a third of the node's time under cross-node chat."""
-        cmd = self._cmd
-        if cmd is None or not cmd.connected:
+        cmd = self._lean()
+        if cmd is None:
             then(None)
             return
         cmd.ask(_CidEntry(then), b"SET", _cid_key(sender, cid), b"%d" % mid, b"NX", b"PX", CID_MS,
                 b"GET")
 
     def settle(self, sender: int, cid: str, mid: int) -> None:
-        cmd = self._cmd
-        if cmd is not None and cmd.connected:
+        cmd = self._lean()
+        if cmd is not None:
             cmd.ask(_IGNORED, b"SET", _cid_key(sender, cid), b"%d s" % mid, b"XX", b"PX", CID_MS)
 
     def locate(self, user_ids: list[int]) -> Deferred[dict[int, bytes]]:
