@@ -80,8 +80,9 @@ class MetricsPage(Resource):
 
 
 class HealthPage(Resource):
-    """200 when the node listens, its store and bus answer and no other node of the cluster
-    uses other settings; 503 naming what failed."""
+    """200 when the node listens, its store and bus answer and it has joined its cluster
+    with the same settings as every other node; 503 naming what failed. A node still
+    joining may yet refuse to start, so it is not reported healthy."""
 
     isLeaf = True
 
@@ -104,9 +105,14 @@ class HealthPage(Resource):
                                            "failing": failing, **parts}
 
     def _agreement(self) -> str:
-        """Whether the other nodes share this one's settings (chatd/cluster/agreement.py)."""
+        """Whether this node has joined (chatd/cluster/agreement.py) and the other nodes
+        share its settings; a node alone has nothing to join."""
         agreement = self.node.router.bus.agreement
-        conflicts = agreement.conflicts() if agreement is not None else []
+        if agreement is None:
+            return "ok"
+        if not agreement.joined:
+            return "joining"
+        conflicts = agreement.conflicts()
         return f"failing: {'; '.join(conflicts)}" if conflicts else "ok"
 
     def _probe(self, d: Deferred[Any]) -> Deferred[str]:

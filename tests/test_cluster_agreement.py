@@ -7,6 +7,8 @@ import os
 import re
 import signal
 
+from twisted.internet import reactor
+from twisted.internet.error import ConnectError
 from twisted.trial.unittest import TestCase
 
 from chatd.cluster.agreement import JOIN_SECONDS
@@ -83,11 +85,9 @@ class AgreementTests(TestCase):
         ports = [free_port(), free_port()]
         first = await self.node(1, "--admin", f"tcp:{ports[0]}:interface=127.0.0.1",
                                 redis_db=1)
-        await eventually(lambda: _healthy(ports[0]), 10, "the first node is healthy")
-        # healthy comes before the join's window ends: frozen within it, the first node
+        # healthy once joined: frozen earlier, within the join's window, the first node
         # would wake up still joining and refuse to start instead
-        await eventually(lambda: _succeed("joined the cluster" in first.log()), 10,
-                         "the first node has joined")
+        await eventually(lambda: _healthy(ports[0]), 10, "the first node is healthy")
         os.kill(first.pid, signal.SIGSTOP)
         self.addCleanup(os.kill, first.pid, signal.SIGCONT)
         second = await self.node(2, "--admin", f"tcp:{ports[1]}:interface=127.0.0.1",
@@ -104,6 +104,30 @@ class AgreementTests(TestCase):
             self.assertEqual(sorted(re.findall(r"node (\d)\.", body["cluster"])), ["1", "2"])
             self.assertIn("the cluster is misconfigured: Redis database number", node.log())
 
+    async def test_a_node_is_not_healthy_until_it_has_joined(self):
+        """A node may still refuse to start while it is joining, so /health says so (503,
+        `joining`) until it has joined; a frozen node that cannot answer its hello makes it
+        wait out the join's whole window. (/health said 200 as soon as the bus answered.)"""
+        first = await self.node(1)
+        await eventually(lambda: _succeed("joined the cluster" in first.log()), 10,
+                         "the first node has joined")
+        os.kill(first.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, first.pid, signal.SIGCONT)
+        port = free_port()
+        second = await self.node(2, "--admin", f"tcp:{port}:interface=127.0.0.1")
+        began, seen = reactor.seconds(), []
+        code, cluster = await _cluster(port)
+        while code != 200 and reactor.seconds() < began + 15:
+            seen.append(cluster)
+            await deferLater(0.05)
+            code, cluster = await _cluster(port)
+        self.assertEqual((code, cluster), (200, "ok"))
+        self.assertIn("joining", seen)
+        self.assertGreater(reactor.seconds() - began, JOIN_SECONDS / 2,
+                           "unhealthy while it waited for the frozen node")
+        self.assertIn("did not answer in time",
+                      await second.logged("did not answer in time", 2))
+
 
 async def _succeed(value: bool) -> bool:
     return value
@@ -112,6 +136,15 @@ async def _succeed(value: bool) -> bool:
 async def _health(port: int) -> tuple[int, dict]:
     code, body = await http(f"http://127.0.0.1:{port}/health")
     return code, json.loads(body)
+
+
+async def _cluster(port: int) -> tuple[int | None, str]:
+    """/health's code and its `cluster` part; (None, "") while the listener is not up."""
+    try:
+        code, body = await _health(port)
+    except ConnectError:
+        return None, ""
+    return code, body["cluster"]
 
 
 async def _healthy(port: int) -> bool:
