@@ -10,12 +10,28 @@ from tests.test_web_browser import browser_and_terminal, pair, web_node
 
 
 def menu(browser, text: str, choice: str) -> None:
-    """Open the menu of the message showing `text` and click `choice`."""
-    item = next(e for e in browser.all("#messages .message")
-                if e.find_element("css selector", ".text").text == text)
-    item.find_element("css selector", ".more").click()
-    browser.wait(lambda: browser.all(".action-menu button"), "the menu")
-    next(b for b in browser.all(".action-menu button") if b.text == choice).click()
+    """Open the menu of the message showing `text` and click `choice`. The list may be
+    drawn again between finding an element and clicking it (a receipt, a reply), so each
+    click is a wait's attempt, tried again on a stale element (it failed once in CI)."""
+    def open_menu() -> bool:
+        return click(next((e.find_element("css selector", ".more")
+                           for e in browser.all("#messages .message")
+                           if e.find_element("css selector", ".text").text == text), None))
+
+    def pick() -> bool:
+        return click(next((b for b in browser.all(".action-menu button") if b.text == choice),
+                          None))
+
+    browser.wait(open_menu, f"the message {text!r}")
+    browser.wait(pick, f"{choice!r} in the menu")
+
+
+def click(element) -> bool:
+    """Click `element` when there is one; whether it was clicked."""
+    if element is None:
+        return False
+    element.click()
+    return True
 
 
 def bubbles(browser) -> list[tuple[str, str]]:
