@@ -510,10 +510,10 @@ class Session:
         """Send a frame on the current connection, after the acks waiting: the server has
         those first."""
         self._acks.flush()
-        if self._connection is not None:
-            self._connection.send_frame(frame)
+        self._send_ack(frame)
 
     def _send_ack(self, frame: Frame) -> None:
+        """Send a frame on the current connection as it comes (the acks themselves)."""
         if self._connection is not None:
             self._connection.send_frame(frame)
 
