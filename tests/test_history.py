@@ -18,12 +18,24 @@ def frame(mid: int, sender: int, to: int) -> dict:
     return {"msgid": 6, "id": sender, "to": to, "msg": f"m{mid}", "mid": mid}
 
 
+class CountingClock(Clock):
+    """A fake clock that counts the calls scheduled on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scheduled = 0
+
+    def callLater(self, delay, f, *args, **kw):
+        self.scheduled += 1
+        return super().callLater(delay, f, *args, **kw)
+
+
 class HistoryWriterTests(TestCase):
 
     def setUp(self) -> None:
         self.store = open_store(f"sqlite:{self.mktemp()}.sqlite3")
         self.addCleanup(self.store.close)
-        self.clock = Clock()
+        self.clock = CountingClock()
         self.clock.advance(time.time())
         self.writer = HistoryWriter(self.store, self.clock, days=90)
         self.batches: list[int] = []
@@ -58,6 +70,19 @@ class HistoryWriterTests(TestCase):
         self.clock.advance(0)
         await self.writer.flush()
         self.assertEqual(self.batches, [history.FLUSH_ROWS])
+
+    async def test_messages_arriving_during_a_write_schedule_nothing_each(self):
+        """They wait for the running write's end, which writes them next: rescheduling a
+        timer for each (as the writer once did past a full batch) cost the reactor a
+        callLater and a cancel a message while the database was busy."""
+        self.record(range(1, history.FLUSH_ROWS + 1))
+        self.clock.advance(0)  # a full batch: its write starts
+        scheduled = self.clock.scheduled
+        self.record(range(history.FLUSH_ROWS + 1, 3 * history.FLUSH_ROWS + 1))
+        self.assertEqual(self.clock.scheduled, scheduled)
+        await self.writer.flush()
+        self.assertEqual(self.batches, [history.FLUSH_ROWS, 2 * history.FLUSH_ROWS])
+        self.assertEqual(await self.kept(), list(range(1, 3 * history.FLUSH_ROWS + 1)))
 
     async def test_a_repeated_mid_is_kept_once_and_both_sides_read_it(self):
         self.record([5, 5], sender=3, to=1)

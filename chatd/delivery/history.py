@@ -23,7 +23,10 @@ log = Logger()
 
 DEFAULT_DAYS = 90
 FLUSH_SECONDS = 0.25
-FLUSH_ROWS = 2000
+# A batch is a burst of the database's work (7-10 us a row in MariaDB) on cores it may share
+# with the node: 2,000 rows put the 1:1 p99 at 1.2-1.7 x the bare relay's, 500 at 1.05-1.26
+# for the same rate (docs/performance.md, round seven).
+FLUSH_ROWS = 500
 RETRY_SECONDS = 1.0
 MAX_PENDING = 200_000
 EXPIRE_SECONDS = 60.0
@@ -41,6 +44,7 @@ class HistoryWriter:
         self._rows: list[HistoryRow] = []  # frames with their line end
         self._timer: Any = None
         self._writing: Deferred[None] | None = None
+        self._failed = False  # the last write failed: the next waits RETRY_SECONDS
         self._expirer = LoopingCall(self.expire)
         self._expirer.clock = clock
 
@@ -66,11 +70,14 @@ class HistoryWriter:
             row = (mid, min(sender, to), max(sender, to), sender, data)
         else:
             row = (mid, 0, group_id, sender, data)
-        self._rows.append(row)
-        if len(self._rows) >= FLUSH_ROWS:
+        rows = self._rows
+        rows.append(row)
+        if self._writing is not None:
+            return  # the running write's end starts the next
+        if self._timer is None:
+            self._write_soon(0 if len(rows) >= FLUSH_ROWS else FLUSH_SECONDS)
+        elif len(rows) == FLUSH_ROWS and not self._failed:
             self._write_soon(0)
-        elif self._timer is None:
-            self._write_soon(FLUSH_SECONDS)
 
     def forget(self, mid: int) -> None:
         """A message was refused after it was recorded (its recipient does not exist)."""
@@ -105,8 +112,16 @@ class HistoryWriter:
             log.failure("history: writing {n} messages", n=len(rows))
         finally:
             self._writing = None
-        if self._rows and (failed or self._timer is None):
-            self._write_soon(RETRY_SECONDS if failed else FLUSH_SECONDS)
+        self._failed = failed
+        if self._rows:
+            self._write_soon(self._next_delay())
+
+    def _next_delay(self) -> float:
+        """When to write what came during a write: a full batch at once, after a failure
+        not before RETRY_SECONDS."""
+        if self._failed:
+            return RETRY_SECONDS
+        return 0 if len(self._rows) >= FLUSH_ROWS else FLUSH_SECONDS
 
     def _keep_for_retry(self, rows: list[Any], error: Exception) -> None:
         self._rows = rows + self._rows
