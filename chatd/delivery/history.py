@@ -74,10 +74,8 @@ class HistoryWriter:
         rows.append(row)
         if self._writing is not None:
             return  # the running write's end starts the next
-        if self._timer is None:
-            self._write_soon(0 if len(rows) >= FLUSH_ROWS else FLUSH_SECONDS)
-        elif len(rows) == FLUSH_ROWS and not self._failed:
-            self._write_soon(0)
+        if self._timer is None or (len(rows) == FLUSH_ROWS and not self._failed):
+            self._write_soon(self._next_delay())
 
     def forget(self, mid: int) -> None:
         """A message was refused after it was recorded (its recipient does not exist)."""
@@ -117,8 +115,8 @@ class HistoryWriter:
             self._write_soon(self._next_delay())
 
     def _next_delay(self) -> float:
-        """When to write what came during a write: a full batch at once, after a failure
-        not before RETRY_SECONDS."""
+        """When to write what is gathered: a full batch at once, after a failure not before
+        RETRY_SECONDS, otherwise FLUSH_SECONDS from now."""
         if self._failed:
             return RETRY_SECONDS
         return 0 if len(self._rows) >= FLUSH_ROWS else FLUSH_SECONDS
