@@ -139,7 +139,7 @@ class Session:
             typing_shown or (lambda person: show([display.typing(person)])))
         self._outbox: dict[str, Outgoing] = {}
         self._seen = _Recent(REMEMBERED_MESSAGES)
-        self._acks = Acks(clock, self._send_ack)
+        self._acks = Acks(clock, self._send_now)
         self._cids = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count(1))
         self.places = actions.Places(lambda: (self.me or {}).get("id"))
         self._until_online = _Waiters(clock)
@@ -383,7 +383,7 @@ class Session:
                         for entry in reply.get("unread") or [] if isinstance(entry, dict)])
         mids = [self._kept(frame) for frame in reply.get("offlinemsg") or []]
         for ack in ack_frames([mid for mid in mids if mid is not None]):
-            self._send_ack(ack)
+            self._send_now(ack)
         self._go_online()
 
     async def _login_again(self, credentials: _Credentials) -> None:
@@ -510,10 +510,10 @@ class Session:
         """Send a frame on the current connection, after the acks waiting: the server has
         those first."""
         self._acks.flush()
-        self._send_ack(frame)
+        self._send_now(frame)
 
-    def _send_ack(self, frame: Frame) -> None:
-        """Send a frame on the current connection as it comes (the acks themselves)."""
+    def _send_now(self, frame: Frame) -> None:
+        """Send a frame on the current connection as it comes: the acks, and `_write` after them."""
         if self._connection is not None:
             self._connection.send_frame(frame)
 
