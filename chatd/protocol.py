@@ -37,6 +37,7 @@ DEFAULT_MAX_FRAME = 65536
 DEFAULT_IDLE_TIMEOUT = 90.0
 DEFAULT_MAX_SEND_BUFFER = 1 << 20
 CLOSE_GRACE = 30.0  # seconds a connection closed for its send buffer has to drain
+RELEASE_WAIT = 2.0  # seconds an ended session waits for its claim's release to close
 # Seconds of silence before login; long enough for a person at the original client's menu,
 # which connects before showing it.
 DEFAULT_LOGIN_TIMEOUT = 300.0
@@ -169,6 +170,12 @@ class ChatProtocol(Protocol):
     def close(self) -> None:
         self.flush()
         self.transport.loseConnection()
+
+    def end(self) -> None:
+        waited: Deferred[None] = Deferred()
+        self.factory.end(self).addBoth(waited.callback)
+        waited.addTimeout(RELEASE_WAIT, self.factory.clock)
+        waited.addBoth(lambda _: self.close())
 
     def abort(self) -> None:
         """Close at once: like what Twisted still holds, what this turn gathered is
@@ -401,7 +408,7 @@ class ChatFactory(Factory):
     """Builds the chat port's sessions and closes the ones that went silent (WebSocket
     sessions too)."""
 
-    def __init__(self, dispatch: dict[int, Handler], end: Callable[[Session], None],
+    def __init__(self, dispatch: dict[int, Handler], end: Callable[[Session], Deferred[None]],
                  stats: Stats, clock: IReactorTime, connections: Connections,
                  max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,

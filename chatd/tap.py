@@ -463,8 +463,9 @@ class ChatNode(MultiService):
 
     push: PushService  # set by build_node
 
-    def __init__(self, context: Context, factory: ChatFactory, end: Callable[[Session], None],
-                 operator: Operator, media: Media) -> None:
+    def __init__(self, context: Context, factory: ChatFactory,
+                 end: Callable[[Session], Deferred[None]], operator: Operator,
+                 media: Media) -> None:
         super().__init__()
         self.media = media
         self.context = context

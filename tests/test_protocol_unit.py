@@ -11,6 +11,7 @@ from typing import Any
 
 import ujson
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -368,6 +369,30 @@ class ProtocolTests(TestCase):
         self.assertIn(proto, self.factory.sessions)
         self.disconnect(proto)
         self.assertNotIn(proto, self.factory.sessions)
+
+    # ending a session (a kick, a ban, a password change)
+
+    def ended(self, released: Deferred) -> StringTransport:
+        """A session ended by the node while releasing its device takes `released`."""
+        self.factory.end = lambda session: released
+        proto, transport = self.connect()
+        proto.login(1, "alice", 2)
+        proto.end()
+        return transport
+
+    def test_an_ended_session_closes_once_its_device_is_released(self):
+        released = Deferred()
+        transport = self.ended(released)
+        self.assertFalse(transport.disconnecting, "still listed as a device: not closed yet")
+        released.callback(None)
+        self.assertTrue(transport.disconnecting)
+
+    def test_an_ended_session_closes_after_2_s_when_the_release_is_not_answered(self):
+        transport = self.ended(Deferred())
+        self.clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
 
     # sockets
 

@@ -68,8 +68,9 @@ class Bus(Protocol):
         `device` is "" (original dialect), else one of up to `max_devices` devices
         (`takeover`: even when another node holds this device)."""
 
-    def unsubscribe(self, user_id: int, device: str) -> None:
-        """Release the session's claim, and the user's channel with the last one here."""
+    def unsubscribe(self, user_id: int, device: str) -> Deferred[None]:
+        """Release the session's claim, and the user's channel with the last one here; fires
+        once the release is done (at once when there is nothing to release), never fails."""
 
     async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
                       ) -> list[tuple[int, str]]:

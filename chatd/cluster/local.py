@@ -64,8 +64,8 @@ class LocalBus:
         """The router's own rules for its sessions are all there is."""
         return Claim(CLAIMED)
 
-    def unsubscribe(self, user_id: int, device: str) -> None:
-        return None
+    def unsubscribe(self, user_id: int, device: str) -> Deferred[None]:
+        return succeed(None)
 
     async def reclaim(self, held: list[tuple[int, str, int]], max_devices: int
                       ) -> list[tuple[int, str]]:

@@ -790,11 +790,12 @@ class RedisBus:
             b"EVAL", CLAIM_SCRIPT, b"2", *[_bytes(a) for a in _keys(user_id) + args])
         return Claim(int(result), taken_from or b"", int(spread) == 1, int(lapsing_ms))
 
-    def unsubscribe(self, user_id: int, device: str) -> None:
-        if self._drop(user_id, device) and self._cmd is not None:
-            script, args = (RELEASE_DEVICE, [self.incarnation, device]) if device else (
-                RELEASE, [self.incarnation])
-            self._cmd.eval(script, _keys(user_id), args).addErrback(lambda f: None)
+    def unsubscribe(self, user_id: int, device: str) -> Deferred[None]:
+        if not self._drop(user_id, device) or self._cmd is None:
+            return succeed(None)
+        script, args = (RELEASE_DEVICE, [self.incarnation, device]) if device else (
+            RELEASE, [self.incarnation])
+        return self._cmd.eval(script, _keys(user_id), args).addBoth(lambda _: None)
 
     def _drop(self, user_id: int, device: str) -> bool:
         """Forget a session held here and leave its channels; False if it was not held."""

@@ -7,6 +7,7 @@ every device of the user on every node and are never stored. A user whose device
 several nodes is "spread": what reaches this node's devices is copied to the others.
 """
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -183,12 +184,15 @@ class Router:
         else:
             self._inboxes[user_id] = rest
 
-    def detach(self, inbox: Inbox) -> None:
-        """The session ended: release its claim and store what it had not acknowledged."""
+    def detach(self, inbox: Inbox) -> Deferred[None]:
+        """The session ended: release its claim and store what it had not acknowledged;
+        fires once the claim is released cluster-wide."""
+        released: Deferred[None] = succeed(None)
         if inbox in self.user_inboxes(inbox.user_id):
             self._remove(inbox)
-            self.bus.unsubscribe(inbox.user_id, inbox.device)
+            released = self.bus.unsubscribe(inbox.user_id, inbox.device)
         self.offline.keep(inbox.user_id, inbox.drain(), announce=True)
+        return released
 
     def spread(self, user_id: int) -> None:
         """Another node says the user's devices are on several nodes now."""

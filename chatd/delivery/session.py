@@ -42,3 +42,7 @@ class Session(Protocol):
 
     def close(self) -> None:
         """End the connection (what it had in flight is handled by connection loss)."""
+
+    def end(self) -> None:
+        """Stop being its user's at once, then close the connection once its device's claim
+        is released: a client that saw the close never finds the session still listed."""

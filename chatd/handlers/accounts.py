@@ -4,6 +4,7 @@ and the end of a session however it comes (logout, disconnect, a device taken ov
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from chatd.delivery.session import Session
@@ -113,15 +114,18 @@ class Accounts:
             log.info("user {uid} logged out", uid=user_id)
         session.send({"msgid": MsgId.LOGOUT_ACK, "errno": 0})
 
-    def end(self, session: Session) -> None:
-        """The session stops being its user's (logout or disconnect); nothing in flight is lost."""
+    def end(self, session: Session) -> Deferred[None]:
+        """The session stops being its user's (logout, disconnect, an ending); nothing in
+        flight is lost. Fires once its device's claim is released cluster-wide."""
         inbox = session.inbox
         session.inbox = None
         session.logout()
-        if inbox is not None:
-            self.router.detach(inbox)
-            if not self.router.online_here(inbox.user_id):
-                self.blocks.drop(inbox.user_id)
+        if inbox is None:
+            return succeed(None)
+        released = self.router.detach(inbox)
+        if not self.router.online_here(inbox.user_id):
+            self.blocks.drop(inbox.user_id)
+        return released
 
     def taken_over(self, session: Session) -> None:
         """A login took this session's device (here or on another node): tell the client,

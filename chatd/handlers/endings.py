@@ -13,8 +13,9 @@ KINDS = {"kicked": Errno.KICKED, "banned": Errno.BANNED,
 
 def end_sessions(router: Router, stats: Stats, user_id: int, kind: str,
                  spare: Session | None = None) -> int:
-    """Tell the user's sessions here (each device but `spare`) why, then close them; how
-    many were closed."""
+    """Tell the user's sessions here (each device but `spare`) why, then end them: each
+    closes once its device is released, so its client never sees it listed again; how many
+    were ended."""
     ended = 0
     for inbox in router.user_inboxes(user_id):
         session = inbox.session
@@ -24,7 +25,7 @@ def end_sessions(router: Router, stats: Stats, user_id: int, kind: str,
             session.send({"msgid": MsgId.NOTICE, "kind": kind})
         else:
             send_error(session, stats, ChatError(KINDS.get(kind, Errno.KICKED)))
-        session.close()
+        session.end()
         ended += 1
     return ended
 
