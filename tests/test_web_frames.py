@@ -1,5 +1,6 @@
 """The WebSocket frames a client sends, as the node reads them (chatd.web.frames), and a
-ChatSocket on a StringTransport: what a client gets back for each of them (RFC 6455)."""
+ChatSocket on a StringTransport that takes socket options as TCP does: what a client gets
+back for each of them (RFC 6455)."""
 
 import os
 
@@ -7,7 +8,6 @@ import ujson
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -26,6 +26,7 @@ from chatd.web.frames import (
     frame,
 )
 from chatd.web.socket import ChatSocket
+from tests.test_protocol_unit import TcpTransport
 
 BEAT = b'{"msgid":18}'
 
@@ -155,7 +156,7 @@ class ChatSocketTests(TestCase):
         node = build_node(options, clock)
         self.addCleanup(node.store.close)
         self.socket = ChatSocket(node.factory, IPv4Address("TCP", "127.0.0.1", 40000))
-        self.tcp = StringTransport()
+        self.tcp = TcpTransport()
         self.tcp.registerProducer(self, True)  # as the HTTP channel is when the upgrade comes
         self.socket.makeConnection(self.tcp)
         self.addCleanup(self._lost)
@@ -223,6 +224,12 @@ class ChatSocketTests(TestCase):
         self.assertEqual(ujson.loads(error)["errno"], 108)
         self.assertEqual(close, (CLOSE, (1000).to_bytes(2, "big")))
         self.assertTrue(self.tcp.disconnecting)
+
+    def test_the_connection_has_the_chat_ports_socket_options(self):
+        """No Nagle delay on small frames, keepalive for a browser that vanished: a WebSocket
+        session's TCP connection is set up as a TCP session's is."""
+        self.assertIs(self.tcp.nodelay, True)
+        self.assertIs(self.tcp.keepalive, True)
 
     def test_each_line_written_at_once_is_its_own_message(self):
         self.socket.chat.transport.write(b'{"a":1}\n')

@@ -54,6 +54,20 @@ class FrameTransport:
             return frame(data[:-1])
         return b"".join(frame(line) for line in data.split(b"\n") if line)
 
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """As on the chat port (ChatProtocol sets it): a small frame leaves at once instead of
+        waiting behind Nagle's algorithm for the client's ACK of the one before."""
+        self._socket_option("setTcpNoDelay", enabled)
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        """As on the chat port: a browser that vanished without a FIN is noticed."""
+        self._socket_option("setTcpKeepAlive", enabled)
+
+    def _socket_option(self, name: str, enabled: bool) -> None:
+        setter = getattr(self._tcp, name, None)  # none on a test's StringTransport
+        if setter is not None:
+            setter(enabled)
+
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
 
