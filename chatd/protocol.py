@@ -172,6 +172,7 @@ class ChatProtocol(Protocol):
         self.transport.loseConnection()
 
     def end(self) -> None:
+        # A Deferred of its own to time out: the timeout must not cancel the release itself.
         waited: Deferred[None] = Deferred()
         self.factory.end(self).addBoth(waited.callback)
         waited.addTimeout(RELEASE_WAIT, self.factory.clock)
